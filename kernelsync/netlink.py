@@ -1,0 +1,476 @@
+"""rtnetlink hot path: routes and nexthop objects packed with ``struct``, many per ``send()``.
+
+Mirrors include/uapi/linux/netlink.h (nlmsghdr, nlmsgerr), rtnetlink.h (rtmsg, RTA_*, RTM_*),
+nexthop.h (nhmsg, NHA_*, struct nexthop_grp, NHA_RES_GROUP_*), if_link.h (IFLA_*).
+
+Batches: every message carries its own sequence number; only the last of a chunk asks for an
+ACK (NLM_F_ACK).  The kernel answers each *failed* message with NLMSG_ERROR carrying that
+sequence number, in order, before the last ACK, so failures map back to operations.  The
+receive buffer is forced large (SO_RCVBUFFORCE, 64 MiB); ENOBUFS means replies or events were
+lost and the caller must resync by dump (:class:`ResyncNeeded`).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from .model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, KNexthop, Link, RouteKey
+from .planner import NH_DEL, NH_SET, ROUTE_DEL, ROUTE_SET
+
+NETLINK_ROUTE = 0
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NETLINK_GET_STRICT_CHK = 12
+SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE = 32
+
+NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP_INTR = 0x10
+NLM_F_DUMP = 0x300
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
+NLM_F_ACK_TLVS = 0x200
+NLMSGERR_ATTR_MSG = 1
+
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR = 20, 21
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_GETNEXTHOP = 104, 105, 106
+
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 30
+RTN_UNICAST = 1
+RT_SCOPE_UNIVERSE = 0
+RT_TABLE_COMPAT = 252
+
+NHA_ID, NHA_GROUP, NHA_GROUP_TYPE, NHA_BLACKHOLE, NHA_OIF, NHA_GATEWAY = 1, 2, 3, 4, 5, 6
+NHA_FDB, NHA_RES_GROUP = 11, 12
+NHA_RES_GROUP_BUCKETS, NHA_RES_GROUP_IDLE_TIMER, NHA_RES_GROUP_UNBALANCED_TIMER = 1, 2, 3
+NLA_F_NESTED = 0x8000
+
+IFLA_IFNAME = 3
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+
+# multicast groups (include/uapi/linux/rtnetlink.h enum rtnetlink_groups)
+RTNLGRP_LINK = 1
+RTNLGRP_IPV4_IFADDR = 5
+RTNLGRP_IPV6_IFADDR = 9
+RTNLGRP_NEXTHOP = 32
+
+_HDR = struct.Struct("=IHHII")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_NHMSG = struct.Struct("=BBBBI")
+_IFINFO = struct.Struct("=BxHiII")
+_NLA = struct.Struct("=HH")
+_U32 = struct.Struct("=I")
+_ERR = struct.Struct("=i")
+
+# whole route messages: nlmsghdr, rtmsg, RTA_TABLE, RTA_DST, RTA_PRIORITY[, RTA_NH_ID]
+_ROUTE_SET = {
+    AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI HHI"),
+    AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI HHI"),
+}
+_ROUTE_DEL = {
+    AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI"),
+    AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI"),
+}
+_SET_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
+CHUNK_BYTES = 256 * 1024
+
+
+class NetlinkError(OSError):
+    """A kernel refusal: ``errno`` plus the kernel's extended-ack message when it sent one."""
+
+
+class ResyncNeeded(Exception):
+    """Replies or notifications were lost (ENOBUFS, interrupted dump): re-read by dump."""
+
+
+def _nla(nla_type: int, payload: bytes) -> bytes:
+    length = 4 + len(payload)
+    return _NLA.pack(length, nla_type) + payload + b"\0" * (-length & 3)
+
+
+def encode_nexthop(seq: int, obj: KNexthop, flags: int) -> bytes:
+    """RTM_NEWNEXTHOP for ``obj`` (struct nhmsg + NHA_*).  NHA_GROUP entries are
+    ``struct nexthop_grp {u32 id; u8 weight; u8 weight_high; u16 resvd}`` and the kernel
+    stores weight - 1; NHA_RES_GROUP must carry NLA_F_NESTED."""
+    attrs = [_nla(NHA_ID, _U32.pack(obj.id))]
+    if obj.group:
+        grp = b"".join(struct.pack("=IBBH", i, (w - 1) & 0xFF, (w - 1) >> 8, 0) for i, w in obj.group)
+        attrs.append(_nla(NHA_GROUP, grp))
+        attrs.append(_nla(NHA_GROUP_TYPE, struct.pack("=H", obj.grp_type)))
+        if obj.grp_type == GRP_RES and obj.res is not None:
+            buckets, idle, unbalanced = obj.res
+            nested = (_nla(NHA_RES_GROUP_BUCKETS, struct.pack("=H", buckets))
+                      + _nla(NHA_RES_GROUP_IDLE_TIMER, _U32.pack(idle))
+                      + _nla(NHA_RES_GROUP_UNBALANCED_TIMER, _U32.pack(unbalanced)))
+            attrs.append(_nla(NHA_RES_GROUP | NLA_F_NESTED, nested))
+        family = 0
+    elif obj.blackhole:
+        attrs.append(_nla(NHA_BLACKHOLE, b""))
+        family = obj.family
+    else:
+        attrs.append(_nla(NHA_OIF, _U32.pack(obj.oif)))
+        if obj.gateway is not None:
+            attrs.append(_nla(NHA_GATEWAY, obj.gateway))
+        family = obj.family
+    body = _NHMSG.pack(family, 0, obj.protocol, 0, 0) + b"".join(attrs)
+    return _HDR.pack(16 + len(body), RTM_NEWNEXTHOP, flags, seq, 0) + body
+
+
+def encode_nexthop_del(seq: int, nh_id: int, flags: int) -> bytes:
+    body = _NHMSG.pack(0, 0, 0, 0, 0) + _nla(NHA_ID, _U32.pack(nh_id))
+    return _HDR.pack(16 + len(body), RTM_DELNEXTHOP, flags, seq, 0) + body
+
+
+def encode_route_set(seq: int, key: RouteKey, nh_id: int, protocol: int, flags: int) -> bytes:
+    table, family, dst, plen, metric = key
+    st = _ROUTE_SET[family]
+    alen = len(dst) + 4
+    return st.pack(st.size, RTM_NEWROUTE, flags, seq, 0,
+                   family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
+                   RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                   8, RTA_TABLE, table, alen, RTA_DST, dst, 8, RTA_PRIORITY, metric, 8, RTA_NH_ID, nh_id)
+
+
+def encode_route_del(seq: int, key: RouteKey, protocol: int, flags: int) -> bytes:
+    table, family, dst, plen, metric = key
+    st = _ROUTE_DEL[family]
+    return st.pack(st.size, RTM_DELROUTE, flags, seq, 0,
+                   family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
+                   RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                   8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric)
+
+
+def iter_nlas(data, offset: int, end: int) -> Iterator[Tuple[int, int, int]]:
+    """Yield ``(type without flags, payload start, payload end)`` of the attributes in
+    ``data[offset:end]``."""
+    unpack = _NLA.unpack_from
+    while offset + 4 <= end:
+        length, nla_type = unpack(data, offset)
+        if length < 4:
+            break
+        yield nla_type & 0x3FFF, offset + 4, offset + length
+        offset += (length + 3) & ~3
+
+
+def parse_nexthop(data, offset: int, end: int) -> Optional[KNexthop]:
+    """Decode one RTM_NEWNEXTHOP body (nhmsg + attributes) into a :class:`KNexthop`."""
+    family, _scope, protocol, _resvd, _flags = _NHMSG.unpack_from(data, offset)
+    nh_id = oif = 0
+    gateway = None
+    group: Tuple[Tuple[int, int], ...] = ()
+    grp_type = GRP_MPATH
+    res = None
+    blackhole = fdb = False
+    for nla_type, start, stop in iter_nlas(data, offset + 8, end):
+        if nla_type == NHA_ID:
+            nh_id = _U32.unpack_from(data, start)[0]
+        elif nla_type == NHA_OIF:
+            oif = _U32.unpack_from(data, start)[0]
+        elif nla_type == NHA_GATEWAY:
+            gateway = bytes(data[start:stop])
+        elif nla_type == NHA_GROUP:
+            group = tuple(sorted((i, w + (wh << 8) + 1) for i, w, wh, _ in
+                                 struct.iter_unpack("=IBBH", data[start:stop])))
+        elif nla_type == NHA_GROUP_TYPE:
+            grp_type = struct.unpack_from("=H", data, start)[0]
+        elif nla_type == NHA_BLACKHOLE:
+            blackhole = True
+        elif nla_type == NHA_FDB:
+            fdb = True
+        elif nla_type == NHA_RES_GROUP:
+            vals = {}
+            for sub, s0, s1 in iter_nlas(data, start, stop):
+                if sub == NHA_RES_GROUP_BUCKETS:
+                    vals[sub] = struct.unpack_from("=H", data, s0)[0]
+                elif sub in (NHA_RES_GROUP_IDLE_TIMER, NHA_RES_GROUP_UNBALANCED_TIMER):
+                    vals[sub] = _U32.unpack_from(data, s0)[0]
+            res = (vals.get(NHA_RES_GROUP_BUCKETS, 0), vals.get(NHA_RES_GROUP_IDLE_TIMER, 0),
+                   vals.get(NHA_RES_GROUP_UNBALANCED_TIMER, 0))
+    if not nh_id:
+        return None
+    return KNexthop(id=nh_id, family=0 if group else family, protocol=protocol, oif=oif,
+                    gateway=gateway, group=group, grp_type=grp_type,
+                    res=res if grp_type == GRP_RES else None, blackhole=blackhole, fdb=fdb)
+
+
+def parse_link(data, offset: int, end: int) -> Link:
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset)
+    name = ""
+    for nla_type, start, stop in iter_nlas(data, offset + 16, end):
+        if nla_type == IFLA_IFNAME:
+            name = bytes(data[start:stop]).split(b"\0", 1)[0].decode()
+    return Link(index=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP))
+
+
+class Stats:
+    """Counters of what was written: messages by kind, failures, sends."""
+
+    def __init__(self) -> None:
+        self.writes: Dict[str, int] = {"nexthop-set": 0, "nexthop-del": 0, "route-set": 0, "route-del": 0}
+        self.failures = 0
+        self.sends = 0
+        self.dumps = 0
+
+
+class RtNetlink:
+    """One NETLINK_ROUTE socket for requests (dumps and batches) in the current namespace."""
+
+    def __init__(self, protocol: int, rcvbuf: int = 64 << 20, groups: int = 0) -> None:
+        self.protocol = protocol
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        _set_buffers(self.sock, rcvbuf)
+        for opt in (NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK):
+            try:
+                self.sock.setsockopt(SOL_NETLINK, opt, 1)
+            except OSError:
+                pass
+        self.sock.bind((0, groups))
+        self.seq = int.from_bytes(os.urandom(2), "little") << 8
+        self.buf = bytearray(1 << 20)
+        self.stats = Stats()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _next_seq(self, count: int) -> int:
+        seq = self.seq + 1
+        self.seq = (self.seq + count) & 0x7FFFFFFF
+        if self.seq < seq:  # wrapped: start again low
+            seq, self.seq = 1, count
+        return seq
+
+    # dumps ---------------------------------------------------------------------------------
+    def _dump(self, msg_type: int, body: bytes) -> Iterator[Tuple[int, memoryview, int, int]]:
+        """Send one dump request; yield ``(type, buffer, body start, end)`` per message."""
+        seq = self._next_seq(1)
+        self.sock.send(_HDR.pack(16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+        self.stats.dumps += 1
+        view = memoryview(self.buf)
+        unpack = _HDR.unpack_from
+        while True:
+            try:
+                n = self.sock.recv_into(self.buf)
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    raise ResyncNeeded("netlink receive buffer overflow during dump") from exc
+                raise
+            off = 0
+            while off + 16 <= n:
+                length, mtype, flags, mseq, _pid = unpack(self.buf, off)
+                if length < 16:
+                    break
+                if mseq == seq:
+                    if flags & NLM_F_DUMP_INTR:
+                        raise ResyncNeeded("dump interrupted by a concurrent change")
+                    if mtype == NLMSG_DONE:
+                        return
+                    if mtype == NLMSG_ERROR:
+                        err = -_ERR.unpack_from(self.buf, off + 16)[0]
+                        if err:
+                            raise NetlinkError(err, "dump refused: %s" % os.strerror(err))
+                        return
+                    yield mtype, view, off + 16, off + length
+                off += (length + 3) & ~3
+
+    def dump_links(self) -> Dict[int, Link]:
+        out = {}
+        for mtype, buf, start, end in self._dump(RTM_GETLINK, _IFINFO.pack(0, 0, 0, 0, 0)):
+            if mtype == RTM_NEWLINK:
+                link = parse_link(buf, start, end)
+                out[link.index] = link
+        return out
+
+    def dump_nexthops(self) -> Dict[int, KNexthop]:
+        """Every nexthop object in the namespace (ours and others'): id -> KNexthop."""
+        out = {}
+        for mtype, buf, start, end in self._dump(RTM_GETNEXTHOP, _NHMSG.pack(0, 0, 0, 0, 0)):
+            if mtype == RTM_NEWNEXTHOP:
+                obj = parse_nexthop(buf, start, end)
+                if obj is not None:
+                    out[obj.id] = obj
+        return out
+
+    def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]:
+        """Our routes: ``(table, family, dst, plen, metric) -> nh id`` (0: no RTA_NH_ID).
+
+        The kernel filters by table and protocol (strict dump checking); the filter is applied
+        here too, so a kernel without it cannot make us touch foreign routes."""
+        out: Dict[RouteKey, int] = {}
+        unpack_rt = _RTMSG.unpack_from
+        unpack_u32 = _U32.unpack_from
+        for family in (AF_INET, AF_INET6):
+            req = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
+                              0, 0, 0) + _nla(RTA_TABLE, _U32.pack(table))
+            zero = bytes(4 if family == AF_INET else 16)
+            for mtype, buf, start, end in self._dump(RTM_GETROUTE, req):
+                if mtype != RTM_NEWROUTE:
+                    continue
+                fam, plen, _src, _tos, rtable, proto, _scope, rtype, _flags = unpack_rt(buf, start)
+                if proto != protocol or fam != family:
+                    continue
+                dst = zero
+                metric = nh_id = 0
+                off = start + 12
+                while off + 4 <= end:
+                    length, nla_type = _NLA.unpack_from(buf, off)
+                    if length < 4:
+                        break
+                    if nla_type == RTA_DST:
+                        dst = bytes(buf[off + 4:off + length])
+                    elif nla_type == RTA_TABLE:
+                        rtable = unpack_u32(buf, off + 4)[0]
+                    elif nla_type == RTA_PRIORITY:
+                        metric = unpack_u32(buf, off + 4)[0]
+                    elif nla_type == RTA_NH_ID:
+                        nh_id = unpack_u32(buf, off + 4)[0]
+                    off += (length + 3) & ~3
+                if rtable != table:
+                    continue
+                out[(table, family, dst, plen, metric)] = nh_id
+        return out
+
+    # batches -------------------------------------------------------------------------------
+    def apply(self, ops: List[tuple]) -> List[Tuple[int, int, str]]:
+        """Write ``ops`` (from :func:`kernelsync.planner.plan`) in order, in chunks of many
+        messages per ``send()``.  Returns failures as ``(op index, errno, kernel message)``.
+        Raises :class:`ResyncNeeded` if replies were lost (ENOBUFS)."""
+        if not ops:
+            return []
+        protocol = self.protocol
+        failures: List[Tuple[int, int, str]] = []
+        base = self._next_seq(len(ops))
+        parts: List[bytes] = []
+        size = 0
+        first = 0
+        writes = self.stats.writes
+        counts = [0, 0, 0, 0, 0]
+        last_index = len(ops) - 1
+        route_set = _ROUTE_SET
+        for i, op in enumerate(ops):
+            kind = op[0]
+            counts[kind] += 1
+            flags = _SET_FLAGS
+            if size >= CHUNK_BYTES or i == last_index:
+                flags |= NLM_F_ACK
+            if kind == ROUTE_SET:
+                table, family, dst, plen, metric = op[1]
+                st = route_set[family]
+                msg = st.pack(st.size, RTM_NEWROUTE, flags, base + i, 0,
+                              family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
+                              RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                              8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric,
+                              8, RTA_NH_ID, op[2])
+            elif kind == ROUTE_DEL:
+                msg = encode_route_del(base + i, op[1], protocol, flags & ~(NLM_F_CREATE | NLM_F_REPLACE))
+            elif kind == NH_SET:
+                msg = encode_nexthop(base + i, op[1], flags)
+            else:
+                msg = encode_nexthop_del(base + i, op[1].id, flags & ~(NLM_F_CREATE | NLM_F_REPLACE))
+            parts.append(msg)
+            size += len(msg)
+            if flags & NLM_F_ACK:
+                self._send_chunk(b"".join(parts), base, first, base + i, failures)
+                parts, size, first = [], 0, i + 1
+        writes["nexthop-set"] += counts[NH_SET]
+        writes["nexthop-del"] += counts[NH_DEL]
+        writes["route-set"] += counts[ROUTE_SET]
+        writes["route-del"] += counts[ROUTE_DEL]
+        self.stats.failures += len(failures)
+        return failures
+
+    def _send_chunk(self, data: bytes, base: int, first: int, last_seq: int,
+                    failures: List[Tuple[int, int, str]]) -> None:
+        self.sock.send(data)
+        self.stats.sends += 1
+        unpack = _HDR.unpack_from
+        while True:
+            try:
+                n = self.sock.recv_into(self.buf)
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    raise ResyncNeeded("netlink receive buffer overflow: replies lost") from exc
+                raise
+            off = 0
+            done = False
+            while off + 16 <= n:
+                length, mtype, flags, seq, _pid = unpack(self.buf, off)
+                if length < 16:
+                    break
+                if mtype == NLMSG_ERROR:
+                    err = -_ERR.unpack_from(self.buf, off + 16)[0]
+                    if err:
+                        failures.append((seq - base, err, _extack(self.buf, off, length, flags) or os.strerror(err)))
+                    if seq == last_seq:
+                        done = True
+                off += (length + 3) & ~3
+            if done:
+                return
+
+
+def _extack(buf, off: int, length: int, flags: int) -> str:
+    """The kernel's NLMSGERR_ATTR_MSG from an NLMSG_ERROR with NETLINK_CAP_ACK (the original
+    message is not echoed: the TLVs follow nlmsgerr's error and the request header)."""
+    if not flags & NLM_F_ACK_TLVS:
+        return ""
+    for nla_type, start, stop in iter_nlas(buf, off + 16 + 4 + 16, off + length):
+        if nla_type == NLMSGERR_ATTR_MSG:
+            return bytes(buf[start:stop]).split(b"\0", 1)[0].decode(errors="replace")
+    return ""
+
+
+def _set_buffers(sock: socket.socket, rcvbuf: int) -> None:
+    for force, plain, size in ((SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf),
+                               (SO_SNDBUFFORCE, socket.SO_SNDBUF, 4 << 20)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
+class EventSocket:
+    """Notification socket: links (RTNLGRP_LINK), addresses, and nexthop objects
+    (RTNLGRP_NEXTHOP = 32, above the bind() bitmask: joined with NETLINK_ADD_MEMBERSHIP)."""
+
+    def __init__(self, rcvbuf: int = 16 << 20) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        _set_buffers(self.sock, rcvbuf)
+        groups = (1 << (RTNLGRP_LINK - 1)) | (1 << (RTNLGRP_IPV4_IFADDR - 1)) | (1 << (RTNLGRP_IPV6_IFADDR - 1))
+        self.sock.bind((0, groups))
+        self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_NEXTHOP)
+        self.sock.setblocking(False)
+        self.buf = bytearray(1 << 20)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def read(self) -> List[Tuple[int, bytes]]:
+        """Every pending message as ``(type, raw message bytes)``.  Raises
+        :class:`ResyncNeeded` on ENOBUFS (events were lost)."""
+        out = []
+        while True:
+            try:
+                n = self.sock.recv_into(self.buf)
+            except BlockingIOError:
+                return out
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    raise ResyncNeeded("netlink event buffer overflow: events lost") from exc
+                raise
+            off = 0
+            while off + 16 <= n:
+                length, mtype, _flags, _seq, _pid = _HDR.unpack_from(self.buf, off)
+                if length < 16:
+                    break
+                out.append((mtype, bytes(self.buf[off:off + length])))
+                off += (length + 3) & ~3

@@ -1,0 +1,316 @@
+"""Nexthop manager: shared kernel nexthop objects and groups, by content.  Pure (time passed in).
+
+* One kernel nexthop per distinct ``(family, gateway, device)`` (:class:`NhEntry`).
+* One group per distinct weighted member set and group type (:class:`GroupEntry`), shared by
+  every prefix whose ECMP set it is.  A set of one nexthop is no group: the route points at
+  the nexthop itself.
+* Entries are refcounted by the prefixes that use them (``users``); an entry nobody uses is
+  kept for ``hold_time`` seconds (a flapping route does not churn IDs) and then freed.
+* IDs come from a reserved range and never collide with IDs the kernel already holds
+  (another program's objects, or ours not yet adopted).
+* A group's kernel members are its *active* members: nexthops whose device is up with
+  carrier and whose last write did not fail.  A group with no active member cannot exist in
+  the kernel; routes on it fall back (see :mod:`kernelsync.fib`).
+* On start, :meth:`NexthopManager.adopt` takes the IDs of the kernel objects of ours that have
+  the same content, so a restart writes nothing.
+
+Mirrors FRR zebra_nhg.c (content-hashed, refcounted, members before groups, kept a while after
+the last user) and the kernel's include/uapi/linux/nexthop.h.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
+
+from .model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, KNexthop, Link, Path, Prefix, ResilientSpec
+
+log = logging.getLogger(__name__)
+
+NhKey = Tuple[int, Optional[bytes], str]  # (nexthop family, packed gateway or None, device name)
+GroupKey = Tuple[Tuple[Tuple[NhKey, int], ...], Optional[ResilientSpec]]
+
+
+class IdRangeExhausted(RuntimeError):
+    pass
+
+
+class NhEntry:
+    """A kernel nexthop object we manage.  ``users``: prefixes using it alone (not in a group)."""
+
+    __slots__ = ("key", "id", "users", "groups", "unused_since", "failed")
+    is_group = False
+
+    def __init__(self, key: NhKey, nh_id: int) -> None:
+        self.key = key
+        self.id = nh_id
+        self.users: Set[Prefix] = set()
+        self.groups: Set["GroupEntry"] = set()
+        self.unused_since: Optional[float] = None
+        self.failed = False
+
+    def __repr__(self) -> str:
+        return "NhEntry(id=%d, key=%r)" % (self.id, self.key)
+
+
+class GroupEntry:
+    """A kernel nexthop group we manage; ``members`` = [(NhEntry, weight)] in key order."""
+
+    __slots__ = ("key", "id", "users", "members", "resilient", "unused_since")
+    is_group = True
+
+    def __init__(self, key: GroupKey, gid: int, members: List[Tuple[NhEntry, int]]) -> None:
+        self.key = key
+        self.id = gid
+        self.users: Set[Prefix] = set()
+        self.members = members
+        self.resilient: Optional[ResilientSpec] = key[1]
+        self.unused_since: Optional[float] = None
+
+    def __repr__(self) -> str:
+        return "GroupEntry(id=%d, members=%r)" % (self.id, [(m.id, w) for m, w in self.members])
+
+
+Entry = Union[NhEntry, GroupEntry]
+
+
+class NexthopManager:
+    """Allocates and tracks nexthop objects and groups; yields the desired kernel objects.
+
+    ``id_range``: inclusive ``(first, last)`` IDs reserved for us; ``hold_time``: seconds an
+    unused entry is kept; ``protocol``: the nhmsg protocol number written on every object.
+    """
+
+    def __init__(self, id_range: Tuple[int, int], hold_time: float, protocol: int) -> None:
+        first, last = id_range
+        if not 1 <= first <= last <= 0xFFFFFFFF:
+            raise ValueError("nexthop id range %r is not within 1..4294967295" % (id_range,))
+        self.first, self.last = first, last
+        self.hold_time = hold_time
+        self.protocol = protocol
+        self.nexthops: Dict[NhKey, NhEntry] = {}
+        self.groups: Dict[GroupKey, GroupEntry] = {}
+        self.by_id: Dict[int, Entry] = {}
+        self.by_dev: Dict[str, Set[NhEntry]] = {}
+        self.links: Dict[str, Link] = {}
+        self.kernel_ids: Set[int] = set()  # every id the kernel holds (ours or not)
+        self._cursor = first
+        self._set_cache: Dict[Tuple[int, Tuple[Path, ...]], Tuple[Entry, ...]] = {}
+        self._adopt_plain: Dict[Tuple[int, Optional[bytes], int], int] = {}
+        self._adopt_group: Dict[tuple, int] = {}
+
+    # ids -----------------------------------------------------------------------------------
+    def owns_id(self, nh_id: int) -> bool:
+        return self.first <= nh_id <= self.last
+
+    def _alloc(self) -> int:
+        span = self.last - self.first + 1
+        for _ in range(span):
+            nh_id = self._cursor
+            self._cursor = self.first if nh_id >= self.last else nh_id + 1
+            if nh_id not in self.by_id and nh_id not in self.kernel_ids:
+                return nh_id
+        raise IdRangeExhausted("no free nexthop id in %d..%d" % (self.first, self.last))
+
+    def adopt(self, observed: Dict[int, KNexthop], ifnames: Dict[int, str]) -> None:
+        """Remember the kernel objects of ours (``observed``: id -> object) so that entries
+        created later with the same content take their IDs (restart without writes)."""
+        for obj in observed.values():
+            if obj.is_group:
+                self._adopt_group[(obj.grp_type, obj.res, obj.group)] = obj.id
+            elif obj.oif in ifnames:
+                self._adopt_plain[(obj.family, obj.gateway, obj.oif)] = obj.id
+
+    # usability -----------------------------------------------------------------------------
+    def usable(self, nh: NhEntry) -> bool:
+        link = self.links.get(nh.key[2])
+        return link is not None and link.usable and not nh.failed
+
+    def active_members(self, group: GroupEntry) -> Tuple[Tuple[int, int], ...]:
+        """``((member id, weight), ...)`` sorted by id: what the kernel group should hold."""
+        return tuple(sorted((m.id, w) for m, w in group.members if self.usable(m)))
+
+    def installed_id(self, entry: Entry) -> Optional[int]:
+        """The id a route on ``entry`` points at, or None if the entry cannot be in the kernel."""
+        if entry.is_group:
+            for m, _ in entry.members:
+                if self.usable(m):
+                    return entry.id
+            return None
+        return entry.id if self.usable(entry) else None
+
+    def set_links(self, links: Dict[str, Link]) -> Set[Prefix]:
+        """Take a new link table (name -> Link).  Returns the prefixes whose best choice may
+        have changed (their nexthop or group went from usable to not, or back)."""
+        changed = [name for name in set(self.links) | set(links)
+                   if _usable(self.links.get(name)) != _usable(links.get(name))
+                   or _index(self.links.get(name)) != _index(links.get(name))]
+        before = {}
+        for name in changed:
+            for nh in self.by_dev.get(name, ()):
+                before[nh] = self.usable(nh)
+        self.links = dict(links)
+        return self._affected(before)
+
+    def set_failed(self, nh_ids: Iterable[int], failed: bool) -> Set[Prefix]:
+        """Mark nexthops whose last write failed (or succeeded again).  A failed nexthop is no
+        active member of its groups until a write succeeds.  Returns affected prefixes."""
+        before = {}
+        for nh_id in nh_ids:
+            nh = self.by_id.get(nh_id)
+            if nh is not None and not nh.is_group and nh.failed != failed:
+                before[nh] = self.usable(nh)
+                nh.failed = failed
+        return self._affected(before)
+
+    def _affected(self, before: Dict[NhEntry, bool]) -> Set[Prefix]:
+        affected: Set[Prefix] = set()
+        for nh, was in before.items():
+            now_ok = self.usable(nh)
+            if was == now_ok:
+                continue
+            affected |= nh.users
+            for group in nh.groups:
+                # the group's own members change either way; its routes only care whether it
+                # still has an active member at all
+                others = any(self.usable(m) for m, _ in group.members if m is not nh)
+                if not others:
+                    affected |= group.users
+        return affected
+
+    # entries -------------------------------------------------------------------------------
+    def entries_for(self, family: int, paths: Tuple[Path, ...]) -> Entry:
+        """The entry (nexthop or group) for the ECMP set of ``paths`` on a ``family`` route."""
+        cache_key = (family, paths)
+        cached = self._set_cache.get(cache_key)
+        if cached is not None and self.by_id.get(cached[0].id) is cached[0]:
+            return cached[0]
+        members: Dict[NhKey, int] = {}
+        resilient = None
+        for path in paths:
+            resilient = resilient or path.resilient
+            for spec in path.nexthops:
+                key = (spec.nh_family(family), spec.gateway, spec.dev)
+                if family == AF_INET6 and key[0] != AF_INET6:
+                    raise ValueError("an IPv6 route cannot use the IPv4 nexthop %s" % spec.describe())
+                members.setdefault(key, spec.weight)
+        if not members:
+            raise ValueError("a path has no nexthop")
+        if len(members) == 1:
+            ((key, _),) = members.items()
+            entry: Entry = self._nexthop(key)
+        else:
+            gkey = (tuple(sorted(members.items(), key=_sort_member)), resilient)
+            entry = self._group(gkey)
+        self._set_cache[cache_key] = (entry,)
+        return entry
+
+    def _nexthop(self, key: NhKey) -> NhEntry:
+        nh = self.nexthops.get(key)
+        if nh is None:
+            link = self.links.get(key[2])
+            nh_id = None
+            if link is not None:
+                nh_id = self._adopt_plain.pop((key[0], key[1], link.index), None)
+            nh = NhEntry(key, nh_id if nh_id is not None else self._alloc())
+            self.nexthops[key] = nh
+            self.by_id[nh.id] = nh
+            self.by_dev.setdefault(key[2], set()).add(nh)
+        return nh
+
+    def _group(self, gkey: GroupKey) -> GroupEntry:
+        group = self.groups.get(gkey)
+        if group is None:
+            members = [(self._nexthop(k), w) for k, w in gkey[0]]
+            res = gkey[1]
+            probe = GroupEntry(gkey, 0, members)
+            adopt_key = (GRP_RES if res else GRP_MPATH, _res_tuple(res), self.active_members(probe))
+            gid = self._adopt_group.pop(adopt_key, None)
+            group = GroupEntry(gkey, gid if gid is not None else self._alloc(), members)
+            for m, _ in members:
+                m.groups.add(group)
+            self.groups[gkey] = group
+            self.by_id[group.id] = group
+        return group
+
+    def use(self, entry: Entry, prefix: Prefix) -> None:
+        entry.users.add(prefix)
+        entry.unused_since = None
+
+    def unuse(self, entry: Entry, prefix: Prefix, now: float) -> None:
+        entry.users.discard(prefix)
+        if not entry.users and entry.unused_since is None:
+            entry.unused_since = now
+
+    def collect(self, now: float) -> Optional[float]:
+        """Free entries unused for ``hold_time``; returns when the next one is due (or None)."""
+        due: Optional[float] = None
+        for group in list(self.groups.values()):
+            if group.users or group.unused_since is None:
+                continue
+            expiry = group.unused_since + self.hold_time
+            if expiry <= now:
+                del self.groups[group.key]
+                del self.by_id[group.id]
+                for m, _ in group.members:
+                    m.groups.discard(group)
+                    if not m.users and not m.groups and m.unused_since is None:
+                        m.unused_since = group.unused_since
+            else:
+                due = expiry if due is None else min(due, expiry)
+        for nh in list(self.nexthops.values()):
+            if nh.users or nh.groups or nh.unused_since is None:
+                continue
+            expiry = nh.unused_since + self.hold_time
+            if expiry <= now:
+                del self.nexthops[nh.key]
+                del self.by_id[nh.id]
+                self.by_dev[nh.key[2]].discard(nh)
+            else:
+                due = expiry if due is None else min(due, expiry)
+        if len(self._set_cache) > 4 * (len(self.by_id) + 16):
+            self._set_cache.clear()
+        return due
+
+    # desired kernel objects ----------------------------------------------------------------
+    def desired(self) -> Dict[int, KNexthop]:
+        """id -> kernel object for every entry that is kept and can be in the kernel now.
+
+        Nexthops: on a usable link (a failed one is included, so its write is retried).
+        Groups: at least one active member."""
+        out: Dict[int, KNexthop] = {}
+        for nh in self.nexthops.values():
+            link = self.links.get(nh.key[2])
+            if link is not None and link.usable:
+                family, gateway, _ = nh.key
+                out[nh.id] = KNexthop(id=nh.id, family=family, protocol=self.protocol,
+                                      oif=link.index, gateway=gateway)
+        for group in self.groups.values():
+            active = self.active_members(group)
+            if active:
+                res = group.resilient
+                out[group.id] = KNexthop(id=group.id, family=0, protocol=self.protocol,
+                                         group=active, grp_type=GRP_RES if res else GRP_MPATH,
+                                         res=_res_tuple(res))
+        return out
+
+
+def _usable(link: Optional[Link]) -> bool:
+    return link is not None and link.usable
+
+
+def _index(link: Optional[Link]) -> int:
+    return 0 if link is None else link.index
+
+
+def _sort_member(item: Tuple[NhKey, int]):
+    (family, gateway, dev), weight = item
+    return (family, gateway or b"", dev, weight)
+
+
+def _res_tuple(res: Optional[ResilientSpec]) -> Optional[Tuple[int, int, int]]:
+    if res is None:
+        return None
+    return (res.buckets, int(round(res.idle_timer * 100)), int(round(res.unbalanced_timer * 100)))
+
+
+__all__ = ["NexthopManager", "NhEntry", "GroupEntry", "IdRangeExhausted", "AF_INET", "AF_INET6"]
