@@ -1,0 +1,156 @@
+"""Command line: ``kernelsync run|check|show|bench|demo``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from . import config as config_mod
+
+DEFAULT_CONFIG = "/etc/kernelsync.toml"
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _load(path: str):
+    try:
+        return config_mod.load(path)
+    except config_mod.ConfigError as exc:
+        print("configuration error:\n" + str(exc), file=sys.stderr)
+        return None
+
+
+def cmd_run(args) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    from .daemon import Daemon
+    daemon = Daemon(cfg, dry_run=args.dry_run)
+    return daemon.dry_run_plan() if args.dry_run else daemon.run()
+
+
+def cmd_check(args) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    if cfg.route_errors:
+        print("configuration error:", file=sys.stderr)
+        for problem in cfg.route_errors:
+            print("%s: %s" % (cfg.filename, problem), file=sys.stderr)
+        print("%d route(s) valid, %d skipped" % (len(cfg.static_routes), len(cfg.route_errors)), file=sys.stderr)
+        return 1
+    print("%s: OK (%d static routes, table %d, protocol %d)" % (
+        cfg.filename, len(cfg.static_routes), cfg.kernel.table, cfg.kernel.protocol))
+    return 0
+
+
+def cmd_show(args) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    from .daemon import query
+    try:
+        data = query(cfg.control_socket, "show %s" % args.what)
+        source = "daemon"
+    except OSError as exc:
+        if args.what in ("rib", "stats"):
+            print("kernelsync is not running (control socket %s: %s); 'show %s' needs the daemon"
+                  % (cfg.control_socket, exc.strerror or exc, args.what), file=sys.stderr)
+            return 1
+        data = _show_kernel(cfg, args.what)
+        source = "kernel"
+    if args.json:
+        print(json.dumps(data, indent=1))
+    else:
+        _print_table(data, "%s (from the %s)" % (args.what, source))
+    return 0
+
+
+def _show_kernel(cfg, what: str):
+    """Without a daemon: what the kernel holds that is ours."""
+    from .model import format_prefix
+    from .netlink import RtNetlink
+    k = cfg.kernel
+    nl = RtNetlink(k.protocol)
+    try:
+        if what == "fib":
+            return [{"prefix": format_prefix(key[1:4]), "table": key[0], "metric": key[4], "nhid": nh}
+                    for key, nh in nl.dump_routes(k.table, k.protocol).items()]
+        first, last = k.nexthop_id_range
+        return [{"id": o.id, "object": o.describe()} for o in nl.dump_nexthops().values()
+                if o.protocol == k.protocol and first <= o.id <= last]
+    finally:
+        nl.close()
+
+
+def _print_table(data, title: str) -> None:
+    print("# " + title)
+    if isinstance(data, dict):
+        for key, value in data.items():
+            print("%-22s %s" % (key, json.dumps(value) if isinstance(value, (dict, list)) else value))
+        return
+    for item in data:
+        print("  ".join("%s=%s" % (k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in item.items()))
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+    return bench_main(args)
+
+
+def cmd_demo(args) -> int:
+    from .demo import main as demo_main
+    return demo_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kernelsync",
+        description="Program routing-daemon routes into the Linux FIB as shared nexthop objects "
+                    "and groups, and keep them right through link flaps.")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the FIB manager (foreground)")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="TOML file (default %(default)s)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="read the kernel, print the planned operations, write nothing, exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="validate a configuration file")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("show", help="show the RIB, the FIB or the nexthop objects")
+    p.add_argument("what", choices=["rib", "fib", "nexthops", "stats"])
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("bench", help="benchmark against ip -batch in a scratch namespace")
+    p.add_argument("-n", "--routes", type=int, default=200_000)
+    p.add_argument("--groups", type=int, default=4, help="distinct nexthop groups the routes share")
+    p.add_argument("--flap-sizes", default="1000,200000", help="route counts for the flap repair figure")
+    p.add_argument("--repeat", type=int, default=3, help="runs per figure (best is reported)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="a self-contained demo in network namespaces (touches nothing else)")
+    p.add_argument("--keep", action="store_true", help="leave the namespaces up at the end")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

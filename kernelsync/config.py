@@ -1,0 +1,255 @@
+"""Configuration: a TOML file (parsed with the standard library's ``tomllib``), validated here.
+
+Every error names the file and the key (``static.route[2].nexthops[0].via``) and says what is
+wrong; TOML syntax errors carry tomllib's line and column.  Global settings must be valid or
+nothing starts; a bad static route is an error of its own (:attr:`Config.route_errors`) and
+does not stop the other routes.  See ``configs/kernelsync.toml`` for an annotated example.
+"""
+from __future__ import annotations
+
+import tomllib
+from typing import Any, Dict, List, Optional, Tuple
+
+import attrs
+
+from .model import AF_INET, AF_INET6, NexthopSpec, Path, Prefix, ResilientSpec, parse_address, parse_prefix
+
+
+class ConfigError(ValueError):
+    """One or more problems in the configuration; ``problems`` lists ``"key: what"``."""
+
+    def __init__(self, filename: str, problems: List[str]) -> None:
+        self.filename = filename
+        self.problems = problems
+        super().__init__("\n".join("%s: %s" % (filename, p) for p in problems))
+
+
+@attrs.frozen
+class KernelConfig:
+    table: int = 254
+    protocol: int = 200
+    metric: int = 20
+    nexthop_id_range: Tuple[int, int] = (100_000_000, 100_999_999)
+    group_hold_time: float = 30.0
+    resync_interval: float = 60.0
+    verify_delay: float = 2.0
+    flush_on_exit: bool = False
+    retry_initial: float = 0.2
+    retry_max: float = 30.0
+
+
+@attrs.frozen
+class StaticRoute:
+    prefix: Prefix
+    paths: Tuple[Path, ...]
+    where: str  # the config key, for log messages
+
+
+@attrs.frozen
+class Config:
+    filename: str
+    kernel: KernelConfig
+    control_socket: Optional[str]
+    static_distance: int
+    static_routes: Tuple[StaticRoute, ...]
+    route_errors: Tuple[str, ...]  # "key: problem" for each route that was skipped
+
+
+_KERNEL_KEYS = {f.name for f in attrs.fields(KernelConfig)}
+_TOP_KEYS = {"kernel", "control", "static"}
+
+
+def load(filename: str) -> Config:
+    """Read and validate ``filename``.  Raises :class:`ConfigError` for a missing or
+    unparsable file or a bad global setting; bad routes go to ``route_errors``."""
+    try:
+        with open(filename, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(filename, ["cannot read: %s" % exc.strerror]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(filename, ["TOML syntax: %s" % exc]) from exc
+    return parse(data, filename)
+
+
+def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
+    problems: List[str] = []
+    for key in data:
+        if key not in _TOP_KEYS:
+            problems.append("%s: unknown section (known: %s)" % (key, ", ".join(sorted(_TOP_KEYS))))
+    kernel = _kernel(_table(data, "kernel", problems), problems)
+    control = _table(data, "control", problems)
+    sock = control.get("socket", "/run/kernelsync/kernelsync.sock")
+    if sock is not None and not isinstance(sock, str):
+        problems.append("control.socket: must be a path string, not %r" % (sock,))
+    for key in control:
+        if key != "socket":
+            problems.append("control.%s: unknown key" % key)
+    static = _table(data, "static", problems)
+    distance = static.get("distance", 1)
+    if not _is_int(distance) or not 0 <= distance <= 255:
+        problems.append("static.distance: admin distance must be an integer 0..255, not %r" % (distance,))
+    for key in static:
+        if key not in ("distance", "route"):
+            problems.append("static.%s: unknown key (known: distance, route)" % key)
+    if problems:
+        raise ConfigError(filename, problems)
+    routes, route_errors = _routes(static.get("route", []))
+    return Config(filename=filename, kernel=kernel, control_socket=sock, static_distance=distance,
+                  static_routes=tuple(routes), route_errors=tuple(route_errors))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _table(data: Dict[str, Any], key: str, problems: List[str]) -> Dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        problems.append("%s: must be a table ([%s]), not %r" % (key, key, value))
+        return {}
+    return value
+
+
+def _kernel(section: Dict[str, Any], problems: List[str]) -> KernelConfig:
+    values: Dict[str, Any] = {}
+    for key, value in section.items():
+        where = "kernel.%s" % key
+        if key not in _KERNEL_KEYS:
+            problems.append("%s: unknown key (known: %s)" % (where, ", ".join(sorted(_KERNEL_KEYS))))
+        elif key == "table":
+            if not _is_int(value) or not 1 <= value <= 0xFFFFFFFF or value in (253, 255):
+                problems.append("%s: table must be an integer 1..4294967295 other than 253 (default) "
+                                "and 255 (local), not %r" % (where, value))
+            values[key] = value
+        elif key == "protocol":
+            # 0-4 are the kernel's own (unspec, redirect, kernel, boot, static)
+            if not _is_int(value) or not 5 <= value <= 255:
+                problems.append("%s: protocol number must be an integer 5..255, not %r" % (where, value))
+            values[key] = value
+        elif key == "metric":
+            if not _is_int(value) or not 0 <= value <= 0xFFFFFFFF:
+                problems.append("%s: metric must be an integer 0..4294967295, not %r" % (where, value))
+            values[key] = value
+        elif key == "nexthop_id_range":
+            if (not isinstance(value, list) or len(value) != 2 or not all(_is_int(v) for v in value)
+                    or not 1 <= value[0] <= value[1] <= 0xFFFFFFFF):
+                problems.append("%s: must be [first, last] with 1 <= first <= last <= 4294967295, not %r"
+                                % (where, value))
+            else:
+                values[key] = (value[0], value[1])
+        elif key == "flush_on_exit":
+            if not isinstance(value, bool):
+                problems.append("%s: must be true or false, not %r" % (where, value))
+            values[key] = value
+        else:
+            if not _is_num(value) or value < 0:
+                problems.append("%s: must be a number of seconds >= 0, not %r" % (where, value))
+            values[key] = float(value) if _is_num(value) else value
+    if problems:
+        return KernelConfig()
+    return KernelConfig(**values)
+
+
+def _routes(items: Any) -> Tuple[List[StaticRoute], List[str]]:
+    routes: List[StaticRoute] = []
+    errors: List[str] = []
+    if not isinstance(items, list):
+        return [], ["static.route: must be an array of tables ([[static.route]]), not %r" % (items,)]
+    seen: Dict[Prefix, str] = {}
+    for n, item in enumerate(items):
+        where = "static.route[%d]" % n
+        try:
+            route = _route(item, where)
+        except ValueError as exc:
+            errors.append(str(exc))
+            continue
+        if route.prefix in seen:
+            errors.append("%s.prefix: %s is already defined at %s" % (where, item["prefix"], seen[route.prefix]))
+            continue
+        seen[route.prefix] = where
+        routes.append(route)
+    return routes, errors
+
+
+def _route(item: Any, where: str) -> StaticRoute:
+    if not isinstance(item, dict):
+        raise ValueError("%s: must be a table, not %r" % (where, item))
+    for key in item:
+        if key not in ("prefix", "nexthops", "resilient"):
+            raise ValueError("%s.%s: unknown key (known: prefix, nexthops, resilient)" % (where, key))
+    text = item.get("prefix")
+    if not isinstance(text, str):
+        raise ValueError("%s.prefix: required, a string like \"203.0.113.10/32\"" % where)
+    try:
+        prefix = parse_prefix(text)
+    except ValueError as exc:
+        raise ValueError("%s.prefix: %r is not a valid prefix (%s)" % (where, text, exc)) from None
+    nexthops = item.get("nexthops")
+    if not isinstance(nexthops, list) or not nexthops:
+        raise ValueError("%s.nexthops: required, a non-empty array like [{ dev = \"tapA\" }]" % where)
+    specs = []
+    keys = set()
+    for i, nh in enumerate(nexthops):
+        spec = _nexthop(nh, prefix[0], "%s.nexthops[%d]" % (where, i))
+        key = (spec.gateway, spec.dev)
+        if key in keys:
+            raise ValueError("%s.nexthops[%d]: duplicate nexthop %s" % (where, i, spec.describe()))
+        keys.add(key)
+        specs.append(spec)
+    resilient = None
+    if "resilient" in item:
+        resilient = _resilient(item["resilient"], "%s.resilient" % where)
+    return StaticRoute(prefix=prefix, paths=(Path(tuple(specs), resilient),), where=where)
+
+
+def _nexthop(nh: Any, route_family: int, where: str) -> NexthopSpec:
+    if not isinstance(nh, dict):
+        raise ValueError("%s: must be a table like { via = \"192.0.2.1\", dev = \"eth0\" }, not %r" % (where, nh))
+    for key in nh:
+        if key not in ("via", "dev", "weight"):
+            raise ValueError("%s.%s: unknown key (known: via, dev, weight)" % (where, key))
+    dev = nh.get("dev")
+    if not isinstance(dev, str) or not 1 <= len(dev) <= 15 or "/" in dev or dev.strip() != dev:
+        raise ValueError("%s.dev: required, an interface name of 1..15 characters, not %r" % (where, dev))
+    gateway = gw_family = None
+    if "via" in nh:
+        if not isinstance(nh["via"], str):
+            raise ValueError("%s.via: must be an address string, not %r" % (where, nh["via"]))
+        try:
+            gw_family, gateway = parse_address(nh["via"])
+        except ValueError:
+            raise ValueError("%s.via: %r is not an IP address" % (where, nh["via"])) from None
+        if route_family == AF_INET6 and gw_family == AF_INET:
+            raise ValueError("%s.via: an IPv6 route cannot have the IPv4 next hop %s" % (where, nh["via"]))
+    weight = nh.get("weight", 1)
+    if not _is_int(weight) or not 1 <= weight <= 256:
+        raise ValueError("%s.weight: must be an integer 1..256, not %r" % (where, weight))
+    return NexthopSpec(gateway=gateway, gw_family=gw_family, dev=dev, weight=weight)
+
+
+def _resilient(value: Any, where: str) -> ResilientSpec:
+    if value is True:
+        return ResilientSpec()
+    if not isinstance(value, dict):
+        raise ValueError("%s: must be true or a table { buckets = 64, idle_timer = 120 }, not %r" % (where, value))
+    for key in value:
+        if key not in ("buckets", "idle_timer", "unbalanced_timer"):
+            raise ValueError("%s.%s: unknown key (known: buckets, idle_timer, unbalanced_timer)" % (where, key))
+    buckets = value.get("buckets", 128)
+    if not _is_int(buckets) or not 1 <= buckets <= 65535:
+        raise ValueError("%s.buckets: must be an integer 1..65535, not %r" % (where, buckets))
+    timers = {}
+    for key, default in (("idle_timer", 120.0), ("unbalanced_timer", 0.0)):
+        timer = value.get(key, default)
+        if not _is_num(timer) or not 0 <= timer <= 42_949_672:
+            raise ValueError("%s.%s: must be seconds 0..42949672, not %r" % (where, key, timer))
+        timers[key] = float(timer)
+    return ResilientSpec(buckets=buckets, **timers)
+
+
+__all__ = ["Config", "ConfigError", "KernelConfig", "StaticRoute", "load", "parse", "AF_INET", "AF_INET6"]

@@ -1,0 +1,211 @@
+"""The event loop: netlink notifications, a root-only control socket, timers, signals.
+
+One thread, ``selectors``; the :class:`~kernelsync.engine.Engine` decides, this module only
+waits and dispatches.  Notifications are drained completely before the engine runs, so a burst
+of link events costs one repair.  SIGTERM/SIGINT stop (routes stay unless ``flush_on_exit``);
+SIGHUP forces a full resync.
+
+Control socket protocol: one request line (``show rib``, ``show fib``, ``show nexthops``,
+``show stats``, ``resync``), one JSON document back, then the server closes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import stat
+import time
+from typing import Optional
+
+from .config import Config
+from .engine import Engine, describe_op, load_static
+from .netlink import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEXTHOP, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEXTHOP,
+                      EventSocket, ResyncNeeded, RtNetlink)
+from .pr2 import decode_nhmsg, to_knexthop
+
+log = logging.getLogger("kernelsync.daemon")
+
+
+class Daemon:
+    def __init__(self, cfg: Config, dry_run: bool = False) -> None:
+        self.cfg = cfg
+        self.dry_run = dry_run
+        self.stopping = False
+        self.kernel = RtNetlink(cfg.kernel.protocol)
+        # subscribe before the first dump, so no change between dump and subscription is lost
+        self.events = EventSocket()
+        self.engine = Engine(cfg.kernel, self.kernel, dry_run=dry_run)
+        self.control: Optional[socket.socket] = None
+
+    # setup ---------------------------------------------------------------------------------
+    def _open_control(self) -> None:
+        path = self.cfg.control_socket
+        if not path:
+            return
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o077)  # root only
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        sock.listen(8)
+        sock.setblocking(False)
+        self.control = sock
+
+    def dry_run_plan(self) -> int:
+        """Plan once against the kernel and print the operations; write nothing."""
+        now = time.monotonic()
+        self.engine.start(now)
+        load_static(self.engine, self.cfg)
+        result = self.engine.run(now)
+        for op in result.ops:
+            print(describe_op(op))
+        print("# %d operations planned%s; nothing written (dry run)" % (
+            len(result.ops), ", %d deletions held back" % result.deferred if result.deferred else ""))
+        return 0
+
+    # loop ----------------------------------------------------------------------------------
+    def run(self) -> int:
+        engine = self.engine
+        now = time.monotonic()
+        engine.start(now)
+        load_static(engine, self.cfg)
+        self._open_control()
+        sel = selectors.DefaultSelector()
+        sel.register(self.events.sock, selectors.EVENT_READ, "events")
+        if self.control is not None:
+            sel.register(self.control, selectors.EVENT_READ, "control")
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        sel.register(rfd, selectors.EVENT_READ, "signal")
+        old_wakeup = signal.set_wakeup_fd(wfd)
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        log.info("kernelsync started: table %d, protocol %d, nexthop ids %d..%d, %d static routes",
+                 self.cfg.kernel.table, self.cfg.kernel.protocol, *self.cfg.kernel.nexthop_id_range,
+                 len(self.cfg.static_routes))
+        event_at: Optional[float] = None
+        try:
+            while not self.stopping:
+                now = time.monotonic()
+                due = engine.deadline()
+                if due is not None and due <= now:
+                    result = engine.run(now)
+                    if event_at is not None:
+                        engine.last_repair_ms = (time.monotonic() - event_at) * 1000
+                        log.info("link event handled in %.1f ms (%d writes)", engine.last_repair_ms, len(result.ops))
+                        event_at = None
+                    continue
+                timeout = None if due is None else max(0.0, due - now)
+                for key, _ in sel.select(timeout):
+                    if key.data == "events":
+                        if self._read_events():
+                            event_at = event_at or time.monotonic()
+                    elif key.data == "control":
+                        self._serve_control()
+                    else:
+                        try:
+                            os.read(rfd, 512)
+                        except BlockingIOError:
+                            pass
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            if self.cfg.kernel.flush_on_exit and not self.dry_run:
+                result = engine.flush()
+                log.info("flushed our routes and nexthops on exit: %d operations", len(result.ops))
+            else:
+                log.info("stopping; routes stay in the kernel (graceful; flush_on_exit = false)")
+            if self.control is not None and self.cfg.control_socket:
+                try:
+                    os.unlink(self.cfg.control_socket)
+                except OSError:
+                    pass
+            self.events.close()
+            self.kernel.close()
+        return 0
+
+    def _on_signal(self, signum, _frame) -> None:
+        if signum == signal.SIGHUP:
+            log.info("SIGHUP: full resync")
+            self.engine.request_full_sync()
+        else:
+            self.stopping = True
+
+    def _read_events(self) -> bool:
+        """Drain notifications; returns True if a link changed."""
+        now = time.monotonic()
+        try:
+            messages = self.events.read()
+        except ResyncNeeded as exc:
+            log.warning("%s; full resync", exc)
+            self.engine.on_link_event(now)
+            self.engine.request_full_sync()
+            return True
+        link = addr = False
+        for mtype, raw in messages:
+            if mtype in (RTM_NEWLINK, RTM_DELLINK):
+                link = True
+            elif mtype in (RTM_NEWADDR, RTM_DELADDR):
+                addr = True
+            elif mtype in (RTM_NEWNEXTHOP, RTM_DELNEXTHOP):
+                try:
+                    obj = to_knexthop(decode_nhmsg(raw))
+                except Exception as exc:  # a notification we cannot decode: re-read instead
+                    log.warning("undecodable nexthop notification (%s); repairing by dump", exc)
+                    self.engine.need_repair = True
+                    continue
+                self.engine.on_nexthop_event(mtype == RTM_DELNEXTHOP, obj)
+        if link:
+            self.engine.on_link_event(now)
+        if addr:
+            self.engine.on_address_event(now)
+        return link
+
+    def _serve_control(self) -> None:
+        try:
+            conn, _ = self.control.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(2.0)
+            try:
+                request = conn.makefile("r").readline().strip()
+                conn.sendall(json.dumps(self.answer(request), indent=1).encode() + b"\n")
+            except (OSError, ValueError) as exc:
+                log.warning("control request failed: %s", exc)
+
+    def answer(self, request: str):
+        engine = self.engine
+        views = {"show rib": engine.show_rib, "show fib": engine.show_fib,
+                 "show nexthops": engine.show_nexthops, "show stats": engine.show_stats}
+        if request in views:
+            return views[request]()
+        if request == "resync":
+            engine.request_full_sync()
+            return {"ok": True}
+        return {"error": "unknown request %r (known: %s, resync)" % (request, ", ".join(views))}
+
+
+def query(path: str, request: str, timeout: float = 5.0):
+    """Send one control request to a running daemon; returns the decoded JSON answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(request.encode() + b"\n")
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return json.loads(b"".join(chunks))

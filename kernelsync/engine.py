@@ -1,0 +1,420 @@
+"""The reconciler: the thin shell around the pure core.
+
+State machine (Open/R Fib): AWAITING (feeds not all ready or no kernel dump yet: nothing is
+deleted) -> SYNCED.  Work is driven by marks:
+
+* a link event (admin or carrier change, device added or removed) re-reads links, updates the
+  desired FIB (nexthops on a down link leave their groups; routes with no usable nexthop fall
+  back or go) and runs a *repair*: re-read the nexthop objects, infer which of our routes the
+  kernel deleted silently (those on a vanished nexthop or group), and apply the diff; then a
+  *verify* (full dump of nexthops and our routes) follows ``verify_delay`` seconds later;
+* a nexthop notification that differs from what we wrote (``ip nexthop del``) runs a repair;
+* a full resync every ``resync_interval`` seconds repairs any other outside change
+  (``ip route del`` of our route);
+* failed writes are retried with exponential backoff (``retry_initial`` doubling up to
+  ``retry_max``), logged each time; a failed nexthop leaves its groups until it is written.
+
+``Engine`` never sleeps and never reads the clock: every entry point takes ``now``; the
+event loop in :mod:`kernelsync.daemon` owns sockets and timers.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tuple
+
+import attrs
+
+from .config import Config, KernelConfig
+from .fib import FibBuilder
+from .model import KNexthop, Link, RouteKey, format_prefix
+from .netlink import ResyncNeeded
+from .nhm import NexthopManager
+from .planner import NH_DEL, NH_SET, OP_NAMES, ROUTE_DEL, ROUTE_SET, Plan, plan
+from .rib import Rib
+
+log = logging.getLogger("kernelsync.engine")
+
+
+class Kernel(Protocol):
+    """What the engine needs from a kernel: :class:`kernelsync.netlink.RtNetlink` or the
+    in-memory model :class:`kernelsync.memkernel.MemKernel`."""
+
+    stats: object
+
+    def dump_links(self) -> Dict[int, Link]: ...
+    def dump_nexthops(self) -> Dict[int, KNexthop]: ...
+    def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]: ...
+    def apply(self, ops: List[tuple]) -> List[Tuple[int, int, str]]: ...
+
+
+@attrs.define
+class Failure:
+    """A write that the kernel refused: retried at ``next_try`` (seconds, engine clock)."""
+
+    count: int
+    next_try: float
+    error: str
+
+
+def describe_op(op: tuple) -> str:
+    kind = op[0]
+    if kind in (ROUTE_SET, ROUTE_DEL):
+        table, family, dst, plen, metric = op[1]
+        text = "%s %s table %d metric %d" % (OP_NAMES[kind], format_prefix((family, dst, plen)), table, metric)
+        return text + (" nhid %d" % op[2] if kind == ROUTE_SET else "")
+    return "%s %s" % (OP_NAMES[kind], op[1].describe())
+
+
+def _op_key(op: tuple):
+    return ("route", op[1]) if op[0] in (ROUTE_SET, ROUTE_DEL) else ("nh", op[1].id)
+
+
+class Engine:
+    """Owns the RIB, the desired FIB and the view of the kernel; decides and applies writes."""
+
+    def __init__(self, kcfg: KernelConfig, kernel: Kernel, dry_run: bool = False,
+                 on_plan: Optional[Callable[[Plan], None]] = None) -> None:
+        self.kcfg = kcfg
+        self.kernel = kernel
+        self.dry_run = dry_run
+        self.on_plan = on_plan
+        self.rib = Rib()
+        self.nhm = NexthopManager(kcfg.nexthop_id_range, kcfg.group_hold_time, kcfg.protocol)
+        self.fib = FibBuilder(self.rib, self.nhm, kcfg.table, kcfg.metric)
+        self.links: Dict[int, Link] = {}
+        self.observed_nh: Dict[int, KNexthop] = {}
+        self.observed_routes: Dict[RouteKey, int] = {}
+        self._by_nh: Dict[int, Set[RouteKey]] = {}
+        self.failures: Dict[tuple, Failure] = {}
+        self.dirty: Set[RouteKey] = set()
+        self.dumped = False
+        self.need_repair = False
+        self.need_full = True
+        self.verify_at: Optional[float] = None
+        self.next_resync: float = 0.0
+        self.gc_at: Optional[float] = None
+        self.last_repair_ms: Optional[float] = None
+        self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
+                                         "retries": 0}
+
+    # ownership -----------------------------------------------------------------------------
+    def ours(self, obj: KNexthop) -> bool:
+        return obj.protocol == self.kcfg.protocol and self.nhm.owns_id(obj.id)
+
+    @property
+    def state(self) -> str:
+        return "SYNCED" if self.dumped and self.rib.all_ready else "AWAITING"
+
+    # inputs --------------------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        """Read links and the kernel's nexthops, adopt ours (restart without writes)."""
+        self._read_links()
+        everything = self.kernel.dump_nexthops()
+        self.nhm.kernel_ids = set(everything)
+        ours = {i: o for i, o in everything.items() if self.ours(o)}
+        self.nhm.adopt(ours, {l.index: l.name for l in self.links.values()})
+        self.need_full = True
+        self.next_resync = now + self.kcfg.resync_interval
+
+    def _read_links(self) -> Set[RouteKey]:
+        self.links = self.kernel.dump_links()
+        return self.fib.set_links({l.name: l for l in self.links.values()})
+
+    def on_link_event(self, now: float) -> None:
+        """An RTM_NEWLINK/DELLINK arrived: re-read links; repair now, verify later."""
+        self.dirty |= self._read_links()
+        self.need_repair = True
+        if self.kcfg.verify_delay > 0 and self.verify_at is None:
+            self.verify_at = now + self.kcfg.verify_delay
+
+    def on_address_event(self, now: float) -> None:
+        """An address came or went: a nexthop refused for lack of a route to its gateway
+        (IPv6 after admin up) may now be accepted; retry nexthops now."""
+        for key, failure in self.failures.items():
+            if key[0] == "nh":
+                failure.next_try = min(failure.next_try, now)
+        self.need_repair = True
+
+    def on_nexthop_event(self, deleted: bool, obj: Optional[KNexthop]) -> None:
+        """RTM_NEWNEXTHOP/DELNEXTHOP: repair if it concerns one of ours and differs."""
+        if obj is None or not self.nhm.owns_id(obj.id):
+            return
+        if deleted:
+            if obj.id in self.observed_nh:
+                self.need_repair = True
+        elif self.observed_nh.get(obj.id) != obj:
+            self.need_repair = True
+
+    def request_full_sync(self) -> None:
+        self.need_full = True
+
+    # the cycle -----------------------------------------------------------------------------
+    def deadline(self) -> Optional[float]:
+        """When :meth:`run` has work next (engine clock), or None for 'only on events'."""
+        if self.need_full or self.need_repair or self.dirty or self.rib.dirty:
+            return 0.0
+        times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
+        times += [f.next_try for f in self.failures.values()]
+        return min(times) if times else None
+
+    def run(self, now: float) -> Plan:
+        """Do whatever is due at ``now``; returns the last plan applied (or printed)."""
+        if now >= self.next_resync:
+            self.need_full = True
+        if self.verify_at is not None and now >= self.verify_at:
+            self.need_full = True
+        full = self.need_full
+        try:
+            if full:
+                self._dump_all()
+            elif self.need_repair:
+                self._dump_nexthops()
+        except ResyncNeeded as exc:
+            log.warning("%s; full resync", exc)
+            self.need_full = True
+            return Plan()
+        self.need_repair = False
+        if full:
+            self.need_full = False
+            self.verify_at = None
+            self.next_resync = now + self.kcfg.resync_interval
+            self.counters["full_syncs"] += 1
+        last = Plan()
+        for _round in range(4):
+            changed = self.fib.sync_rib(now)
+            keys = None if full else (self.dirty | changed | self._retry_keys(now))
+            self.dirty = set()
+            allow_delete = self.dumped and self.rib.all_ready
+            result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
+                          self.observed_routes, route_keys=keys, allow_delete=allow_delete)
+            if result.deferred and not allow_delete:
+                log.info("holding back %d deletions until every feed has sent its initial state",
+                         result.deferred)
+            self._prune_failures(result.ops, keys)
+            ops = self._due(result.ops, now)
+            last = Plan(ops=ops, deferred=result.deferred)
+            if self.on_plan is not None:
+                self.on_plan(last)
+            if not ops or self.dry_run:
+                break
+            progress = self._apply(ops, now)
+            full = False
+            if not progress:
+                break
+        self.gc_at = self.nhm.collect(now)
+        return last
+
+    def _retry_keys(self, now: float) -> Set[RouteKey]:
+        return {k[1] for k, f in self.failures.items() if k[0] == "route" and f.next_try <= now}
+
+    def _prune_failures(self, ops: List[tuple], keys: Optional[Set[RouteKey]]) -> None:
+        """Forget failures of writes no longer wanted (the desired state moved on)."""
+        if not self.failures:
+            return
+        wanted = {_op_key(op) for op in ops}
+        for fkey in list(self.failures):
+            examined = fkey[0] == "nh" or keys is None or fkey[1] in keys
+            if examined and fkey not in wanted:
+                del self.failures[fkey]
+
+    def _due(self, ops: List[tuple], now: float) -> List[tuple]:
+        if not self.failures:
+            return ops
+        out = []
+        for op in ops:
+            failure = self.failures.get(_op_key(op))
+            if failure is None or failure.next_try <= now:
+                out.append(op)
+        return out
+
+    # kernel reads --------------------------------------------------------------------------
+    def _dump_nexthops(self) -> None:
+        everything = self.kernel.dump_nexthops()
+        self.nhm.kernel_ids = set(everything)
+        ours = {i: o for i, o in everything.items() if self.ours(o)}
+        vanished = [i for i in self.observed_nh if i not in ours]
+        self.observed_nh = ours
+        lost = 0
+        for nh_id in vanished:
+            # the kernel deletes every route on a deleted nexthop or group, silently (IPv4)
+            for key in self._by_nh.pop(nh_id, ()):
+                if self.observed_routes.pop(key, None) is not None:
+                    self.dirty.add(key)
+                    lost += 1
+        if lost:
+            self.counters["inferred_route_losses"] += lost
+            log.info("kernel dropped %d of our routes with %d vanished nexthop objects", lost, len(vanished))
+        self.counters["repairs"] += 1
+
+    def _dump_all(self) -> None:
+        self._dump_nexthops()
+        routes = self.kernel.dump_routes(self.kcfg.table, self.kcfg.protocol)
+        self.observed_routes = routes
+        by_nh: Dict[int, Set[RouteKey]] = {}
+        for key, nh_id in routes.items():
+            s = by_nh.get(nh_id)
+            if s is None:
+                by_nh[nh_id] = {key}
+            else:
+                s.add(key)
+        self._by_nh = by_nh
+        self.dumped = True
+
+    # writes --------------------------------------------------------------------------------
+    def _apply(self, ops: List[tuple], now: float) -> bool:
+        """Write ``ops``; update the observed view for those that succeeded, back off the
+        others.  Returns True if another planning round may find more to do."""
+        try:
+            failed = self.kernel.apply(ops)
+        except ResyncNeeded as exc:
+            log.warning("%s; full resync", exc)
+            self.need_full = True
+            return False
+        failed_idx = {i: (err, msg) for i, err, msg in failed}
+        nh_failed: List[int] = []
+        nh_recovered: List[int] = []
+        observed_nh = self.observed_nh
+        routes = self.observed_routes
+        by_nh = self._by_nh
+        for i, op in enumerate(ops):
+            kind = op[0]
+            if i in failed_idx:
+                err, msg = failed_idx[i]
+                self._failed(op, err, msg, now)
+                if kind == NH_SET and not op[1].is_group:
+                    nh_failed.append(op[1].id)
+                continue
+            if self.failures:
+                key = _op_key(op)
+                if self.failures.pop(key, None) is not None:
+                    log.info("%s succeeded after retries", describe_op(op))
+                    if kind == NH_SET:
+                        nh_recovered.append(op[1].id)
+            if kind == ROUTE_SET:
+                key, nh_id = op[1], op[2]
+                old = routes.get(key)
+                if old is not None:
+                    s = by_nh.get(old)
+                    if s is not None:
+                        s.discard(key)
+                routes[key] = nh_id
+                s = by_nh.get(nh_id)
+                if s is None:
+                    by_nh[nh_id] = {key}
+                else:
+                    s.add(key)
+            elif kind == ROUTE_DEL:
+                old = routes.pop(op[1], None)
+                if old is not None and old in by_nh:
+                    by_nh[old].discard(op[1])
+            elif kind == NH_SET:
+                observed_nh[op[1].id] = op[1]
+                self.nhm.kernel_ids.add(op[1].id)
+            else:
+                observed_nh.pop(op[1].id, None)
+                self.nhm.kernel_ids.discard(op[1].id)
+                for key in by_nh.pop(op[1].id, ()):
+                    routes.pop(key, None)
+        if ops:
+            log.info("applied %s%s", _summary(ops), (", %d failed" % len(failed)) if failed else "")
+        changed = set()
+        if nh_failed:
+            changed |= self.fib.set_failed(nh_failed, True)
+        if nh_recovered:
+            changed |= self.fib.set_failed(nh_recovered, False)
+        self.dirty |= changed
+        return bool(nh_failed or nh_recovered)
+
+    def _failed(self, op: tuple, err: int, msg: str, now: float) -> None:
+        key = _op_key(op)
+        prev = self.failures.get(key)
+        count = 1 if prev is None else prev.count + 1
+        delay = min(self.kcfg.retry_initial * (2 ** (count - 1)), self.kcfg.retry_max)
+        self.failures[key] = Failure(count=count, next_try=now + delay, error=msg)
+        if count > 1:
+            self.counters["retries"] += 1
+        log.warning("kernel refused %s: %s (errno %d); attempt %d, retry in %.1fs",
+                    describe_op(op), msg, err, count, delay)
+
+    # shutdown ------------------------------------------------------------------------------
+    def flush(self) -> Plan:
+        """Delete every route and nexthop of ours (``flush_on_exit``)."""
+        self._dump_all()
+        result = plan({}, self.observed_nh, {}, self.observed_routes)
+        if not self.dry_run and result.ops:
+            self._apply(result.ops, 0.0)
+        return result
+
+    # views ---------------------------------------------------------------------------------
+    def show_rib(self) -> List[dict]:
+        out = []
+        for prefix, entry in self.rib.entries.items():
+            out.append({
+                "prefix": format_prefix(prefix),
+                "selected": self.fib.selected.get(prefix),
+                "sources": [{"source": s, "distance": self.rib.distance[s],
+                             "paths": [[nh.describe() for nh in p.nexthops] for p in paths]}
+                            for s, paths in sorted(entry.items(), key=lambda i: self.rib.distance[i[0]])],
+            })
+        return out
+
+    def show_fib(self) -> List[dict]:
+        out = []
+        for key, nh_id in self.fib.routes.items():
+            table, family, dst, plen, metric = key
+            obs = self.observed_routes.get(key)
+            out.append({"prefix": format_prefix((family, dst, plen)), "table": table, "metric": metric,
+                        "nhid": nh_id, "installed": obs == nh_id})
+        return out
+
+    def show_nexthops(self) -> List[dict]:
+        out = []
+        desired = self.fib.desired_nexthops()
+        for entry in list(self.nhm.by_id.values()):
+            item = {"id": entry.id, "users": len(entry.users),
+                    "installed": entry.id in desired and self.observed_nh.get(entry.id) == desired.get(entry.id)}
+            if entry.is_group:
+                item["members"] = [{"id": m.id, "weight": w, "active": self.nhm.usable(m)} for m, w in entry.members]
+                if entry.resilient:
+                    item["resilient"] = attrs.asdict(entry.resilient)
+            else:
+                family, gateway, dev = entry.key
+                item.update({"family": family, "dev": dev, "failed": entry.failed,
+                             "gateway": None if gateway is None else __import__("socket").inet_ntop(family, gateway)})
+            if entry.unused_since is not None:
+                item["unused_since"] = entry.unused_since
+            out.append(item)
+        return out
+
+    def show_stats(self) -> dict:
+        stats = self.kernel.stats
+        return {"state": self.state, "rib_prefixes": len(self.rib), "fib_routes": len(self.fib.routes),
+                "installed_routes": len(self.observed_routes), "nexthop_objects": len(self.observed_nh),
+                "writes": dict(getattr(stats, "writes", {})), "kernel_failures": getattr(stats, "failures", 0),
+                "pending_failures": {str(k[1] if k[0] == "nh" else format_prefix(k[1][1:4])): attrs.asdict(f)
+                                     for k, f in self.failures.items()},
+                "last_repair_ms": self.last_repair_ms, **self.counters}
+
+
+def _summary(ops: Iterable[tuple]) -> str:
+    counts: Dict[str, int] = {}
+    for op in ops:
+        counts[OP_NAMES[op[0]]] = counts.get(OP_NAMES[op[0]], 0) + 1
+    return ", ".join("%d %s" % (n, k) for k, n in counts.items())
+
+
+def load_static(engine: Engine, cfg: Config) -> None:
+    """The static feed: the config's routes into the RIB as source ``static``; ready at once.
+    Routes that failed validation are reported (they are in ``cfg.route_errors``)."""
+    engine.rib.add_source("static", cfg.static_distance)
+    for problem in cfg.route_errors:
+        log.error("%s: skipping route: %s", cfg.filename, problem)
+    names = {l.name for l in engine.links.values()}
+    for route in cfg.static_routes:
+        engine.rib.update("static", route.prefix, route.paths)
+        for path in route.paths:
+            for nh in path.nexthops:
+                if nh.dev not in names:
+                    log.warning("%s: route %s: device %s does not exist yet; installed when it appears",
+                                route.where, format_prefix(route.prefix), nh.dev)
+    engine.rib.set_ready("static")
