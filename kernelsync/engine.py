@@ -54,6 +54,7 @@ class Failure:
     count: int
     next_try: float
     error: str
+    op: tuple = attrs.field(repr=False, eq=False)
 
 
 def describe_op(op: tuple) -> str:
@@ -179,6 +180,7 @@ class Engine:
             self.verify_at = None
             self.next_resync = now + self.kcfg.resync_interval
             self.counters["full_syncs"] += 1
+        self.nhm.collect(now)  # entries past their hold time leave the desired state now
         last = Plan()
         for _round in range(4):
             changed = self.fib.sync_rib(now)
@@ -223,7 +225,8 @@ class Engine:
         out = []
         for op in ops:
             failure = self.failures.get(_op_key(op))
-            if failure is None or failure.next_try <= now:
+            # backoff holds the same write; a write whose content changed goes at once
+            if failure is None or failure.next_try <= now or failure.op != op:
                 out.append(op)
         return out
 
@@ -273,6 +276,7 @@ class Engine:
         failed_idx = {i: (err, msg) for i, err, msg in failed}
         nh_failed: List[int] = []
         nh_recovered: List[int] = []
+        nh_written: Set[int] = set()
         observed_nh = self.observed_nh
         routes = self.observed_routes
         by_nh = self._by_nh
@@ -308,6 +312,7 @@ class Engine:
                 if old is not None and old in by_nh:
                     by_nh[old].discard(op[1])
             elif kind == NH_SET:
+                nh_written.add(op[1].id)
                 observed_nh[op[1].id] = op[1]
                 self.nhm.kernel_ids.add(op[1].id)
             else:
@@ -317,20 +322,29 @@ class Engine:
                     routes.pop(key, None)
         if ops:
             log.info("applied %s%s", _summary(ops), (", %d failed" % len(failed)) if failed else "")
+        unblocked = False
+        if nh_written and self.failures:
+            # a route refused for want of its nexthop may go now that the nexthop is written
+            just_failed = {_op_key(ops[i]) for i in failed_idx}
+            for fkey, failure in self.failures.items():
+                if (fkey[0] == "route" and failure.op[0] == ROUTE_SET and failure.op[2] in nh_written
+                        and fkey not in just_failed):
+                    failure.next_try = now
+                    unblocked = True
         changed = set()
         if nh_failed:
             changed |= self.fib.set_failed(nh_failed, True)
         if nh_recovered:
             changed |= self.fib.set_failed(nh_recovered, False)
         self.dirty |= changed
-        return bool(nh_failed or nh_recovered)
+        return bool(nh_failed or nh_recovered or unblocked)
 
     def _failed(self, op: tuple, err: int, msg: str, now: float) -> None:
         key = _op_key(op)
         prev = self.failures.get(key)
         count = 1 if prev is None else prev.count + 1
         delay = min(self.kcfg.retry_initial * (2 ** (count - 1)), self.kcfg.retry_max)
-        self.failures[key] = Failure(count=count, next_try=now + delay, error=msg)
+        self.failures[key] = Failure(count=count, next_try=now + delay, error=msg, op=op)
         if count > 1:
             self.counters["retries"] += 1
         log.warning("kernel refused %s: %s (errno %d); attempt %d, retry in %.1fs",

@@ -1,0 +1,173 @@
+"""An in-memory model of the kernel's nexthop and route tables, for fast unit tests.
+
+It implements the :class:`kernelsync.engine.Kernel` interface and the behaviour measured on
+kernel 6.18 (shared/reference/kernel-nexthops.md):
+
+* a nexthop is refused on a device that is not up (ENETDOWN) or has no carrier;
+* a device going down or losing carrier deletes its nexthops, removes them from their groups,
+  deletes groups left empty and every route on a deleted nexthop or group, all *silently*;
+* a group needs existing, non-group members (nested groups: EINVAL) and cannot change type;
+* an IPv6 route on a group holding an IPv4 nexthop is EINVAL; a route on a missing id is EINVAL.
+
+It is a model, not the proof: the tests that matter run on the real kernel in a namespace.
+Failures can be injected with :meth:`MemKernel.fail_next`.
+"""
+from __future__ import annotations
+
+import errno
+from typing import Callable, Dict, List, Optional, Tuple
+
+import attrs
+
+from .model import AF_INET, AF_INET6, KNexthop, Link, RouteKey
+from .netlink import Stats
+from .planner import NH_DEL, NH_SET, OP_NAMES, ROUTE_DEL, ROUTE_SET
+
+
+class MemKernel:
+    def __init__(self, protocol: int = 200) -> None:
+        self.protocol = protocol  # written on routes, like RtNetlink's
+        self.links: Dict[int, Link] = {}
+        self.nexthops: Dict[int, KNexthop] = {}
+        self.routes: Dict[RouteKey, Tuple[int, int]] = {}  # key -> (protocol, nh id)
+        self.stats = Stats()
+        self._next_index = 2
+        self._faults: List[Tuple[Callable[[tuple], bool], int, int]] = []
+
+    # links ---------------------------------------------------------------------------------
+    def add_link(self, name: str, up: bool = True, carrier: bool = True) -> int:
+        index = self._next_index
+        self._next_index += 1
+        self.links[index] = Link(index=index, name=name, up=up, carrier=carrier)
+        return index
+
+    def index(self, name: str) -> int:
+        return next(l.index for l in self.links.values() if l.name == name)
+
+    def set_link(self, name: str, up: Optional[bool] = None, carrier: Optional[bool] = None) -> None:
+        link = self.links[self.index(name)]
+        link = attrs.evolve(link, up=link.up if up is None else up, carrier=link.carrier if carrier is None else carrier)
+        self.links[link.index] = link
+        if not link.usable:
+            self._flush_dev(link.index)
+
+    def del_link(self, name: str) -> None:
+        index = self.index(name)
+        self._flush_dev(index)
+        del self.links[index]
+
+    def _flush_dev(self, index: int) -> None:
+        dead = [i for i, o in self.nexthops.items() if not o.group and o.oif == index]
+        for nh_id in dead:
+            self._delete_nh(nh_id)
+
+    def _delete_nh(self, nh_id: int) -> None:
+        self.nexthops.pop(nh_id, None)
+        gone = {nh_id}
+        for gid, grp in list(self.nexthops.items()):
+            if grp.group and any(m == nh_id for m, _ in grp.group):
+                members = tuple((m, w) for m, w in grp.group if m != nh_id)
+                if members:
+                    self.nexthops[gid] = attrs.evolve(grp, group=members)
+                else:
+                    del self.nexthops[gid]
+                    gone.add(gid)
+        for key in [k for k, (_, n) in self.routes.items() if n in gone]:
+            del self.routes[key]
+
+    # faults --------------------------------------------------------------------------------
+    def fail_next(self, predicate: Callable[[tuple], bool], err: int = errno.EINVAL, times: int = 1) -> None:
+        """Refuse the next ``times`` operations matching ``predicate`` with ``err``."""
+        self._faults.append((predicate, err, times))
+
+    def _injected(self, op: tuple) -> Optional[int]:
+        for n, (pred, err, times) in enumerate(self._faults):
+            if pred(op):
+                if times <= 1:
+                    del self._faults[n]
+                else:
+                    self._faults[n] = (pred, err, times - 1)
+                return err
+        return None
+
+    # Kernel interface ----------------------------------------------------------------------
+    def dump_links(self) -> Dict[int, Link]:
+        self.stats.dumps += 1
+        return dict(self.links)
+
+    def dump_nexthops(self) -> Dict[int, KNexthop]:
+        self.stats.dumps += 1
+        return dict(self.nexthops)
+
+    def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]:
+        self.stats.dumps += 1
+        return {k: n for k, (p, n) in self.routes.items() if k[0] == table and p == protocol}
+
+    def apply(self, ops: List[tuple]) -> List[Tuple[int, int, str]]:
+        failures = []
+        for i, op in enumerate(ops):
+            self.stats.writes[OP_NAMES[op[0]]] += 1
+            err = self._injected(op)
+            msg = "injected fault"
+            if err is None:
+                err, msg = self._apply_one(op)
+            if err:
+                failures.append((i, err, msg))
+        self.stats.failures += len(failures)
+        return failures
+
+    def _apply_one(self, op: tuple) -> Tuple[int, str]:
+        kind = op[0]
+        if kind == NH_SET:
+            obj: KNexthop = op[1]
+            old = self.nexthops.get(obj.id)
+            if old is not None and old.is_group != obj.is_group:
+                return errno.EINVAL, "Can not replace a nexthop with a nexthop group (or back)"
+            if obj.group:
+                for m, _ in obj.group:
+                    member = self.nexthops.get(m)
+                    if member is None:
+                        return errno.EINVAL, "Invalid nexthop id"
+                    if member.group:
+                        return errno.EINVAL, "Nested groups are not supported"
+                if old is not None and old.grp_type != obj.grp_type:
+                    return errno.EINVAL, "Can not replace a nexthop group with one of a different type"
+            else:
+                link = self.links.get(obj.oif)
+                if link is None:
+                    return errno.ENODEV, "Invalid device index"
+                if not link.up:
+                    return errno.ENETDOWN, "Nexthop device is not up"
+                if not link.carrier:
+                    return errno.ENETDOWN, "Carrier for nexthop device is down"
+            self.nexthops[obj.id] = obj
+            return 0, ""
+        if kind == NH_DEL:
+            if op[1].id not in self.nexthops:
+                return errno.ENOENT, "Nexthop id does not exist"
+            self._delete_nh(op[1].id)
+            return 0, ""
+        key = op[1]
+        if kind == ROUTE_SET:
+            nh = self.nexthops.get(op[2])
+            if nh is None:
+                return errno.EINVAL, "Nexthop id does not exist"
+            if key[1] == AF_INET6:
+                members = [self.nexthops[m] for m, _ in nh.group] if nh.group else [nh]
+                if any(m.family == AF_INET for m in members):
+                    return errno.EINVAL, "IPv6 routes can not use an IPv4 nexthop"
+            self.routes[key] = (self.protocol, op[2])
+            return 0, ""
+        if kind == ROUTE_DEL:
+            if key not in self.routes:
+                return errno.ESRCH, "No such process"
+            del self.routes[key]
+            return 0, ""
+        return errno.EOPNOTSUPP, "unknown operation"
+
+    # helpers for tests ---------------------------------------------------------------------
+    def add_foreign_route(self, key: RouteKey, protocol: int, nh_id: int) -> None:
+        self.routes[key] = (protocol, nh_id)
+
+
+__all__ = ["MemKernel", "AF_INET", "AF_INET6"]
