@@ -92,6 +92,7 @@ class Daemon:
         log.info("kernelsync started: table %d, protocol %d, nexthop ids %d..%d, %d static routes",
                  self.cfg.kernel.table, self.cfg.kernel.protocol, *self.cfg.kernel.nexthop_id_range,
                  len(self.cfg.static_routes))
+        log_compat_mode()
         event_at: Optional[float] = None
         try:
             while not self.stopping:
@@ -194,6 +195,22 @@ class Daemon:
             engine.request_full_sync()
             return {"ok": True}
         return {"error": "unknown request %r (known: %s, resync)" % (request, ", ".join(views))}
+
+
+def log_compat_mode() -> None:
+    """Say which net.ipv4.nexthop_compat_mode this namespace runs with (the operator's choice)."""
+    try:
+        with open("/proc/sys/net/ipv4/nexthop_compat_mode") as fh:
+            mode = fh.read().strip()
+    except OSError:
+        return
+    if mode == "1":
+        log.info("net.ipv4.nexthop_compat_mode=1: route dumps show nexthops expanded (readable by BIRD "
+                 "and older tools), but every group change costs one RTM_NEWROUTE per route using it "
+                 "(O(routes)); set it to 0 for O(1) group changes")
+    else:
+        log.info("net.ipv4.nexthop_compat_mode=%s: group changes are O(1); tools that do not know "
+                 "nexthop objects see routes with nhid and no nexthops", mode)
 
 
 def query(path: str, request: str, timeout: float = 5.0):

@@ -339,3 +339,26 @@ def test_failed_member_leaves_group_until_it_is_accepted():
     assert gid is not None and len(kernel.nexthops[gid].group) == 1  # forwarding on the member that works
     engine.run(1.0)
     assert len(kernel.nexthops[gid].group) == 2
+
+
+def test_lost_replies_trigger_a_full_resync():
+    from kernelsync.netlink import ResyncNeeded
+
+    class Overflowing(MemKernel):
+        overflow = 1
+
+        def apply(self, ops):
+            result = super().apply(ops)
+            if self.overflow:
+                self.overflow -= 1
+                raise ResyncNeeded("netlink receive buffer overflow: replies lost")
+            return result
+
+    engine, kernel = make(Overflowing(PROTO))
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    ready_run(engine)
+    assert engine.need_full and engine.deadline() == 0.0
+    dumps = kernel.stats.dumps
+    engine.run(0.1)
+    assert kernel.stats.dumps > dumps and not engine.need_full
+    assert kroute(kernel, "203.0.113.1/32") in engine.observed_nh

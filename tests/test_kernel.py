@@ -204,3 +204,20 @@ def test_dry_run_writes_nothing(lab, tmp_path):
     assert "route-set 203.0.113.10/32 table 100 metric 20 nhid" in out
     assert "nothing written" in out
     assert our_routes(lab) == {} and our_nexthops(lab) == {}
+
+
+def test_control_socket_is_root_only_and_show_works(lab, tmp_path, daemon_factory):
+    import os
+    import stat
+    config = write_config(tmp_path, static_routes([("203.0.113.10/32", [{"dev": "v0"}, {"dev": "v1"}], None)]))
+    d = daemon_factory(lab, config).start()
+    d.wait_synced(routes=1)
+    assert stat.S_IMODE(os.stat(d.sock).st_mode) == 0o600
+    rib = d.query("show rib")
+    assert rib[0]["prefix"] == "203.0.113.10/32" and rib[0]["selected"] == "static"
+    nhs = {n["id"]: n for n in d.query("show nexthops")}
+    fib = d.query("show fib")
+    assert fib[0]["installed"] and nhs[fib[0]["nhid"]]["installed"]
+    out = subprocess.run([sys.executable, "-m", "kernelsync", "show", "fib", "-c", str(config), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    assert '"prefix": "203.0.113.10/32"' in out
