@@ -170,6 +170,7 @@ class Engine:
                 self._dump_all()
             elif self.need_repair:
                 self._dump_nexthops()
+                self.counters["repairs"] += 1
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
             self.need_full = True
@@ -247,7 +248,6 @@ class Engine:
         if lost:
             self.counters["inferred_route_losses"] += lost
             log.info("kernel dropped %d of our routes with %d vanished nexthop objects", lost, len(vanished))
-        self.counters["repairs"] += 1
 
     def _dump_all(self) -> None:
         self._dump_nexthops()
