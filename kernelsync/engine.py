@@ -19,6 +19,7 @@ event loop in :mod:`kernelsync.daemon` owns sockets and timers.
 """
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tuple
 
@@ -44,7 +45,7 @@ class Kernel(Protocol):
     def dump_links(self) -> Dict[int, Link]: ...
     def dump_nexthops(self) -> Dict[int, KNexthop]: ...
     def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]: ...
-    def apply(self, ops: List[tuple]) -> List[Tuple[int, int, str]]: ...
+    def apply(self, ops: List[tuple], on_chunk=None) -> List[Tuple[int, int, str]]: ...
 
 
 @attrs.define
@@ -68,6 +69,16 @@ def describe_op(op: tuple) -> str:
 
 def _op_key(op: tuple):
     return ("route", op[1]) if op[0] in (ROUTE_SET, ROUTE_DEL) else ("nh", op[1].id)
+
+
+@attrs.define
+class _Booking:
+    """What one :meth:`Engine._apply` learnt, gathered chunk by chunk."""
+
+    nh_failed: List[int] = attrs.Factory(list)
+    nh_recovered: List[int] = attrs.Factory(list)
+    nh_written: Set[int] = attrs.Factory(set)
+    just_failed: Set[tuple] = attrs.Factory(set)
 
 
 class Engine:
@@ -95,6 +106,7 @@ class Engine:
         self.next_resync: float = 0.0
         self.gc_at: Optional[float] = None
         self.last_repair_ms: Optional[float] = None
+        self._frozen_at = 0
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0}
 
@@ -159,7 +171,23 @@ class Engine:
         return min(times) if times else None
 
     def run(self, now: float) -> Plan:
-        """Do whatever is due at ``now``; returns the last plan applied (or printed)."""
+        """Do whatever is due at ``now``; returns the last plan applied (or printed).
+
+        Python's cyclic garbage collector is paused meanwhile: a full load allocates hundreds of
+        thousands of acyclic tuples, and collecting them again and again cost a third of the
+        time.  Objects that survive a large run are frozen out of later collections."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(now)
+        finally:
+            if enabled:
+                gc.enable()
+                if len(self.observed_routes) > self._frozen_at * 2 + 10_000:
+                    gc.freeze()
+                    self._frozen_at = len(self.observed_routes)
+
+    def _run(self, now: float) -> Plan:
         if now >= self.next_resync:
             self.need_full = True
         if self.verify_at is not None and now >= self.verify_at:
@@ -184,7 +212,7 @@ class Engine:
         self.nhm.collect(now)  # entries past their hold time leave the desired state now
         last = Plan()
         for _round in range(4):
-            changed = self.fib.sync_rib(now)
+            changed = self.fib.sync_rib(now, collect=not full)
             keys = None if full else (self.dirty | changed | self._retry_keys(now))
             self.dirty = set()
             allow_delete = self.dumped and self.rib.all_ready
@@ -265,35 +293,58 @@ class Engine:
 
     # writes --------------------------------------------------------------------------------
     def _apply(self, ops: List[tuple], now: float) -> bool:
-        """Write ``ops``; update the observed view for those that succeeded, back off the
-        others.  Returns True if another planning round may find more to do."""
+        """Write ``ops``; update the observed view for those that succeeded (chunk by chunk,
+        while the kernel works on the next chunk), back off the others.  Returns True if
+        another planning round may find more to do."""
+        book = _Booking()
         try:
-            failed = self.kernel.apply(ops)
+            failed = self.kernel.apply(ops, on_chunk=lambda a, b, f: self._book(ops, a, b, f, now, book))
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
             self.need_full = True
             return False
+        if ops and log.isEnabledFor(logging.INFO):
+            log.info("applied %s%s", _summary(ops), (", %d failed" % len(failed)) if failed else "")
+        unblocked = False
+        if book.nh_written and self.failures:
+            # a route refused for want of its nexthop may go now that the nexthop is written
+            for fkey, failure in self.failures.items():
+                if (fkey[0] == "route" and failure.op[0] == ROUTE_SET and failure.op[2] in book.nh_written
+                        and fkey not in book.just_failed):
+                    failure.next_try = now
+                    unblocked = True
+        changed = set()
+        if book.nh_failed:
+            changed |= self.fib.set_failed(book.nh_failed, True)
+        if book.nh_recovered:
+            changed |= self.fib.set_failed(book.nh_recovered, False)
+        self.dirty |= changed
+        return bool(book.nh_failed or book.nh_recovered or unblocked)
+
+    def _book(self, ops: List[tuple], start: int, end: int, failed: List[Tuple[int, int, str]],
+              now: float, book: "_Booking") -> None:
+        """Record the outcome of ``ops[start:end]`` in the observed view and the failures."""
         failed_idx = {i: (err, msg) for i, err, msg in failed}
-        nh_failed: List[int] = []
-        nh_recovered: List[int] = []
-        nh_written: Set[int] = set()
         observed_nh = self.observed_nh
         routes = self.observed_routes
         by_nh = self._by_nh
-        for i, op in enumerate(ops):
+        failures = self.failures
+        last_nh, last_set = None, set()  # routes in a batch mostly share a few nexthop ids
+        for i in range(start, end):
+            op = ops[i]
             kind = op[0]
-            if i in failed_idx:
+            if failed_idx and i in failed_idx:
                 err, msg = failed_idx[i]
                 self._failed(op, err, msg, now)
+                book.just_failed.add(_op_key(op))
                 if kind == NH_SET and not op[1].is_group:
-                    nh_failed.append(op[1].id)
+                    book.nh_failed.append(op[1].id)
                 continue
-            if self.failures:
-                key = _op_key(op)
-                if self.failures.pop(key, None) is not None:
+            if failures:
+                if failures.pop(_op_key(op), None) is not None:
                     log.info("%s succeeded after retries", describe_op(op))
                     if kind == NH_SET:
-                        nh_recovered.append(op[1].id)
+                        book.nh_recovered.append(op[1].id)
             if kind == ROUTE_SET:
                 key, nh_id = op[1], op[2]
                 old = routes.get(key)
@@ -302,17 +353,18 @@ class Engine:
                     if s is not None:
                         s.discard(key)
                 routes[key] = nh_id
-                s = by_nh.get(nh_id)
-                if s is None:
-                    by_nh[nh_id] = {key}
-                else:
-                    s.add(key)
+                if nh_id != last_nh:
+                    last_set = by_nh.get(nh_id)
+                    if last_set is None:
+                        last_set = by_nh[nh_id] = set()
+                    last_nh = nh_id
+                last_set.add(key)
             elif kind == ROUTE_DEL:
                 old = routes.pop(op[1], None)
                 if old is not None and old in by_nh:
                     by_nh[old].discard(op[1])
             elif kind == NH_SET:
-                nh_written.add(op[1].id)
+                book.nh_written.add(op[1].id)
                 observed_nh[op[1].id] = op[1]
                 self.nhm.kernel_ids.add(op[1].id)
             else:
@@ -320,24 +372,6 @@ class Engine:
                 self.nhm.kernel_ids.discard(op[1].id)
                 for key in by_nh.pop(op[1].id, ()):
                     routes.pop(key, None)
-        if ops:
-            log.info("applied %s%s", _summary(ops), (", %d failed" % len(failed)) if failed else "")
-        unblocked = False
-        if nh_written and self.failures:
-            # a route refused for want of its nexthop may go now that the nexthop is written
-            just_failed = {_op_key(ops[i]) for i in failed_idx}
-            for fkey, failure in self.failures.items():
-                if (fkey[0] == "route" and failure.op[0] == ROUTE_SET and failure.op[2] in nh_written
-                        and fkey not in just_failed):
-                    failure.next_try = now
-                    unblocked = True
-        changed = set()
-        if nh_failed:
-            changed |= self.fib.set_failed(nh_failed, True)
-        if nh_recovered:
-            changed |= self.fib.set_failed(nh_recovered, False)
-        self.dirty |= changed
-        return bool(nh_failed or nh_recovered or unblocked)
 
     def _failed(self, op: tuple, err: int, msg: str, now: float) -> None:
         key = _op_key(op)
@@ -365,7 +399,7 @@ class Engine:
         for prefix, entry in self.rib.entries.items():
             out.append({
                 "prefix": format_prefix(prefix),
-                "selected": self.fib.selected.get(prefix),
+                "selected": self.fib.selected(prefix),
                 "sources": [{"source": s, "distance": self.rib.distance[s],
                              "paths": [[nh.describe() for nh in p.nexthops] for p in paths]}
                             for s, paths in sorted(entry.items(), key=lambda i: self.rib.distance[i[0]])],

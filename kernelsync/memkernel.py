@@ -103,7 +103,8 @@ class MemKernel:
         self.stats.dumps += 1
         return {k: n for k, (p, n) in self.routes.items() if k[0] == table and p == protocol}
 
-    def apply(self, ops: List[tuple]) -> List[Tuple[int, int, str]]:
+    def apply(self, ops: List[tuple], on_chunk=None) -> List[Tuple[int, int, str]]:
+        """Same contract as :meth:`kernelsync.netlink.RtNetlink.apply` (one chunk)."""
         failures = []
         for i, op in enumerate(ops):
             self.stats.writes[OP_NAMES[op[0]]] += 1
@@ -114,6 +115,8 @@ class MemKernel:
             if err:
                 failures.append((i, err, msg))
         self.stats.failures += len(failures)
+        if on_chunk is not None:
+            on_chunk(0, len(ops), failures)
         return failures
 
     def _apply_one(self, op: tuple) -> Tuple[int, str]:

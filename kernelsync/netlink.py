@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import socket
 import struct
-from typing import Dict, Iterator, List, Optional, Tuple
+import threading
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from .model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, KNexthop, Link, RouteKey
 from .planner import NH_DEL, NH_SET, ROUTE_DEL, ROUTE_SET
@@ -79,8 +81,13 @@ _ROUTE_DEL = {
     AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI"),
     AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI"),
 }
+# an IPv4 route on a nexthop object as dumped with compat mode 0 (rtmsg + 4 attributes)
+_ROUTE_DUMP4 = struct.Struct("=BBBBBBBBI HHI HH4s HHI HHI")
+_FAST_ATTRS = (8, RTA_TABLE, 8, RTA_DST, 8, RTA_PRIORITY, 8, RTA_NH_ID)
 _SET_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
 CHUNK_BYTES = 256 * 1024
+PIPELINE_MIN = 8192  # ops; below this one thread does it all (no thread start-up cost)
+ChunkCallback = Callable[[int, int, List[Tuple[int, int, str]]], None]
 
 
 class NetlinkError(OSError):
@@ -248,37 +255,51 @@ class RtNetlink:
         return seq
 
     # dumps ---------------------------------------------------------------------------------
-    def _dump(self, msg_type: int, body: bytes) -> Iterator[Tuple[int, memoryview, int, int]]:
-        """Send one dump request; yield ``(type, buffer, body start, end)`` per message."""
+    def _dump_batches(self, msg_type: int, body: bytes) -> Iterator[Tuple[bytearray, List[Tuple[int, int, int]]]]:
+        """Send one dump request; yield ``(buffer, [(type, body start, end), ...])`` per
+        ``recv()``.  The buffer is reused: consume it before the next iteration."""
         seq = self._next_seq(1)
         self.sock.send(_HDR.pack(16 + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
         self.stats.dumps += 1
-        view = memoryview(self.buf)
+        buf = self.buf
         unpack = _HDR.unpack_from
         while True:
             try:
-                n = self.sock.recv_into(self.buf)
+                n = self.sock.recv_into(buf)
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
                     raise ResyncNeeded("netlink receive buffer overflow during dump") from exc
                 raise
             off = 0
+            batch = []
+            done = False
             while off + 16 <= n:
-                length, mtype, flags, mseq, _pid = unpack(self.buf, off)
+                length, mtype, flags, mseq, _pid = unpack(buf, off)
                 if length < 16:
                     break
                 if mseq == seq:
                     if flags & NLM_F_DUMP_INTR:
                         raise ResyncNeeded("dump interrupted by a concurrent change")
                     if mtype == NLMSG_DONE:
-                        return
+                        done = True
+                        break
                     if mtype == NLMSG_ERROR:
-                        err = -_ERR.unpack_from(self.buf, off + 16)[0]
+                        err = -_ERR.unpack_from(buf, off + 16)[0]
                         if err:
                             raise NetlinkError(err, "dump refused: %s" % os.strerror(err))
-                        return
-                    yield mtype, view, off + 16, off + length
+                        done = True
+                        break
+                    batch.append((mtype, off + 16, off + length))
                 off += (length + 3) & ~3
+            yield buf, batch
+            if done:
+                return
+
+    def _dump(self, msg_type: int, body: bytes) -> Iterator[Tuple[int, bytearray, int, int]]:
+        """Send one dump request; yield ``(type, buffer, body start, end)`` per message."""
+        for buf, batch in self._dump_batches(msg_type, body):
+            for mtype, start, end in batch:
+                yield mtype, buf, start, end
 
     def dump_links(self) -> Dict[int, Link]:
         out = {}
@@ -302,89 +323,176 @@ class RtNetlink:
         """Our routes: ``(table, family, dst, plen, metric) -> nh id`` (0: no RTA_NH_ID).
 
         The kernel filters by table and protocol (strict dump checking); the filter is applied
-        here too, so a kernel without it cannot make us touch foreign routes."""
+        here too, so a kernel without it cannot make us touch foreign routes.  An IPv4 route on
+        a nexthop object with compat mode 0 has a fixed layout (RTA_TABLE, RTA_DST,
+        RTA_PRIORITY, RTA_NH_ID): it is read with one ``unpack``; anything else attribute by
+        attribute."""
         out: Dict[RouteKey, int] = {}
         unpack_rt = _RTMSG.unpack_from
         unpack_u32 = _U32.unpack_from
+        unpack_nla = _NLA.unpack_from
+        fast = _ROUTE_DUMP4.unpack_from
+        fast_len = _ROUTE_DUMP4.size
         for family in (AF_INET, AF_INET6):
             req = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
                               0, 0, 0) + _nla(RTA_TABLE, _U32.pack(table))
             zero = bytes(4 if family == AF_INET else 16)
-            for mtype, buf, start, end in self._dump(RTM_GETROUTE, req):
-                if mtype != RTM_NEWROUTE:
-                    continue
-                fam, plen, _src, _tos, rtable, proto, _scope, rtype, _flags = unpack_rt(buf, start)
-                if proto != protocol or fam != family:
-                    continue
-                dst = zero
-                metric = nh_id = 0
-                off = start + 12
-                while off + 4 <= end:
-                    length, nla_type = _NLA.unpack_from(buf, off)
-                    if length < 4:
-                        break
-                    if nla_type == RTA_DST:
-                        dst = bytes(buf[off + 4:off + length])
-                    elif nla_type == RTA_TABLE:
-                        rtable = unpack_u32(buf, off + 4)[0]
-                    elif nla_type == RTA_PRIORITY:
-                        metric = unpack_u32(buf, off + 4)[0]
-                    elif nla_type == RTA_NH_ID:
-                        nh_id = unpack_u32(buf, off + 4)[0]
-                    off += (length + 3) & ~3
-                if rtable != table:
-                    continue
-                out[(table, family, dst, plen, metric)] = nh_id
+            for buf, batch in self._dump_batches(RTM_GETROUTE, req):
+                for mtype, start, end in batch:
+                    if mtype != RTM_NEWROUTE:
+                        continue
+                    if end - start == fast_len:
+                        (fam, plen, _s, _t, _rt, proto, _sc, _ty, _f, l1, t1, rtable, l2, t2, dst, l3, t3,
+                         metric, l4, t4, nh_id) = fast(buf, start)
+                        if (fam == AF_INET and (l1, t1, l2, t2, l3, t3, l4, t4) == _FAST_ATTRS):
+                            if proto == protocol and rtable == table:
+                                out[(table, AF_INET, dst, plen, metric)] = nh_id
+                            continue
+                    fam, plen, _src, _tos, rtable, proto, _scope, _rtype, _flags = unpack_rt(buf, start)
+                    if proto != protocol or fam != family:
+                        continue
+                    dst = zero
+                    metric = nh_id = 0
+                    off = start + 12
+                    while off + 4 <= end:
+                        length, nla_type = unpack_nla(buf, off)
+                        if length < 4:
+                            break
+                        if nla_type == RTA_DST:
+                            dst = bytes(buf[off + 4:off + length])
+                        elif nla_type == RTA_TABLE:
+                            rtable = unpack_u32(buf, off + 4)[0]
+                        elif nla_type == RTA_PRIORITY:
+                            metric = unpack_u32(buf, off + 4)[0]
+                        elif nla_type == RTA_NH_ID:
+                            nh_id = unpack_u32(buf, off + 4)[0]
+                        off += (length + 3) & ~3
+                    if rtable != table:
+                        continue
+                    out[(table, family, dst, plen, metric)] = nh_id
         return out
 
     # batches -------------------------------------------------------------------------------
-    def apply(self, ops: List[tuple]) -> List[Tuple[int, int, str]]:
-        """Write ``ops`` (from :func:`kernelsync.planner.plan`) in order, in chunks of many
-        messages per ``send()``.  Returns failures as ``(op index, errno, kernel message)``.
+    def apply(self, ops: List[tuple], on_chunk: Optional[ChunkCallback] = None) -> List[Tuple[int, int, str]]:
+        """Write ``ops`` (from :func:`kernelsync.planner.plan`) in order, many messages per
+        ``send()`` (chunks of about CHUNK_BYTES), NLM_F_ACK on the last message of each chunk.
+
+        Returns every failure as ``(op index, errno, kernel message)``.  ``on_chunk(start, end,
+        failures)`` is called in the caller's thread for each chunk, in order, once its replies
+        are read.  With more than PIPELINE_MIN ops a writer thread sends while this thread
+        encodes the next chunk and runs ``on_chunk`` for the previous one: the kernel does its
+        work inside ``send()``, which releases the GIL, so on two cores the two overlap.
         Raises :class:`ResyncNeeded` if replies were lost (ENOBUFS)."""
         if not ops:
             return []
-        protocol = self.protocol
-        failures: List[Tuple[int, int, str]] = []
         base = self._next_seq(len(ops))
+        failures: List[Tuple[int, int, str]] = []
+        counts = [0, 0, 0, 0, 0]
+        for op in ops:
+            counts[op[0]] += 1
+        writes = self.stats.writes
+        writes["nexthop-set"] += counts[NH_SET]
+        writes["nexthop-del"] += counts[NH_DEL]
+        writes["route-set"] += counts[ROUTE_SET]
+        writes["route-del"] += counts[ROUTE_DEL]
+        if len(ops) < PIPELINE_MIN:
+            start = 0
+            while start < len(ops):
+                data, end = self._encode_chunk(ops, start, base)
+                chunk_failures: List[Tuple[int, int, str]] = []
+                self._send_chunk(data, base, start, base + end - 1, chunk_failures)
+                failures += chunk_failures
+                if on_chunk is not None:
+                    on_chunk(start, end, chunk_failures)
+                start = end
+        else:
+            self._apply_pipelined(ops, base, failures, on_chunk)
+        self.stats.failures += len(failures)
+        return failures
+
+    def _apply_pipelined(self, ops: List[tuple], base: int, failures: List[Tuple[int, int, str]],
+                         on_chunk: Optional[ChunkCallback]) -> None:
+        jobs: "queue.Queue" = queue.Queue(maxsize=2)
+        done: "queue.Queue" = queue.Queue()
+        error: List[BaseException] = []
+
+        def writer() -> None:
+            while True:
+                job = jobs.get()
+                if job is None:
+                    return
+                data, start, end = job
+                chunk_failures: List[Tuple[int, int, str]] = []
+                if not error:
+                    try:
+                        self._send_chunk(data, base, start, base + end - 1, chunk_failures)
+                    except BaseException as exc:  # handed to the caller's thread
+                        error.append(exc)
+                        continue
+                    done.put((start, end, chunk_failures))
+
+        def finish(block: bool) -> None:
+            while True:
+                try:
+                    start, end, chunk_failures = done.get(block=block, timeout=None)
+                except queue.Empty:
+                    return
+                failures.extend(chunk_failures)
+                if on_chunk is not None:
+                    on_chunk(start, end, chunk_failures)
+                if block:
+                    return
+
+        thread = threading.Thread(target=writer, name="netlink-writer", daemon=True)
+        thread.start()
+        chunks = 0
+        try:
+            start = 0
+            while start < len(ops) and not error:
+                data, end = self._encode_chunk(ops, start, base)
+                jobs.put((data, start, end))
+                chunks += 1
+                start = end
+                finish(block=False)
+        finally:
+            jobs.put(None)
+            thread.join()
+        finish(block=False)
+        if error:
+            raise error[0]
+
+    def _encode_chunk(self, ops: List[tuple], start: int, base: int) -> Tuple[bytes, int]:
+        """Encode ``ops[start:]`` until about CHUNK_BYTES; the last message asks for the ACK."""
+        protocol = self.protocol
+        route_set = _ROUTE_SET
         parts: List[bytes] = []
         size = 0
-        first = 0
-        writes = self.stats.writes
-        counts = [0, 0, 0, 0, 0]
-        last_index = len(ops) - 1
-        route_set = _ROUTE_SET
-        for i, op in enumerate(ops):
+        i = start
+        n = len(ops)
+        while i < n and size < CHUNK_BYTES:
+            op = ops[i]
             kind = op[0]
-            counts[kind] += 1
-            flags = _SET_FLAGS
-            if size >= CHUNK_BYTES or i == last_index:
-                flags |= NLM_F_ACK
             if kind == ROUTE_SET:
                 table, family, dst, plen, metric = op[1]
                 st = route_set[family]
-                msg = st.pack(st.size, RTM_NEWROUTE, flags, base + i, 0,
+                msg = st.pack(st.size, RTM_NEWROUTE, _SET_FLAGS, base + i, 0,
                               family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
                               RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
                               8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric,
                               8, RTA_NH_ID, op[2])
             elif kind == ROUTE_DEL:
-                msg = encode_route_del(base + i, op[1], protocol, flags & ~(NLM_F_CREATE | NLM_F_REPLACE))
+                msg = encode_route_del(base + i, op[1], protocol, NLM_F_REQUEST)
             elif kind == NH_SET:
-                msg = encode_nexthop(base + i, op[1], flags)
+                msg = encode_nexthop(base + i, op[1], _SET_FLAGS)
             else:
-                msg = encode_nexthop_del(base + i, op[1].id, flags & ~(NLM_F_CREATE | NLM_F_REPLACE))
+                msg = encode_nexthop_del(base + i, op[1].id, NLM_F_REQUEST)
             parts.append(msg)
             size += len(msg)
-            if flags & NLM_F_ACK:
-                self._send_chunk(b"".join(parts), base, first, base + i, failures)
-                parts, size, first = [], 0, i + 1
-        writes["nexthop-set"] += counts[NH_SET]
-        writes["nexthop-del"] += counts[NH_DEL]
-        writes["route-set"] += counts[ROUTE_SET]
-        writes["route-del"] += counts[ROUTE_DEL]
-        self.stats.failures += len(failures)
-        return failures
+            i += 1
+        last = bytearray(parts[-1])
+        struct.pack_into("=H", last, 6, struct.unpack_from("=H", last, 6)[0] | NLM_F_ACK)
+        parts[-1] = bytes(last)
+        return b"".join(parts), i
 
     def _send_chunk(self, data: bytes, base: int, first: int, last_seq: int,
                     failures: List[Tuple[int, int, str]]) -> None:

@@ -94,7 +94,8 @@ class NexthopManager:
         self.links: Dict[str, Link] = {}
         self.kernel_ids: Set[int] = set()  # every id the kernel holds (ours or not)
         self._cursor = first
-        self._set_cache: Dict[Tuple[int, Tuple[Path, ...]], Tuple[Entry, ...]] = {}
+        # (route family, paths) -> entry; cleared whenever an entry is freed
+        self._set_cache: Dict[Tuple[int, Tuple[Path, ...]], Entry] = {}
         self._adopt_plain: Dict[Tuple[int, Optional[bytes], int], int] = {}
         self._adopt_group: Dict[tuple, int] = {}
 
@@ -182,8 +183,8 @@ class NexthopManager:
         """The entry (nexthop or group) for the ECMP set of ``paths`` on a ``family`` route."""
         cache_key = (family, paths)
         cached = self._set_cache.get(cache_key)
-        if cached is not None and self.by_id.get(cached[0].id) is cached[0]:
-            return cached[0]
+        if cached is not None:
+            return cached
         members: Dict[NhKey, int] = {}
         resilient = None
         for path in paths:
@@ -201,7 +202,7 @@ class NexthopManager:
         else:
             gkey = (tuple(sorted(members.items(), key=_sort_member)), resilient)
             entry = self._group(gkey)
-        self._set_cache[cache_key] = (entry,)
+        self._set_cache[cache_key] = entry
         return entry
 
     def _nexthop(self, key: NhKey) -> NhEntry:
@@ -244,11 +245,13 @@ class NexthopManager:
     def collect(self, now: float) -> Optional[float]:
         """Free entries unused for ``hold_time``; returns when the next one is due (or None)."""
         due: Optional[float] = None
+        freed = False
         for group in list(self.groups.values()):
             if group.users or group.unused_since is None:
                 continue
             expiry = group.unused_since + self.hold_time
             if expiry <= now:
+                freed = True
                 del self.groups[group.key]
                 del self.by_id[group.id]
                 for m, _ in group.members:
@@ -262,12 +265,13 @@ class NexthopManager:
                 continue
             expiry = nh.unused_since + self.hold_time
             if expiry <= now:
+                freed = True
                 del self.nexthops[nh.key]
                 del self.by_id[nh.id]
                 self.by_dev[nh.key[2]].discard(nh)
             else:
                 due = expiry if due is None else min(due, expiry)
-        if len(self._set_cache) > 4 * (len(self.by_id) + 16):
+        if freed or len(self._set_cache) > 65536:
             self._set_cache.clear()
         return due
 

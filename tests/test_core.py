@@ -206,7 +206,7 @@ def test_all_members_down_falls_back_to_next_best_source_then_returns():
     engine.run(1.0)
     fallback = kroute(kernel, "198.51.100.0/24")
     assert kernel.nexthops[fallback].oif == kernel.index("c")
-    assert engine.fib.selected[parse_prefix("198.51.100.0/24")] == "ospf"
+    assert engine.fib.selected(parse_prefix("198.51.100.0/24")) == "ospf"
     flap(engine, kernel, "a", 2.0, up=True)
     assert kroute(kernel, "198.51.100.0/24") == best  # same group id, back on the best source
     flap(engine, kernel, "b", 3.0, up=True)
@@ -347,8 +347,8 @@ def test_lost_replies_trigger_a_full_resync():
     class Overflowing(MemKernel):
         overflow = 1
 
-        def apply(self, ops):
-            result = super().apply(ops)
+        def apply(self, ops, on_chunk=None):
+            result = super().apply(ops, on_chunk)
             if self.overflow:
                 self.overflow -= 1
                 raise ResyncNeeded("netlink receive buffer overflow: replies lost")
@@ -362,3 +362,16 @@ def test_lost_replies_trigger_a_full_resync():
     engine.run(0.1)
     assert kernel.stats.dumps > dumps and not engine.need_full
     assert kroute(kernel, "203.0.113.1/32") in engine.observed_nh
+
+
+def test_unresolvable_source_is_skipped_and_next_source_used(caplog):
+    engine, kernel = make()
+    engine.rib.add_source("ospf", 110)
+    route(engine, "2001:db8:1::/64", via("192.0.2.1", "a"))  # an IPv4 next hop for an IPv6 route
+    route(engine, "2001:db8:1::/64", dev("b"), source="ospf")
+    route(engine, "203.0.113.1/32", dev("a"))
+    ready_run(engine)
+    assert "2001:db8:1::/64 from static not usable" in caplog.text
+    assert engine.fib.selected(parse_prefix("2001:db8:1::/64")) == "ospf"
+    assert kernel.nexthops[kroute(kernel, "2001:db8:1::/64")].oif == kernel.index("b")
+    assert kroute(kernel, "203.0.113.1/32") is not None
