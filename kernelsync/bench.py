@@ -24,7 +24,6 @@ Output: readable lines, then one ``BENCH_JSON {...}`` line with every figure.
 """
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import logging
@@ -42,11 +41,11 @@ from typing import Dict, List, Optional, Tuple
 
 from .config import KernelConfig
 from .engine import Engine
+from .netns import setns
 from .model import AF_INET, KNexthop, NexthopSpec, Path
 from .netlink import (IFF_UP, NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, RTM_NEWLINK, EventSocket,
                       RtNetlink)
 
-CLONE_NEWNET = 0x40000000
 TABLE = 100
 PROTOCOL = 200
 METRIC = 20
@@ -61,7 +60,6 @@ REPAIR_TARGET = 2.0
 
 log = logging.getLogger("kernelsync.bench")
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _counter = 0
 
 
@@ -71,12 +69,6 @@ def _run(*argv: str, input_text: Optional[str] = None) -> str:
     if proc.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(argv), proc.returncode, proc.stderr.strip()))
     return proc.stdout
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "setns: %s" % os.strerror(err))
 
 
 class Namespaces:
@@ -109,12 +101,12 @@ class Namespaces:
     def enter(self, name: str) -> None:
         fd = os.open("/var/run/netns/%s" % name, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _setns(fd)
+            setns(fd)
         finally:
             os.close(fd)
 
     def leave(self) -> None:
-        _setns(self.home)
+        setns(self.home)
 
     def open_in(self, name: str, factory):
         """Call ``factory()`` inside namespace ``name`` (sockets it opens stay there)."""

@@ -108,8 +108,9 @@ class Daemon:
                 timeout = None if due is None else max(0.0, due - now)
                 for key, _ in sel.select(timeout):
                     if key.data == "events":
+                        woke = time.monotonic()  # before the link table is re-read
                         if self._read_events():
-                            event_at = event_at or time.monotonic()
+                            event_at = event_at or woke
                     elif key.data == "control":
                         self._serve_control()
                     else:

@@ -30,7 +30,7 @@ from .fib import FibBuilder
 from .model import KNexthop, Link, RouteKey, format_prefix
 from .netlink import ResyncNeeded
 from .nhm import NexthopManager
-from .planner import NH_DEL, NH_SET, OP_NAMES, ROUTE_DEL, ROUTE_SET, Plan, plan
+from .planner import NH_SET, OP_NAMES, ROUTE_DEL, ROUTE_SET, Plan, plan
 from .rib import Rib
 
 log = logging.getLogger("kernelsync.engine")

@@ -18,7 +18,8 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd: int) -> None:
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace open at ``fd`` (setns(2))."""
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, "setns: %s" % os.strerror(err))
@@ -74,10 +75,10 @@ class NetNS:
         home = os.open("/proc/self/ns/net", os.O_RDONLY)
         target = os.open("/var/run/netns/%s" % self.name, os.O_RDONLY)
         try:
-            _setns(target)
+            setns(target)
             yield self
         finally:
-            _setns(home)
+            setns(home)
             os.close(home)
             os.close(target)
 
@@ -99,4 +100,4 @@ def unique_name(prefix: str) -> str:
     return "%s-%d-%s" % (prefix, os.getpid(), os.urandom(3).hex())
 
 
-__all__: List[str] = ["NetNS", "wait_for", "unique_name"]
+__all__: List[str] = ["NetNS", "setns", "wait_for", "unique_name"]

@@ -15,7 +15,7 @@ Operations are tuples, first item the kind:
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional
 
 import attrs
 

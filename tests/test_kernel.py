@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import (ID_RANGE, PROTO, TABLE, our_nexthops, our_routes, static_routes, wait_for_state,
+from conftest import (PROTO, TABLE, our_nexthops, our_routes, static_routes, wait_for_state,
                       write_config)
 from kernelsync.netns import wait_for
 
@@ -221,3 +221,16 @@ def test_control_socket_is_root_only_and_show_works(lab, tmp_path, daemon_factor
     out = subprocess.run([sys.executable, "-m", "kernelsync", "show", "fib", "-c", str(config), "--json"],
                          capture_output=True, text=True, check=True).stdout
     assert '"prefix": "203.0.113.10/32"' in out
+
+
+def test_route_over_missing_device_is_installed_when_it_appears(lab, tmp_path, daemon_factory):
+    routes = [("203.0.113.20/32", [{"dev": "v0"}, {"dev": "late0"}], None),
+              ("203.0.113.21/32", [{"dev": "late0"}], None)]
+    d = daemon_factory(lab, write_config(tmp_path, static_routes(routes))).start()
+    d.wait_synced(routes=1)  # only the route with a member that exists
+    assert "device late0 does not exist yet" in d.log()
+    gid = our_routes(lab)["203.0.113.20"]["nhid"]
+    assert member_devs(our_nexthops(lab), gid) == ["v0"]
+    lab.veth("late0", "late1")
+    wait_for_state(lambda: len(our_routes(lab)) == 2 and member_devs(our_nexthops(lab), gid) == ["late0", "v0"],
+                   timeout=1, what="routes over the new device")
