@@ -27,6 +27,7 @@ from .netlink import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEXTHOP, RTM_NEWADDR, RTM
 from .pr2 import decode_nhmsg, to_knexthop
 
 log = logging.getLogger("kernelsync.daemon")
+ERROR_HOLD = 1.0  # seconds
 
 
 class Daemon:
@@ -94,12 +95,21 @@ class Daemon:
                  len(self.cfg.static_routes))
         log_compat_mode()
         event_at: Optional[float] = None
+        hold_until = 0.0  # after an unexpected error, wait a little before the next run
         try:
             while not self.stopping:
                 now = time.monotonic()
                 due = engine.deadline()
+                if due is not None:
+                    due = max(due, hold_until)
                 if due is not None and due <= now:
-                    result = engine.run(now)
+                    try:
+                        result = engine.run(now)
+                    except Exception:  # never die on one bad cycle: log it, resync a bit later
+                        log.exception("unexpected error in the sync cycle; full resync in %.0f s", ERROR_HOLD)
+                        engine.request_full_sync()
+                        hold_until = time.monotonic() + ERROR_HOLD
+                        continue
                     if event_at is not None:
                         engine.last_repair_ms = (time.monotonic() - event_at) * 1000
                         log.info("link event handled in %.1f ms (%d writes)", engine.last_repair_ms, len(result.ops))
@@ -109,8 +119,12 @@ class Daemon:
                 for key, _ in sel.select(timeout):
                     if key.data == "events":
                         woke = time.monotonic()  # before the link table is re-read
-                        if self._read_events():
-                            event_at = event_at or woke
+                        try:
+                            if self._read_events():
+                                event_at = event_at or woke
+                        except Exception:  # e.g. a link dump that failed: re-read everything
+                            log.exception("handling netlink notifications failed; full resync")
+                            engine.request_full_sync()
                     elif key.data == "control":
                         self._serve_control()
                     else:
@@ -120,6 +134,8 @@ class Daemon:
                             pass
         finally:
             signal.set_wakeup_fd(old_wakeup)
+            os.close(rfd)
+            os.close(wfd)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             if self.cfg.kernel.flush_on_exit and not self.dry_run:

@@ -27,7 +27,7 @@ import attrs
 
 from .config import Config, KernelConfig
 from .fib import FibBuilder
-from .model import KNexthop, Link, RouteKey, format_prefix
+from .model import KNexthop, Link, RouteKey, format_address, format_prefix
 from .netlink import ResyncNeeded
 from .nhm import NexthopManager
 from .planner import NH_SET, OP_NAMES, ROUTE_DEL, ROUTE_SET, Plan, plan
@@ -278,6 +278,8 @@ class Engine:
             log.info("kernel dropped %d of our routes with %d vanished nexthop objects", lost, len(vanished))
 
     def _dump_all(self) -> None:
+        """Full read: links (a missed link event is caught here too), nexthops, our routes."""
+        self.dirty |= self._read_links()
         self._dump_nexthops()
         routes = self.kernel.dump_routes(self.kcfg.table, self.kcfg.protocol)
         self.observed_routes = routes
@@ -428,7 +430,7 @@ class Engine:
             else:
                 family, gateway, dev = entry.key
                 item.update({"family": family, "dev": dev, "failed": entry.failed,
-                             "gateway": None if gateway is None else __import__("socket").inet_ntop(family, gateway)})
+                             "gateway": format_address(family, gateway)})
             if entry.unused_since is not None:
                 item["unused_since"] = entry.unused_since
             out.append(item)
