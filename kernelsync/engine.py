@@ -79,6 +79,8 @@ class _Booking:
     nh_recovered: List[int] = attrs.Factory(list)
     nh_written: Set[int] = attrs.Factory(set)
     just_failed: Set[tuple] = attrs.Factory(set)
+    refused: Dict[tuple, List[Failure]] = attrs.Factory(dict)  # (kind, errno, message) -> failures
+    recovered: int = 0
 
 
 class Engine:
@@ -307,6 +309,9 @@ class Engine:
             return False
         if ops and log.isEnabledFor(logging.INFO):
             log.info("applied %s%s", _summary(ops), (", %d failed" % len(failed)) if failed else "")
+        self._log_refusals(book, now)
+        if book.recovered:
+            log.info("%d writes succeeded after earlier refusals", book.recovered)
         unblocked = False
         if book.nh_written and self.failures:
             # a route refused for want of its nexthop may go now that the nexthop is written
@@ -337,16 +342,14 @@ class Engine:
             kind = op[0]
             if failed_idx and i in failed_idx:
                 err, msg = failed_idx[i]
-                self._failed(op, err, msg, now)
+                book.refused.setdefault((kind, err, msg), []).append(self._failed(op, err, msg, now))
                 book.just_failed.add(_op_key(op))
                 if kind == NH_SET and not op[1].is_group:
                     book.nh_failed.append(op[1].id)
                 continue
-            if failures:
-                if failures.pop(_op_key(op), None) is not None:
-                    log.info("%s succeeded after retries", describe_op(op))
-                    if kind == NH_SET:
-                        book.nh_recovered.append(op[1].id)
+            if failures and failures.pop(_op_key(op), None) is not None:
+                book.recovered += 1
+                log.debug("%s succeeded after retries", describe_op(op))
             if kind == ROUTE_SET:
                 key, nh_id = op[1], op[2]
                 old = routes.get(key)
@@ -366,6 +369,11 @@ class Engine:
                 if old is not None and old in by_nh:
                     by_nh[old].discard(op[1])
             elif kind == NH_SET:
+                if not op[1].is_group:
+                    entry = self.nhm.by_id.get(op[1].id)
+                    if entry is not None and entry.failed:
+                        # accepted now (its failure record may be long gone): back into its groups
+                        book.nh_recovered.append(op[1].id)
                 book.nh_written.add(op[1].id)
                 observed_nh[op[1].id] = op[1]
                 self.nhm.kernel_ids.add(op[1].id)
@@ -375,16 +383,28 @@ class Engine:
                 for key in by_nh.pop(op[1].id, ()):
                     routes.pop(key, None)
 
-    def _failed(self, op: tuple, err: int, msg: str, now: float) -> None:
+    def _failed(self, op: tuple, err: int, msg: str, now: float) -> Failure:
         key = _op_key(op)
         prev = self.failures.get(key)
         count = 1 if prev is None else prev.count + 1
         delay = min(self.kcfg.retry_initial * (2 ** (count - 1)), self.kcfg.retry_max)
-        self.failures[key] = Failure(count=count, next_try=now + delay, error=msg, op=op)
+        failure = self.failures[key] = Failure(count=count, next_try=now + delay, error=msg, op=op)
         if count > 1:
             self.counters["retries"] += 1
-        log.warning("kernel refused %s: %s (errno %d); attempt %d, retry in %.1fs",
-                    describe_op(op), msg, err, count, delay)
+        log.debug("kernel refused %s: %s (errno %d); attempt %d, retry in %.1fs",
+                  describe_op(op), msg, err, count, delay)
+        return failure
+
+    def _log_refusals(self, book: "_Booking", now: float) -> None:
+        """One warning per cause (kind, errno, kernel message), naming up to 3 of the writes:
+        a link that flaps under a batch can make a thousand writes fail for one reason."""
+        for (kind, err, msg), failures in book.refused.items():
+            sample = ", ".join(describe_op(f.op) for f in failures[:3])
+            more = " and %d more" % (len(failures) - 3) if len(failures) > 3 else ""
+            attempt = max(f.count for f in failures)
+            delay = min(f.next_try for f in failures) - now
+            log.warning("kernel refused %d %s: %s (errno %d): %s%s; attempt %d, retry in %.1fs",
+                        len(failures), OP_NAMES[kind], msg, err, sample, more, attempt, delay)
 
     # shutdown ------------------------------------------------------------------------------
     def flush(self) -> Plan:

@@ -375,3 +375,23 @@ def test_unresolvable_source_is_skipped_and_next_source_used(caplog):
     assert engine.fib.selected(parse_prefix("2001:db8:1::/64")) == "ospf"
     assert kernel.nexthops[kroute(kernel, "2001:db8:1::/64")].oif == kernel.index("b")
     assert kroute(kernel, "203.0.113.1/32") is not None
+
+
+def test_member_refused_then_link_down_then_up_rejoins_its_group():
+    """The nexthop's failure record is dropped while its link is down; when the link comes back
+    and the write is accepted, the member must rejoin the group (no stale one-member group)."""
+    engine, kernel = make(retry_initial=0.2)
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    ready_run(engine, 0.0)
+    gid = kroute(kernel, "203.0.113.1/32")
+    kernel.fail_next(lambda op: op[0] == NH_SET and not op[1].group and op[1].oif == kernel.index("b"),
+                     errno.ENETDOWN)
+    kernel.set_link("b", carrier=False)
+    kernel.set_link("b", carrier=True)  # back before we react: our write is refused anyway
+    engine.on_link_event(1.0)
+    engine.run(1.0)
+    assert len(kernel.nexthops[gid].group) == 1
+    flap(engine, kernel, "b", 1.1, up=False)  # the failure record goes with the link
+    assert not engine.failures
+    flap(engine, kernel, "b", 1.2, up=True)
+    assert len(kernel.nexthops[gid].group) == 2
