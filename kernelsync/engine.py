@@ -136,8 +136,10 @@ class Engine:
         return self.fib.set_links({l.name: l for l in self.links.values()})
 
     def on_link_event(self, now: float) -> None:
-        """An RTM_NEWLINK/DELLINK arrived: re-read links; repair now, verify later."""
+        """An RTM_NEWLINK/DELLINK arrived: re-read links; repair now, verify later.  Refused
+        nexthop writes are retried at once: their device may be back (no backoff wait)."""
         self.dirty |= self._read_links()
+        self._retry_nexthops_now(now)
         self.need_repair = True
         if self.kcfg.verify_delay > 0 and self.verify_at is None:
             self.verify_at = now + self.kcfg.verify_delay
@@ -145,10 +147,13 @@ class Engine:
     def on_address_event(self, now: float) -> None:
         """An address came or went: a nexthop refused for lack of a route to its gateway
         (IPv6 after admin up) may now be accepted; retry nexthops now."""
+        self._retry_nexthops_now(now)
+        self.need_repair = True
+
+    def _retry_nexthops_now(self, now: float) -> None:
         for key, failure in self.failures.items():
             if key[0] == "nh":
                 failure.next_try = min(failure.next_try, now)
-        self.need_repair = True
 
     def on_nexthop_event(self, deleted: bool, obj: Optional[KNexthop]) -> None:
         """RTM_NEWNEXTHOP/DELNEXTHOP: repair if it concerns one of ours and differs."""

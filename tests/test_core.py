@@ -395,3 +395,18 @@ def test_member_refused_then_link_down_then_up_rejoins_its_group():
     assert not engine.failures
     flap(engine, kernel, "b", 1.2, up=True)
     assert len(kernel.nexthops[gid].group) == 2
+
+
+def test_link_event_retries_a_refused_nexthop_without_waiting_for_backoff():
+    engine, kernel = make(retry_initial=10.0)
+    kernel.fail_next(lambda op: op[0] == NH_SET and not op[1].group and op[1].oif == kernel.index("b"),
+                     errno.ENETDOWN, times=3)
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    ready_run(engine, 0.0)
+    engine.run(10.0)
+    engine.run(30.0)  # refused three times: the next try would be at 70 s
+    gid = kroute(kernel, "203.0.113.1/32")
+    assert len(kernel.nexthops[gid].group) == 1 and engine.deadline() == pytest.approx(70.0)
+    engine.on_link_event(31.0)  # e.g. its carrier came back
+    engine.run(31.0)
+    assert len(kernel.nexthops[gid].group) == 2
