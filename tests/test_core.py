@@ -404,9 +404,9 @@ def test_link_event_retries_a_refused_nexthop_without_waiting_for_backoff():
     route(engine, "203.0.113.1/32", dev("a"), dev("b"))
     ready_run(engine, 0.0)
     engine.run(10.0)
-    engine.run(30.0)  # refused three times: the next try would be at 70 s
+    engine.run(30.0)  # refused three times: the next try would be at 30 + retry_max (30 s)
     gid = kroute(kernel, "203.0.113.1/32")
-    assert len(kernel.nexthops[gid].group) == 1 and engine.deadline() == pytest.approx(70.0)
+    assert len(kernel.nexthops[gid].group) == 1 and engine.deadline() == pytest.approx(60.0)
     engine.on_link_event(31.0)  # e.g. its carrier came back
     engine.run(31.0)
     assert len(kernel.nexthops[gid].group) == 2
