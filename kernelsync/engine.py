@@ -225,6 +225,8 @@ class Engine:
             allow_delete = self.dumped and self.rib.all_ready
             result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
                           self.observed_routes, route_keys=keys, allow_delete=allow_delete)
+            if keys is None and allow_delete:
+                self.nhm.end_adoption()  # every feed is in: whatever was not adopted is stale
             if result.deferred and not allow_delete:
                 log.info("holding back %d deletions until every feed has sent its initial state",
                          result.deferred)

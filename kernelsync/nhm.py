@@ -98,6 +98,7 @@ class NexthopManager:
         self._set_cache: Dict[Tuple[int, Tuple[Path, ...]], Entry] = {}
         self._adopt_plain: Dict[Tuple[int, Optional[bytes], int], int] = {}
         self._adopt_group: Dict[tuple, int] = {}
+        self._adopt_ids: Set[int] = set()
 
     # ids -----------------------------------------------------------------------------------
     def owns_id(self, nh_id: int) -> bool:
@@ -108,7 +109,7 @@ class NexthopManager:
         for _ in range(span):
             nh_id = self._cursor
             self._cursor = self.first if nh_id >= self.last else nh_id + 1
-            if nh_id not in self.by_id and nh_id not in self.kernel_ids:
+            if nh_id not in self.by_id and nh_id not in self.kernel_ids and nh_id not in self._adopt_ids:
                 return nh_id
         raise IdRangeExhausted("no free nexthop id in %d..%d" % (self.first, self.last))
 
@@ -120,6 +121,22 @@ class NexthopManager:
                 self._adopt_group[(obj.grp_type, obj.res, obj.group)] = obj.id
             elif obj.oif in ifnames:
                 self._adopt_plain[(obj.family, obj.gateway, obj.oif)] = obj.id
+        # kept out of allocation until adopted or forgotten, even if the kernel drops them
+        self._adopt_ids = set(self._adopt_plain.values()) | set(self._adopt_group.values())
+
+    def end_adoption(self) -> None:
+        """Every feed has delivered its initial state: what was not adopted by now is stale
+        (the planner sweeps it), and its IDs may be allocated once the kernel lets them go."""
+        self._adopt_plain.clear()
+        self._adopt_group.clear()
+        self._adopt_ids.clear()
+
+    def _take_adopted(self, table: dict, key) -> Optional[int]:
+        nh_id = table.pop(key, None)
+        if nh_id is None or nh_id in self.by_id:
+            return None
+        self._adopt_ids.discard(nh_id)
+        return nh_id
 
     # usability -----------------------------------------------------------------------------
     def usable(self, nh: NhEntry) -> bool:
@@ -164,18 +181,21 @@ class NexthopManager:
         return self._affected(before)
 
     def _affected(self, before: Dict[NhEntry, bool]) -> Set[Prefix]:
+        """Prefixes to re-select after the nexthops in ``before`` (nexthop -> usable before the
+        change) may have changed: users of a nexthop that flipped, and users of a group whose
+        having-an-active-member flipped.  A group is judged on all its members' old and new
+        states together: several members can flip in one change."""
         affected: Set[Prefix] = set()
+        groups: Set[GroupEntry] = set()
         for nh, was in before.items():
-            now_ok = self.usable(nh)
-            if was == now_ok:
-                continue
-            affected |= nh.users
-            for group in nh.groups:
-                # the group's own members change either way; its routes only care whether it
-                # still has an active member at all
-                others = any(self.usable(m) for m, _ in group.members if m is not nh)
-                if not others:
-                    affected |= group.users
+            if was != self.usable(nh):
+                affected |= nh.users
+                groups |= nh.groups
+        for group in groups:
+            had = any(before[m] if m in before else self.usable(m) for m, _ in group.members)
+            has = any(self.usable(m) for m, _ in group.members)
+            if had != has:
+                affected |= group.users
         return affected
 
     # entries -------------------------------------------------------------------------------
@@ -211,7 +231,7 @@ class NexthopManager:
             link = self.links.get(key[2])
             nh_id = None
             if link is not None:
-                nh_id = self._adopt_plain.pop((key[0], key[1], link.index), None)
+                nh_id = self._take_adopted(self._adopt_plain, (key[0], key[1], link.index))
             nh = NhEntry(key, nh_id if nh_id is not None else self._alloc())
             self.nexthops[key] = nh
             self.by_id[nh.id] = nh
@@ -225,7 +245,7 @@ class NexthopManager:
             res = gkey[1]
             probe = GroupEntry(gkey, 0, members)
             adopt_key = (GRP_RES if res else GRP_MPATH, _res_tuple(res), self.active_members(probe))
-            gid = self._adopt_group.pop(adopt_key, None)
+            gid = self._take_adopted(self._adopt_group, adopt_key)
             group = GroupEntry(gkey, gid if gid is not None else self._alloc(), members)
             for m, _ in members:
                 m.groups.add(group)

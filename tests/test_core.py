@@ -410,3 +410,53 @@ def test_link_event_retries_a_refused_nexthop_without_waiting_for_backoff():
     engine.on_link_event(31.0)  # e.g. its carrier came back
     engine.run(31.0)
     assert len(kernel.nexthops[gid].group) == 2
+
+
+def test_two_gateways_on_one_link_come_back_after_the_link_does():
+    """Both members of the group sit on one device: they come back in the same link update."""
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", via("10.0.0.1", "a"), via("10.0.0.2", "a"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/24")
+    flap(engine, kernel, "a", 1.0, up=False)
+    assert kroute(kernel, "198.51.100.0/24") is None
+    flap(engine, kernel, "a", 2.0, up=True)
+    assert kroute(kernel, "198.51.100.0/24") == gid and len(kernel.nexthops[gid].group) == 2
+
+
+def test_all_members_back_in_one_update():
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/24")
+    kernel.set_link("a", up=False)
+    kernel.set_link("b", up=False)
+    engine.on_link_event(1.0)
+    engine.run(1.0)
+    kernel.set_link("a", up=True)
+    kernel.set_link("b", up=True)
+    engine.on_link_event(2.0)  # one event batch for both
+    engine.run(2.0)
+    assert kroute(kernel, "198.51.100.0/24") == gid and len(kernel.nexthops[gid].group) == 2
+
+
+def test_an_id_awaiting_adoption_is_never_given_to_another_nexthop():
+    kernel = MemKernel(PROTO)
+    for name in ("a", "b", "c"):
+        kernel.add_link(name)
+    kernel.nexthops[1000] = KNexthop(id=1000, family=AF_INET, protocol=PROTO, oif=kernel.index("a"))  # from a previous run
+    engine, kernel = make(kernel)
+    engine.rib.add_source("bgp", 20)  # its routes have not arrived yet
+    engine.run(0.0)
+    flap(engine, kernel, "a", 1.0, up=False)  # the kernel drops 1000
+    flap(engine, kernel, "a", 1.1, up=True)
+    route(engine, "203.0.113.2/32", dev("b"))
+    engine.run(2.0)
+    route(engine, "203.0.113.1/32", dev("a"), source="bgp")
+    engine.rib.set_ready("bgp")
+    engine.run(3.0)
+    ids = [e.id for e in engine.nhm.by_id.values()]
+    assert len(ids) == len(set(ids))
+    one, two = kroute(kernel, "203.0.113.1/32"), kroute(kernel, "203.0.113.2/32")
+    assert one != two
+    assert kernel.nexthops[one].oif == kernel.index("a") and kernel.nexthops[two].oif == kernel.index("b")
