@@ -132,8 +132,9 @@ def _kernel(section: Dict[str, Any], problems: List[str]) -> KernelConfig:
                 problems.append("%s: protocol number must be an integer 5..255, not %r" % (where, value))
             values[key] = value
         elif key == "metric":
-            if not _is_int(value) or not 0 <= value <= 0xFFFFFFFF:
-                problems.append("%s: metric must be an integer 0..4294967295, not %r" % (where, value))
+            # 0 is refused: the kernel stores an IPv6 metric of 0 as 1024
+            if not _is_int(value) or not 1 <= value <= 0xFFFFFFFF:
+                problems.append("%s: metric must be an integer 1..4294967295, not %r" % (where, value))
             values[key] = value
         elif key == "nexthop_id_range":
             if (not isinstance(value, list) or len(value) != 2 or not all(_is_int(v) for v in value)

@@ -196,11 +196,14 @@ class Daemon:
             return
         with conn:
             conn.settimeout(2.0)
+            request = ""
             try:
                 request = conn.makefile("r").readline().strip()
                 conn.sendall(json.dumps(self.answer(request), indent=1).encode() + b"\n")
-            except (OSError, ValueError) as exc:
+            except OSError as exc:
                 log.warning("control request failed: %s", exc)
+            except Exception:  # a bug in a view must not take the FIB manager down
+                log.exception("control request %r failed", request)
 
     def answer(self, request: str):
         engine = self.engine

@@ -19,6 +19,7 @@ event loop in :mod:`kernelsync.daemon` owns sockets and timers.
 """
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tuple
@@ -80,6 +81,7 @@ class _Booking:
     nh_written: Set[int] = attrs.Factory(set)
     just_failed: Set[tuple] = attrs.Factory(set)
     refused: Dict[tuple, List[Failure]] = attrs.Factory(dict)  # (kind, errno, message) -> failures
+    taken: List[int] = attrs.Factory(list)  # our ids that another program turned out to hold
     recovered: int = 0
 
 
@@ -328,12 +330,18 @@ class Engine:
                     failure.next_try = now
                     unblocked = True
         changed = set()
+        for nh_id in book.taken:
+            entry = self.nhm.by_id.get(nh_id)
+            changed |= self.fib.reassign(nh_id)
+            self.failures.pop(("nh", nh_id), None)
+            log.warning("nexthop id %d is held by another program (created after our last dump): "
+                        "left alone; ours moves to id %s", nh_id, entry.id if entry is not None else "-")
         if book.nh_failed:
             changed |= self.fib.set_failed(book.nh_failed, True)
         if book.nh_recovered:
             changed |= self.fib.set_failed(book.nh_recovered, False)
         self.dirty |= changed
-        return bool(book.nh_failed or book.nh_recovered or unblocked)
+        return bool(book.nh_failed or book.nh_recovered or unblocked or book.taken)
 
     def _book(self, ops: List[tuple], start: int, end: int, failed: List[Tuple[int, int, str]],
               now: float, book: "_Booking") -> None:
@@ -349,6 +357,9 @@ class Engine:
             kind = op[0]
             if failed_idx and i in failed_idx:
                 err, msg = failed_idx[i]
+                if kind == NH_SET and err == errno.EEXIST and not op[2]:
+                    book.taken.append(op[1].id)  # another program holds that id: ours moves
+                    continue
                 book.refused.setdefault((kind, err, msg), []).append(self._failed(op, err, msg, now))
                 book.just_failed.add(_op_key(op))
                 if kind == NH_SET and not op[1].is_group:
@@ -468,8 +479,9 @@ class Engine:
         return {"state": self.state, "rib_prefixes": len(self.rib), "fib_routes": len(self.fib.routes),
                 "installed_routes": len(self.observed_routes), "nexthop_objects": len(self.observed_nh),
                 "writes": dict(getattr(stats, "writes", {})), "kernel_failures": getattr(stats, "failures", 0),
-                "pending_failures": {str(k[1] if k[0] == "nh" else format_prefix(k[1][1:4])): attrs.asdict(f)
-                                     for k, f in self.failures.items()},
+                "pending_failures": {describe_op(f.op): {"attempts": f.count, "error": f.error,
+                                                         "next_try": f.next_try}
+                                     for f in self.failures.values()},
                 "last_repair_ms": self.last_repair_ms, **self.counters}
 
 

@@ -129,6 +129,10 @@ class FibBuilder:
         """New link table; returns route keys whose desired value may have changed."""
         return {self._select(p) for p in self.nhm.set_links(links)}
 
+    def reassign(self, nh_id: int) -> Set[RouteKey]:
+        """Our nexthop or group at ``nh_id`` moves to another id (that one is taken)."""
+        return {self._select(p) for p in self.nhm.reassign(nh_id)}
+
     def set_failed(self, nh_ids: Iterable[int], failed: bool) -> Set[RouteKey]:
         return {self._select(p) for p in self.nhm.set_failed(nh_ids, failed)}
 

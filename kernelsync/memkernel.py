@@ -124,6 +124,8 @@ class MemKernel:
         if kind == NH_SET:
             obj: KNexthop = op[1]
             old = self.nexthops.get(obj.id)
+            if old is not None and not op[2]:
+                return errno.EEXIST, "File exists"  # NLM_F_EXCL
             if old is not None and old.is_group != obj.is_group:
                 return errno.EINVAL, "Can not replace a nexthop with a nexthop group (or back)"
             if obj.group:
@@ -152,6 +154,8 @@ class MemKernel:
             return 0, ""
         key = op[1]
         if kind == ROUTE_SET:
+            if not op[3] and key in self.routes:
+                return errno.EEXIST, "File exists"  # NLM_F_EXCL: whoever's route it is
             nh = self.nexthops.get(op[2])
             if nh is None:
                 return errno.EINVAL, "Nexthop id does not exist"

@@ -84,7 +84,8 @@ _ROUTE_DEL = {
 # an IPv4 route on a nexthop object as dumped with compat mode 0 (rtmsg + 4 attributes)
 _ROUTE_DUMP4 = struct.Struct("=BBBBBBBBI HHI HH4s HHI HHI")
 _FAST_ATTRS = (8, RTA_TABLE, 8, RTA_DST, 8, RTA_PRIORITY, 8, RTA_NH_ID)
-_SET_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
+_SET_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE  # ours already: replace it
+_ADD_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL  # not seen as ours: never overwrite
 CHUNK_BYTES = 256 * 1024
 PIPELINE_MIN = 8192  # ops; below this one thread does it all (no thread start-up cost)
 ChunkCallback = Callable[[int, int, List[Tuple[int, int, str]]], None]
@@ -475,7 +476,7 @@ class RtNetlink:
             if kind == ROUTE_SET:
                 table, family, dst, plen, metric = op[1]
                 st = route_set[family]
-                msg = st.pack(st.size, RTM_NEWROUTE, _SET_FLAGS, base + i, 0,
+                msg = st.pack(st.size, RTM_NEWROUTE, _SET_FLAGS if op[3] else _ADD_FLAGS, base + i, 0,
                               family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
                               RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
                               8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric,
@@ -483,7 +484,7 @@ class RtNetlink:
             elif kind == ROUTE_DEL:
                 msg = encode_route_del(base + i, op[1], protocol, NLM_F_REQUEST)
             elif kind == NH_SET:
-                msg = encode_nexthop(base + i, op[1], _SET_FLAGS)
+                msg = encode_nexthop(base + i, op[1], _SET_FLAGS if op[2] else _ADD_FLAGS)
             else:
                 msg = encode_nexthop_del(base + i, op[1].id, NLM_F_REQUEST)
             parts.append(msg)
@@ -512,7 +513,7 @@ class RtNetlink:
                 length, mtype, flags, seq, _pid = unpack(self.buf, off)
                 if length < 16:
                     break
-                if mtype == NLMSG_ERROR:
+                if mtype == NLMSG_ERROR and base + first <= seq <= last_seq:  # stale replies ignored
                     err = -_ERR.unpack_from(self.buf, off + 16)[0]
                     if err:
                         failures.append((seq - base, err, _extack(self.buf, off, length, flags) or os.strerror(err)))

@@ -124,6 +124,20 @@ class NexthopManager:
         # kept out of allocation until adopted or forgotten, even if the kernel drops them
         self._adopt_ids = set(self._adopt_plain.values()) | set(self._adopt_group.values())
 
+    def reassign(self, nh_id: int) -> Set[Prefix]:
+        """Another program holds ``nh_id`` (our create was refused with EEXIST): move our entry
+        to a free id and never use this one while the kernel has it.  Returns the prefixes
+        whose route must point at the new id (groups holding a moved member are re-pushed
+        from their members' ids anyway)."""
+        entry = self.by_id.pop(nh_id, None)
+        self.kernel_ids.add(nh_id)
+        if entry is None:
+            return set()
+        entry.id = self._alloc()
+        self.by_id[entry.id] = entry
+        self._set_cache.clear()
+        return set(entry.users)
+
     def end_adoption(self) -> None:
         """Every feed has delivered its initial state: what was not adopted by now is stale
         (the planner sweeps it), and its IDs may be allocated once the kernel lets them go."""

@@ -8,10 +8,16 @@ kernel dump has been read.
 
 Operations are tuples, first item the kind:
 
-* ``(NH_SET, KNexthop)``    RTM_NEWNEXTHOP create-or-replace (plain nexthop or group)
-* ``(ROUTE_SET, key, nh_id)`` RTM_NEWROUTE create-or-replace with RTA_NH_ID
-* ``(ROUTE_DEL, key)``      RTM_DELROUTE
-* ``(NH_DEL, KNexthop)``    RTM_DELNEXTHOP
+* ``(NH_SET, KNexthop, replace)``        RTM_NEWNEXTHOP (plain nexthop or group)
+* ``(ROUTE_SET, key, nh_id, replace)``   RTM_NEWROUTE with RTA_NH_ID
+* ``(ROUTE_DEL, key)``                   RTM_DELROUTE (carries our protocol: the kernel only
+  deletes a route of that protocol)
+* ``(NH_DEL, KNexthop)``                 RTM_DELNEXTHOP
+
+``replace`` is True only where the observed kernel holds *our* object at that key or id: it is
+then written with NLM_F_REPLACE.  Anywhere else it is created with NLM_F_EXCL, so an object of
+another program that holds the key (the kernel's replace matches a route on table, prefix and
+metric, whatever its protocol) is refused with EEXIST instead of overwritten.
 """
 from __future__ import annotations
 
@@ -68,10 +74,12 @@ def plan(desired_nh: Dict[int, KNexthop], observed_nh: Dict[int, KNexthop],
         have = observed_nh.get(nh_id)
         if have == want:
             continue
-        if have is not None and have.is_group != want.is_group:
+        replace = have is not None
+        if replace and have.is_group != want.is_group:
             # a kernel id cannot turn from nexthop into group or back: delete first
             retype.append((NH_DEL, have))
-        (groups if want.is_group else plain).append((NH_SET, want))
+            replace = False
+        (groups if want.is_group else plain).append((NH_SET, want, replace))
     ops.extend(retype)
     ops.extend(plain)
     ops.extend(groups)
@@ -80,8 +88,9 @@ def plan(desired_nh: Dict[int, KNexthop], observed_nh: Dict[int, KNexthop],
     if route_keys is None:
         get = observed_routes.get
         for key, nh_id in desired_routes.items():
-            if get(key) != nh_id:
-                ops.append((ROUTE_SET, key, nh_id))
+            have = get(key)
+            if have != nh_id:
+                ops.append((ROUTE_SET, key, nh_id, have is not None))
         for key in observed_routes:
             if key not in desired_routes:
                 deletes.append((ROUTE_DEL, key))
@@ -91,7 +100,7 @@ def plan(desired_nh: Dict[int, KNexthop], observed_nh: Dict[int, KNexthop],
             have = observed_routes.get(key, _MISSING)
             if want is not None:
                 if have != want:
-                    ops.append((ROUTE_SET, key, want))
+                    ops.append((ROUTE_SET, key, want, have is not _MISSING))
             elif have is not _MISSING:
                 deletes.append((ROUTE_DEL, key))
 

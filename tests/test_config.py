@@ -31,6 +31,7 @@ def test_example_config_is_valid():
 @pytest.mark.parametrize("text, message", [
     ("[kernel]\ntable = 'main'\n", "kernel.table: table must be an integer"),
     ("[kernel]\nprotocol = 2\n", "kernel.protocol: protocol number must be an integer 5..255"),
+    ("[kernel]\nmetric = 0\n", "kernel.metric: metric must be an integer 1..4294967295"),
     ("[kernel]\nnexthop_id_range = [10, 1]\n", "kernel.nexthop_id_range: must be [first, last]"),
     ("[kernel]\ngroup_hold_time = -1\n", "kernel.group_hold_time: must be a number of seconds >= 0"),
     ("[kernel]\ntabel = 100\n", "kernel.tabel: unknown key"),

@@ -460,3 +460,30 @@ def test_an_id_awaiting_adoption_is_never_given_to_another_nexthop():
     one, two = kroute(kernel, "203.0.113.1/32"), kroute(kernel, "203.0.113.2/32")
     assert one != two
     assert kernel.nexthops[one].oif == kernel.index("a") and kernel.nexthops[two].oif == kernel.index("b")
+
+
+def test_id_taken_by_another_program_meanwhile_is_left_alone_and_ours_moves():
+    engine, kernel = make()
+    ready_run(engine)
+    # another program creates a nexthop at the id we will pick, after our last dump
+    foreign = KNexthop(id=RANGE[0], family=AF_INET, protocol=12, oif=kernel.index("c"))
+    kernel.nexthops[foreign.id] = foreign
+    route(engine, "203.0.113.1/32", dev("a"))
+    engine.run(1.0)
+    assert kernel.nexthops[RANGE[0]] == foreign
+    ours = kroute(kernel, "203.0.113.1/32")
+    assert ours is not None and ours != RANGE[0] and kernel.nexthops[ours].oif == kernel.index("a")
+
+
+def test_route_key_of_another_protocol_is_refused_not_replaced():
+    kernel = MemKernel(PROTO)
+    for name in ("a", "b", "c"):
+        kernel.add_link(name)
+    kernel.nexthops[5] = KNexthop(id=5, family=AF_INET, protocol=12, oif=kernel.index("c"))
+    key = (100,) + parse_prefix("203.0.113.1/32") + (20,)
+    kernel.add_foreign_route(key, 12, 5)
+    engine, kernel = make(kernel)
+    route(engine, "203.0.113.1/32", dev("a"))
+    ready_run(engine)
+    assert kernel.routes[key] == (12, 5)
+    assert ("route", key) in engine.failures and "File exists" in engine.failures[("route", key)].error

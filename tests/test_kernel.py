@@ -266,3 +266,17 @@ def test_rapid_repeated_flaps_end_in_the_live_topology(lab, tmp_path, daemon_fac
     # writes racing a flap may be refused (the kernel deleted the group under them); they are
     # retried, and none is left pending
     assert d.stats()["pending_failures"] == {}
+
+
+def test_route_key_held_by_another_protocol_is_left_alone(lab, tmp_path, daemon_factory):
+    """Our config claims the very keys (table, prefix, metric) of the lab's foreign routes: the
+    kernel refuses our creates (NLM_F_EXCL) and the foreign routes stay byte for byte (checked
+    by the fixture); our other routes are installed."""
+    routes = [("203.0.113.1/32", [{"dev": "v0"}], None),  # foreign proto 12 route, metric 20
+              ("192.0.2.0/24", [{"dev": "v1"}], None),  # foreign proto 12 route on nhid 7
+              ("203.0.113.50/32", [{"dev": "v1"}], None)]
+    d = daemon_factory(lab, write_config(tmp_path, static_routes(routes))).start()
+    d.wait_synced(routes=1)
+    wait_for(lambda: "kernel refused 2 route-set: File exists" in d.log(), timeout=5, what="refusal logged")
+    assert sorted(our_routes(lab)) == ["203.0.113.50"]
+    assert len(d.stats()["pending_failures"]) == 2  # retried with backoff, in case the other goes

@@ -78,7 +78,7 @@ class _Sock:
 def test_batch_acks_only_last_of_chunk_and_maps_failures_by_sequence():
     nl = netlink.RtNetlink.__new__(netlink.RtNetlink)
     nl.protocol, nl.seq, nl.buf, nl.stats = 200, 100, bytearray(1 << 20), netlink.Stats()
-    ops = [(NH_SET, OBJECTS[2])] + [(ROUTE_SET, (100, AF_INET, bytes([10, 0, i // 256, i % 256]), 32, 20), 9)
+    ops = [(NH_SET, OBJECTS[2], False)] + [(ROUTE_SET, (100, AF_INET, bytes([10, 0, i // 256, i % 256]), 32, 20), 9, False)
                                     for i in range(10000)]
     nl.sock = _Sock(fail_seqs={101 + 5, 101 + 9000})
     failures = nl.apply(ops)
