@@ -135,7 +135,6 @@ class NexthopManager:
             return set()
         entry.id = self._alloc()
         self.by_id[entry.id] = entry
-        self._set_cache.clear()
         return set(entry.users)
 
     def end_adoption(self) -> None:
