@@ -111,24 +111,23 @@ def main(args) -> int:
         wait_for(lambda: (stats() or {}).get("installed_routes") == 3, timeout=20, what="routes installed")
         _show(host, "kernelsync installed the routes: one group per nexthop set, shared")
 
-        print("\n>>> guest B's link goes down (carrier loss on tapB)")
-        t0 = time.monotonic()
-        guests["B"].ip("link", "set", "eth0", "down")
-        wait_for(lambda: _group_size(host, "203.0.113.10") == 1, timeout=5, interval=0.002,
-                 what="group shrinks to one member")
-        print("group has one member after %.1f ms; the route stayed" % ((time.monotonic() - t0) * 1000))
-        _show(host, "after the link went down")
+        def guest_link(state: str, members: int, title: str) -> float:
+            """Set guest B's eth0 ``state``; wait for the anycast group to hold ``members``."""
+            print("\n>>> " + title)
+            t0 = time.monotonic()
+            guests["B"].ip("link", "set", "eth0", state)
+            wait_for(lambda: _group_size(host, "203.0.113.10") == members, timeout=5, interval=0.002,
+                     what="anycast group with %d member(s)" % members)
+            return (time.monotonic() - t0) * 1000
 
-        print("\n>>> guest B's link comes back")
-        t0 = time.monotonic()
-        guests["B"].ip("link", "set", "eth0", "up")
-        wait_for(lambda: _group_size(host, "203.0.113.10") == 2, timeout=5, interval=0.002,
-                 what="group repaired")
-        seen_ms = (time.monotonic() - t0) * 1000
+        down_ms = guest_link("down", 1, "guest B's link goes down (carrier loss on tapB)")
+        print("group has one member after %.1f ms; the route stayed" % down_ms)
+        _show(host, "after the link went down")
+        up_ms = guest_link("up", 2, "guest B's link comes back")
         s = stats()
         print("the kernel had dropped tapB's nexthop silently; kernelsync re-added it and re-pushed "
               "the group: repaired %.1f ms after the link came up (kernelsync's own handling: %.2f ms)"
-              % (seen_ms, s["last_repair_ms"] or 0))
+              % (up_ms, s["last_repair_ms"] or 0))
         _show(host, "after the repair")
         print("\n$ kernelsync show stats")
         for key in ("state", "fib_routes", "installed_routes", "nexthop_objects", "writes", "repairs",
