@@ -71,6 +71,7 @@ _IFINFO = struct.Struct("=BxHiII")
 _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _ERR = struct.Struct("=i")
+_GRP = struct.Struct("=IBBH")
 
 # whole route messages: nlmsghdr, rtmsg, RTA_TABLE, RTA_DST, RTA_PRIORITY[, RTA_NH_ID]
 _ROUTE_SET = {
@@ -104,14 +105,24 @@ def _nla(nla_type: int, payload: bytes) -> bytes:
     return _NLA.pack(length, nla_type) + payload + b"\0" * (-length & 3)
 
 
+def pack_group(members) -> bytes:
+    """``((id, weight), ...)`` -> NHA_GROUP payload: ``struct nexthop_grp {u32 id; u8 weight;
+    u8 weight_high; u16 resvd}``; the kernel stores weight - 1."""
+    return b"".join(_GRP.pack(i, (w - 1) & 0xFF, (w - 1) >> 8, 0) for i, w in members)
+
+
+def unpack_group(raw) -> Tuple[Tuple[int, int], ...]:
+    """NHA_GROUP payload -> ``((id, weight), ...)`` sorted by id."""
+    return tuple(sorted((i, w + (wh << 8) + 1) for i, w, wh, _ in _GRP.iter_unpack(raw)))
+
+
 def encode_nexthop(seq: int, obj: KNexthop, flags: int) -> bytes:
     """RTM_NEWNEXTHOP for ``obj`` (struct nhmsg + NHA_*).  NHA_GROUP entries are
     ``struct nexthop_grp {u32 id; u8 weight; u8 weight_high; u16 resvd}`` and the kernel
     stores weight - 1; NHA_RES_GROUP must carry NLA_F_NESTED."""
     attrs = [_nla(NHA_ID, _U32.pack(obj.id))]
     if obj.group:
-        grp = b"".join(struct.pack("=IBBH", i, (w - 1) & 0xFF, (w - 1) >> 8, 0) for i, w in obj.group)
-        attrs.append(_nla(NHA_GROUP, grp))
+        attrs.append(_nla(NHA_GROUP, pack_group(obj.group)))
         attrs.append(_nla(NHA_GROUP_TYPE, struct.pack("=H", obj.grp_type)))
         if obj.grp_type == GRP_RES and obj.res is not None:
             buckets, idle, unbalanced = obj.res
@@ -185,8 +196,7 @@ def parse_nexthop(data, offset: int, end: int) -> Optional[KNexthop]:
         elif nla_type == NHA_GATEWAY:
             gateway = bytes(data[start:stop])
         elif nla_type == NHA_GROUP:
-            group = tuple(sorted((i, w + (wh << 8) + 1) for i, w, wh, _ in
-                                 struct.iter_unpack("=IBBH", data[start:stop])))
+            group = unpack_group(data[start:stop])
         elif nla_type == NHA_GROUP_TYPE:
             grp_type = struct.unpack_from("=H", data, start)[0]
         elif nla_type == NHA_BLACKHOLE:
@@ -432,40 +442,36 @@ class RtNetlink:
                         continue
                     done.put((start, end, chunk_failures))
 
-        def finish(block: bool) -> None:
+        def finish() -> None:
+            """Book every chunk the writer has finished so far."""
             while True:
                 try:
-                    start, end, chunk_failures = done.get(block=block, timeout=None)
+                    start, end, chunk_failures = done.get_nowait()
                 except queue.Empty:
                     return
                 failures.extend(chunk_failures)
                 if on_chunk is not None:
                     on_chunk(start, end, chunk_failures)
-                if block:
-                    return
 
         thread = threading.Thread(target=writer, name="netlink-writer", daemon=True)
         thread.start()
-        chunks = 0
         try:
             start = 0
             while start < len(ops) and not error:
                 data, end = self._encode_chunk(ops, start, base)
                 jobs.put((data, start, end))
-                chunks += 1
                 start = end
-                finish(block=False)
+                finish()
         finally:
             jobs.put(None)
             thread.join()
-        finish(block=False)
+        finish()
         if error:
             raise error[0]
 
     def _encode_chunk(self, ops: List[tuple], start: int, base: int) -> Tuple[bytes, int]:
         """Encode ``ops[start:]`` until about CHUNK_BYTES; the last message asks for the ACK."""
         protocol = self.protocol
-        route_set = _ROUTE_SET
         parts: List[bytes] = []
         size = 0
         i = start
@@ -474,13 +480,7 @@ class RtNetlink:
             op = ops[i]
             kind = op[0]
             if kind == ROUTE_SET:
-                table, family, dst, plen, metric = op[1]
-                st = route_set[family]
-                msg = st.pack(st.size, RTM_NEWROUTE, _SET_FLAGS if op[3] else _ADD_FLAGS, base + i, 0,
-                              family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
-                              RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
-                              8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric,
-                              8, RTA_NH_ID, op[2])
+                msg = encode_route_set(base + i, op[1], op[2], protocol, _SET_FLAGS if op[3] else _ADD_FLAGS)
             elif kind == ROUTE_DEL:
                 msg = encode_route_del(base + i, op[1], protocol, NLM_F_REQUEST)
             elif kind == NH_SET:

@@ -11,14 +11,13 @@ cross-check the ``struct`` encoder in the tests; the hot path is :mod:`kernelsyn
 """
 from __future__ import annotations
 
-import socket
-import struct
 from typing import Optional
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST, nla, nlmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from .model import GRP_MPATH, GRP_RES, KNexthop
+from .netlink import pack_group, unpack_group
 
 RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_GETNEXTHOP = 104, 105, 106
 RTNLGRP_NEXTHOP = 32
@@ -32,7 +31,7 @@ class nhmsg(nlmsg):
     nla_map = (
         ("NHA_UNSPEC", "none"),
         ("NHA_ID", "uint32"),
-        ("NHA_GROUP", "cdata"),  # array of struct nexthop_grp; see group_members()
+        ("NHA_GROUP", "cdata"),  # array of struct nexthop_grp; see netlink.unpack_group()
         ("NHA_GROUP_TYPE", "uint16"),
         ("NHA_BLACKHOLE", "flag"),
         ("NHA_OIF", "uint32"),
@@ -75,12 +74,6 @@ class rtmsg_nh(rtmsg):
     nla_map = _extend_rtmsg_map()
 
 
-def group_members(raw: bytes):
-    """NHA_GROUP payload -> ``((id, weight), ...)`` sorted; the kernel stores weight - 1 in
-    ``weight`` (low byte) and ``weight_high``."""
-    return tuple(sorted((i, w + (wh << 8) + 1) for i, w, wh, _ in struct.iter_unpack("=IBBH", raw)))
-
-
 def to_knexthop(msg: nhmsg) -> Optional[KNexthop]:
     """A decoded nhmsg -> KNexthop (None if it carries no NHA_ID)."""
     nh_id = msg.get_attr("NHA_ID")
@@ -96,7 +89,7 @@ def to_knexthop(msg: nhmsg) -> Optional[KNexthop]:
             res = (nested.get_attr("NHA_RES_GROUP_BUCKETS") or 0,
                    nested.get_attr("NHA_RES_GROUP_IDLE_TIMER") or 0,
                    nested.get_attr("NHA_RES_GROUP_UNBALANCED_TIMER") or 0)
-        return KNexthop(id=nh_id, family=0, protocol=protocol, group=group_members(raw_group),
+        return KNexthop(id=nh_id, family=0, protocol=protocol, group=unpack_group(raw_group),
                         grp_type=grp_type, res=res)
     gateway = msg.get_attr("NHA_GATEWAY")
     return KNexthop(id=nh_id, family=msg["family"], protocol=protocol, oif=msg.get_attr("NHA_OIF") or 0,
@@ -118,8 +111,7 @@ def build_nhmsg(obj: KNexthop) -> nhmsg:
     msg["protocol"] = obj.protocol
     attrs = [["NHA_ID", obj.id]]
     if obj.group:
-        attrs.append(["NHA_GROUP", b"".join(struct.pack("=IBBH", i, (w - 1) & 0xFF, (w - 1) >> 8, 0)
-                                            for i, w in obj.group)])
+        attrs.append(["NHA_GROUP", pack_group(obj.group)])
         attrs.append(["NHA_GROUP_TYPE", obj.grp_type])
         if obj.grp_type == GRP_RES and obj.res:
             attrs.append(["NHA_RES_GROUP", {"attrs": [["NHA_RES_GROUP_BUCKETS", obj.res[0]],
@@ -155,4 +147,4 @@ def nexthop_request(ipr, command: str, obj: Optional[KNexthop] = None):
 
 
 __all__ = ["nhmsg", "rtmsg_nh", "to_knexthop", "decode_nhmsg", "build_nhmsg", "nexthop_request",
-           "RTNLGRP_NEXTHOP", "socket"]
+           "RTNLGRP_NEXTHOP"]
