@@ -12,7 +12,8 @@ deleted) -> SYNCED.  Work is driven by marks:
 * a full resync every ``resync_interval`` seconds repairs any other outside change
   (``ip route del`` of our route);
 * failed writes are retried with exponential backoff (``retry_initial`` doubling up to
-  ``retry_max``), logged each time; a failed nexthop leaves its groups until it is written.
+  ``retry_max``), logged once per cause and batch; a failed nexthop leaves its groups until it
+  is written.
 
 ``Engine`` never sleeps and never reads the clock: every entry point takes ``now``; the
 event loop in :mod:`kernelsync.daemon` owns sockets and timers.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
-from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 import attrs
 
@@ -126,10 +127,8 @@ class Engine:
     def start(self, now: float) -> None:
         """Read links and the kernel's nexthops, adopt ours (restart without writes)."""
         self._read_links()
-        everything = self.kernel.dump_nexthops()
-        self.nhm.kernel_ids = set(everything)
-        ours = {i: o for i, o in everything.items() if self.ours(o)}
-        self.nhm.adopt(ours, {l.index: l.name for l in self.links.values()})
+        self._dump_nexthops()
+        self.nhm.adopt(self.observed_nh, {l.index: l.name for l in self.links.values()})
         self.need_full = True
         self.next_resync = now + self.kcfg.resync_interval
 
@@ -317,7 +316,8 @@ class Engine:
             self.need_full = True
             return False
         if ops and log.isEnabledFor(logging.INFO):
-            log.info("applied %s%s", _summary(ops), (", %d failed" % len(failed)) if failed else "")
+            applied = ", ".join("%d %s" % (n, k) for k, n in Plan(ops=ops).counts().items())
+            log.info("applied %s%s", applied, (", %d failed" % len(failed)) if failed else "")
         self._log_refusals(book, now)
         if book.recovered:
             log.info("%d writes succeeded after earlier refusals", book.recovered)
@@ -483,13 +483,6 @@ class Engine:
                                                          "next_try": f.next_try}
                                      for f in self.failures.values()},
                 "last_repair_ms": self.last_repair_ms, **self.counters}
-
-
-def _summary(ops: Iterable[tuple]) -> str:
-    counts: Dict[str, int] = {}
-    for op in ops:
-        counts[OP_NAMES[op[0]]] = counts.get(OP_NAMES[op[0]], 0) + 1
-    return ", ".join("%d %s" % (n, k) for k, n in counts.items())
 
 
 def load_static(engine: Engine, cfg: Config) -> None:

@@ -77,7 +77,7 @@ class FibBuilder:
                 for _, e in old:
                     if all(e is not n for _, n in new):
                         unuse(e, prefix, now)
-                for _, e in new:
+                for _, e in new:  # NexthopManager's refcount, inlined on this hot path
                     e.users.add(prefix)
                     e.unused_since = None
                 if new:
@@ -115,7 +115,7 @@ class FibBuilder:
         return tuple(cands)
 
     def _select(self, prefix: Prefix) -> RouteKey:
-        key = (self.table, prefix[0], prefix[1], prefix[2], self.metric)
+        key = self.route_key(prefix)
         installed_id = self.nhm.installed_id
         for source, entry in self._cands.get(prefix, ()):
             nh_id = installed_id(entry)

@@ -266,10 +266,6 @@ class NexthopManager:
             self.by_id[group.id] = group
         return group
 
-    def use(self, entry: Entry, prefix: Prefix) -> None:
-        entry.users.add(prefix)
-        entry.unused_since = None
-
     def unuse(self, entry: Entry, prefix: Prefix, now: float) -> None:
         entry.users.discard(prefix)
         if not entry.users and entry.unused_since is None:
