@@ -177,12 +177,17 @@ def _routes(items: Any) -> Tuple[List[StaticRoute], List[str]]:
     return routes, errors
 
 
+def _only_keys(table: Dict[str, Any], where: str, known: Tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the first key of ``table`` not in ``known``."""
+    for key in table:
+        if key not in known:
+            raise ValueError("%s.%s: unknown key (known: %s)" % (where, key, ", ".join(known)))
+
+
 def _route(item: Any, where: str) -> StaticRoute:
     if not isinstance(item, dict):
         raise ValueError("%s: must be a table, not %r" % (where, item))
-    for key in item:
-        if key not in ("prefix", "nexthops", "resilient"):
-            raise ValueError("%s.%s: unknown key (known: prefix, nexthops, resilient)" % (where, key))
+    _only_keys(item, where, ("prefix", "nexthops", "resilient"))
     text = item.get("prefix")
     if not isinstance(text, str):
         raise ValueError("%s.prefix: required, a string like \"203.0.113.10/32\"" % where)
@@ -211,9 +216,7 @@ def _route(item: Any, where: str) -> StaticRoute:
 def _nexthop(nh: Any, route_family: int, where: str) -> NexthopSpec:
     if not isinstance(nh, dict):
         raise ValueError("%s: must be a table like { via = \"192.0.2.1\", dev = \"eth0\" }, not %r" % (where, nh))
-    for key in nh:
-        if key not in ("via", "dev", "weight"):
-            raise ValueError("%s.%s: unknown key (known: via, dev, weight)" % (where, key))
+    _only_keys(nh, where, ("via", "dev", "weight"))
     dev = nh.get("dev")
     if not isinstance(dev, str) or not 1 <= len(dev) <= 15 or "/" in dev or dev.strip() != dev:
         raise ValueError("%s.dev: required, an interface name of 1..15 characters, not %r" % (where, dev))
@@ -238,9 +241,7 @@ def _resilient(value: Any, where: str) -> ResilientSpec:
         return ResilientSpec()
     if not isinstance(value, dict):
         raise ValueError("%s: must be true or a table { buckets = 64, idle_timer = 120 }, not %r" % (where, value))
-    for key in value:
-        if key not in ("buckets", "idle_timer", "unbalanced_timer"):
-            raise ValueError("%s.%s: unknown key (known: buckets, idle_timer, unbalanced_timer)" % (where, key))
+    _only_keys(value, where, ("buckets", "idle_timer", "unbalanced_timer"))
     buckets = value.get("buckets", 128)
     if not _is_int(buckets) or not 1 <= buckets <= 65535:
         raise ValueError("%s.buckets: must be an integer 1..65535, not %r" % (where, buckets))

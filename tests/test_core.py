@@ -46,6 +46,11 @@ def kroute(kernel, prefix, table=100, metric=20):
     return kernel.routes.get((table, family, dst, plen, metric), (None, None))[1]
 
 
+def nexthop_on(kernel, name):
+    """A fault predicate: the write of the plain nexthop on device ``name``."""
+    return lambda op: op[0] == NH_SET and not op[1].group and op[1].oif == kernel.index(name)
+
+
 def ready_run(engine, now=0.0):
     for s in engine.rib.ready:
         engine.rib.set_ready(s)
@@ -331,8 +336,7 @@ def test_refused_write_is_retried_with_backoff():
 
 def test_failed_member_leaves_group_until_it_is_accepted():
     engine, kernel = make(retry_initial=1.0)
-    kernel.fail_next(lambda op: op[0] == NH_SET and not op[1].group and op[1].oif == kernel.index("b"),
-                     errno.EINVAL, times=1)
+    kernel.fail_next(nexthop_on(kernel, "b"), errno.EINVAL, times=1)
     route(engine, "203.0.113.1/32", dev("a"), dev("b"))
     ready_run(engine, 0.0)
     gid = kroute(kernel, "203.0.113.1/32")
@@ -384,8 +388,7 @@ def test_member_refused_then_link_down_then_up_rejoins_its_group():
     route(engine, "203.0.113.1/32", dev("a"), dev("b"))
     ready_run(engine, 0.0)
     gid = kroute(kernel, "203.0.113.1/32")
-    kernel.fail_next(lambda op: op[0] == NH_SET and not op[1].group and op[1].oif == kernel.index("b"),
-                     errno.ENETDOWN)
+    kernel.fail_next(nexthop_on(kernel, "b"), errno.ENETDOWN)
     kernel.set_link("b", carrier=False)
     kernel.set_link("b", carrier=True)  # back before we react: our write is refused anyway
     engine.on_link_event(1.0)
@@ -399,8 +402,7 @@ def test_member_refused_then_link_down_then_up_rejoins_its_group():
 
 def test_link_event_retries_a_refused_nexthop_without_waiting_for_backoff():
     engine, kernel = make(retry_initial=10.0)
-    kernel.fail_next(lambda op: op[0] == NH_SET and not op[1].group and op[1].oif == kernel.index("b"),
-                     errno.ENETDOWN, times=3)
+    kernel.fail_next(nexthop_on(kernel, "b"), errno.ENETDOWN, times=3)
     route(engine, "203.0.113.1/32", dev("a"), dev("b"))
     ready_run(engine, 0.0)
     engine.run(10.0)
