@@ -12,8 +12,9 @@ from . import config as config_mod
 DEFAULT_CONFIG = "/etc/kernelsync.toml"
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+def _setup_logging(level: str, path: Optional[str] = None) -> None:
+    handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -32,6 +33,19 @@ def cmd_run(args) -> int:
     from .daemon import Daemon
     daemon = Daemon(cfg, dry_run=args.dry_run)
     return daemon.dry_run_plan() if args.dry_run else daemon.run()
+
+
+def cmd_exabgp(args) -> int:
+    """ExaBGP's process: own the FIB (default), or relay to ``kernelsync run``."""
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    relay = args.relay or cfg.exabgp.relay
+    if relay:
+        from .relay import main as relay_main
+        return relay_main(relay)
+    from .daemon import Daemon
+    return Daemon(cfg, exabgp_stdin=True).run()
 
 
 def cmd_check(args) -> int:
@@ -58,7 +72,7 @@ def cmd_show(args) -> int:
         data = query(cfg.control_socket, "show %s" % args.what)
         source = "daemon"
     except OSError as exc:
-        if args.what in ("rib", "stats"):
+        if args.what in ("rib", "stats", "bgp"):
             print("kernelsync is not running (control socket %s: %s); 'show %s' needs the daemon"
                   % (cfg.control_socket, exc.strerror or exc, args.what), file=sys.stderr)
             return 1
@@ -114,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Program routing-daemon routes into the Linux FIB as shared nexthop objects "
                     "and groups, and keep them right through link flaps.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-file", help="append logs to this file (default: stderr; in 'exabgp' mode "
+                                           "stdout is ExaBGP's command channel and never used for logs)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the FIB manager (foreground)")
@@ -122,12 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the kernel, print the planned operations, write nothing, exit")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("exabgp", help="run as ExaBGP's process (encoder json): BGP routes into the FIB",
+                       description="Reads ExaBGP's JSON on stdin, writes commands on stdout. Owns the FIB "
+                                   "itself, or with --relay (or [exabgp] relay) passes the stream to a "
+                                   "running 'kernelsync run' that has [exabgp] listen set.")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="TOML file (default %(default)s)")
+    p.add_argument("--relay", metavar="SOCKET", help="relay to the daemon listening on this Unix socket")
+    p.set_defaults(func=cmd_exabgp)
+
     p = sub.add_parser("check", help="validate a configuration file")
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("show", help="show the RIB, the FIB or the nexthop objects")
-    p.add_argument("what", choices=["rib", "fib", "nexthops", "stats"])
+    p.add_argument("what", choices=["rib", "fib", "nexthops", "stats", "bgp"])
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)
@@ -148,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level, args.log_file)
     return args.func(args)
 
 

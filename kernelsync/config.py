@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 
+from .bgp import BgpSettings
+from .exabgp import FAMILIES
 from .model import AF_INET, AF_INET6, NexthopSpec, Path, Prefix, ResilientSpec, parse_address, parse_prefix
 
 
@@ -46,6 +48,18 @@ class StaticRoute:
 
 
 @attrs.frozen
+class ExabgpConfig:
+    """``[exabgp]``: ``listen``: the Unix socket where ``kernelsync run`` accepts relays (None:
+    none); ``relay``: where ``kernelsync exabgp`` relays ExaBGP's stream to instead of owning the
+    FIB itself (None: it owns the FIB); ``route_refresh_on_start``: ask ExaBGP for a
+    route-refresh whenever a stream opens (a respawned process rebuilds its RIB)."""
+
+    listen: Optional[str] = None
+    relay: Optional[str] = None
+    route_refresh_on_start: bool = True
+
+
+@attrs.frozen
 class Config:
     filename: str
     kernel: KernelConfig
@@ -53,10 +67,13 @@ class Config:
     static_distance: int
     static_routes: Tuple[StaticRoute, ...]
     route_errors: Tuple[str, ...]  # "key: problem" for each route that was skipped
+    bgp: BgpSettings = BgpSettings()
+    exabgp: ExabgpConfig = ExabgpConfig()
 
 
 _KERNEL_KEYS = {f.name for f in attrs.fields(KernelConfig)}
-_TOP_KEYS = {"kernel", "control", "static"}
+_BGP_KEYS = {f.name for f in attrs.fields(BgpSettings)}
+_TOP_KEYS = {"kernel", "control", "static", "bgp", "exabgp"}
 
 
 def load(filename: str) -> Config:
@@ -92,11 +109,69 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
     for key in static:
         if key not in ("distance", "route"):
             problems.append("static.%s: unknown key (known: distance, route)" % key)
+    bgp = _bgp(_table(data, "bgp", problems), problems)
+    exabgp = _exabgp(_table(data, "exabgp", problems), problems)
     if problems:
         raise ConfigError(filename, problems)
     routes, route_errors = _routes(static.get("route", []))
     return Config(filename=filename, kernel=kernel, control_socket=sock, static_distance=distance,
-                  static_routes=tuple(routes), route_errors=tuple(route_errors))
+                  static_routes=tuple(routes), route_errors=tuple(route_errors), bgp=bgp, exabgp=exabgp)
+
+
+def _bgp(section: Dict[str, Any], problems: List[str]) -> BgpSettings:
+    values: Dict[str, Any] = {}
+    before = len(problems)
+    for key, value in section.items():
+        where = "bgp.%s" % key
+        if key not in _BGP_KEYS:
+            problems.append("%s: unknown key (known: %s)" % (where, ", ".join(sorted(_BGP_KEYS))))
+        elif key in ("ebgp_distance", "ibgp_distance"):
+            if not _is_int(value) or not 0 <= value <= 255:
+                problems.append("%s: admin distance must be an integer 0..255, not %r" % (where, value))
+            values[key] = value
+        elif key == "resolve_table":
+            if not _is_int(value) or not 1 <= value <= 0xFFFFFFFF:
+                problems.append("%s: must be a table number 1..4294967295, not %r" % (where, value))
+            values[key] = value
+        elif key == "resolve_via_default":
+            if not isinstance(value, bool):
+                problems.append("%s: must be true or false, not %r" % (where, value))
+            values[key] = value
+        elif key == "local_asns":
+            if not isinstance(value, list) or not all(_is_int(a) and 0 < a <= 0xFFFFFFFF for a in value):
+                problems.append("%s: must be a list of AS numbers 1..4294967295, not %r" % (where, value))
+            else:
+                values[key] = tuple(value)
+        elif key == "families":
+            if not isinstance(value, list) or not value or not all(f in FAMILIES for f in value):
+                problems.append("%s: must be a non-empty list of %s, not %r"
+                                % (where, " / ".join(repr(f) for f in FAMILIES), value))
+            else:
+                values[key] = tuple(value)
+        else:
+            if not _is_num(value) or value < 0:
+                problems.append("%s: must be a number of seconds >= 0, not %r" % (where, value))
+            values[key] = float(value) if _is_num(value) else value
+    return BgpSettings() if len(problems) > before else BgpSettings(**values)
+
+
+def _exabgp(section: Dict[str, Any], problems: List[str]) -> ExabgpConfig:
+    values: Dict[str, Any] = {}
+    before = len(problems)
+    known = [f.name for f in attrs.fields(ExabgpConfig)]
+    for key, value in section.items():
+        where = "exabgp.%s" % key
+        if key not in known:
+            problems.append("%s: unknown key (known: %s)" % (where, ", ".join(known)))
+        elif key == "route_refresh_on_start":
+            if not isinstance(value, bool):
+                problems.append("%s: must be true or false, not %r" % (where, value))
+            values[key] = value
+        elif not isinstance(value, str) or not value.startswith("/"):
+            problems.append("%s: must be an absolute path of a Unix socket, not %r" % (where, value))
+        else:
+            values[key] = value
+    return ExabgpConfig() if len(problems) > before else ExabgpConfig(**values)
 
 
 def _is_int(value: Any) -> bool:
@@ -254,4 +329,4 @@ def _resilient(value: Any, where: str) -> ResilientSpec:
     return ResilientSpec(buckets=buckets, **timers)
 
 
-__all__ = ["Config", "ConfigError", "KernelConfig", "StaticRoute", "load", "parse", "AF_INET", "AF_INET6"]
+__all__ = ["Config", "ConfigError", "KernelConfig", "ExabgpConfig", "StaticRoute", "load", "parse", "AF_INET", "AF_INET6"]

@@ -31,9 +31,16 @@ ERROR_HOLD = 1.0  # seconds
 
 
 class Daemon:
-    def __init__(self, cfg: Config, dry_run: bool = False) -> None:
+    """``kernelsync run`` (and ``kernelsync exabgp`` owning the FIB, with ``exabgp_stdin``).
+
+    The BGP feed is on when ExaBGP's pipe is ours (``exabgp_stdin``) or relays may connect
+    (``[exabgp] listen``)."""
+
+    def __init__(self, cfg: Config, dry_run: bool = False, exabgp_stdin: bool = False) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
+        self.exabgp_stdin = exabgp_stdin
+        self.feed = None
         self.stopping = False
         self.kernel = RtNetlink(cfg.kernel.protocol)
         # subscribe before the first dump, so no change between dump and subscription is lost
@@ -83,6 +90,12 @@ class Daemon:
         load_static(engine, self.cfg)
         self._open_control()
         sel = selectors.DefaultSelector()
+        if self.exabgp_stdin or self.cfg.exabgp.listen:
+            from .bgpfeed import BgpFeed
+            self.feed = BgpFeed(engine.rib, self.cfg.bgp, self.cfg.kernel.protocol, now,
+                                stdin=self.exabgp_stdin, listen=self.cfg.exabgp.listen,
+                                refresh_on_start=self.cfg.exabgp.route_refresh_on_start)
+            self.feed.start(sel, self._ifnames())
         sel.register(self.events.sock, selectors.EVENT_READ, "events")
         if self.control is not None:
             sel.register(self.control, selectors.EVENT_READ, "control")
@@ -96,10 +109,23 @@ class Daemon:
         log_compat_mode()
         event_at: Optional[float] = None
         hold_until = 0.0  # after an unexpected error, wait a little before the next run
+        feed = self.feed
         try:
             while not self.stopping:
                 now = time.monotonic()
+                if feed is not None:
+                    try:
+                        feed.commit(now)
+                    except Exception:  # never die on one bad cycle
+                        log.exception("unexpected error in the BGP decision; continuing")
+                    if feed.ended:
+                        log.info("ExaBGP closed our stdin: stopping")
+                        break
                 due = engine.deadline()
+                if feed is not None:
+                    feed_due = feed.deadline()
+                    if feed_due is not None:
+                        due = feed_due if due is None else min(due, feed_due)
                 if due is not None:
                     due = max(due, hold_until)
                 if due is not None and due <= now:
@@ -127,6 +153,11 @@ class Daemon:
                             engine.request_full_sync()
                     elif key.data == "control":
                         self._serve_control()
+                    elif callable(key.data):
+                        try:
+                            key.data(time.monotonic())
+                        except Exception:  # a feed bug must not take the FIB manager down
+                            log.exception("feed handler failed")
                     else:
                         try:
                             os.read(rfd, 512)
@@ -148,9 +179,14 @@ class Daemon:
                     os.unlink(self.cfg.control_socket)
                 except OSError:
                     pass
+            if feed is not None:
+                feed.close()
             self.events.close()
             self.kernel.close()
         return 0
+
+    def _ifnames(self):
+        return {l.index: l.name for l in self.engine.links.values()}
 
     def _on_signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
@@ -187,6 +223,8 @@ class Daemon:
             self.engine.on_link_event(now)
         if addr:
             self.engine.on_address_event(now)
+        if self.feed is not None and (link or addr):
+            self.feed.on_kernel_change(self._ifnames(), link, addr)
         return link
 
     def _serve_control(self) -> None:
@@ -209,8 +247,13 @@ class Daemon:
         engine = self.engine
         views = {"show rib": engine.show_rib, "show fib": engine.show_fib,
                  "show nexthops": engine.show_nexthops, "show stats": engine.show_stats}
+        if self.feed is not None:
+            views["show bgp"] = self.feed.show
         if request in views:
-            return views[request]()
+            result = views[request]()
+            if request == "show stats" and self.feed is not None:
+                result["bgp"] = self.feed.show()["counters"]
+            return result
         if request == "resync":
             engine.request_full_sync()
             return {"ok": True}

@@ -44,8 +44,10 @@ RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_GETNEXTHOP = 104, 105, 106
 
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 30
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 18, 30
 RTN_UNICAST = 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTM_GETADDR = 22
 RT_SCOPE_UNIVERSE = 0
 RT_TABLE_COMPAT = 252
 
@@ -61,7 +63,9 @@ IFF_LOWER_UP = 0x10000
 # multicast groups (include/uapi/linux/rtnetlink.h enum rtnetlink_groups)
 RTNLGRP_LINK = 1
 RTNLGRP_IPV4_IFADDR = 5
+RTNLGRP_IPV4_ROUTE = 7
 RTNLGRP_IPV6_IFADDR = 9
+RTNLGRP_IPV6_ROUTE = 11
 RTNLGRP_NEXTHOP = 32
 
 _HDR = struct.Struct("=IHHII")
@@ -72,6 +76,8 @@ _NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _ERR = struct.Struct("=i")
 _GRP = struct.Struct("=IBBH")
+_IFADDR = struct.Struct("=BBBBI")
+_RTNH = struct.Struct("=HBBi")
 
 # whole route messages: nlmsghdr, rtmsg, RTA_TABLE, RTA_DST, RTA_PRIORITY[, RTA_NH_ID]
 _ROUTE_SET = {
@@ -228,6 +234,73 @@ def parse_link(data, offset: int, end: int) -> Link:
     return Link(index=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP))
 
 
+def parse_address(data, offset: int, end: int) -> Optional[Tuple[int, int, bytes, int]]:
+    """RTM_NEWADDR body (struct ifaddrmsg + IFA_*) -> ``(family, ifindex, address, prefix
+    length)``; the address is IFA_LOCAL where given (IPv4), else IFA_ADDRESS."""
+    family, plen, _flags, _scope, index = _IFADDR.unpack_from(data, offset)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    address = local = None
+    for nla_type, start, stop in iter_nlas(data, offset + _IFADDR.size, end):
+        if nla_type == IFA_ADDRESS:
+            address = bytes(data[start:stop])
+        elif nla_type == IFA_LOCAL:
+            local = bytes(data[start:stop])
+    addr = local or address
+    return None if addr is None else (family, index, addr, plen)
+
+
+def _via(data, start: int, stop: int) -> Tuple[Optional[int], Optional[bytes]]:
+    """RTA_VIA: ``struct rtvia {u16 family; u8 addr[]}`` (an IPv4 route over an IPv6 gateway)."""
+    family = struct.unpack_from("=H", data, start)[0]
+    return family, bytes(data[start + 2:stop])
+
+
+def parse_route(data, offset: int, end: int):
+    """RTM_NEWROUTE/DELROUTE body -> ``(family, dst, plen, table, protocol, type, metric, legs,
+    nh id)``; ``legs`` = ``((gateway family, gateway or None, ifindex), ...)`` from RTA_GATEWAY/
+    RTA_VIA/RTA_OIF or every RTA_MULTIPATH ``struct rtnexthop``.  None for other families."""
+    family, plen, _src, _tos, table, proto, _scope, rtype, _flags = _RTMSG.unpack_from(data, offset)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    dst = bytes(4 if family == AF_INET else 16)
+    metric = nh_id = oif = 0
+    gw: Tuple[Optional[int], Optional[bytes]] = (None, None)
+    legs = []
+    for nla_type, start, stop in iter_nlas(data, offset + _RTMSG.size, end):
+        if nla_type == RTA_DST:
+            dst = bytes(data[start:stop])
+        elif nla_type == RTA_TABLE:
+            table = _U32.unpack_from(data, start)[0]
+        elif nla_type == RTA_PRIORITY:
+            metric = _U32.unpack_from(data, start)[0]
+        elif nla_type == RTA_OIF:
+            oif = _U32.unpack_from(data, start)[0]
+        elif nla_type == RTA_GATEWAY:
+            gw = (family, bytes(data[start:stop]))
+        elif nla_type == RTA_VIA:
+            gw = _via(data, start, stop)
+        elif nla_type == RTA_NH_ID:
+            nh_id = _U32.unpack_from(data, start)[0]
+        elif nla_type == RTA_MULTIPATH:
+            off = start
+            while off + _RTNH.size <= stop:
+                length, _f, _hops, ifindex = _RTNH.unpack_from(data, off)
+                if length < _RTNH.size:
+                    break
+                leg_gw: Tuple[Optional[int], Optional[bytes]] = (None, None)
+                for sub, s0, s1 in iter_nlas(data, off + _RTNH.size, off + length):
+                    if sub == RTA_GATEWAY:
+                        leg_gw = (family, bytes(data[s0:s1]))
+                    elif sub == RTA_VIA:
+                        leg_gw = _via(data, s0, s1)
+                legs.append((leg_gw[0], leg_gw[1], ifindex))
+                off += (length + 3) & ~3
+    if not legs and oif:
+        legs.append((gw[0], gw[1], oif))
+    return (family, dst, plen, table, proto, rtype, metric, tuple(legs), nh_id)
+
+
 class Stats:
     """Counters of what was written: messages by kind, failures, sends."""
 
@@ -328,6 +401,29 @@ class RtNetlink:
                 obj = parse_nexthop(buf, start, end)
                 if obj is not None:
                     out[obj.id] = obj
+        return out
+
+    def dump_addresses(self) -> List[Tuple[int, int, bytes, int]]:
+        """Every interface address: ``(family, ifindex, address, prefix length)``."""
+        out = []
+        for mtype, buf, start, end in self._dump(RTM_GETADDR, _IFADDR.pack(0, 0, 0, 0, 0)):
+            if mtype == RTM_NEWADDR:
+                addr = parse_address(buf, start, end)
+                if addr is not None:
+                    out.append(addr)
+        return out
+
+    def dump_table(self, table: int) -> List[tuple]:
+        """Every route of ``table`` (all protocols) as :func:`parse_route` tuples."""
+        out = []
+        for family in (AF_INET, AF_INET6):
+            req = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else RT_TABLE_COMPAT, 0, 0, 0, 0) + \
+                _nla(RTA_TABLE, _U32.pack(table))
+            for mtype, buf, start, end in self._dump(RTM_GETROUTE, req):
+                if mtype == RTM_NEWROUTE:
+                    route = parse_route(buf, start, end)
+                    if route is not None and route[3] == table:
+                        out.append(route)
         return out
 
     def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]:
@@ -583,3 +679,42 @@ class EventSocket:
                     break
                 out.append((mtype, bytes(self.buf[off:off + length])))
                 off += (length + 3) & ~3
+
+
+SO_ATTACH_FILTER = 26
+# classic BPF (include/uapi/linux/filter.h)
+_BPF_LD_B_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x30, 0x15, 0x06
+
+
+def _drop_protocol_filter(protocol: int) -> bytes:
+    """A socket filter that drops RTM_NEWROUTE/DELROUTE messages whose rtm_protocol is
+    ``protocol`` (one message per notification skb): byte 4 is the low byte of nlmsg_type
+    (host order, little endian), byte 21 the rtmsg's protocol."""
+    ins = [
+        (_BPF_LD_B_ABS, 0, 0, 4),
+        (_BPF_JEQ_K, 1, 0, RTM_NEWROUTE),
+        (_BPF_JEQ_K, 0, 3, RTM_DELROUTE),
+        (_BPF_LD_B_ABS, 0, 0, 16 + 5),
+        (_BPF_JEQ_K, 0, 1, protocol),
+        (_BPF_RET_K, 0, 0, 0),
+        (_BPF_RET_K, 0, 0, 0xFFFFFFFF),
+    ]
+    return b"".join(struct.pack("=HBBI", *i) for i in ins)
+
+
+class RouteEventSocket(EventSocket):
+    """Route notifications (RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE) except our own protocol's,
+    dropped in the kernel by a BPF filter: our own writes (hundreds of thousands in a full
+    load, one per route on every group change with nexthop_compat_mode=1) never reach us."""
+
+    def __init__(self, protocol: int, rcvbuf: int = 16 << 20) -> None:
+        import ctypes
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        _set_buffers(self.sock, rcvbuf)
+        code = _drop_protocol_filter(protocol)
+        self._prog = ctypes.create_string_buffer(code, len(code))
+        fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(self._prog))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        self.sock.bind((0, (1 << (RTNLGRP_IPV4_ROUTE - 1)) | (1 << (RTNLGRP_IPV6_ROUTE - 1))))
+        self.sock.setblocking(False)
+        self.buf = bytearray(1 << 20)

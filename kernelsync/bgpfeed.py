@@ -1,0 +1,408 @@
+"""The ExaBGP feed's shell: line channels, kernel reads for next-hop resolution, glue.
+
+A *channel* is one ExaBGP stream of JSON lines, and the way back for commands:
+
+* :class:`StdinChannel` (``kernelsync exabgp``, ExaBGP's own process): a thread reads stdin
+  and only queues lines, so stdin is drained even while the kernel is slow (ExaBGP writes with
+  blocking writes; a process that stops reading freezes its BGP sessions).  Another thread
+  writes commands to stdout, flushed, so a slow stdout never blocks the feed.
+* :class:`RelayChannel`: one connection of ``kernelsync exabgp`` in relay mode to the
+  long-running ``kernelsync run`` (``[exabgp] listen``, a root-only Unix socket).
+
+Every line goes through :class:`kernelsync.exabgp.Parser` into :class:`kernelsync.bgp.BgpRib`;
+a bad line is logged with its (truncated) text, counted and skipped.  When a channel opens,
+kernelsync asks for a route-refresh of each family, so that a respawned process or a
+reconnected relay rebuilds its Adj-RIB-In (ExaBGP replays nothing by itself).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import selectors
+import socket
+import struct
+import sys
+import threading
+import queue
+from typing import Callable, Deque, Dict, List, Optional
+
+from .bgp import BgpRib, BgpSettings
+from .exabgp import Ack, FeedError, Parser, route_refresh_command
+from .netlink import RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST, RouteEventSocket, RtNetlink, parse_route
+from .resolve import Resolver
+from .rib import Rib
+
+log = logging.getLogger("kernelsync.exabgp")
+MAX_LOGGED_LINE = 300  # characters of a bad line kept in the log
+MAX_LINE = 16 << 20  # a longer line is cut off and counted as bad
+
+
+def _truncate(line: str) -> str:
+    return line if len(line) <= MAX_LOGGED_LINE else "%s... (%d characters)" % (line[:MAX_LOGGED_LINE], len(line))
+
+
+class Waker:
+    """A pipe the event loop selects on; threads write a byte to wake it."""
+
+    def __init__(self) -> None:
+        self.rfd, self.wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wake(self) -> None:
+        try:
+            os.write(self.wfd, b"x")
+        except BlockingIOError:
+            pass  # already pending
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.rfd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.rfd)
+        os.close(self.wfd)
+
+
+class StdinChannel:
+    """ExaBGP's pipe: lines in on stdin (reader thread), commands out on stdout (writer thread)."""
+
+    name = "stdin"
+
+    def __init__(self, waker: Waker, rfile=None, wfile=None) -> None:
+        self.rfile = rfile if rfile is not None else sys.stdin.buffer
+        self.wfile = wfile if wfile is not None else sys.stdout.buffer
+        self.lines: Deque[Optional[bytes]] = collections.deque()
+        self.waker = waker
+        self.out: "queue.Queue[Optional[str]]" = queue.Queue()
+        self.closed = False
+        threading.Thread(target=self._read, name="stdin-reader", daemon=True).start()
+        threading.Thread(target=self._write, name="stdout-writer", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                line = self.rfile.readline(MAX_LINE)
+                if not line:
+                    break
+                self.lines.append(line)
+                self.waker.wake()
+        except (OSError, ValueError) as exc:
+            log.error("reading stdin failed: %s", exc)
+        self.lines.append(None)  # end of stream
+        self.waker.wake()
+
+    def _write(self) -> None:
+        while True:
+            command = self.out.get()
+            if command is None:
+                return
+            try:
+                self.wfile.write(command.encode() + b"\n")
+                self.wfile.flush()
+            except (OSError, ValueError) as exc:
+                log.error("cannot write to ExaBGP (stdout): %s; command dropped: %s", exc, command)
+
+    def send(self, command: str) -> None:
+        self.out.put(command)
+
+    def take(self) -> List[Optional[bytes]]:
+        out = []
+        lines = self.lines
+        while lines:
+            out.append(lines.popleft())
+        return out
+
+    def close(self) -> None:
+        self.out.put(None)
+
+
+class RelayChannel:
+    """One relay connection (``kernelsync exabgp`` in relay mode) on the daemon's socket."""
+
+    def __init__(self, sock: socket.socket, number: int) -> None:
+        self.sock = sock
+        self.name = "relay#%d" % number
+        self.rbuf = b""
+        self.wbuf = b""
+        self.closed = False
+        sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, command: str) -> None:
+        self.wbuf += command.encode() + b"\n"
+        self.flush()
+
+    def flush(self) -> None:
+        while self.wbuf and not self.closed:
+            try:
+                sent = self.sock.send(self.wbuf)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.closed = True
+                return
+            self.wbuf = self.wbuf[sent:]
+
+    def take(self) -> List[Optional[bytes]]:
+        chunks = []
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.closed = True
+                break
+            chunks.append(data)
+        data = self.rbuf + b"".join(chunks)
+        lines: List[Optional[bytes]] = data.split(b"\n")
+        self.rbuf = lines.pop()  # type: ignore[assignment]
+        if len(self.rbuf) > MAX_LINE:
+            lines.append(self.rbuf[:MAX_LOGGED_LINE])
+            self.rbuf = b""
+        if self.closed:
+            lines.append(None)
+        return lines
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class BgpFeed:
+    """ExaBGP streams -> :class:`BgpRib` -> the engine's RIB; kernel reads for resolution.
+
+    ``protocol``: ours (our own routes never serve to resolve a next hop); ``listen``: Unix
+    socket path for relays (None: none); ``stdin``: read ExaBGP's pipe (``kernelsync exabgp``)."""
+
+    def __init__(self, rib: Rib, settings: BgpSettings, protocol: int, now: float, stdin: bool = False,
+                 listen: Optional[str] = None, refresh_on_start: bool = True) -> None:
+        self.settings = settings
+        self.protocol = protocol
+        self.parser = Parser()
+        self.resolver = Resolver(settings.resolve_via_default)
+        self.bgp = BgpRib(rib, self.resolver, settings, now)
+        self.listen_path = listen
+        self.refresh_on_start = refresh_on_start
+        self.waker = Waker()
+        self.channels: List[object] = []
+        self.stdin: Optional[StdinChannel] = None
+        self.want_stdin = stdin
+        self.listener: Optional[socket.socket] = None
+        self.sel: Optional[selectors.BaseSelector] = None
+        self.kernel = RtNetlink(protocol)
+        self.route_events = RouteEventSocket(protocol)
+        self.recursive_in_use = False
+        self.ended = False  # stdin closed: ExaBGP went away
+        self._relays = 0
+        self._bad_logged = 0
+        self.counters: Dict[str, int] = {"lines": 0, "bad_lines": 0, "skipped_families": 0, "acks_done": 0,
+                                         "acks_error": 0, "relay_connections": 0, "route_events": 0}
+
+    # setup ---------------------------------------------------------------------------------
+    def start(self, sel: selectors.BaseSelector, ifnames: Dict[int, str]) -> None:
+        self.sel = sel
+        self.resolver.set_links(ifnames)
+        self.read_addresses()
+        self.read_routes()
+        sel.register(self.waker.rfd, selectors.EVENT_READ, self._on_wake)
+        sel.register(self.route_events.sock, selectors.EVENT_READ, self._on_route_events)
+        if self.listen_path:
+            self._open_listener(self.listen_path)
+        if self.want_stdin:
+            self.stdin = StdinChannel(self.waker)
+            self.channels.append(self.stdin)
+            self._opened(self.stdin)
+
+    def _open_listener(self, path: str) -> None:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o077)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)  # root only: the relay socket writes the FIB
+        sock.listen(4)
+        sock.setblocking(False)
+        self.listener = sock
+        self.sel.register(sock, selectors.EVENT_READ, self._on_accept)
+        log.info("accepting ExaBGP relays on %s (mode 0600)", path)
+
+    def _opened(self, channel) -> None:
+        if self.refresh_on_start:
+            for family in self.settings.families:
+                channel.send(route_refresh_command(family))
+            log.info("%s: asked ExaBGP for a route-refresh of %s", channel.name, ", ".join(self.settings.families))
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        if self.listener is not None:
+            self.listener.close()
+            if self.listen_path:
+                try:
+                    os.unlink(self.listen_path)
+                except OSError:
+                    pass
+        self.route_events.close()
+        self.kernel.close()
+
+    # kernel --------------------------------------------------------------------------------
+    def read_addresses(self) -> None:
+        self.resolver.set_addresses(self.kernel.dump_addresses())
+
+    def read_routes(self) -> None:
+        routes = {}
+        for family, dst, plen, _table, proto, rtype, metric, legs, nh_id in self.kernel.dump_table(
+                self.settings.resolve_table):
+            if proto != self.protocol and rtype == RTN_UNICAST and legs:
+                routes[(family, dst, plen, metric)] = legs
+        self.resolver.set_routes(routes)
+
+    def on_kernel_change(self, ifnames: Dict[int, str], links: bool, addresses: bool) -> None:
+        """Links or addresses changed.  Addresses are re-read; on a link change the
+        resolution table is too, when a next hop resolves through it (the kernel deletes routes
+        on a downed link without telling)."""
+        self.resolver.set_links(ifnames)
+        if links or addresses:
+            self.read_addresses()
+        if links and self.recursive_in_use:
+            self.read_routes()
+
+    def _on_route_events(self, now: float) -> None:
+        for mtype, raw in self.route_events.read():
+            route = parse_route(raw, 16, len(raw)) if mtype in (RTM_NEWROUTE, RTM_DELROUTE) else None
+            if route is None:
+                continue
+            family, dst, plen, table, proto, rtype, metric, legs, _nh = route
+            if table != self.settings.resolve_table or proto == self.protocol:
+                continue
+            if rtype != RTN_UNICAST or (not legs and mtype == RTM_NEWROUTE):
+                continue
+            self.counters["route_events"] += 1
+            self.resolver.route_event(mtype == RTM_DELROUTE, family, dst, plen, metric, legs)
+
+    # channels ------------------------------------------------------------------------------
+    def _on_accept(self, now: float) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        if peer_uid(conn) != 0:
+            log.warning("relay connection from uid %d refused (root only)", peer_uid(conn))
+            conn.close()
+            return
+        self._relays += 1
+        self.counters["relay_connections"] += 1
+        channel = RelayChannel(conn, self._relays)
+        self.channels.append(channel)
+        self.sel.register(channel.sock, selectors.EVENT_READ, lambda t, c=channel: self._on_relay(c, t))
+        log.info("%s connected", channel.name)
+        self._opened(channel)
+
+    def _on_relay(self, channel: RelayChannel, now: float) -> None:
+        self.feed(channel, channel.take(), now)
+        channel.flush()
+
+    def _on_wake(self, now: float) -> None:
+        self.waker.drain()
+        if self.stdin is not None:
+            self.feed(self.stdin, self.stdin.take(), now)
+
+    def feed(self, channel, lines: List[Optional[bytes]], now: float) -> None:
+        """Parse and apply ``lines`` from ``channel``; None marks the end of the stream."""
+        parse = self.parser.parse
+        handle = self.bgp.handle
+        for raw in lines:
+            if raw is None:
+                self._closed(channel, now)
+                return
+            self.counters["lines"] += 1
+            try:
+                line = raw.decode("utf-8")
+                event = parse(line)
+            except (FeedError, UnicodeDecodeError) as exc:
+                self._bad(channel, raw, exc)
+                continue
+            if event is None:
+                continue
+            if isinstance(event, Ack):
+                self.counters["acks_done" if event.ok else "acks_error"] += 1
+                if not event.ok:
+                    log.info("%s: ExaBGP answered 'error' to a command", channel.name)
+                continue
+            skipped = getattr(event, "skipped", ())
+            if skipped:
+                self.counters["skipped_families"] += 1
+                self._bad(channel, raw, "family %s not handled (skipped; the rest of the update is used)"
+                          % ", ".join(skipped), count=False)
+            try:
+                handle(event, now, channel)
+            except Exception as exc:  # a bug on one line must not stop the feed
+                log.exception("%s: applying a line failed", channel.name)
+                self._bad(channel, raw, exc)
+
+    def _bad(self, channel, raw: bytes, why, count: bool = True) -> None:
+        if count:
+            self.counters["bad_lines"] += 1
+        self._bad_logged += 1
+        if self._bad_logged <= 100 or self._bad_logged % 1000 == 0:
+            text = raw.decode("utf-8", errors="replace").rstrip("\n")
+            log.warning("%s: skipped line (%s): %s%s", channel.name, why, _truncate(text),
+                        " [further bad lines are logged every 1000th]" if self._bad_logged == 100 else "")
+
+    def _closed(self, channel, now: float) -> None:
+        log.warning("%s: ExaBGP stream ended", channel.name)
+        self.bgp.channel_closed(channel, now)
+        if channel is self.stdin:
+            self.ended = True
+        else:
+            try:
+                self.sel.unregister(channel.sock)
+            except (KeyError, ValueError):
+                pass
+            channel.close()
+        if channel in self.channels:
+            self.channels.remove(channel)
+
+    # cycle ---------------------------------------------------------------------------------
+    def deadline(self) -> Optional[float]:
+        return self.bgp.deadline()
+
+    def commit(self, now: float) -> None:
+        """Timers due by ``now``, then the decision for what changed, into the RIB."""
+        due = self.bgp.deadline()
+        if due is not None and due <= now:
+            self.bgp.tick(now)
+        if self.bgp.dirty or self.resolver.version != self.bgp._res_version:
+            self.bgp.commit()
+            self.recursive_in_use = self.resolver.route_hits > 0
+
+    def send(self, command: str) -> None:
+        """A command to every connected ExaBGP."""
+        for channel in self.channels:
+            channel.send(command)
+
+    def show(self) -> dict:
+        return {"peers": self.bgp.show_peers(), "counters": {**self.counters, **self.bgp.counters},
+                "ready": self.bgp.ready, "channels": [c.name for c in self.channels]}
+
+
+Callback = Callable[[float], None]
+__all__ = ["BgpFeed", "StdinChannel", "RelayChannel", "Waker", "peer_uid"]
