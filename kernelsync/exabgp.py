@@ -153,7 +153,7 @@ class Parser:
         text = line.strip()
         if not text:
             return None
-        if text[0] != "{":
+        if text[0] not in "{[":
             if text in ("done", "error"):
                 return Ack(ok=text == "done", text=text)
             raise FeedError("not JSON (and not a done/error ack)")
@@ -276,7 +276,9 @@ class Parser:
                 plen = int(text.split("/", 1)[1]) if "/" in text else len(packed) * 8
             except (ValueError, FeedError):
                 raise FeedError("nlri %r is not a prefix" % (text,)) from None
-            if family != af or not 0 <= plen <= len(packed) * 8:
+            if not 0 <= plen <= len(packed) * 8:
+                raise FeedError("nlri %r is not a prefix (length %d)" % (text, plen))
+            if family != af:
                 raise FeedError("nlri %r does not belong to %s" % (text, FAMILY_NAMES[af]))
             if _host_bits(packed, plen):
                 raise FeedError("nlri %r has host bits set" % (text,))
