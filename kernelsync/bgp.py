@@ -8,8 +8,9 @@
   paths, or, with ``graceful_restart`` > 0 (RFC 4724 receiving side), marks them *stale*: they
   stay in use until the peer's end-of-RIB for their family sweeps what was not announced
   again, or until the time runs out.  A route-refresh ``begin``/``end`` window (RFC 7313) is
-  the same mark and sweep, per family.  A lost ExaBGP stream (relay gone, ExaBGP restarting)
-  keeps its peers' paths stale for ``restart_hold_time``.
+  the same mark and sweep, per family.  ExaBGP stopping (its ``down`` reason says "shutting
+  down") or its stream lost (relay gone) is our own speaker restarting (RFC 4724's restarting
+  side): the FIB keeps forwarding, the peers' paths stay stale for ``restart_hold_time``.
 * **Decision** (RFC 4271 9.1.2.2), among paths whose next hop resolves: highest LOCAL_PREF
   (100 when absent), shortest AS path, lowest ORIGIN, lowest MED among paths from the same
   neighbour AS, eBGP over iBGP.  The paths equal on all of these form the ECMP set; their
@@ -17,7 +18,9 @@
   the RIB as source ``ebgp`` (admin distance 20) or ``ibgp`` (200).
 * **Readiness**: the BGP sources count as ready (deletions may start, kernel routes of ours
   that BGP did not give are swept) once ``startup_wait`` has passed and no peer is waiting
-  for an end-of-RIB or the end of a refresh (each wait bounded by ``eor_timeout``).
+  for an end-of-RIB or the end of a refresh (each wait bounded by ``eor_timeout``).  After a
+  restart of kernelsync the peers are unknown until they answer the route-refresh it asks
+  for, so the wait is at least ``restart_wait``.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ class BgpSettings:
     graceful_restart: float = 0.0
     restart_hold_time: float = 60.0
     startup_wait: float = 2.0
+    restart_wait: float = 5.0
     eor_timeout: float = 10.0
     local_asns: Tuple[int, ...] = ()
     families: Tuple[str, ...] = ("ipv4 unicast", "ipv6 unicast")
@@ -136,11 +140,13 @@ class BgpRib:
     Events go in through :meth:`handle`; :meth:`commit` runs the decision for the prefixes
     they touched and updates the RIB.  ``resolver`` turns next hops into kernel nexthops."""
 
-    def __init__(self, rib: Rib, resolver: Resolver, settings: BgpSettings, now: float) -> None:
+    def __init__(self, rib: Rib, resolver: Resolver, settings: BgpSettings, now: float,
+                 restart: bool = False) -> None:
         self.rib = rib
         self.resolver = resolver
         self.settings = settings
         self.started = now
+        self.wait = max(settings.startup_wait, settings.restart_wait) if restart else settings.startup_wait
         self.peers: Dict[str, Peer] = {}
         self.by_prefix: Dict[Prefix, Dict[Tuple[str, int], BgpPath]] = {}
         self.dirty: Set[Prefix] = set()
@@ -201,8 +207,11 @@ class BgpRib:
             was = peer.state
             peer.state = "down"
             if was != "down" or peer.paths:
-                self._down(peer, now, self.settings.graceful_restart,
-                           "session down (%s)" % (event.reason or "no reason given"))
+                if "shutting down" in event.reason:  # ExaBGP itself stops: a local restart
+                    hold = max(self.settings.restart_hold_time, self.settings.graceful_restart)
+                else:
+                    hold = self.settings.graceful_restart
+                self._down(peer, now, hold, "session down (%s)" % (event.reason or "no reason given"))
 
     def _down(self, peer: Peer, now: float, hold: float, why: str) -> None:
         peer.pending.clear()
@@ -307,7 +316,7 @@ class BgpRib:
         times = [t for peer in self.peers.values() for t in peer.pending.values()]
         times += [peer.stale_until for peer in self.peers.values() if peer.stale_until is not None]
         if not self.ready:
-            times.append(self.started + self.settings.startup_wait)
+            times.append(self.started + self.wait)
         return min(times) if times else None
 
     def tick(self, now: float) -> None:
@@ -324,7 +333,7 @@ class BgpRib:
                 self.counters["stale_swept"] += len(stale)
                 self._remove(peer, stale)
                 peer.stale_until = None
-        if not self.ready and now >= self.started + self.settings.startup_wait and \
+        if not self.ready and now >= self.started + self.wait and \
                 not any(peer.pending for peer in self.peers.values()):
             self.ready = True
             self.rib.set_ready(EBGP)

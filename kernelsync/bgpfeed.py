@@ -189,12 +189,12 @@ class BgpFeed:
     socket path for relays (None: none); ``stdin``: read ExaBGP's pipe (``kernelsync exabgp``)."""
 
     def __init__(self, rib: Rib, settings: BgpSettings, protocol: int, now: float, stdin: bool = False,
-                 listen: Optional[str] = None, refresh_on_start: bool = True) -> None:
+                 listen: Optional[str] = None, refresh_on_start: bool = True, restart: bool = False) -> None:
         self.settings = settings
         self.protocol = protocol
         self.parser = Parser()
         self.resolver = Resolver(settings.resolve_via_default)
-        self.bgp = BgpRib(rib, self.resolver, settings, now)
+        self.bgp = BgpRib(rib, self.resolver, settings, now, restart=restart)
         self.listen_path = listen
         self.refresh_on_start = refresh_on_start
         self.waker = Waker()
@@ -206,6 +206,10 @@ class BgpFeed:
         self.kernel = RtNetlink(protocol)
         self.route_events = RouteEventSocket(protocol)
         self.recursive_in_use = False
+        # a restart (our objects already in the kernel): the kernel keeps forwarding on what we
+        # left; BGP's result enters the RIB only once complete, so the FIB never sees a partial
+        # RIB (a route moving to one peer's nexthop while the other's refresh is under way)
+        self.hold_until_ready = restart
         self.ended = False  # stdin closed: ExaBGP went away
         self._relays = 0
         self._bad_logged = 0
@@ -335,9 +339,12 @@ class BgpFeed:
                 return
             self.counters["lines"] += 1
             try:
-                line = raw.decode("utf-8")
-                event = parse(line)
+                event = parse(raw.decode("utf-8"))
             except (FeedError, UnicodeDecodeError) as exc:
+                self._bad(channel, raw, exc)
+                continue
+            except Exception as exc:  # a parser bug must not lose the rest of the batch
+                log.exception("%s: parsing a line failed", channel.name)
                 self._bad(channel, raw, exc)
                 continue
             if event is None:
@@ -390,6 +397,11 @@ class BgpFeed:
         due = self.bgp.deadline()
         if due is not None and due <= now:
             self.bgp.tick(now)
+        if self.hold_until_ready:
+            if not self.bgp.ready:
+                return
+            self.hold_until_ready = False
+            log.info("restart: BGP's RIB is complete; reconciling the kernel with it")
         if self.bgp.dirty or self.resolver.version != self.bgp._res_version:
             self.bgp.commit()
             self.recursive_in_use = self.resolver.route_hits > 0

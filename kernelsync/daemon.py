@@ -94,7 +94,8 @@ class Daemon:
             from .bgpfeed import BgpFeed
             self.feed = BgpFeed(engine.rib, self.cfg.bgp, self.cfg.kernel.protocol, now,
                                 stdin=self.exabgp_stdin, listen=self.cfg.exabgp.listen,
-                                refresh_on_start=self.cfg.exabgp.route_refresh_on_start)
+                                refresh_on_start=self.cfg.exabgp.route_refresh_on_start,
+                                restart=bool(engine.observed_nh))
             self.feed.start(sel, self._ifnames())
         sel.register(self.events.sock, selectors.EVENT_READ, "events")
         if self.control is not None:

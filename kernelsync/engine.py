@@ -172,7 +172,7 @@ class Engine:
     # the cycle -----------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
         """When :meth:`run` has work next (engine clock), or None for 'only on events'."""
-        if self.need_full or self.need_repair or self.dirty or self.rib.dirty:
+        if self.need_full or self.need_repair or self.dirty or self.rib.dirty or self.rib.became_ready:
             return 0.0
         times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
         times += [f.next_try for f in self.failures.values()]
@@ -218,6 +218,9 @@ class Engine:
             self.next_resync = now + self.kcfg.resync_interval
             self.counters["full_syncs"] += 1
         self.nhm.collect(now)  # entries past their hold time leave the desired state now
+        if self.rib.became_ready:  # the deletions held back until now are due: plan everything
+            self.rib.became_ready = False
+            full = True
         last = Plan()
         for _round in range(4):
             changed = self.fib.sync_rib(now, collect=not full)

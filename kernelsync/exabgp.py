@@ -159,13 +159,15 @@ class Parser:
             raise FeedError("not JSON (and not a done/error ack)")
         try:
             msg = json.loads(text)
+        except RecursionError:
+            raise FeedError("JSON nested too deeply") from None
         except ValueError as exc:
             repaired = _BAD_QUOTES.sub(r'"\1"', text)  # ExaBGP 4.2's route-refresh JSON
             if repaired == text:
                 raise FeedError("not JSON: %s" % exc) from None
             try:
                 msg = json.loads(repaired)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise FeedError("not JSON: %s" % exc) from None
         if not isinstance(msg, dict):
             raise FeedError("a JSON %s, not an object" % type(msg).__name__)

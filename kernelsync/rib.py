@@ -27,6 +27,7 @@ class Rib:
         self.ready: Dict[str, bool] = {}
         self.entries: Dict[Prefix, Dict[str, Tuple[Path, ...]]] = {}
         self.dirty: Set[Prefix] = set()
+        self.became_ready = False  # every source ready now: held-back deletions are due
 
     # sources -------------------------------------------------------------------------------
     def add_source(self, name: str, distance: int) -> None:
@@ -40,7 +41,9 @@ class Rib:
     def set_ready(self, name: str) -> None:
         """The source has delivered its initial state (end-of-RIB)."""
         self._check(name)
-        self.ready[name] = True
+        if not self.ready[name]:
+            self.ready[name] = True
+            self.became_ready = self.all_ready
 
     @property
     def all_ready(self) -> bool:

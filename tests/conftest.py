@@ -44,30 +44,35 @@ def foreign_state(namespace, foreign_ids):
     return json.dumps({"nexthops": nexthops, "routes": routes}, sort_keys=True)
 
 
+def add_foreign(namespace):
+    """Foreign routes and nexthops that no test may change: another protocol in our table, our
+    protocol in another table, our protocol outside our ID range, another protocol inside our ID
+    range.  They live on f0/f1, which no test flaps (the kernel itself deletes nexthops on a
+    link that goes down, whoever owns them).  Returns their state, for :func:`foreign_state`."""
+    for n in range(2):
+        namespace.veth("f%d" % n, "fp%d" % n)
+        namespace.ip("addr", "add", "10.0.%d.1/24" % (8 + n), "dev", "f%d" % n)
+    namespace.ip("-6", "addr", "add", "2001:db8:8::1/64", "dev", "f0", "nodad")
+    namespace.ip("nexthop", "add", "id", "5", "via", "10.0.8.9", "dev", "f0", "proto", str(PROTO))
+    namespace.ip("nexthop", "add", "id", str(ID_RANGE[0]), "dev", "f1", "proto", "12")
+    namespace.ip("nexthop", "add", "id", "7", "group", "5/%d" % ID_RANGE[0], "proto", "12")
+    namespace.ip("route", "add", "192.0.2.0/24", "nhid", "7", "proto", "12", "table", str(TABLE), "metric", "20")
+    namespace.ip("route", "add", "203.0.113.1/32", "via", "10.0.8.9", "proto", "12", "table", str(TABLE), "metric", "20")
+    namespace.ip("route", "add", "198.51.100.0/24", "nhid", "5", "proto", str(PROTO), "table", "254")
+    namespace.ip("-6", "route", "add", "2001:db8:77::/64", "via", "2001:db8:8::9", "proto", "12", "table", str(TABLE))
+    namespace.foreign_ids = {5, 7, ID_RANGE[0]}
+    return foreign_state(namespace, namespace.foreign_ids)
+
+
 @pytest.fixture
 def lab(ns):
     """Namespace with veths v0..v2 (peers p0..p2) addressed 10.0.N.1/24 and 2001:db8:N::1/64,
-    plus foreign routes and nexthops: another protocol in our table, our protocol in another
-    table, our protocol outside our ID range, another protocol inside our ID range."""
+    plus the foreign routes and nexthops of :func:`add_foreign`."""
     for n in range(3):
         ns.veth("v%d" % n, "p%d" % n)
         ns.ip("addr", "add", "10.0.%d.1/24" % n, "dev", "v%d" % n)
         ns.ip("-6", "addr", "add", "2001:db8:%d::1/64" % n, "dev", "v%d" % n, "nodad")
-    # the foreign objects live on f0/f1, which no test flaps (the kernel itself deletes
-    # nexthops on a link that goes down, whoever owns them)
-    for n in range(2):
-        ns.veth("f%d" % n, "fp%d" % n)
-        ns.ip("addr", "add", "10.0.%d.1/24" % (8 + n), "dev", "f%d" % n)
-    ns.ip("-6", "addr", "add", "2001:db8:8::1/64", "dev", "f0", "nodad")
-    ns.ip("nexthop", "add", "id", "5", "via", "10.0.8.9", "dev", "f0", "proto", str(PROTO))
-    ns.ip("nexthop", "add", "id", str(ID_RANGE[0]), "dev", "f1", "proto", "12")
-    ns.ip("nexthop", "add", "id", "7", "group", "5/%d" % ID_RANGE[0], "proto", "12")
-    ns.ip("route", "add", "192.0.2.0/24", "nhid", "7", "proto", "12", "table", str(TABLE), "metric", "20")
-    ns.ip("route", "add", "203.0.113.1/32", "via", "10.0.8.9", "proto", "12", "table", str(TABLE), "metric", "20")
-    ns.ip("route", "add", "198.51.100.0/24", "nhid", "5", "proto", str(PROTO), "table", "254")
-    ns.ip("-6", "route", "add", "2001:db8:77::/64", "via", "2001:db8:8::9", "proto", "12", "table", str(TABLE))
-    ns.foreign_ids = {5, 7, ID_RANGE[0]}
-    before = foreign_state(ns, ns.foreign_ids)
+    before = add_foreign(ns)
     yield ns
     # while the links are up again, the foreign state must be exactly as it was
     for n in range(3):

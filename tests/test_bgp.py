@@ -92,8 +92,8 @@ def test_golden_capture_parses_completely(version):
 
 
 @pytest.mark.parametrize("version", ["5.0", "4.2"])
-def test_golden_replay_builds_ecmp_then_flushes_on_shutdown(version):
-    feed = Feed()
+def test_golden_replay_builds_ecmp_and_keeps_it_stale_through_exabgp_shutdown(version):
+    feed = Feed(restart_hold_time=60)
     lines = open(os.path.join(DATA, "exabgp-%s.jsonl" % version)).read().splitlines()
     first_eor = [i for i, l in enumerate(lines) if '"eor"' in l][3]  # both peers, both families
     feed.lines(*lines[:first_eor + 1])
@@ -106,8 +106,16 @@ def test_golden_replay_builds_ecmp_then_flushes_on_shutdown(version):
     feed.lines(*lines[first_eor + 1:withdraw_at + 1])
     assert feed.nexthops(V4B) is None  # withdrawn by both peers
     assert feed.nexthops(V4) == [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]
-    feed.lines(*lines[withdraw_at + 1:])
-    assert feed.rib.entries == {}  # ExaBGP sends no withdraws: "down" flushed both peers
+    feed.lines(*lines[withdraw_at + 1:], now=10.0)
+    # ExaBGP stopped ("shutting down"): our own speaker restarts, the FIB keeps forwarding
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]
+    assert all(p.stale for peer in feed.bgp.peers.values() for p in peer.paths.values())
+    feed.bgp.tick(69.9)
+    feed.bgp.commit()
+    assert feed.nexthops(V4) is not None
+    feed.bgp.tick(70.0)
+    feed.bgp.commit()
+    assert feed.rib.entries == {}  # not back within restart_hold_time: flushed
 
 
 def test_refresh_42_invalid_json_is_repaired():
