@@ -1,144 +1,111 @@
-"""``kernelsync demo``: a hypervisor host in network namespaces, with nothing outside touched.
+"""``kernelsync demo``: BGP into the FIB with real daemons, in scratch namespaces only.
 
-Topology (all namespaces are created here and deleted at the end):
+Topology (:class:`kernelsync.lab.BgpLab`; everything is created here and deleted at the end)::
 
-    guestA (eth0 203.0.113.10) ---- tapA \\
-                                          host (kernelsync) -- up0 / up1 -- router (10.0.0.2, 10.0.1.2)
-    guestB (eth0 203.0.113.10) ---- tapB /
+    namespace R: BIRD 2, AS 65001  ==== links A (ra-ha) and B (rb-hb) ====  namespace H: the host
+    announces 198.51.100.0/24, 203.0.113.0/25                               ExaBGP, AS 65010, whose
+    and 2001:db8:100::/48 on both sessions                                   process is kernelsync
 
-kernelsync runs as a real process in ``host`` with a static config: the anycast /32 over both
-taps with no gateway (one shared, resilient group), and upstream prefixes ECMP over two
-gateways.  The demo prints the kernel's nexthops and routes, takes guest B's link down (carrier
-loss on the host's tapB), shows the group shrink and the routes stay, brings it back, shows the
-repair and how long it took, and tears everything down.
+kernelsync turns the two equal eBGP paths of each prefix into one shared nexthop group (one for
+IPv4, one for IPv6) in the host's main table.  The demo prints the host's ``ip nexthop`` and
+``ip route``, takes link B down on the host (the kernel deletes its nexthops silently; the
+groups shrink, the routes stay), brings it back and shows the repair and how long it took.
+It installs what it needs (Debian ``bird2``, PyPI ``exabgp``) and never touches the host's own FIB.
 """
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 from .daemon import query
-from .netns import NetNS, unique_name, wait_for
+from .lab import BgpLab, install_requirements
+from .netns import wait_for
 
-CONFIG = """
+V4 = ["198.51.100.0/24", "203.0.113.0/25"]
+V6 = ["2001:db8:100::/48"]
+CONFIG = """\
 [kernel]
-table = 254
+table = 254                 # the host's main table (inside the demo's namespace)
 protocol = 200
-metric = 20
 nexthop_id_range = [100000000, 100999999]
 verify_delay = 1
 [control]
 socket = "{sock}"
-[[static.route]]
-prefix = "203.0.113.10/32"
-nexthops = [ {{ dev = "tapA" }}, {{ dev = "tapB" }} ]
-resilient = {{ buckets = 32, idle_timer = 60 }}
-[[static.route]]
-prefix = "198.51.100.0/24"
-nexthops = [ {{ via = "10.0.0.2", dev = "up0" }}, {{ via = "10.0.1.2", dev = "up1" }} ]
-[[static.route]]
-prefix = "2001:db8:100::/48"
-nexthops = [ {{ via = "2001:db8:a::2", dev = "up0" }}, {{ via = "2001:db8:b::2", dev = "up1" }} ]
+[bgp]
+startup_wait = 1
 """
 
 
-def _show(host: NetNS, title: str) -> None:
+def _show(lab: BgpLab, title: str) -> None:
     print("\n=== %s" % title)
-    print("$ ip nexthop show proto 200")
-    print(host.ip("nexthop", "show", "proto", "200").rstrip())
-    print("$ ip route show proto 200")
-    print(host.ip("route", "show", "proto", "200").rstrip())
-    print("$ ip -6 route show proto 200")
-    print(host.ip("-6", "route", "show", "proto", "200").rstrip())
+    for args in (("nexthop", "show", "proto", "200"), ("route", "show", "proto", "200"),
+                 ("-6", "route", "show", "proto", "200")):
+        print("$ ip %s" % " ".join(args))
+        print(lab.host.ip(*args).rstrip())
 
 
-def _group_size(host: NetNS, prefix: str) -> int:
-    routes = host.json("route", "show", prefix, "proto", "200")
+def _legs(lab: BgpLab, prefix: str) -> int:
+    """Members of the nexthop group the route of ``prefix`` uses (1 for a plain nexthop)."""
+    family = "-6" if ":" in prefix else "-4"
+    routes = lab.host.json(family, "route", "show", prefix, "proto", "200")
     if not routes or "nhid" not in routes[0]:
         return 0
-    nh = host.json("nexthop", "show", "id", str(routes[0]["nhid"]))
-    return len(nh[0].get("group", [])) if nh else 0
+    nh = lab.host.json("nexthop", "show", "id", str(routes[0]["nhid"]))
+    return len(nh[0].get("group", [])) or 1 if nh else 0
 
 
 def main(args) -> int:
     if os.geteuid() != 0:
         print("the demo needs root (it creates network namespaces)", file=sys.stderr)
         return 1
-    tag = unique_name("ksdemo")
-    spaces = []
-    daemon = None
-    tmp = tempfile.mkdtemp(prefix="kernelsync-demo-")
-    try:
-        host, router = NetNS(tag + "-host", compat_mode=0), NetNS(tag + "-rtr")
-        guests = {n: NetNS("%s-g%s" % (tag, n)) for n in "AB"}
-        spaces = [host, router, *guests.values()]
-        for n, guest in guests.items():
-            host.ip("link", "add", "name", "tap" + n, "type", "veth", "peer", "name", "eth0", "netns", guest.name)
-            host.ip("link", "set", "tap" + n, "up")
-            guest.ip("link", "set", "eth0", "up")
-            guest.ip("addr", "add", "203.0.113.10/32", "dev", "eth0")
-            guest.ip("route", "add", "default", "dev", "eth0")
-        for i, (v4, v6) in enumerate((("10.0.0", "2001:db8:a"), ("10.0.1", "2001:db8:b"))):
-            host.ip("link", "add", "name", "up%d" % i, "type", "veth", "peer", "name", "dn%d" % i, "netns", router.name)
-            host.ip("link", "set", "up%d" % i, "up")
-            router.ip("link", "set", "dn%d" % i, "up")
-            host.ip("addr", "add", "%s.1/24" % v4, "dev", "up%d" % i)
-            router.ip("addr", "add", "%s.2/24" % v4, "dev", "dn%d" % i)
-            host.ip("-6", "addr", "add", "%s::1/64" % v6, "dev", "up%d" % i, "nodad")
-            router.ip("-6", "addr", "add", "%s::2/64" % v6, "dev", "dn%d" % i, "nodad")
-        sock = os.path.join(tmp, "ks.sock")
-        config = os.path.join(tmp, "kernelsync.toml")
-        with open(config, "w") as fh:
-            fh.write(CONFIG.format(sock=sock))
-        print("namespaces: %s" % ", ".join(s.name for s in spaces))
-        print("config:\n" + CONFIG.format(sock=sock))
-        log_path = os.path.join(tmp, "kernelsync.log")
-        log = open(log_path, "w")
-        daemon = subprocess.Popen(["ip", "netns", "exec", host.name, sys.executable, "-m", "kernelsync",
-                                   "run", "-c", config], stdout=log, stderr=subprocess.STDOUT)
+    install_requirements(("5.0",))
+    work = tempfile.mkdtemp(prefix="ksdemo-")
+    sock = os.path.join(work, "ks.sock")
+    conf = os.path.join(work, "kernelsync.toml")
+    log = os.path.join(work, "kernelsync.log")
+    with open(conf, "w") as fh:
+        fh.write(CONFIG.format(sock=sock))
+    process = [sys.executable, "-m", "kernelsync", "--log-file", log, "exabgp", "-c", conf]
+    print("kernelsync config (%s):\n%s" % (conf, CONFIG.format(sock=sock)))
+    print("ExaBGP runs: %s" % " ".join(process))
+    if getattr(args, "keep", False):
+        os.environ["KERNELSYNC_LAB_KEEP"] = "1"
+    with BgpLab("5.0", process_argv=process, v4_prefixes=V4, v6_prefixes=V6,
+                workdir=os.path.join(work, "lab")) as lab:
+        print("namespaces: router %s, host %s; BIRD and ExaBGP up, both sessions Established"
+              % (lab.router.name, lab.host.name))
 
-        def stats():
-            try:
-                return query(sock, "show stats")
-            except OSError:
-                if daemon.poll() is not None:
-                    raise RuntimeError("kernelsync exited:\n" + open(log_path).read())
-                return None
+        def all_legs(n: int) -> bool:
+            return all(_legs(lab, p) == n for p in V4 + V6)
 
-        wait_for(lambda: (stats() or {}).get("installed_routes") == 3, timeout=20, what="routes installed")
-        _show(host, "kernelsync installed the routes: one group per nexthop set, shared")
+        wait_for(lambda: all_legs(2), timeout=20, what="routes on two-member groups")
+        wait_for(lambda: query(sock, "show stats")["state"] == "SYNCED", timeout=20,
+                 what="kernelsync SYNCED (BGP's initial state complete)")
+        _show(lab, "two equal eBGP paths per prefix: one shared group per family")
+        print("\n$ birdc show protocols\n" + lab.birdc("show", "protocols").rstrip())
 
-        def guest_link(state: str, members: int, title: str) -> float:
-            """Set guest B's eth0 ``state``; wait for the anycast group to hold ``members``."""
-            print("\n>>> " + title)
-            t0 = time.monotonic()
-            guests["B"].ip("link", "set", "eth0", state)
-            wait_for(lambda: _group_size(host, "203.0.113.10") == members, timeout=5, interval=0.002,
-                     what="anycast group with %d member(s)" % members)
-            return (time.monotonic() - t0) * 1000
+        print("\n>>> link B goes down on the host (the kernel deletes hb's nexthops, telling nobody)")
+        lab.link("hb", "down")
+        wait_for(lambda: all_legs(1), timeout=5, interval=0.005, what="groups with one member")
+        _show(lab, "after link B went down: the groups lost hb, every route stayed")
 
-        down_ms = guest_link("down", 1, "guest B's link goes down (carrier loss on tapB)")
-        print("group has one member after %.1f ms; the route stayed" % down_ms)
-        _show(host, "after the link went down")
-        up_ms = guest_link("up", 2, "guest B's link comes back")
-        s = stats()
-        print("the kernel had dropped tapB's nexthop silently; kernelsync re-added it and re-pushed "
-              "the group: repaired %.1f ms after the link came up (kernelsync's own handling: %.2f ms)"
-              % (up_ms, s["last_repair_ms"] or 0))
-        _show(host, "after the repair")
+        print("\n>>> link B comes back")
+        t0 = time.monotonic()
+        lab.link("hb", "up")
+        wait_for(lambda: all_legs(2), timeout=5, interval=0.002, what="groups with two members")
+        repaired_ms = (time.monotonic() - t0) * 1000
+        stats = query(sock, "show stats")
+        print("the kernel had restored nothing; kernelsync re-added hb's nexthops and re-pushed the groups: "
+              "repaired %.0f ms after the link came up (kernelsync's own handling: %.2f ms)"
+              % (repaired_ms, stats["last_repair_ms"] or 0))
+        _show(lab, "after the repair")
         print("\n$ kernelsync show stats")
         for key in ("state", "fib_routes", "installed_routes", "nexthop_objects", "writes", "repairs",
                     "inferred_route_losses", "kernel_failures"):
-            print("  %-22s %s" % (key, s[key]))
-        return 0
-    finally:
-        if daemon is not None and daemon.poll() is None:
-            daemon.terminate()
-            daemon.wait(10)
-        if not getattr(args, "keep", False):
-            for space in spaces:
-                space.delete()
-            print("\nnamespaces deleted; nothing outside them was touched")
+            print("  %-22s %s" % (key, stats[key]))
+        b = stats["bgp"]
+        print("  %-22s %s" % ("bgp", {k: b[k] for k in ("lines", "updates", "announced", "eor", "bad_lines")}))
+    print("\nnamespaces deleted, daemons stopped; nothing outside them was touched (logs: %s)" % work)
+    return 0
