@@ -352,6 +352,10 @@ class BgpRib:
                                                             path.peer.local_packed)
         return found
 
+    def pending(self) -> bool:
+        """Has :meth:`commit` work: touched prefixes, or a resolver that changed since."""
+        return bool(self.dirty) or self.resolver.version != self._res_version
+
     def commit(self) -> int:
         """Run the decision for every prefix touched since the last commit (and every prefix
         whose next hop resolves differently now); write the result into the RIB.  Returns the

@@ -402,7 +402,7 @@ class BgpFeed:
                 return
             self.hold_until_ready = False
             log.info("restart: BGP's RIB is complete; reconciling the kernel with it")
-        if self.bgp.dirty or self.resolver.version != self.bgp._res_version:
+        if self.bgp.pending():
             self.bgp.commit()
             self.recursive_in_use = self.resolver.route_hits > 0
 
