@@ -352,9 +352,13 @@ class BgpRib:
                                                             path.peer.local_packed)
         return found
 
+    def resolver_changed(self) -> bool:
+        """The resolver changed since the last :meth:`commit` (every next hop is re-resolved)."""
+        return self.resolver.version != self._res_version
+
     def pending(self) -> bool:
         """Has :meth:`commit` work: touched prefixes, or a resolver that changed since."""
-        return bool(self.dirty) or self.resolver.version != self._res_version
+        return bool(self.dirty) or self.resolver_changed()
 
     def commit(self) -> int:
         """Run the decision for every prefix touched since the last commit (and every prefix

@@ -117,6 +117,11 @@ def cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def cmd_bench_bgp(args) -> int:
+    from .bench_bgp import main as bench_bgp_main
+    return bench_bgp_main(args)
+
+
 def cmd_demo(args) -> int:
     from .demo import main as demo_main
     return demo_main(args)
@@ -162,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flap-sizes", default="1000,200000", help="route counts for the flap repair figure")
     p.add_argument("--repeat", type=int, default=3, help="runs per figure (best is reported)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-bgp", help="kernelsync's CPU per UPDATE against ExaBGP's, BIRD announcing 50,000 prefixes")
+    from .bench_bgp import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=cmd_bench_bgp)
 
     p = sub.add_parser("demo", help="a self-contained demo in network namespaces (touches nothing else)")
     p.add_argument("--keep", action="store_true", help="leave the namespaces up at the end")

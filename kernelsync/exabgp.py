@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import attrs
 
@@ -83,11 +83,10 @@ class PeerState:
     reason: str = ""
 
 
-@attrs.frozen
-class Announce:
+class Announce(NamedTuple):
     """One NLRI: ``prefix``; ``path_id`` (ADD-PATH, RFC 7911; 0 without); ``nexthop`` =
     ``(family, packed)`` of the next hop; ``link_local``: packed ``fe80::`` next hop sent beside a
-    global one (or None)."""
+    global one (or None).  A tuple: one is built per NLRI on the hot path."""
 
     prefix: Prefix
     path_id: int
