@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import socket
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import attrs
 
 from .exabgp import FAMILIES, BgpAttrs, EndOfRib, Neighbor, PeerState, Refresh, Shutdown, Update
-from .model import NexthopSpec, Path, Prefix, format_prefix
+from .model import NexthopSpec, Path, Prefix
 from .resolve import Resolver, spec_order
 from .rib import Rib
 
@@ -127,11 +126,6 @@ def multipath(paths: List[BgpPath]) -> List[BgpPath]:
     if any(p.peer.ebgp for p in paths) and not all(p.peer.ebgp for p in paths):
         paths = [p for p in paths if p.peer.ebgp]
     return paths
-
-
-def best_of(paths: List[BgpPath]) -> BgpPath:
-    """The best path of an ECMP set (tie-break: lowest peer address, then path id)."""
-    return min(paths, key=lambda p: (p.peer.sort_key, p.path_id))
 
 
 class BgpRib:
@@ -240,16 +234,10 @@ class BgpRib:
     def _update(self, event: Update, now: float, channel: object) -> None:
         peer = self._peer(event.neighbor, now, channel)
         self.counters["updates"] += 1
-        paths = peer.paths
-        by_prefix = self.by_prefix
-        dirty = self.dirty
-        address = peer.address
-        for prefix, path_id in event.withdraw:
-            old = paths.pop((prefix, path_id), None)
-            if old is not None:
-                self._unlink(address, prefix, path_id, old)
-                dirty.add(prefix)
-        self.counters["withdrawn"] += len(event.withdraw)
+        if event.withdraw:
+            self._remove(peer, event.withdraw)
+            self.counters["withdrawn"] += len(event.withdraw)
+            peer.counters["withdrawn"] += len(event.withdraw)
         if not event.announce:
             return
         attrs_ = event.attrs
@@ -257,12 +245,13 @@ class BgpRib:
         if any(asn in attrs_.as_path for asn in own):
             self.counters["looped"] += len(event.announce)
             peer.counters["looped"] += len(event.announce)
-            for a in event.announce:  # treat as withdraw: an earlier path must not stay
-                old = paths.pop((a.prefix, a.path_id), None)
-                if old is not None:
-                    self._unlink(address, a.prefix, a.path_id, old)
-                    dirty.add(a.prefix)
+            # treat as withdraw: an earlier path must not stay
+            self._remove(peer, [(a.prefix, a.path_id) for a in event.announce])
             return
+        paths = peer.paths
+        by_prefix = self.by_prefix
+        dirty = self.dirty
+        address = peer.address
         self.counters["announced"] += len(event.announce)
         peer.counters["announced"] += len(event.announce)
         for a in event.announce:
@@ -435,16 +424,5 @@ class BgpRib:
                  "waiting_for": sorted(p.pending), **p.counters}
                 for p in sorted(self.peers.values(), key=lambda p: p.sort_key)]
 
-    def show_prefix(self, prefix: Prefix) -> dict:
-        entry = self.by_prefix.get(prefix, {})
-        chosen = self.selected.get(prefix)
-        ecmp = {id(p) for p in chosen[1]} if chosen else set()
-        return {"prefix": format_prefix(prefix), "source": chosen[0] if chosen else None,
-                "paths": [{"peer": p.peer.address, "path_id": p.path_id,
-                           "next_hop": socket.inet_ntop(*p.nexthop), "as_path": list(p.attrs.as_path),
-                           "local_pref": p.attrs.local_pref, "med": p.attrs.med, "origin": p.attrs.origin,
-                           "stale": p.stale, "multipath": id(p) in ecmp}
-                          for p in entry.values()]}
 
-
-__all__ = ["BgpRib", "BgpSettings", "BgpPath", "Peer", "multipath", "best_of", "EBGP", "IBGP"]
+__all__ = ["BgpRib", "BgpSettings", "BgpPath", "Peer", "multipath", "EBGP", "IBGP"]

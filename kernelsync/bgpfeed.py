@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import queue
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Deque, Dict, List, Optional
 
 from .bgp import BgpRib, BgpSettings
 from .exabgp import Ack, FeedError, Parser, route_refresh_command
@@ -151,9 +151,6 @@ class RelayChannel:
         self.closed = False
         sock.setblocking(False)
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def send(self, command: str) -> None:
         self.wbuf += command.encode() + b"\n"
         self.flush()
@@ -206,13 +203,14 @@ def peer_uid(sock: socket.socket) -> int:
 class BgpFeed:
     """ExaBGP streams -> :class:`BgpRib` -> the engine's RIB; kernel reads for resolution.
 
-    ``protocol``: ours (our own routes never serve to resolve a next hop); ``listen``: Unix
+    ``kernel``: the daemon's request socket, used between engine runs for the resolver's dumps;
+    its protocol is ours (our own routes never serve to resolve a next hop); ``listen``: Unix
     socket path for relays (None: none); ``stdin``: read ExaBGP's pipe (``kernelsync exabgp``)."""
 
-    def __init__(self, rib: Rib, settings: BgpSettings, protocol: int, now: float, stdin: bool = False,
+    def __init__(self, rib: Rib, settings: BgpSettings, kernel: RtNetlink, now: float, stdin: bool = False,
                  listen: Optional[str] = None, refresh_on_start: bool = True, restart: bool = False) -> None:
         self.settings = settings
-        self.protocol = protocol
+        self.protocol = kernel.protocol
         self.parser = Parser()
         self.resolver = Resolver(settings.resolve_via_default)
         self.bgp = BgpRib(rib, self.resolver, settings, now, restart=restart)
@@ -224,8 +222,8 @@ class BgpFeed:
         self.want_stdin = stdin
         self.listener: Optional[socket.socket] = None
         self.sel: Optional[selectors.BaseSelector] = None
-        self.kernel = RtNetlink(protocol)
-        self.route_events = RouteEventSocket(protocol)
+        self.kernel = kernel
+        self.route_events = RouteEventSocket(self.protocol)
         self.recursive_in_use = False
         # a restart (our objects already in the kernel): the kernel keeps forwarding on what we
         # left; BGP's result enters the RIB only once complete, so the FIB never sees a partial
@@ -254,20 +252,9 @@ class BgpFeed:
             self._opened(self.stdin)
 
     def _open_listener(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        if os.path.exists(path):
-            os.unlink(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o077)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)  # root only: the relay socket writes the FIB
-        sock.listen(4)
-        sock.setblocking(False)
-        self.listener = sock
-        self.sel.register(sock, selectors.EVENT_READ, self._on_accept)
+        from .daemon import listen_unix
+        self.listener = listen_unix(path, 4)  # root only: the relay socket writes the FIB
+        self.sel.register(self.listener, selectors.EVENT_READ, self._on_accept)
         log.info("accepting ExaBGP relays on %s (mode 0600)", path)
 
     def _opened(self, channel) -> None:
@@ -287,7 +274,6 @@ class BgpFeed:
                 except OSError:
                     pass
         self.route_events.close()
-        self.kernel.close()
 
     # kernel --------------------------------------------------------------------------------
     def read_addresses(self) -> None:
@@ -330,8 +316,9 @@ class BgpFeed:
             conn, _ = self.listener.accept()
         except BlockingIOError:
             return
-        if peer_uid(conn) != 0:
-            log.warning("relay connection from uid %d refused (root only)", peer_uid(conn))
+        uid = peer_uid(conn)
+        if uid != 0:
+            log.warning("relay connection from uid %d refused (root only)", uid)
             conn.close()
             return
         self._relays += 1
@@ -438,15 +425,8 @@ class BgpFeed:
             self.bgp.commit()
             self.recursive_in_use = self.resolver.route_hits > 0
 
-    def send(self, command: str) -> None:
-        """A command to every connected ExaBGP."""
-        for channel in self.channels:
-            channel.send(command)
-
     def show(self) -> dict:
         return {"peers": self.bgp.show_peers(), "counters": {**self.counters, **self.bgp.counters},
                 "ready": self.bgp.ready, "channels": [c.name for c in self.channels]}
 
-
-Callback = Callable[[float], None]
 __all__ = ["BgpFeed", "StdinChannel", "RelayChannel", "Waker", "peer_uid"]

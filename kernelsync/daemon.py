@@ -50,25 +50,8 @@ class Daemon:
 
     # setup ---------------------------------------------------------------------------------
     def _open_control(self) -> None:
-        path = self.cfg.control_socket
-        if not path:
-            return
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        try:
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        old = os.umask(0o077)  # root only
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
-        sock.listen(8)
-        sock.setblocking(False)
-        self.control = sock
+        if self.cfg.control_socket:
+            self.control = listen_unix(self.cfg.control_socket, 8)
 
     def dry_run_plan(self) -> int:
         """Plan once against the kernel and print the operations; write nothing."""
@@ -92,7 +75,7 @@ class Daemon:
         sel = selectors.DefaultSelector()
         if self.exabgp_stdin or self.cfg.exabgp.listen:
             from .bgpfeed import BgpFeed
-            self.feed = BgpFeed(engine.rib, self.cfg.bgp, self.cfg.kernel.protocol, now,
+            self.feed = BgpFeed(engine.rib, self.cfg.bgp, self.kernel, now,
                                 stdin=self.exabgp_stdin, listen=self.cfg.exabgp.listen,
                                 refresh_on_start=self.cfg.exabgp.route_refresh_on_start,
                                 restart=bool(engine.observed_nh))
@@ -259,6 +242,28 @@ class Daemon:
             engine.request_full_sync()
             return {"ok": True}
         return {"error": "unknown request %r (known: %s, resync)" % (request, ", ".join(views))}
+
+
+def listen_unix(path: str, backlog: int) -> socket.socket:
+    """A non-blocking Unix stream socket listening at ``path``, reachable by root only: its
+    directory is created 0700, the socket is bound under umask 077 and set to 0600.  An old
+    socket at ``path`` is removed; anything else there is left and the bind fails."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o077)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
 
 
 def log_compat_mode() -> None:

@@ -234,6 +234,13 @@ def parse_link(data, offset: int, end: int) -> Link:
     return Link(index=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP))
 
 
+def _route_dump_request(family: int, table: int, protocol: int) -> bytes:
+    """RTM_GETROUTE dump body filtered by the kernel (strict checking) on ``table`` and, if not
+    0, ``protocol``; tables above 255 travel in RTA_TABLE."""
+    return _RTMSG.pack(family, 0, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol, 0, 0, 0) + \
+        _nla(RTA_TABLE, _U32.pack(table))
+
+
 def parse_address(data, offset: int, end: int) -> Optional[Tuple[int, int, bytes, int]]:
     """RTM_NEWADDR body (struct ifaddrmsg + IFA_*) -> ``(family, ifindex, address, prefix
     length)``; the address is IFA_LOCAL where given (IPv4), else IFA_ADDRESS."""
@@ -417,9 +424,7 @@ class RtNetlink:
         """Every route of ``table`` (all protocols) as :func:`parse_route` tuples."""
         out = []
         for family in (AF_INET, AF_INET6):
-            req = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else RT_TABLE_COMPAT, 0, 0, 0, 0) + \
-                _nla(RTA_TABLE, _U32.pack(table))
-            for mtype, buf, start, end in self._dump(RTM_GETROUTE, req):
+            for mtype, buf, start, end in self._dump(RTM_GETROUTE, _route_dump_request(family, table, 0)):
                 if mtype == RTM_NEWROUTE:
                     route = parse_route(buf, start, end)
                     if route is not None and route[3] == table:
@@ -441,8 +446,7 @@ class RtNetlink:
         fast = _ROUTE_DUMP4.unpack_from
         fast_len = _ROUTE_DUMP4.size
         for family in (AF_INET, AF_INET6):
-            req = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
-                              0, 0, 0) + _nla(RTA_TABLE, _U32.pack(table))
+            req = _route_dump_request(family, table, protocol)
             zero = bytes(4 if family == AF_INET else 16)
             for buf, batch in self._dump_batches(RTM_GETROUTE, req):
                 for mtype, start, end in batch:
@@ -642,14 +646,26 @@ def _set_buffers(sock: socket.socket, rcvbuf: int) -> None:
 
 class EventSocket:
     """Notification socket: links (RTNLGRP_LINK), addresses, and nexthop objects
-    (RTNLGRP_NEXTHOP = 32, above the bind() bitmask: joined with NETLINK_ADD_MEMBERSHIP)."""
+    (RTNLGRP_NEXTHOP = 32, above the bind() bitmask: joined with NETLINK_ADD_MEMBERSHIP).
+    ``groups`` (below 32) and ``memberships`` (any) choose other groups; ``socket_filter``
+    is classic BPF code (struct sock_filter array) attached before the socket joins anything."""
 
-    def __init__(self, rcvbuf: int = 16 << 20) -> None:
+    def __init__(self, rcvbuf: int = 16 << 20, groups: Tuple[int, ...] = (RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR,
+                 RTNLGRP_IPV6_IFADDR), memberships: Tuple[int, ...] = (RTNLGRP_NEXTHOP,),
+                 socket_filter: Optional[bytes] = None) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
         _set_buffers(self.sock, rcvbuf)
-        groups = (1 << (RTNLGRP_LINK - 1)) | (1 << (RTNLGRP_IPV4_IFADDR - 1)) | (1 << (RTNLGRP_IPV6_IFADDR - 1))
-        self.sock.bind((0, groups))
-        self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, RTNLGRP_NEXTHOP)
+        if socket_filter is not None:
+            import ctypes
+            self._prog = ctypes.create_string_buffer(socket_filter, len(socket_filter))
+            fprog = struct.pack("HL", len(socket_filter) // 8, ctypes.addressof(self._prog))
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        mask = 0
+        for group in groups:
+            mask |= 1 << (group - 1)
+        self.sock.bind((0, mask))
+        for group in memberships:
+            self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
         self.sock.setblocking(False)
         self.buf = bytearray(1 << 20)
 
@@ -708,13 +724,5 @@ class RouteEventSocket(EventSocket):
     load, one per route on every group change with nexthop_compat_mode=1) never reach us."""
 
     def __init__(self, protocol: int, rcvbuf: int = 16 << 20) -> None:
-        import ctypes
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-        _set_buffers(self.sock, rcvbuf)
-        code = _drop_protocol_filter(protocol)
-        self._prog = ctypes.create_string_buffer(code, len(code))
-        fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(self._prog))
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-        self.sock.bind((0, (1 << (RTNLGRP_IPV4_ROUTE - 1)) | (1 << (RTNLGRP_IPV6_ROUTE - 1))))
-        self.sock.setblocking(False)
-        self.buf = bytearray(1 << 20)
+        super().__init__(rcvbuf, groups=(RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE), memberships=(),
+                         socket_filter=_drop_protocol_filter(protocol))

@@ -333,3 +333,37 @@ def test_hostile_lines_are_counted_and_skipped(lab, tmp_path):
         assert proc.wait(10) == 0
     assert {r["dst"] for r in lab.json("route", "show", "table", str(TABLE), "proto", str(PROTO))} == \
         {"198.51.100.0/24", "203.0.113.0/25"}
+
+
+def test_route_notifications_drop_our_protocol_in_the_kernel(ns):
+    """The resolver's route socket: another protocol's route changes arrive, ours never do."""
+    from kernelsync.netlink import RTM_DELROUTE, RTM_NEWROUTE, RouteEventSocket, parse_route
+    ns.veth("v0", "p0")
+    ns.ip("addr", "add", "10.0.0.1/24", "dev", "v0")
+    with ns.entered():
+        sock = RouteEventSocket(PROTO)
+    try:
+        ns.ip("route", "add", "198.51.100.0/24", "via", "10.0.0.2", "proto", str(PROTO))
+        ns.ip("route", "add", "203.0.113.0/24", "via", "10.0.0.2", "proto", "12")
+        ns.ip("route", "del", "198.51.100.0/24", "proto", str(PROTO))
+        ns.ip("route", "del", "203.0.113.0/24", "proto", "12")
+
+        seen = []
+
+        def both_foreign_events():
+            for mtype, raw in sock.read():
+                if mtype in (RTM_NEWROUTE, RTM_DELROUTE):
+                    route = parse_route(raw, 16, len(raw))
+                    seen.append((mtype, route[4], socket_ntoa(route[1]), route[2]))
+            return sum(1 for s in seen if s[1] == 12) == 2
+        wait_for(both_foreign_events, timeout=5, what="the foreign route's two notifications")
+        assert [s for s in seen if s[1] == 12] == [(RTM_NEWROUTE, 12, "203.0.113.0", 24),
+                                                    (RTM_DELROUTE, 12, "203.0.113.0", 24)]
+        assert all(s[1] != PROTO for s in seen), seen
+    finally:
+        sock.close()
+
+
+def socket_ntoa(packed):
+    import socket
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
