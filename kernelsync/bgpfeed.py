@@ -11,12 +11,19 @@ A *channel* is one ExaBGP stream of JSON lines, and the way back for commands:
 
 Every line goes through :class:`kernelsync.exabgp.Parser` into :class:`kernelsync.bgp.BgpRib`;
 a bad line is logged with its (truncated) text, counted and skipped.  When a channel opens,
-kernelsync asks for a route-refresh of each family, so that a respawned process or a
-reconnected relay rebuilds its Adj-RIB-In (ExaBGP replays nothing by itself).
+kernelsync asks ExaBGP for its version and a route-refresh of each family, so that a respawned
+process or a reconnected relay rebuilds its Adj-RIB-In (ExaBGP replays nothing by itself).
+
+Export (``[export]``, :mod:`kernelsync.export`): the announced set is sent whole on every
+channel that opens (ExaBGP restarted, or we did), and changes go to every open channel.  Each
+command's ``done``/``error`` is matched to it (:class:`~kernelsync.export.AckTracker`) and an
+``error`` is logged with the command.  The announced set is kept in ``[export] state_file``, so
+a prefix that went away while kernelsync was not running is withdrawn when it is back.
 """
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import selectors
@@ -29,7 +36,9 @@ import queue
 from typing import Deque, Dict, List, Optional
 
 from .bgp import BgpRib, BgpSettings
-from .exabgp import Ack, FeedError, Parser, route_refresh_command
+from .exabgp import Ack, FeedError, Parser, Version, route_refresh_command
+from .export import AckTracker, Exporter
+from .model import Link, format_prefix, parse_prefix
 from .netlink import RTM_DELROUTE, RTM_NEWROUTE, RTN_UNICAST, RouteEventSocket, RtNetlink, parse_route
 from .resolve import Resolver
 from .rib import Rib
@@ -208,7 +217,8 @@ class BgpFeed:
     socket path for relays (None: none); ``stdin``: read ExaBGP's pipe (``kernelsync exabgp``)."""
 
     def __init__(self, rib: Rib, settings: BgpSettings, kernel: RtNetlink, now: float, stdin: bool = False,
-                 listen: Optional[str] = None, refresh_on_start: bool = True, restart: bool = False) -> None:
+                 listen: Optional[str] = None, refresh_on_start: bool = True, restart: bool = False,
+                 export=None) -> None:
         self.settings = settings
         self.protocol = kernel.protocol
         self.parser = Parser()
@@ -234,14 +244,29 @@ class BgpFeed:
         self._relays = 0
         self._bad_logged = 0
         self.counters: Dict[str, int] = {"lines": 0, "bad_lines": 0, "skipped_families": 0, "acks_done": 0,
-                                         "acks_error": 0, "relay_connections": 0, "route_events": 0}
+                                         "acks_error": 0, "relay_connections": 0, "route_events": 0,
+                                         "commands": 0, "export_announces": 0, "export_withdraws": 0}
+        self.acks: Dict[object, AckTracker] = {}
+        self.last_errors: Deque[str] = collections.deque(maxlen=20)
+        # export ---------------------------------------------------------------------------
+        self.exporter: Optional[Exporter] = None
+        self.state_file: Optional[str] = None
+        self._export_dirty = False
+        self._export_routes_stale = False  # re-dump the filters' tables (the kernel deletes silently)
+        self._export_nexthops_stale = False
+        self._unsent_withdraws: Dict[tuple, str] = {}  # no channel was open to take them
+        if export is not None and export.enabled:
+            self.exporter = Exporter(export.anycast, export.kernel, export.damping, self.protocol)
+            self.state_file = export.state_file
 
     # setup ---------------------------------------------------------------------------------
-    def start(self, sel: selectors.BaseSelector, ifnames: Dict[int, str]) -> None:
+    def start(self, sel: selectors.BaseSelector, links: Dict[int, Link], now: float) -> None:
         self.sel = sel
-        self.resolver.set_links(ifnames)
+        self.resolver.set_links({l.index: l.name for l in links.values()})
         self.read_addresses()
         self.read_routes()
+        if self.exporter is not None:
+            self._start_export(links, now)
         sel.register(self.waker.rfd, selectors.EVENT_READ, self._on_wake)
         sel.register(self.route_events.sock, selectors.EVENT_READ, self._on_route_events)
         if self.listen_path:
@@ -258,10 +283,113 @@ class BgpFeed:
         log.info("accepting ExaBGP relays on %s (mode 0600)", path)
 
     def _opened(self, channel) -> None:
+        now = time.monotonic()
+        self.acks[channel] = AckTracker()
+        self._send(channel, "version", now)
         if self.refresh_on_start:
             for family in self.settings.families:
-                channel.send(route_refresh_command(family))
+                self._send(channel, route_refresh_command(family), now)
             log.info("%s: asked ExaBGP for a route-refresh of %s", channel.name, ", ".join(self.settings.families))
+        if self.exporter is not None:
+            withdraws = list(self._unsent_withdraws.values())
+            self._unsent_withdraws.clear()
+            for command in withdraws:
+                self._send(channel, command, now)
+            for announce, _withdraw, _source in self.exporter.announced.values():
+                self._send(channel, announce, now)
+            log.info("%s: announced the exported set: %d prefixes (and %d withdrawals not sent before)",
+                     channel.name, len(self.exporter.announced), len(withdraws))
+
+    def _send(self, channel, command: str, now: float) -> None:
+        self.counters["commands"] += 1
+        channel.send(command)
+        tracker = self.acks.get(channel)
+        if tracker is not None:
+            tracker.sent(command, now)
+
+    # export --------------------------------------------------------------------------------
+    def _start_export(self, links: Dict[int, Link], now: float) -> None:
+        """Read the kernel, compute the exported set, and queue withdrawals for what the last
+        run announced and is gone (from the state file)."""
+        exporter = self.exporter
+        exporter.set_links(links, now)
+        self._read_export_routes()
+        if exporter.uses_nexthops:
+            exporter.set_nexthops(self.kernel.dump_nexthops())
+        exporter.changes(now)
+        previous = self._load_state()
+        self._unsent_withdraws = {p: w for p, w in previous.items() if p not in exporter.announced}
+        self._save_state()
+        log.info("export: %d prefixes to announce (%d anycast groups, %d kernel filters, %d kernel routes "
+                 "selected); %d announced by the last run to withdraw", len(exporter.announced),
+                 len(exporter.anycast), len(exporter.filters), len(exporter.routes), len(self._unsent_withdraws))
+
+    def _read_export_routes(self) -> None:
+        routes = []
+        for table in self.exporter.tables:
+            routes.extend(self.kernel.dump_table(table))
+        self.exporter.set_routes(routes)
+        self._export_routes_stale = False
+
+    def _load_state(self) -> Dict[tuple, str]:
+        if not self.state_file:
+            return {}
+        try:
+            with open(self.state_file) as fh:
+                data = json.load(fh)
+            return {parse_prefix(p): str(w) for p, w in data["withdraw"].items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("export: cannot read the state file %s (%s); prefixes the last run announced and "
+                        "that are gone now are not withdrawn", self.state_file, exc)
+            return {}
+
+    def _save_state(self) -> None:
+        """The announced set (prefix -> its withdraw command), written atomically."""
+        if not self.state_file:
+            return
+        data = {"withdraw": {format_prefix(p): e[1] for p, e in self.exporter.announced.items()}}
+        data["withdraw"].update({format_prefix(p): w for p, w in self._unsent_withdraws.items()})
+        tmp = self.state_file + ".tmp"
+        try:
+            os.makedirs(os.path.dirname(self.state_file) or ".", mode=0o700, exist_ok=True)
+            with open(tmp, "w") as fh:
+                json.dump(data, fh)
+            os.replace(tmp, self.state_file)
+        except OSError as exc:
+            log.warning("export: cannot write the state file %s: %s", self.state_file, exc)
+
+    def on_nexthop_event(self) -> None:
+        """A nexthop object changed (exported routes may sit on one)."""
+        if self.exporter is not None and self.exporter.uses_nexthops:
+            self._export_nexthops_stale = True
+            self._export_dirty = True
+
+    def _export(self, now: float) -> None:
+        """Send what changed in the exported set to every open channel."""
+        exporter = self.exporter
+        if self._export_routes_stale:
+            self._read_export_routes()
+        if self._export_nexthops_stale or (exporter.uses_nexthops and not exporter.nexthops):
+            exporter.set_nexthops(self.kernel.dump_nexthops())
+            self._export_nexthops_stale = False
+        self._export_dirty = False
+        changes = exporter.changes(now)
+        if not changes:
+            return
+        for prefix, command in changes:
+            withdraw = command.startswith("withdraw") or " withdraw route " in command
+            self.counters["export_withdraws" if withdraw else "export_announces"] += 1
+            log.info("export: %s", command)
+            if not self.channels:
+                if withdraw:
+                    self._unsent_withdraws[prefix] = command
+                continue
+            self._unsent_withdraws.pop(prefix, None)
+            for channel in self.channels:
+                self._send(channel, command, now)
+        self._save_state()
 
     def close(self) -> None:
         for channel in self.channels:
@@ -287,23 +415,38 @@ class BgpFeed:
                 routes[(family, dst, plen, metric)] = legs
         self.resolver.set_routes(routes)
 
-    def on_kernel_change(self, ifnames: Dict[int, str], links: bool, addresses: bool) -> None:
+    def on_kernel_change(self, links: Dict[int, Link], link_changed: bool, addresses: bool, now: float) -> None:
         """Links or addresses changed.  Addresses are re-read; on a link change the
-        resolution table is too, when a next hop resolves through it (the kernel deletes routes
-        on a downed link without telling)."""
-        self.resolver.set_links(ifnames)
-        if links or addresses:
+        resolution table is too, when a next hop resolves through it, and so are the export
+        filters' tables (the kernel deletes routes on a downed link without telling)."""
+        self.resolver.set_links({l.index: l.name for l in links.values()})
+        if link_changed or addresses:
             self.read_addresses()
-        if links and self.recursive_in_use:
+        if link_changed and self.recursive_in_use:
             self.read_routes()
+        if self.exporter is not None and link_changed:
+            lost = self.exporter.set_links(links, now)
+            if lost:
+                log.info("export: device%s %s lost (up with carrier before, not now)",
+                         "s" if len(lost) > 1 else "", ", ".join(sorted(lost)))
+            self._export_routes_stale = bool(self.exporter.filters)
+            self._export_nexthops_stale = self.exporter.uses_nexthops
+            self._export_dirty = True
 
     def _on_route_events(self, now: float) -> None:
         for mtype, raw in self.route_events.read():
             route = parse_route(raw, 16, len(raw)) if mtype in (RTM_NEWROUTE, RTM_DELROUTE) else None
             if route is None:
                 continue
-            family, dst, plen, table, proto, rtype, metric, legs, _nh = route
-            if table != self.settings.resolve_table or proto == self.protocol:
+            family, dst, plen, table, proto, rtype, metric, legs, nh_id = route
+            if proto == self.protocol:
+                continue
+            if self.exporter is not None and table in self.exporter.tables:
+                if self.exporter.route_event(mtype == RTM_DELROUTE, route):
+                    self._export_dirty = True
+                    if nh_id and nh_id not in self.exporter.nexthops:
+                        self._export_nexthops_stale = True
+            if table != self.settings.resolve_table:
                 continue
             if rtype != RTN_UNICAST or (not legs and mtype == RTM_NEWROUTE):
                 continue
@@ -359,9 +502,15 @@ class BgpFeed:
             if event is None:
                 continue
             if isinstance(event, Ack):
-                self.counters["acks_done" if event.ok else "acks_error"] += 1
-                if not event.ok:
-                    log.info("%s: ExaBGP answered 'error' to a command", channel.name)
+                self._ack(channel, event.ok)
+                continue
+            if isinstance(event, Version):
+                tracker = self.acks.get(channel)
+                if tracker is not None:
+                    tracker.version_seen(event.version)
+                log.info("%s: ExaBGP %s%s", channel.name, event.version,
+                         " (it does not answer commands it rejects: errors are not reported)"
+                         if event.version.startswith("4.") else "")
                 continue
             skipped = getattr(event, "skipped", ())
             if skipped:
@@ -373,6 +522,15 @@ class BgpFeed:
             except Exception as exc:  # a bug on one line must not stop the feed
                 log.exception("%s: applying a line failed", channel.name)
                 self._bad(channel, raw, exc)
+
+    def _ack(self, channel, ok: bool) -> None:
+        self.counters["acks_done" if ok else "acks_error"] += 1
+        tracker = self.acks.get(channel)
+        command = tracker.reply() if tracker is not None else None
+        if not ok:
+            text = "%s: ExaBGP rejected the command: %s" % (channel.name, command or "(not known which)")
+            self.last_errors.append(text)
+            log.error("%s", text)
 
     def _bad(self, channel, raw: bytes, why, count: bool = True) -> None:
         if count:
@@ -396,20 +554,34 @@ class BgpFeed:
             channel.close()
         if channel in self.channels:
             self.channels.remove(channel)
+        self.acks.pop(channel, None)
 
     # cycle ---------------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
-        due = self.bgp.deadline()
+        times = [self.bgp.deadline()]
         if self._dirty_since is not None:
-            hold = self._dirty_since + COMMIT_DELAY
-            due = hold if due is None else min(due, hold)
-        return due
+            times.append(self._dirty_since + COMMIT_DELAY)
+        if self.exporter is not None:
+            times.append(0.0 if self._export_dirty else self.exporter.deadline())
+        times.extend(t.deadline() for t in self.acks.values())
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
 
     def commit(self, now: float) -> None:
         """Timers due by ``now``, then the decision for what changed, into the RIB."""
         due = self.bgp.deadline()
         if due is not None and due <= now:
             self.bgp.tick(now)
+        if self.exporter is not None:
+            reuse = self.exporter.deadline()
+            if self._export_dirty or (reuse is not None and reuse <= now):
+                self._export(now)
+        for channel, tracker in self.acks.items():
+            expired = tracker.expire(now)
+            if expired:
+                log.warning("%s: ExaBGP did not answer %d command(s) within %.0f s (exabgp.api.ack off, or an "
+                            "ExaBGP 4.2 that rejected one silently); replies are only counted from now on; "
+                            "first: %s", channel.name, len(expired), tracker.timeout, expired[0])
         if self.hold_until_ready:
             if not self.bgp.ready:
                 return
@@ -427,6 +599,14 @@ class BgpFeed:
 
     def show(self) -> dict:
         return {"peers": self.bgp.show_peers(), "counters": {**self.counters, **self.bgp.counters},
-                "ready": self.bgp.ready, "channels": [c.name for c in self.channels]}
+                "ready": self.bgp.ready, "channels": [c.name for c in self.channels],
+                "exabgp_versions": {c.name: t.version for c, t in self.acks.items()},
+                "command_errors": list(self.last_errors)}
+
+    def show_export(self) -> dict:
+        if self.exporter is None:
+            return {"error": "nothing to export: no [[export.anycast]] or [[export.kernel]] in the configuration"}
+        return {**self.exporter.show(time.monotonic()), "unsent_withdraws": len(self._unsent_withdraws),
+                "command_errors": list(self.last_errors)}
 
 __all__ = ["BgpFeed", "StdinChannel", "RelayChannel", "Waker", "peer_uid"]

@@ -58,8 +58,9 @@ def cmd_check(args) -> int:
             print("%s: %s" % (cfg.filename, problem), file=sys.stderr)
         print("%d route(s) valid, %d skipped" % (len(cfg.static_routes), len(cfg.route_errors)), file=sys.stderr)
         return 1
-    print("%s: OK (%d static routes, table %d, protocol %d)" % (
-        cfg.filename, len(cfg.static_routes), cfg.kernel.table, cfg.kernel.protocol))
+    print("%s: OK (%d static routes, table %d, protocol %d; export: %d anycast groups, %d kernel filters)" % (
+        cfg.filename, len(cfg.static_routes), cfg.kernel.table, cfg.kernel.protocol,
+        len(cfg.export.anycast), len(cfg.export.kernel)))
     return 0
 
 
@@ -72,7 +73,7 @@ def cmd_show(args) -> int:
         data = query(cfg.control_socket, "show %s" % args.what)
         source = "daemon"
     except OSError as exc:
-        if args.what in ("rib", "stats", "bgp"):
+        if args.what in ("rib", "stats", "bgp", "export"):
             print("kernelsync is not running (control socket %s: %s); 'show %s' needs the daemon"
                   % (cfg.control_socket, exc.strerror or exc, args.what), file=sys.stderr)
             return 1
@@ -155,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("show", help="show the RIB, the FIB or the nexthop objects")
-    p.add_argument("what", choices=["rib", "fib", "nexthops", "stats", "bgp"])
+    p = sub.add_parser("show", help="show the RIB, the FIB, the nexthop objects, BGP or the exported set")
+    p.add_argument("what", choices=["rib", "fib", "nexthops", "stats", "bgp", "export"])
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)

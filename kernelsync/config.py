@@ -14,7 +14,9 @@ import attrs
 
 from .bgp import BgpSettings
 from .exabgp import FAMILIES
-from .model import AF_INET, AF_INET6, NexthopSpec, Path, Prefix, ResilientSpec, parse_address, parse_prefix
+from .export import RT_PROTOCOLS, AnycastGroup, DampingSettings, ExportAttrs, KernelFilter
+from .model import (AF_INET, AF_INET6, NexthopSpec, Path, Prefix, ResilientSpec, format_prefix, parse_address,
+                    parse_prefix)
 
 
 class ConfigError(ValueError):
@@ -60,6 +62,22 @@ class ExabgpConfig:
 
 
 @attrs.frozen
+class ExportConfig:
+    """``[export]``: routes announced to BGP through ExaBGP (see :mod:`kernelsync.export`).
+    ``state_file``: where the announced set is kept across restarts, so that a prefix that went
+    away while kernelsync was down is withdrawn (None: not kept)."""
+
+    anycast: Tuple[AnycastGroup, ...] = ()
+    kernel: Tuple[KernelFilter, ...] = ()
+    damping: DampingSettings = DampingSettings()
+    state_file: Optional[str] = "/run/kernelsync/exported.json"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.anycast or self.kernel)
+
+
+@attrs.frozen
 class Config:
     filename: str
     kernel: KernelConfig
@@ -69,11 +87,12 @@ class Config:
     route_errors: Tuple[str, ...]  # "key: problem" for each route that was skipped
     bgp: BgpSettings = BgpSettings()
     exabgp: ExabgpConfig = ExabgpConfig()
+    export: ExportConfig = ExportConfig()
 
 
 _KERNEL_KEYS = {f.name for f in attrs.fields(KernelConfig)}
 _BGP_KEYS = {f.name for f in attrs.fields(BgpSettings)}
-_TOP_KEYS = {"kernel", "control", "static", "bgp", "exabgp"}
+_TOP_KEYS = {"kernel", "control", "static", "bgp", "exabgp", "export"}
 
 
 def load(filename: str) -> Config:
@@ -111,11 +130,20 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
             problems.append("static.%s: unknown key (known: distance, route)" % key)
     bgp = _bgp(_table(data, "bgp", problems), problems)
     exabgp = _exabgp(_table(data, "exabgp", problems), problems)
+    export = _export(_table(data, "export", problems), problems)
     if problems:
         raise ConfigError(filename, problems)
     routes, route_errors = _routes(static.get("route", []))
+    static_prefixes = {r.prefix: r.where for r in routes}
+    for group in export.anycast:
+        if group.prefix in static_prefixes:
+            problems.append("%s.prefix: %s is also the static route %s" % (
+                group.where, format_prefix(group.prefix), static_prefixes[group.prefix]))
+    if problems:
+        raise ConfigError(filename, problems)
     return Config(filename=filename, kernel=kernel, control_socket=sock, static_distance=distance,
-                  static_routes=tuple(routes), route_errors=tuple(route_errors), bgp=bgp, exabgp=exabgp)
+                  static_routes=tuple(routes), route_errors=tuple(route_errors), bgp=bgp, exabgp=exabgp,
+                  export=export)
 
 
 def _bgp(section: Dict[str, Any], problems: List[str]) -> BgpSettings:
@@ -172,6 +200,180 @@ def _exabgp(section: Dict[str, Any], problems: List[str]) -> ExabgpConfig:
         else:
             values[key] = value
     return ExabgpConfig() if len(problems) > before else ExabgpConfig(**values)
+
+
+_ATTR_KEYS = ("next_hop_ipv4", "next_hop_ipv6", "communities", "large_communities", "med", "local_pref",
+              "neighbors")
+_DAMPING_KEYS = tuple(f.name for f in attrs.fields(DampingSettings))
+
+
+def _export(section: Dict[str, Any], problems: List[str]) -> ExportConfig:
+    values: Dict[str, Any] = {}
+    for key, value in section.items():
+        where = "export.%s" % key
+        try:
+            if key == "state_file":
+                if value is not False and (not isinstance(value, str) or not value.startswith("/")):
+                    raise ValueError("%s: must be an absolute path, or false (not kept), not %r" % (where, value))
+                values[key] = value or None
+            elif key == "damping":
+                values[key] = _damping(value, where)
+            elif key in ("anycast", "kernel"):
+                if not isinstance(value, list):
+                    raise ValueError("%s: must be an array of tables ([[export.%s]]), not %r" % (where, key, value))
+                parse_one = _anycast if key == "anycast" else _kernel_filter
+                items = []
+                for n, item in enumerate(value):
+                    try:
+                        items.append(parse_one(item, "%s[%d]" % (where, n)))
+                    except ValueError as exc:
+                        problems.append(str(exc))
+                values[key] = tuple(items)
+            else:
+                raise ValueError("%s: unknown key (known: anycast, kernel, damping, state_file)" % where)
+        except ValueError as exc:
+            problems.append(str(exc))
+    seen: Dict[Prefix, str] = {}
+    for group in values.get("anycast", ()):
+        if group.prefix in seen:
+            problems.append("%s.prefix: %s is already exported by %s" % (group.where, format_prefix(group.prefix),
+                                                                         seen[group.prefix]))
+        seen[group.prefix] = group.where
+    return ExportConfig(**values)
+
+
+def _damping(value: Any, where: str) -> DampingSettings:
+    if not isinstance(value, dict):
+        raise ValueError("%s: must be a table { half_life = 15, suppress = 3, reuse = 1.5 }, not %r" % (where, value))
+    _only_keys(value, where, _DAMPING_KEYS)
+    out: Dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "enabled":
+            if not isinstance(item, bool):
+                raise ValueError("%s.enabled: must be true or false, not %r" % (where, item))
+        elif not _is_num(item) or item <= 0:
+            raise ValueError("%s.%s: must be a number > 0, not %r" % (where, key, item))
+        out[key] = item if key == "enabled" else float(item)
+    settings = DampingSettings(**out)
+    if not settings.reuse < settings.suppress:
+        raise ValueError("%s: reuse (%g) must be below suppress (%g)" % (where, settings.reuse, settings.suppress))
+    return settings
+
+
+def _export_attrs(item: Dict[str, Any], where: str) -> ExportAttrs:
+    out: Dict[str, Any] = {}
+    for key, family, bits in (("next_hop_ipv4", AF_INET, 4), ("next_hop_ipv6", AF_INET6, 6)):
+        if key in item:
+            value = item[key]
+            try:
+                ok = isinstance(value, str) and (value == "self" or parse_address(value)[0] == family)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError("%s.%s: must be \"self\" or an IPv%d address, not %r" % (where, key, bits, value))
+            out[key] = value
+    for key, parts, example in (("communities", 2, "65010:53"), ("large_communities", 3, "65010:1:2")):
+        if key in item:
+            value = item[key]
+            if not isinstance(value, list) or not all(_is_community(c, parts) for c in value):
+                raise ValueError("%s.%s: must be a list of strings like \"%s\" (numbers, %s), not %r" % (
+                    where, key, example, "0..65535" if parts == 2 else "0..4294967295", value))
+            out[key] = tuple(value)
+    for key in ("med", "local_pref"):
+        if key in item:
+            if not _is_int(item[key]) or not 0 <= item[key] <= 0xFFFFFFFF:
+                raise ValueError("%s.%s: must be an integer 0..4294967295, not %r" % (where, key, item[key]))
+            out[key] = item[key]
+    if "neighbors" in item:
+        value = item["neighbors"]
+        try:
+            ok = isinstance(value, list) and all(isinstance(n, str) and parse_address(n) for n in value)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError("%s.neighbors: must be a list of peer addresses, not %r" % (where, value))
+        out["neighbors"] = tuple(value)
+    return ExportAttrs(**out)
+
+
+def _is_community(text: Any, parts: int) -> bool:
+    if not isinstance(text, str):
+        return False
+    fields = text.split(":")
+    limit = 0xFFFF if parts == 2 else 0xFFFFFFFF
+    return len(fields) == parts and all(f.isdigit() and int(f) <= limit for f in fields)
+
+
+def _prefix_field(text: Any, where: str) -> Prefix:
+    if not isinstance(text, str):
+        raise ValueError("%s: required, a string like \"203.0.113.10/32\", not %r" % (where, text))
+    try:
+        return parse_prefix(text)
+    except ValueError as exc:
+        raise ValueError("%s: %r is not a valid prefix (%s)" % (where, text, exc)) from None
+
+
+def _device_names(value: Any, where: str, patterns: bool) -> Tuple[str, ...]:
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(d, str) and 1 <= len(d) <= 15 and "/" not in d and d.strip() == d
+                       for d in value)):
+        raise ValueError("%s: must be a non-empty list of interface %s (1..15 characters), not %r"
+                         % (where, "name patterns like \"tap*\"" if patterns else "names", value))
+    if len(set(value)) != len(value):
+        raise ValueError("%s: %r lists a device twice" % (where, value))
+    return tuple(value)
+
+
+def _anycast(item: Any, where: str) -> AnycastGroup:
+    if not isinstance(item, dict):
+        raise ValueError("%s: must be a table, not %r" % (where, item))
+    _only_keys(item, where, ("prefix", "devices", "resilient") + _ATTR_KEYS)
+    prefix = _prefix_field(item.get("prefix"), where + ".prefix")
+    devices = _device_names(item.get("devices"), where + ".devices", patterns=False)
+    resilient = _resilient(item["resilient"], where + ".resilient") if "resilient" in item else None
+    return AnycastGroup(prefix=prefix, devices=devices, attrs=_export_attrs(item, where), resilient=resilient,
+                        where=where)
+
+
+def _kernel_filter(item: Any, where: str) -> KernelFilter:
+    if not isinstance(item, dict):
+        raise ValueError("%s: must be a table, not %r" % (where, item))
+    _only_keys(item, where, ("name", "table", "protocols", "devices", "prefix_lengths", "prefixes", "gateways")
+               + _ATTR_KEYS)
+    out: Dict[str, Any] = {"name": item.get("name", where)}
+    if not isinstance(out["name"], str):
+        raise ValueError("%s.name: must be a string, not %r" % (where, out["name"]))
+    table = item.get("table", 254)
+    if not _is_int(table) or not 1 <= table <= 0xFFFFFFFF:
+        raise ValueError("%s.table: must be a table number 1..4294967295, not %r" % (where, table))
+    out["table"] = table
+    if "protocols" in item:
+        protocols = []
+        value = item["protocols"]
+        for proto in value if isinstance(value, list) else [None]:
+            number = RT_PROTOCOLS.get(proto) if isinstance(proto, str) else proto
+            if not _is_int(number) or not 0 <= number <= 255:
+                raise ValueError("%s.protocols: must be a list of protocol numbers 0..255 or names (%s), not %r"
+                                 % (where, ", ".join(sorted(RT_PROTOCOLS)), value))
+            protocols.append(number)
+        out["protocols"] = tuple(protocols)
+    if "devices" in item:
+        out["devices"] = _device_names(item["devices"], where + ".devices", patterns=True)
+    if "prefix_lengths" in item:
+        value = item["prefix_lengths"]
+        if not isinstance(value, list) or not value or not all(_is_int(v) and 0 <= v <= 128 for v in value):
+            raise ValueError("%s.prefix_lengths: must be a non-empty list of lengths 0..128, not %r" % (where, value))
+        out["prefix_lengths"] = tuple(value)
+    if "prefixes" in item:
+        value = item["prefixes"]
+        if not isinstance(value, list) or not value:
+            raise ValueError("%s.prefixes: must be a non-empty list of prefixes, not %r" % (where, value))
+        out["prefixes"] = tuple(_prefix_field(p, "%s.prefixes[%d]" % (where, i)) for i, p in enumerate(value))
+    if "gateways" in item:
+        if not isinstance(item["gateways"], bool):
+            raise ValueError("%s.gateways: must be true or false, not %r" % (where, item["gateways"]))
+        out["gateways"] = item["gateways"]
+    return KernelFilter(attrs=_export_attrs(item, where), **out)
 
 
 def _is_int(value: Any) -> bool:
@@ -329,4 +531,4 @@ def _resilient(value: Any, where: str) -> ResilientSpec:
     return ResilientSpec(buckets=buckets, **timers)
 
 
-__all__ = ["Config", "ConfigError", "KernelConfig", "ExabgpConfig", "StaticRoute", "load", "parse", "AF_INET", "AF_INET6"]
+__all__ = ["Config", "ConfigError", "KernelConfig", "ExabgpConfig", "ExportConfig", "StaticRoute", "load", "parse", "AF_INET", "AF_INET6"]

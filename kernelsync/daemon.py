@@ -78,8 +78,11 @@ class Daemon:
             self.feed = BgpFeed(engine.rib, self.cfg.bgp, self.kernel, now,
                                 stdin=self.exabgp_stdin, listen=self.cfg.exabgp.listen,
                                 refresh_on_start=self.cfg.exabgp.route_refresh_on_start,
-                                restart=bool(engine.observed_nh))
-            self.feed.start(sel, self._ifnames())
+                                restart=bool(engine.observed_nh), export=self.cfg.export)
+            self.feed.start(sel, engine.links, now)
+        elif self.cfg.export.enabled:
+            log.warning("[export] is configured but nothing is exported: exporting needs ExaBGP "
+                        "(kernelsync exabgp, or [exabgp] listen for relays)")
         sel.register(self.events.sock, selectors.EVENT_READ, "events")
         if self.control is not None:
             sel.register(self.control, selectors.EVENT_READ, "control")
@@ -169,9 +172,6 @@ class Daemon:
             self.kernel.close()
         return 0
 
-    def _ifnames(self):
-        return {l.index: l.name for l in self.engine.links.values()}
-
     def _on_signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
             log.info("SIGHUP: full resync")
@@ -203,12 +203,14 @@ class Daemon:
                     self.engine.need_repair = True
                     continue
                 self.engine.on_nexthop_event(mtype == RTM_DELNEXTHOP, obj)
+                if self.feed is not None:
+                    self.feed.on_nexthop_event()
         if link:
             self.engine.on_link_event(now)
         if addr:
             self.engine.on_address_event(now)
         if self.feed is not None and (link or addr):
-            self.feed.on_kernel_change(self._ifnames(), link, addr)
+            self.feed.on_kernel_change(self.engine.links, link, addr, now)
         return link
 
     def _serve_control(self) -> None:
@@ -233,6 +235,7 @@ class Daemon:
                  "show nexthops": engine.show_nexthops, "show stats": engine.show_stats}
         if self.feed is not None:
             views["show bgp"] = self.feed.show
+            views["show export"] = self.feed.show_export
         if request in views:
             result = views[request]()
             if request == "show stats" and self.feed is not None:

@@ -503,3 +503,13 @@ def load_static(engine: Engine, cfg: Config) -> None:
                     log.warning("%s: route %s: device %s does not exist yet; installed when it appears",
                                 route.where, format_prefix(route.prefix), nh.dev)
     engine.rib.set_ready("static")
+    if cfg.export.anycast:  # the anycast groups kernelsync installs itself (and exports)
+        engine.rib.add_source("anycast", cfg.static_distance)
+        for group in cfg.export.anycast:
+            engine.rib.update("anycast", group.prefix, (group.path(),))
+            missing = [d for d in group.devices if d not in names]
+            if missing:
+                log.warning("%s: anycast %s: device%s %s do%s not exist yet; members join when they appear",
+                            group.where, format_prefix(group.prefix), "s" if len(missing) > 1 else "",
+                            ", ".join(missing), "" if len(missing) > 1 else "es")
+        engine.rib.set_ready("anycast")

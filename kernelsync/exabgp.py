@@ -134,7 +134,14 @@ class Ack:
     text: str
 
 
-Event = Union[PeerState, Update, EndOfRib, Refresh, Shutdown, Ack]
+@attrs.frozen
+class Version:
+    """ExaBGP's reply to our ``version`` command: ``exabgp 5.0.15`` (4.2: ``exabgp 4.2.25``)."""
+
+    version: str
+
+
+Event = Union[PeerState, Update, EndOfRib, Refresh, Shutdown, Ack, Version]
 
 
 class Parser:
@@ -155,7 +162,9 @@ class Parser:
         if text[0] not in "{[":
             if text in ("done", "error"):
                 return Ack(ok=text == "done", text=text)
-            raise FeedError("not JSON (and not a done/error ack)")
+            if text.startswith("exabgp ") and len(text) < 40:
+                return Version(text[7:].strip())
+            raise FeedError("not JSON (and not a done/error ack or a version reply)")
         try:
             msg = json.loads(text)
         except RecursionError:
@@ -409,5 +418,5 @@ def route_refresh_command(family: str) -> str:
     return "announce route-refresh %s" % family
 
 
-__all__ = ["Parser", "FeedError", "BgpAttrs", "Neighbor", "PeerState", "Announce", "Update", "EndOfRib",
+__all__ = ["Parser", "Version", "FeedError", "BgpAttrs", "Neighbor", "PeerState", "Announce", "Update", "EndOfRib",
            "Refresh", "Shutdown", "Ack", "FAMILIES", "is_link_local", "route_refresh_command"]
