@@ -297,6 +297,8 @@ class BgpFeed:
                 self._send(channel, command, now)
             for announce, _withdraw, _source in self.exporter.announced.values():
                 self._send(channel, announce, now)
+            self.counters["export_withdraws"] += len(withdraws)
+            self.counters["export_announces"] += len(self.exporter.announced)
             log.info("%s: announced the exported set: %d prefixes (and %d withdrawals not sent before)",
                      channel.name, len(self.exporter.announced), len(withdraws))
 
