@@ -254,3 +254,28 @@ def test_anycast_prefix_may_not_also_be_a_static_route():
     with pytest.raises(config.ConfigError, match="is also the static route static.route.0."):
         config.parse({"static": {"route": [{"prefix": "203.0.113.10/32", "nexthops": [{"dev": "tapA"}]}]},
                       "export": {"anycast": [{"prefix": "203.0.113.10/32", "devices": ["tapA"]}]}})
+
+
+def test_a_stdout_nobody_reads_never_blocks_sending():
+    """ExaBGP not reading our commands (a full pipe): send() only queues; the writer thread is
+    the one that waits."""
+    import os
+    from kernelsync.bgpfeed import StdinChannel, Waker
+
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    waker = Waker()
+    with os.fdopen(r_in, "rb") as rfile, os.fdopen(w_out, "wb") as wfile:
+        channel = StdinChannel(waker, rfile=rfile, wfile=wfile)
+        command = "announce route 203.0.113.10/32 next-hop self community [65010:53]"
+        for _ in range(20_000):  # 1.3 MB: 20 times what the pipe holds
+            channel.send(command)
+        assert channel.out.qsize() > 10_000  # returned with most still queued: the writer is stuck
+        os.close(w_in)  # end the reader thread
+        data = b""
+        while len(data) < 20_000 * (len(command) + 1):  # drain: everything arrives, in order
+            data += os.read(r_out, 1 << 20)
+        assert data == (command + "\n").encode() * 20_000
+        channel.close()
+    os.close(r_out)
+    waker.close()

@@ -241,3 +241,72 @@ def test_respawn_withdraws_what_went_away_meanwhile(daemons, tmp_path):
         assert ks.pid() != pid
         assert "203.0.113.11/32" in lab.imported("hA")
         assert set(ks.show()["announced"]) == {"203.0.113.11/32"}
+
+
+def test_relay_announces_the_set_again_after_an_exabgp_restart(daemons, tmp_path):
+    """`kernelsync run` owns the FIB and the export; ExaBGP runs the relay.  ExaBGP stops (BIRD
+    loses the route with the session) and starts again: the daemon, still the same process,
+    announces the exported set on the new relay connection."""
+    sock = str(tmp_path / "relay.sock")
+    ks = Side(str(tmp_path), "h1", GUEST_FILTER + '\n[exabgp]\nlisten = "%s"\n' % sock)
+    relay = [sys.executable, "-m", "kernelsync", "--log-file", str(tmp_path / "relay.log"), "exabgp", "-c", ks.conf,
+             "--relay", sock]
+    lab = BgpLab("5.0", process_argv=relay, workdir=str(tmp_path / "lab"))
+    daemon = None
+    try:
+        lab._make_topology()
+        lab.add_guest("g1")
+        lab.host.ip("route", "add", "203.0.113.10/32", "dev", "g1")
+        daemon = subprocess.Popen(["ip", "netns", "exec", lab.host.name, sys.executable, "-m", "kernelsync",
+                                   "--log-level", "debug", "--log-file", ks.log, "run", "-c", ks.conf])
+        wait_for(lambda: os.path.exists(sock), timeout=10, what="relay socket")
+        lab._start_bird()
+        lab.start_exabgp()
+        lab.wait_established()
+        wait_imported(lab, "hA", "203.0.113.10/32", "192.0.2.2")
+        lab.stop_exabgp()
+        wait_imported(lab, "hA", "203.0.113.10/32", None, what="ExaBGP stopped")
+        lab.start_exabgp()
+        lab.wait_established()
+        wait_imported(lab, "hA", "203.0.113.10/32", "192.0.2.2", what="ExaBGP started again")
+        assert daemon.poll() is None
+        stats = ks.stats()
+        assert stats["relay_connections"] == 2 and stats["export_announces"] == 2, stats
+    finally:
+        if daemon is not None and daemon.poll() is None:
+            daemon.terminate()
+            daemon.wait(10)
+        lab.stop()
+
+
+def test_ipv6_guest_needs_an_explicit_next_hop_and_errors_are_reported(daemons, tmp_path):
+    """A guest /128 over IPv4 sessions: `next-hop self` cannot serve (ExaBGP 5.0 answers
+    `error`: other family than the session), which kernelsync reports with the command; a filter
+    with the next hop and the one neighbor it is valid for gets the route to BIRD."""
+    ks = Side(str(tmp_path), "h1", """
+[[export.kernel]]
+name = "guests6"
+protocols = ["boot"]
+devices = ["g*"]
+prefix_lengths = [128]
+prefixes = ["2001:db8:53::/48"]
+next_hop_ipv6 = "2001:db8:a::2"
+neighbors = ["192.0.2.1"]
+
+[[export.kernel]]
+name = "self6"
+devices = ["g*"]
+prefixes = ["2001:db8:54::/48"]
+""")
+    with BgpLab("5.0", process_argv=ks.argv, workdir=str(tmp_path / "lab")) as lab:
+        lab.add_guest("g1")
+        lab.host.ip("-6", "route", "add", "2001:db8:53::10/128", "dev", "g1")
+        wait_imported(lab, "hA", "2001:db8:53::10/128", "2001:db8:a::2")
+        assert "2001:db8:53::10/128" not in lab.imported("hB")
+        assert ks.stats()["acks_error"] == 0, ks.show("bgp")["command_errors"]
+        lab.host.ip("-6", "route", "add", "2001:db8:54::10/128", "dev", "g1")
+        wait_for(lambda: ks.stats()["acks_error"] >= 1, timeout=5, what="ExaBGP's error")
+        errors = ks.show("bgp")["command_errors"]
+        assert any(e.endswith("rejected the command: announce route 2001:db8:54::10/128 next-hop self")
+                   for e in errors), errors
+        assert "2001:db8:54::10/128" not in lab.imported("hA")

@@ -59,3 +59,141 @@ def test_bgp_lab_exabgp50_receives_both_sessions(tmp_path):
         names = (lab.host.name, lab.router.name)
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not any(name in listed for name in names)
+
+
+# An ExaBGP process that writes the commands argv[1:] (one per line, flushed), then reads its
+# stdin (ExaBGP's acks and messages) until ExaBGP closes it.
+ANNOUNCER = ("import sys\n"
+             "for cmd in sys.argv[1:]:\n"
+             "    sys.stdout.write(cmd + '\\n'); sys.stdout.flush()\n"
+             "for line in sys.stdin:\n"
+             "    pass\n")
+ANYCAST = "203.0.113.10/32"
+
+
+def _need_lab():
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    if not (kslab._which("bird") and kslab._which("birdc") and kslab.exabgp_installed("5.0")):
+        kslab.install_requirements(("5.0",))  # never skip silently in CI
+
+
+def _flags(ns, dev):
+    """``ip -j link show dev DEV`` flags in namespace ``ns``."""
+    return json.loads(ns.ip("-j", "link", "show", "dev", dev))[0]["flags"]
+
+
+def _listed():
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_bgp_lab_two_hosts_router_kernel_merges_anycast_paths(tmp_path):
+    _need_lab()
+    argv = [sys.executable, "-c", ANNOUNCER, "announce route %s next-hop self" % ANYCAST]
+    with kslab.BgpLab("5.0", process_argv=argv, process_argv2=argv, hosts=2,
+                      router_kernel=True, v4_prefixes=["198.51.100.0/24"], v6_prefixes=[],
+                      workdir=str(tmp_path / "lab")) as lab:
+        try:
+            assert lab.established() == {"hA": True, "hB": True}
+            assert lab.host2 is not None and lab.host_ns(2) is lab.host2
+            # one ExaBGP per host, each with its own files and its one neighbor
+            assert lab.exabgp_pid(1) and lab.exabgp_pid(2) and lab.exabgp_pid(1) != lab.exabgp_pid(2)
+            conf1 = (tmp_path / "lab" / "exabgp.conf").read_text()
+            conf2 = (tmp_path / "lab" / "exabgp2.conf").read_text()
+            assert "neighbor 192.0.2.1 " in conf1 and "neighbor 192.0.2.9 " not in conf1
+            assert "neighbor 192.0.2.9 " in conf2 and "router-id 192.0.2.10;" in conf2
+            assert "ha" in {l["ifname"] for l in lab.host.json("link")}
+            assert "hb" in {l["ifname"] for l in lab.host2.json("link")}
+
+            # both hosts announce the /32: R's kernel gets one route with two legs
+            wait_for(lambda: sorted(lab.router_route(ANYCAST)) == ["192.0.2.10", "192.0.2.2"],
+                     timeout=10, what="%s via both hosts in R's kernel" % ANYCAST)
+            route = lab.router.json("route", "show", "exact", ANYCAST)
+            assert len(route) == 1 and len(route[0]["nexthops"]) == 2
+            assert lab.imported("hA")[ANYCAST] == ["192.0.2.2"]
+            assert lab.imported("hB")[ANYCAST] == ["192.0.2.10"]
+            assert lab.router_route("192.0.2.128/32") == []
+            assert " Kernel " in lab.birdc("show", "protocols")
+
+            # H2's ExaBGP alone stops: its path goes, H's stays (single-path route)
+            lab.stop_exabgp(host=2)
+            assert lab.exabgp_pid(1) is not None and lab._exabgp_running(1)
+            wait_for(lambda: lab.router_route(ANYCAST) == ["192.0.2.2"], timeout=10,
+                     what="%s via H only" % ANYCAST)
+            assert ANYCAST not in lab.imported("hB")
+            lab.start_exabgp(host=2)
+            lab.wait_established()
+            wait_for(lambda: len(lab.router_route(ANYCAST)) == 2, timeout=10,
+                     what="%s via both hosts again" % ANYCAST)
+
+            # a guest behind H2: carrier follows the guest end, the host end stays admin-up
+            guest = lab.add_guest("vg2", host=2)
+            assert lab.guests["vg2"] is guest and "LOWER_UP" in _flags(lab.host2, "vg2")
+            lab.guest_link("vg2", "down")
+            assert "UP" in _flags(lab.host2, "vg2") and "LOWER_UP" not in _flags(lab.host2, "vg2")
+        except (AssertionError, TimeoutError):
+            print(lab.diagnostics())
+            raise
+        names = (lab.host.name, lab.host2.name, lab.router.name, guest.name)
+    listed = _listed()
+    assert not any(name in listed for name in names)
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_bgp_lab_guest_link_toggles_host_end_carrier(tmp_path):
+    _need_lab()
+    with kslab.BgpLab("5.0", v4_prefixes=["198.51.100.0/24"], v6_prefixes=[],
+                      workdir=str(tmp_path / "lab")) as lab:
+        assert lab.host2 is None and lab.exabgp_pid(1) is not None
+        with pytest.raises(ValueError):
+            lab.exabgp_pid(2)
+        guest = lab.add_guest("vg1")
+        assert guest.name in _listed()
+        flags = _flags(lab.host, "vg1")
+        assert "UP" in flags and "LOWER_UP" in flags
+        assert not any(e.get("addr_info") for e in lab.host.json("-4", "addr", "show", "dev", "vg1"))
+        assert "UP" in _flags(guest, kslab.GUEST_DEV)
+        with pytest.raises(ValueError):
+            lab.add_guest("vg1")
+        lab.guest_link("vg1", "down")
+        flags = _flags(lab.host, "vg1")
+        assert "UP" in flags and "LOWER_UP" not in flags and "NO-CARRIER" in flags
+        lab.guest_link("vg1", "up")
+        flags = _flags(lab.host, "vg1")
+        assert "UP" in flags and "LOWER_UP" in flags
+        assert lab.link_flags("vg1") == flags
+        # the default lab: both sessions on H, no kernel protocol on R
+        assert lab.imported("hA") == {} and " Kernel " not in lab.birdc("show", "protocols")
+        assert lab.router_route("198.51.100.0/24") == []
+        names = (lab.host.name, lab.router.name, guest.name)
+    listed = _listed()
+    assert not any(name in listed for name in names)
+
+
+def test_bird_route_parser():
+    out = ("BIRD 2.0.12 ready.\n"
+           "Table master4:\n"
+           "203.0.113.10/32      unicast [hA 12:13:05.162] * (100) [AS65010i]\n"
+           "\tvia 192.0.2.2 on ra\n"
+           "                     unicast [hA 12:13:06.000] (100) [AS65010i]\n"
+           "\tvia 192.0.2.3 on ra\n"
+           "198.51.100.0/24      blackhole [s4 12:13:05.000] * (200)\n"
+           "10.0.0.0/24          unicast [o 12:13:05.000] * E2 (150/10/10000) [10.0.0.1]\n"
+           "\tvia 10.0.12.2 on e12 weight 1\n"
+           "\tvia 10.0.13.2 on e13 weight 1\n"
+           "Table master6:\n"
+           "2001:db8:ff::/48     unicast [hA 12:13:05.162] * (100) [AS65010i]\n"
+           "\tvia 2001:db8:a::2 on ra\n"
+           "192.0.2.64/26 via 192.0.2.2 on ra [hA 12:00] * (100) [AS65010i]\n")
+    routes = {}
+    kslab._parse_bird_routes(out, routes)
+    assert routes == {"203.0.113.10/32": ["192.0.2.2", "192.0.2.3"], "198.51.100.0/24": [],
+                      "10.0.0.0/24": ["10.0.12.2", "10.0.13.2"],
+                      "2001:db8:ff::/48": ["2001:db8:a::2"], "192.0.2.64/26": ["192.0.2.2"]}
+    with pytest.raises(ValueError):
+        kslab.BgpLab(hosts=3)
+    with pytest.raises(ValueError):
+        kslab.BgpLab(process_argv2=["true"])
