@@ -328,8 +328,9 @@ class BgpFeed:
 
     def _read_export_routes(self) -> None:
         routes = []
-        for table in self.exporter.tables:
-            routes.extend(self.kernel.dump_table(table))
+        for table, protocols in self.exporter.dump_plan().items():
+            for protocol in protocols:  # 0: every protocol; else the kernel filters
+                routes.extend(self.kernel.dump_table(table, protocol))
         self.exporter.set_routes(routes)
         self._export_routes_stale = False
 

@@ -293,6 +293,15 @@ class Exporter:
     def set_nexthops(self, nexthops: Dict[int, KNexthop]) -> None:
         self.nexthops = nexthops
 
+    def dump_plan(self) -> Dict[int, Tuple[int, ...]]:
+        """table -> the protocols whose routes are to be read (``(0,)``: all of them, when a
+        filter on that table takes any protocol)."""
+        plan: Dict[int, Set[int]] = {}
+        for f in self.filters:
+            protocols = plan.setdefault(f.table, set())
+            protocols.update(f.protocols or (0,))
+        return {t: (0,) if 0 in p else tuple(sorted(p)) for t, p in plan.items()}
+
     @property
     def uses_nexthops(self) -> bool:
         """Whether a candidate route is on a nexthop object (nexthops must be read)."""

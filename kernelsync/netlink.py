@@ -420,14 +420,15 @@ class RtNetlink:
                     out.append(addr)
         return out
 
-    def dump_table(self, table: int) -> List[tuple]:
-        """Every route of ``table`` (all protocols) as :func:`parse_route` tuples."""
+    def dump_table(self, table: int, protocol: int = 0) -> List[tuple]:
+        """Every route of ``table`` (of ``protocol`` only, filtered by the kernel, when not 0)
+        as :func:`parse_route` tuples."""
         out = []
         for family in (AF_INET, AF_INET6):
-            for mtype, buf, start, end in self._dump(RTM_GETROUTE, _route_dump_request(family, table, 0)):
+            for mtype, buf, start, end in self._dump(RTM_GETROUTE, _route_dump_request(family, table, protocol)):
                 if mtype == RTM_NEWROUTE:
                     route = parse_route(buf, start, end)
-                    if route is not None and route[3] == table:
+                    if route is not None and route[3] == table and (not protocol or route[4] == protocol):
                         out.append(route)
         return out
 

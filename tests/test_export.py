@@ -279,3 +279,9 @@ def test_a_stdout_nobody_reads_never_blocks_sending():
         channel.close()
     os.close(r_out)
     waker.close()
+
+
+def test_dump_plan_reads_only_the_protocols_the_filters_name():
+    ex = exporter(filters=[KernelFilter(name="a", protocols=(3, 4)), KernelFilter(name="b", protocols=(16,)),
+                           KernelFilter(name="c", table=100), KernelFilter(name="d", table=100, protocols=(3,))])
+    assert ex.dump_plan() == {254: (3, 4, 16), 100: (0,)}
