@@ -15,6 +15,21 @@ both sessions (export filter: only ``RTS_STATIC``), so H gets two equal paths; o
 the global next hop of its link plus the link-local one (``next hop address`` per channel).  The
 namespaces get unique names (``kernelsync.netns.unique_name``) so labs can run back to back.
 
+With ``hosts=2`` ("anycast": two hosts announcing the same prefixes to one router), link B goes
+to a second host namespace H2 instead, with its own ExaBGP (one neighbor each)::
+
+    R  ra 192.0.2.1  ---- link A ----  ha 192.0.2.2   H   (ExaBGP, neighbor 192.0.2.1,
+                                                           router id 192.0.2.2, AS 65010)
+    R  rb 192.0.2.9  ---- link B ----  hb 192.0.2.10  H2  (ExaBGP, neighbor 192.0.2.9,
+                                                           router id 192.0.2.10, AS 65010)
+
+With ``router_kernel=True`` BIRD also exports what it learned over BGP into R's main table
+(``protocol kernel`` per family, ``export where source = RTS_BGP``, ``merge paths on``): the
+same prefix announced by H and H2 (or by H on both sessions) becomes one multipath route
+``nexthop via 192.0.2.2 dev ra weight 1 / nexthop via 192.0.2.10 dev rb weight 1``.  The api
+block of each ExaBGP (``processes [ ks ]``) lets its process announce routes, e.g. write
+``announce route 203.0.113.10/32 next-hop self`` (one command per line, flushed).
+
 API::
 
     install_requirements(exabgp_versions=("5.0",))  # apt bird2, pip exabgp; idempotent
@@ -23,25 +38,38 @@ API::
     exabgp_env(version, settings=None, **kw) -> dict  # full environment for it
 
     with BgpLab(exabgp_version="5.0", process_argv=[...], v4_prefixes=[...],
-                v6_prefixes=[...], add_path=True, workdir=None, exabgp_settings=None) as lab:
+                v6_prefixes=[...], add_path=True, workdir=None, exabgp_settings=None,
+                timeout=15.0, hosts=1, process_argv2=None, router_kernel=False) as lab:
         lab.established()            # {"hA": True, "hB": True}
         lab.birdc("show", "route")   # birdc output (str)
         lab.disable_session("hB"); lab.enable_session("hB")
         lab.set_prefixes(v4, v6)     # rewrite BIRD's statics, ``birdc configure``
-        lab.link("hb", "down")       # host-side link ha/hb down|up
+        lab.link("hb", "down")       # host-side link ha/hb down|up (hb is in H2 if hosts=2)
         lab.wait_established()       # both sessions (or the named ones) Established again
-        lab.stop_exabgp()            # SIGTERM ExaBGP only (its process gets the shutdown)
-        lab.exabgp_pid(); lab.exabgp_log(); lab.bird_log()
-        lab.host, lab.router         # NetNS objects (namespaces H and R)
+        lab.stop_exabgp(host=None)   # SIGTERM ExaBGP only (its process gets the shutdown);
+                                     #   None: every host's, 1: H's, 2: H2's
+        lab.start_exabgp(host=None)  # start it (them) again (``_start_exabgp`` is the same)
+        lab.exabgp_pid(host=1); lab.exabgp_log(host=1); lab.bird_log(); lab.diagnostics()
+        lab.imported("hA")           # {"203.0.113.10/32": ["192.0.2.2"], ...}: BIRD's routes
+                                     #   from that session (IPv4 and IPv6), via addresses
+        lab.router_route("203.0.113.10/32")  # ["192.0.2.2", "192.0.2.10"]: R's kernel route
+                                     #   gateways (main table), [] if absent
+        lab.add_guest("vg1", host=1) # veth "vg1" in H (or H2), peer eth0 in a new guest
+                                     #   namespace (NetNS returned, in lab.guests)
+        lab.guest_link("vg1", "down")  # guest end down|up: "vg1" loses|regains LOWER_UP
+        lab.link_flags("vg1", host=1)  # ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"]
+        lab.host, lab.host2, lab.router  # NetNS objects (namespaces H, H2 or None, R)
+        lab.host_ns(host)            # lab.host (1) or lab.host2 (2)
         lab.workdir                  # configs, logs, pid files, control socket
 
 ``start()`` (called by ``with``) brings up namespaces and links, starts BIRD, waits until it
-listens, starts ExaBGP and waits until both sessions are Established (0.25 s with 5.0, 0.8 s
-with 4.2, which imports slower).  ``stop()``
-(called by ``with`` even on errors, and by a failing ``start()``) SIGTERMs ExaBGP then BIRD by
-pid file, kills whatever else still runs in the two namespaces, and deletes them.  A workdir the
-lab created itself is removed on ``__exit__`` unless ``KERNELSYNC_LAB_KEEP=1``; keep a given
-workdir short (BIRD's control socket path must fit in 108 bytes).
+listens, starts ExaBGP (both with ``hosts=2``) and waits until both sessions are Established
+(0.25-0.35 s with 5.0, 0.8-1 s with 4.2, which imports slower).  ``stop()``
+(called by ``with`` even on errors, and by a failing ``start()``) SIGTERMs the ExaBGPs then BIRD
+by pid file, kills whatever else still runs in the lab's namespaces (guests included), and
+deletes them.  A workdir the lab created itself is removed on ``__exit__`` unless
+``KERNELSYNC_LAB_KEEP=1``; keep a given workdir short (BIRD's control socket path must fit in
+108 bytes).
 
 BIRD runs with short timers (hold 9 s, keepalive 3 s, ``error wait time 1, 2``) and logs state
 changes to ``bird.log``.  Both links keep their IPv6 addresses across ``link(..., "down")``
@@ -63,6 +91,7 @@ How each ExaBGP version is run (no shell, no PYTHONPATH leaking into ExaBGP's pr
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shlex
 import shutil
@@ -71,7 +100,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from kernelsync.netns import NetNS, unique_name, wait_for
 
@@ -97,6 +126,9 @@ HOST_LINKS = tuple(link["hdev"] for link in LINKS.values())       # ("ha", "hb")
 
 DEFAULT_V4 = ("198.51.100.0/24", "203.0.113.0/25")
 DEFAULT_V6 = ("2001:db8:100::/48",)
+
+#: Name of the guest end of :meth:`BgpLab.add_guest`'s veth pairs, inside the guest namespace.
+GUEST_DEV = "eth0"
 
 _apt_updated = False
 
@@ -329,13 +361,15 @@ def _tail(text: str, lines: int = 40) -> str:
 
 
 class BgpLab:
-    """BIRD (namespace ``router``) and ExaBGP (namespace ``host``) with two eBGP sessions.
+    """BIRD (namespace ``router``) and ExaBGP (namespace ``host``, and ``host2``) with two eBGP
+    sessions.
 
     Arguments:
         exabgp_version: "5.0" or "4.2" (see :data:`EXABGP_VERSIONS`).
-        process_argv: the command ExaBGP runs as its ``process ks`` (``encoder json``; api:
-            ``neighbor-changes`` and ``receive { parsed; update; notification; refresh; }`` on
-            both neighbors), as an argv list (run through an ``exec`` wrapper script in
+        process_argv: the command H's ExaBGP runs as its ``process ks`` (``encoder json``; api:
+            ``processes [ ks ]``, ``neighbor-changes`` and ``receive { parsed; update;
+            notification; refresh; }`` on its neighbors, so the process also may announce
+            routes to them), as an argv list (run through an ``exec`` wrapper script in
             ``workdir``, so any quoting works).  None: no process, no api block.  ValueError
             if ``process_argv[0]`` is not an executable (ExaBGP would respawn it and go on).
         v4_prefixes, v6_prefixes: prefixes BIRD announces on both sessions (static blackhole
@@ -346,29 +380,44 @@ class BgpLab:
         workdir: directory for configs, logs, pid files and BIRD's control socket; None: a new
             temp dir, removed on ``__exit__`` (kept if ``KERNELSYNC_LAB_KEEP=1``).
         exabgp_settings: extra ExaBGP environment settings, dotted names (``exabgp.api.ack``)
-            or without the prefix (``api.ack``); they override the lab's.
+            or without the prefix (``api.ack``); they override the lab's (both ExaBGPs).
         timeout: seconds each wait (BIRD listening, sessions Established, stops) may take.
+        hosts: 1 (default): one host namespace H with both links and one ExaBGP with both
+            neighbors.  2: link A to H (ExaBGP neighbor 192.0.2.1, router id 192.0.2.2) and
+            link B to a second host namespace H2 (``host2``; its own ExaBGP, neighbor
+            192.0.2.9, router id 192.0.2.10); both AS 65010.
+        process_argv2: like ``process_argv``, for H2's ExaBGP (``hosts=2`` only; ValueError
+            otherwise).
+        router_kernel: BIRD also runs ``protocol kernel`` for IPv4 and IPv6 that exports the
+            routes it learned over BGP (only those) into R's main table with ``merge paths
+            on``: equal paths for one prefix from H and H2 become one multipath route.
 
     Files in ``workdir``: ``bird.conf``, ``bird.log``, ``bird.ctl``, ``bird.pid``,
     ``exabgp.conf``, ``exabgp.log``, ``exabgp.pid``, ``exabgp.out`` (its stdout/stderr),
-    ``process.sh``.
+    ``process.sh``; with ``hosts=2`` also ``exabgp2.conf``, ``exabgp2.log``, ``exabgp2.pid``,
+    ``exabgp2.out``, ``process2.sh`` for H2.
     """
 
     def __init__(self, exabgp_version: str = "5.0", process_argv: Optional[Sequence[str]] = None,
                  v4_prefixes: Iterable[str] = DEFAULT_V4, v6_prefixes: Iterable[str] = DEFAULT_V6,
                  add_path: bool = True, workdir: Optional[str] = None,
                  exabgp_settings: Optional[Mapping[str, object]] = None,
-                 timeout: float = 15.0) -> None:
+                 timeout: float = 15.0, hosts: int = 1,
+                 process_argv2: Optional[Sequence[str]] = None,
+                 router_kernel: bool = False) -> None:
         _check_version(exabgp_version)
+        if hosts not in (1, 2):
+            raise ValueError("hosts must be 1 or 2, not %r" % (hosts,))
+        if hosts == 1 and process_argv2 is not None:
+            raise ValueError("process_argv2 needs hosts=2")
         self.exabgp_version = exabgp_version
-        self.process_argv = list(process_argv) if process_argv is not None else None
-        if self.process_argv is not None and not (
-                self.process_argv and shutil.which(self.process_argv[0])):
-            raise ValueError("process_argv: %r is not an executable program"
-                             % (self.process_argv[:1],))
+        self.hosts = hosts
+        self.process_argv = self._check_argv(process_argv, "process_argv")
+        self.process_argv2 = self._check_argv(process_argv2, "process_argv2")
         self.v4_prefixes = _prefixes(v4_prefixes, 4, "v4_prefixes")
         self.v6_prefixes = _prefixes(v6_prefixes, 6, "v6_prefixes")
         self.add_path = add_path
+        self.router_kernel = bool(router_kernel)
         self.exabgp_settings = dict(exabgp_settings or {})
         self.timeout = timeout
         self._own_workdir = workdir is None
@@ -376,12 +425,61 @@ class BgpLab:
         os.makedirs(self.workdir, exist_ok=True)
         self.router: Optional[NetNS] = None
         self.host: Optional[NetNS] = None
-        self._exabgp: Optional[subprocess.Popen] = None
-        self._exabgp_out = None
+        self.host2: Optional[NetNS] = None
+        #: guest namespaces made by :meth:`add_guest`, by host-end interface name
+        self.guests: Dict[str, NetNS] = {}
+        self._guest_host: Dict[str, int] = {}
+        self._exabgp: Dict[int, subprocess.Popen] = {}
+        self._exabgp_out: Dict[int, object] = {}
+
+    @staticmethod
+    def _check_argv(argv: Optional[Sequence[str]], what: str) -> Optional[List[str]]:
+        if argv is None:
+            return None
+        argv = list(argv)
+        if not (argv and shutil.which(argv[0])):
+            raise ValueError("%s: %r is not an executable program" % (what, argv[:1]))
+        return argv
+
+    # topology helpers ------------------------------------------------------------------------
+    @property
+    def host_ids(self) -> Tuple[int, ...]:
+        """(1,) or (1, 2): the host numbers, each with its namespace and ExaBGP."""
+        return tuple(range(1, self.hosts + 1))
+
+    def _check_host(self, host: int) -> int:
+        if host not in self.host_ids:
+            raise ValueError("host must be one of %s, not %r"
+                             % (", ".join(map(str, self.host_ids)), host))
+        return host
+
+    def _host_of_link(self, key: str) -> int:
+        """Which host (1 or 2) link "A"/"B" goes to."""
+        return 2 if (self.hosts == 2 and key == "B") else 1
+
+    def _links_of(self, host: int) -> List[Dict[str, str]]:
+        return [link for key, link in LINKS.items() if self._host_of_link(key) == host]
+
+    def host_ns(self, host: int = 1) -> Optional[NetNS]:
+        """The NetNS of host 1 (H, ``host``) or 2 (H2, ``host2``); None before start/after stop."""
+        return self.host if self._check_host(host) == 1 else self.host2
+
+    def _dev_host(self, dev: str) -> int:
+        for key, link in LINKS.items():
+            if link["hdev"] == dev:
+                return self._host_of_link(key)
+        raise ValueError("unknown host link %r (links: %s)" % (dev, ", ".join(HOST_LINKS)))
 
     # paths -----------------------------------------------------------------------------------
     def _path(self, name: str) -> str:
         return os.path.join(self.workdir, name)
+
+    def _hpath(self, host: int, name: str) -> str:
+        """``exabgp.log`` -> ``exabgp.log`` (host 1) or ``exabgp2.log`` (host 2)."""
+        if host == 1:
+            return self._path(name)
+        stem, dot, ext = name.partition(".")
+        return self._path("%s%d%s%s" % (stem, host, dot, ext))
 
     @property
     def bird_ctl(self) -> str:
@@ -408,7 +506,7 @@ class BgpLab:
 
     # start / stop ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Namespaces, links, BIRD, ExaBGP; returns when hA and hB are both Established.
+        """Namespaces, links, BIRD, ExaBGP(s); returns when hA and hB are both Established.
 
         Raises LabError (with BIRD's and ExaBGP's logs) if a daemon fails to start or the
         sessions are not up within ``timeout``; everything started is stopped again first.
@@ -427,15 +525,20 @@ class BgpLab:
     def _make_topology(self) -> None:
         self.router = NetNS(unique_name("ksR"))
         self.host = NetNS(unique_name("ksH"))
-        for ns in (self.router, self.host):
+        if self.hosts == 2:
+            self.host2 = NetNS(unique_name("ksH2"))
+        for ns in (self.router, self.host, self.host2):
+            if ns is None:
+                continue
             # keep the IPv6 addresses across `link down`, so link() flaps restore the same state
             ns.sysctl("net.ipv6.conf.all.keep_addr_on_down", "1")
             ns.sysctl("net.ipv6.conf.default.keep_addr_on_down", "1")
-        for link in LINKS.values():
+        for key, link in LINKS.items():
+            host = self.host_ns(self._host_of_link(key))
             self.router.ip("link", "add", link["rdev"], "type", "veth",
-                           "peer", "name", link["hdev"], "netns", self.host.name)
+                           "peer", "name", link["hdev"], "netns", host.name)
             for ns, dev, a4, a6 in ((self.router, link["rdev"], link["r4"], link["r6"]),
-                                    (self.host, link["hdev"], link["h4"], link["h6"])):
+                                    (host, link["hdev"], link["h4"], link["h6"])):
                 ns.ip("addr", "add", "%s/%s" % (a4, link["len4"]), "dev", dev)
                 ns.ip("-6", "addr", "add", "%s/%s" % (a6, link["len6"]), "dev", dev, "nodad")
                 ns.ip("link", "set", dev, "up")
@@ -443,9 +546,10 @@ class BgpLab:
         wait_for(self._linklocal_ready, timeout=self.timeout, what="fe80:: addresses on the veths")
 
     def _linklocal_ready(self) -> bool:
-        for ns, side in ((self.router, "rdev"), (self.host, "hdev")):
-            for link in LINKS.values():
-                addrs = ns.json("-6", "addr", "show", "dev", link[side], "scope", "link")
+        for key, link in LINKS.items():
+            for ns, dev in ((self.router, link["rdev"]),
+                            (self.host_ns(self._host_of_link(key)), link["hdev"])):
+                addrs = ns.json("-6", "addr", "show", "dev", dev, "scope", "link")
                 if not any(a.get("local", "").startswith("fe80:") and not a.get("tentative")
                            for entry in addrs for a in entry.get("addr_info", [])):
                     return False
@@ -471,6 +575,7 @@ class BgpLab:
             'debug protocols { states };\n'
             'router id %(rid)s;\n'
             'protocol device { scan time 10; }\n'
+            '%(kernel)s'
             '%(s4)s%(s6)s'
             'filter to_host { if source != RTS_STATIC then reject; accept; }\n'
             'template bgp host {\n'
@@ -479,9 +584,20 @@ class BgpLab:
             '}\n'
             '%(sessions)s'
             % dict(log=self._path("bird.log"), rid=ROUTER_ID, ras=ROUTER_AS, has=HOST_AS,
+                   kernel=self._bird_kernel_conf() if self.router_kernel else "",
                    s4=statics("s4", "ipv4", self.v4_prefixes),
                    s6=statics("s6", "ipv6", self.v6_prefixes),
                    sessions="".join(sessions)))
+
+    @staticmethod
+    def _bird_kernel_conf() -> str:
+        """``router_kernel``: BGP-learned routes into R's main table, equal paths merged."""
+        return "".join(
+            'protocol kernel %(name)s {\n'
+            '  merge paths on;\n'
+            '  %(family)s { import none; export where source = RTS_BGP; };\n'
+            '}\n' % dict(name=name, family=family)
+            for name, family in (("k4", "ipv4"), ("k6", "ipv6")))
 
     def _start_bird(self) -> None:
         bird = _which("bird")
@@ -502,16 +618,22 @@ class BgpLab:
         out = self.router.run("ss", "-Hltn", "sport = :179", check=False).stdout
         return bool(out.strip())
 
-    def _exabgp_conf(self) -> str:
+    def _argv_of(self, host: int) -> Optional[List[str]]:
+        return self.process_argv if host == 1 else self.process_argv2
+
+    def _exabgp_conf(self, host: int = 1) -> str:
+        argv = self._argv_of(host)
         parts = ["# written by kernelsync.lab\n"]
-        if self.process_argv is not None:
+        if argv is not None:
             parts.append("process ks {\n    run %s;\n    encoder json;\n}\n"
-                         % self._path("process.sh"))
-        for link in LINKS.values():
+                         % self._hpath(host, "process.sh"))
+        # one host: H's router id for both neighbors (as ever); two: each host its link's address
+        rid = HOST_ROUTER_ID if self.hosts == 1 else None
+        for link in self._links_of(host):
             caps = "add-path receive; route-refresh;" if self.add_path else "route-refresh;"
             api = ("    api {\n        processes [ ks ];\n        neighbor-changes;\n"
                    "        receive { parsed; update; notification; refresh; }\n    }\n"
-                   if self.process_argv is not None else "")
+                   if argv is not None else "")
             parts.append(
                 "neighbor %(r4)s {\n"
                 "    router-id %(rid)s;\n"
@@ -521,46 +643,73 @@ class BgpLab:
                 "    family { ipv4 unicast; ipv6 unicast; }\n"
                 "    capability { %(caps)s }\n"
                 "%(api)s"
-                "}\n" % dict(link, rid=HOST_ROUTER_ID, has=HOST_AS, ras=ROUTER_AS,
+                "}\n" % dict(link, rid=rid or link["h4"], has=HOST_AS, ras=ROUTER_AS,
                              caps=caps, api=api))
         return "".join(parts)
 
-    def _start_exabgp(self) -> None:
+    def _exabgp_running(self, host: int) -> bool:
+        proc = self._exabgp.get(host)
+        return proc is not None and proc.poll() is None
+
+    def start_exabgp(self, host: Optional[int] = None) -> None:
+        """Start host ``host``'s ExaBGP (1: H, 2: H2); None: every host's that is not running
+        (after :meth:`stop_exabgp`).  Writes its config and process wrapper anew; does not wait
+        (see :meth:`wait_established`).  LabError if the named one is already running."""
         if not exabgp_installed(self.exabgp_version):
             raise LabError("ExaBGP %s not installed: run kernelsync.lab.install_requirements(%r)"
                            % (EXABGP_VERSIONS[self.exabgp_version], (self.exabgp_version,)))
-        if self.process_argv is not None:
-            script = self._path("process.sh")
+        if host is None:
+            hosts = [h for h in self.host_ids if not self._exabgp_running(h)]
+        else:
+            hosts = [self._check_host(host)]
+            if self._exabgp_running(host):
+                raise LabError("ExaBGP on host %d is already running" % host)
+        for h in hosts:
+            self._spawn_exabgp(h)
+
+    _start_exabgp = start_exabgp   # the name the tests have used
+
+    def _spawn_exabgp(self, host: int) -> None:
+        argv = self._argv_of(host)
+        if argv is not None:
+            script = self._hpath(host, "process.sh")
             with open(script, "w") as f:
-                f.write("#!/bin/sh\nexec %s\n" % " ".join(shlex.quote(a) for a in self.process_argv))
+                f.write("#!/bin/sh\nexec %s\n" % " ".join(shlex.quote(a) for a in argv))
             os.chmod(script, 0o755)
-        conf = self._path("exabgp.conf")
+        conf = self._hpath(host, "exabgp.conf")
         with open(conf, "w") as f:
-            f.write(self._exabgp_conf())
+            f.write(self._exabgp_conf(host))
         settings: Dict[str, object] = {
-            "exabgp.log.destination": self._path("exabgp.log"),
-            "exabgp.daemon.pid": self._path("exabgp.pid"),
+            "exabgp.log.destination": self._hpath(host, "exabgp.log"),
+            "exabgp.daemon.pid": self._hpath(host, "exabgp.pid"),
         }
         settings.update({k if k.startswith("exabgp.") else "exabgp." + k: v
                          for k, v in self.exabgp_settings.items()})
         env = exabgp_env(self.exabgp_version, settings)
-        self._exabgp_out = open(self._path("exabgp.out"), "ab")
-        self._exabgp = subprocess.Popen(
-            ["ip", "netns", "exec", self.host.name, *exabgp_argv(self.exabgp_version, conf)],
-            env=env, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=self._exabgp_out,
+        old = self._exabgp_out.pop(host, None)
+        if old is not None:
+            old.close()
+        out = self._exabgp_out[host] = open(self._hpath(host, "exabgp.out"), "ab")
+        self._exabgp[host] = subprocess.Popen(
+            ["ip", "netns", "exec", self.host_ns(host).name,
+             *exabgp_argv(self.exabgp_version, conf)],
+            env=env, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_established(self, sessions: Iterable[str] = SESSIONS,
                          timeout: Optional[float] = None) -> None:
-        """Wait until the named BIRD sessions are Established; LabError with logs on timeout."""
+        """Wait until the named BIRD sessions are Established; LabError with logs on timeout
+        or if an ExaBGP exits meanwhile."""
         names = list(sessions)
         for name in names:
             self._check_session(name)
 
         def ready() -> bool:
-            if self._exabgp is not None and self._exabgp.poll() is not None:
-                raise LabError("ExaBGP exited with status %s\n%s"
-                               % (self._exabgp.returncode, self.diagnostics()))
+            for host, proc in sorted(self._exabgp.items()):
+                if proc.poll() is not None:
+                    raise LabError("ExaBGP%s exited with status %s\n%s"
+                                   % ("" if host == 1 else " on host %d" % host,
+                                      proc.returncode, self.diagnostics()))
             state = self.established()
             return all(state.get(n) for n in names)
 
@@ -570,49 +719,70 @@ class BgpLab:
         except TimeoutError as exc:
             raise LabError("%s\n%s" % (exc, self.diagnostics())) from None
 
-    def stop_exabgp(self, timeout: Optional[float] = None) -> Optional[int]:
+    def stop_exabgp(self, timeout: Optional[float] = None,
+                    host: Optional[int] = None) -> Optional[int]:
         """SIGTERM ExaBGP (it sends Cease to BIRD, the shutdown notice to its process, then
         SIGTERMs the process) and wait for it; SIGKILL after ``timeout`` seconds (default: the
-        lab's).  Returns its exit status, None if it was not running.  The namespaces stay."""
-        proc, self._exabgp = self._exabgp, None
-        status = None
-        if proc is not None:
-            pid = self.exabgp_pid()
+        lab's).  ``host``: 1 (H) or 2 (H2); None: every ExaBGP (signalled together).  Returns
+        the exit status of the named one (None: of H's), None if it was not running.  The
+        namespaces stay."""
+        hosts = list(self.host_ids) if host is None else [self._check_host(host)]
+        procs = {h: self._exabgp.pop(h) for h in hosts if h in self._exabgp}
+        targets = []
+        for h, proc in procs.items():
+            ns = self.host_ns(h)
+            pid = self.exabgp_pid(h)
             if pid is not None and pid != proc.pid:   # daemonised by a user setting
-                self._terminate(pid, self.host, timeout)
-            self._terminate(proc.pid, self.host, timeout)
+                targets.append((pid, ns))
+            targets.append((proc.pid, ns))
+        self._terminate_all(targets, timeout)
+        status: Dict[int, Optional[int]] = {}
+        for h, proc in procs.items():
             try:
-                status = proc.wait(timeout=5.0)
+                status[h] = proc.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                status = proc.wait()
-        if self._exabgp_out is not None:
-            self._exabgp_out.close()
-            self._exabgp_out = None
-        return status
+                status[h] = proc.wait()
+        for h in hosts:
+            out = self._exabgp_out.pop(h, None)
+            if out is not None:
+                out.close()
+        return status.get(hosts[0])
 
     def _terminate(self, pid: int, ns: Optional[NetNS], timeout: Optional[float] = None) -> None:
         """SIGTERM ``pid`` if it runs in ``ns`` (so a stale pid file never hits another
         process), wait up to ``timeout`` seconds, then SIGKILL."""
-        if ns is None or not _alive(pid) or not _in_netns(pid, ns):
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            wait_for(lambda: not _alive(pid), timeout=self.timeout if timeout is None else timeout,
-                     interval=0.02, what="pid %d to exit" % pid)
-        except TimeoutError:
+        self._terminate_all([(pid, ns)], timeout)
+
+    def _terminate_all(self, targets: Sequence[Tuple[int, Optional[NetNS]]],
+                       timeout: Optional[float] = None) -> None:
+        """:meth:`_terminate` for several (pid, namespace) at once: SIGTERM all, then wait."""
+        signalled = []
+        for pid, ns in targets:
+            if ns is None or not _alive(pid) or not _in_netns(pid, ns):
+                continue
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
-                pass
+                continue
+            signalled.append(pid)
+        if not signalled:
+            return
+        try:
+            wait_for(lambda: not any(_alive(p) for p in signalled),
+                     timeout=self.timeout if timeout is None else timeout,
+                     interval=0.02, what="pids %s to exit" % signalled)
+        except TimeoutError:
+            for pid in signalled:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def stop(self) -> None:
-        """Stop ExaBGP, then BIRD (SIGTERM by pid file, SIGKILL after 5 s), kill anything left
-        in the two namespaces and delete them.  Idempotent; never raises for daemons that are
-        already gone.  Takes about 0.2 s."""
+        """Stop the ExaBGPs, then BIRD (SIGTERM by pid file, SIGKILL after 5 s), kill anything
+        left in the lab's namespaces (guests too) and delete them.  Idempotent; never raises for
+        daemons that are already gone.  Takes about 0.2 s."""
         try:
             self.stop_exabgp()
         finally:
@@ -621,11 +791,14 @@ class BgpLab:
                 if pid is not None:
                     self._terminate(pid, self.router, timeout=5.0)
             finally:
-                for ns in (self.host, self.router):
+                namespaces = list(self.guests.values()) + [self.host2, self.host, self.router]
+                self.guests.clear()
+                self._guest_host.clear()
+                for ns in namespaces:
                     if ns is not None:
                         self._kill_namespace_pids(ns)
                         ns.delete()
-                self.host = self.router = None
+                self.host = self.host2 = self.router = None
 
     @staticmethod
     def _kill_namespace_pids(ns: NetNS) -> None:
@@ -699,48 +872,223 @@ class BgpLab:
             raise RuntimeError("birdc configure: %s" % out.strip())
 
     def link(self, name: str, state: str) -> None:
-        """``ip -n H link set NAME down|up`` for the host side ``ha``/``hb`` (the router end
-        sees carrier loss).  ``state`` is "up"/"down" (or a bool)."""
-        if name not in HOST_LINKS:
-            raise ValueError("unknown host link %r (links: %s)" % (name, ", ".join(HOST_LINKS)))
-        if isinstance(state, bool):
-            state = "up" if state else "down"
-        if state not in ("up", "down"):
-            raise ValueError("link state must be 'up' or 'down', not %r" % (state,))
-        self.host.ip("link", "set", name, state)
+        """``ip -n H link set NAME down|up`` for the host side ``ha``/``hb`` (in H2 for ``hb``
+        with ``hosts=2``; the router end sees carrier loss).  ``state`` is "up"/"down" (or a
+        bool)."""
+        host = self._dev_host(name)
+        self.host_ns(host).ip("link", "set", name, _link_state(state))
+
+    # guests ----------------------------------------------------------------------------------
+    def add_guest(self, name: str, host: int = 1) -> NetNS:
+        """A veth pair: end ``name`` in host namespace H (``host=1``) or H2 (``host=2``), up,
+        no address; the other end, :data:`GUEST_DEV` (``eth0``), in a new guest namespace
+        (returned, also in ``lab.guests[name]``), up.  Returns once the host end has carrier
+        (``LOWER_UP``).  The guest namespace is deleted by :meth:`stop`.  ValueError for a
+        bad or already used name or an unknown host."""
+        self._check_host(host)
+        if not name or len(name) > 15 or "/" in name or name.isspace():
+            raise ValueError("bad interface name %r (1-15 characters, no '/')" % (name,))
+        if name in self.guests or name in HOST_LINKS or name == "lo":
+            raise ValueError("interface name %r is already used" % (name,))
+        ns = self.host_ns(host)
+        if ns is None:
+            raise LabError("lab not started")
+        guest = NetNS(unique_name("ksG"))
+        self.guests[name] = guest
+        self._guest_host[name] = host
+        try:
+            ns.ip("link", "add", name, "type", "veth", "peer", "name", GUEST_DEV,
+                  "netns", guest.name)
+        except BaseException:
+            del self.guests[name], self._guest_host[name]
+            guest.delete()
+            raise
+        ns.ip("link", "set", name, "up")
+        guest.ip("link", "set", GUEST_DEV, "up")
+        self._wait_carrier(name, True)
+        return guest
+
+    def guest_link(self, name: str, state: str) -> None:
+        """Set the GUEST end of :meth:`add_guest`'s pair ``name`` down/up (``state`` "down"/"up"
+        or a bool): the host end ``name`` loses/regains carrier (``LOWER_UP``) while it stays
+        administratively up.  Returns once the host end's flags show it."""
+        if name not in self.guests:
+            raise ValueError("unknown guest %r (guests: %s)"
+                             % (name, ", ".join(sorted(self.guests)) or "none"))
+        state = _link_state(state)
+        self.guests[name].ip("link", "set", GUEST_DEV, state)
+        self._wait_carrier(name, state == "up")
+
+    def link_flags(self, name: str, host: int = 1) -> List[str]:
+        """Flags of interface ``name`` in host namespace ``host`` (``ip -j link``: e.g.
+        ``["BROADCAST", "MULTICAST", "UP", "LOWER_UP"]``); [] if it does not exist."""
+        ns = self.host_ns(host)
+        if ns is None:
+            return []
+        proc = subprocess.run(["ip", "-n", ns.name, "-j", "link", "show", "dev", name],
+                              capture_output=True, text=True)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            return []
+        entries = json.loads(proc.stdout)
+        return list(entries[0].get("flags", [])) if entries else []
+
+    def _wait_carrier(self, name: str, carrier: bool) -> None:
+        host = self._guest_host[name]
+        wait_for(lambda: ("LOWER_UP" in self.link_flags(name, host)) == carrier,
+                 timeout=self.timeout, interval=0.005,
+                 what="%s %s carrier" % (name, "to get" if carrier else "to lose"))
+
+    # routes ----------------------------------------------------------------------------------
+    def imported(self, session: str) -> Dict[str, List[str]]:
+        """The routes BIRD imported from BGP session ``session`` ("hA"/"hB"), IPv4 and IPv6:
+        {prefix: [next hop, ...]}, parsed from ``birdc show route protocol NAME`` (tables
+        ``master4`` and ``master6``).
+
+        Keys are the prefixes as BIRD prints them (``"203.0.113.10/32"``, ``"2001:db8::/48"``;
+        normalised by :mod:`ipaddress`); values are the gateway addresses of the ``via ADDR``
+        next hops, as BIRD prints them, in BIRD's order, for every route of that prefix from
+        the session (several with ADD-PATH or multipath; duplicates kept).  A route without a
+        gateway (``dev X``, ``blackhole``, ``unreachable``) gives [] for its prefix.  Routes
+        BIRD filtered out (``show route filtered``) are not included.  RuntimeError if birdc
+        fails.
+
+        BIRD 2 prints, per table::
+
+            Table master4:
+            203.0.113.10/32      unicast [hA 12:00:01.123] * (100) [AS65010i]
+                    via 192.0.2.2 on ra
+                                 unicast [hA 12:00:02.456] (100) [AS65010i]
+                    via 192.0.2.2 on ra
+
+        (a line starting with the prefix opens it, indented lines continue it); BIRD 1-style
+        single lines (``PREFIX via ADDR on DEV [...]``) are understood too.
+        """
+        self._check_session(session)
+        routes: Dict[str, List[str]] = {}
+        for table in ("master4", "master6"):
+            out = self.birdc("show", "route", "table", table, "protocol", session)
+            _parse_bird_routes(out, routes)
+        return routes
+
+    def router_route(self, prefix: str) -> List[str]:
+        """Gateway addresses (text, as ``ip`` prints them) of R's main-table route for
+        ``prefix`` (``ip -n R -j route show exact PREFIX``): one for a single-path route, one
+        per leg of a multipath one (``nexthops``, or a nexthop object's group); [] when there
+        is no such route or it has no gateway.  ValueError for a bad prefix."""
+        net = ipaddress.ip_network(prefix, strict=False)
+        if self.router is None:
+            raise LabError("lab not started")
+        entries = self.router.json("-%d" % net.version, "route", "show", "table", "main",
+                                   "exact", str(net))
+        gateways: List[str] = []
+        for entry in entries:
+            if entry.get("type", "unicast") != "unicast":
+                continue
+            dst = entry.get("dst", "")
+            if dst == "default":
+                dst = "0.0.0.0/0" if net.version == 4 else "::/0"
+            try:
+                if ipaddress.ip_network(dst, strict=False) != net:
+                    continue
+            except ValueError:
+                continue
+            if "nhid" in entry and not (entry.get("gateway") or entry.get("nexthops")):
+                gateways.extend(self._nexthop_gateways(entry["nhid"]))
+            elif entry.get("nexthops"):
+                gateways.extend(nh["gateway"] for nh in entry["nexthops"] if nh.get("gateway"))
+            elif entry.get("gateway"):
+                gateways.append(entry["gateway"])
+        return gateways
+
+    def _nexthop_gateways(self, nhid: int) -> List[str]:
+        found = self.router.json("nexthop", "show", "id", str(nhid))
+        if not found:
+            return []
+        nh = found[0]
+        if nh.get("group"):
+            out: List[str] = []
+            for member in nh["group"]:
+                out.extend(self._nexthop_gateways(member["id"]))
+            return out
+        return [nh["gateway"]] if nh.get("gateway") else []
 
     # introspection ---------------------------------------------------------------------------
     def _pidfile(self, name: str) -> Optional[int]:
         text = _read(self._path(name)).strip()
         return int(text) if text.isdigit() else None
 
-    def exabgp_pid(self) -> Optional[int]:
-        """ExaBGP's pid from its pid file (None until written, about 0.2 s after start)."""
-        return self._pidfile("exabgp.pid")
+    def exabgp_pid(self, host: int = 1) -> Optional[int]:
+        """The pid of host ``host``'s ExaBGP (1: H, 2: H2) from its pid file (None until
+        written, about 0.2 s after start)."""
+        return self._pidfile(os.path.basename(self._hpath(self._check_host(host), "exabgp.pid")))
 
     def bird_pid(self) -> Optional[int]:
         return self._pidfile("bird.pid")
 
-    def exabgp_log(self) -> str:
-        """ExaBGP's log file (``exabgp.log.destination``) as text; "" if not written yet."""
-        return _read(self._path("exabgp.log"))
+    def exabgp_log(self, host: int = 1) -> str:
+        """Host ``host``'s ExaBGP log file (``exabgp.log.destination``) as text; "" if not
+        written yet."""
+        return _read(self._hpath(self._check_host(host), "exabgp.log"))
 
     def bird_log(self) -> str:
         """BIRD's log file (``log "bird.log" all``) as text."""
         return _read(self._path("bird.log"))
 
     def diagnostics(self) -> str:
-        """Tails of BIRD's and ExaBGP's logs and ``birdc show protocols all``, for errors."""
+        """Tails of BIRD's and every ExaBGP's logs and ``birdc show protocols all``, for
+        errors."""
         try:
             protocols = self.birdc("show", "protocols", "all", '"h*"')
         except Exception as exc:  # noqa: BLE001 - diagnostics must not fail
             protocols = "(birdc failed: %s)" % exc
-        return ("--- workdir %s\n--- birdc show protocols all \"h*\"\n%s\n--- bird.log\n%s\n"
-                "--- exabgp.log\n%s\n--- exabgp stdout/stderr\n%s"
-                % (self.workdir, _tail(protocols, 60), _tail(self.bird_log()),
-                   _tail(self.exabgp_log()), _tail(_read(self._path("exabgp.out")))))
+        text = ("--- workdir %s\n--- birdc show protocols all \"h*\"\n%s\n--- bird.log\n%s\n"
+                % (self.workdir, _tail(protocols, 60), _tail(self.bird_log())))
+        for host in self.host_ids:
+            n = "" if host == 1 else str(host)
+            text += ("--- exabgp%s.log\n%s\n--- exabgp%s stdout/stderr\n%s"
+                     % (n, _tail(self.exabgp_log(host)), n,
+                        _tail(_read(self._hpath(host, "exabgp.out")))))
+            if host != self.host_ids[-1]:
+                text += "\n"
+        return text
+
+
+def _link_state(state: object) -> str:
+    if isinstance(state, bool):
+        return "up" if state else "down"
+    if state not in ("up", "down"):
+        raise ValueError("link state must be 'up' or 'down', not %r" % (state,))
+    return str(state)
+
+
+def _parse_bird_routes(out: str, routes: Dict[str, List[str]]) -> None:
+    """Add ``birdc show route`` output to ``routes`` ({prefix: [via address, ...]})."""
+    current: Optional[str] = None
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split()
+        if not line[0].isspace():
+            if fields[0].startswith("Table") or fields[0] == "BIRD" or line.endswith(":"):
+                current = None          # "Table master4:", "BIRD 2.0.12 ready."
+                continue
+            try:
+                current = str(ipaddress.ip_network(fields[0], strict=False))
+            except ValueError:
+                current = None
+                continue
+            routes.setdefault(current, [])
+        elif current is None:
+            continue
+        # "via ADDR" anywhere on the line: "\tvia 192.0.2.2 on ra", BIRD 1-style single lines
+        for i, word in enumerate(fields[:-1]):
+            if word == "via":
+                try:
+                    routes[current].append(str(ipaddress.ip_address(fields[i + 1])))
+                except ValueError:
+                    pass
 
 
 __all__ = ["BgpLab", "LabError", "EXABGP_VERSIONS", "SESSIONS", "HOST_LINKS", "LINKS",
-           "install_requirements", "exabgp_installed", "exabgp_argv", "exabgp_env",
-           "exabgp_dir", "cache_dir"]
+           "GUEST_DEV", "install_requirements", "exabgp_installed", "exabgp_argv",
+           "exabgp_env", "exabgp_dir", "cache_dir"]
