@@ -158,6 +158,8 @@ class RelayChannel:
         self.rbuf = b""
         self.wbuf = b""
         self.closed = False
+        self.events = selectors.EVENT_READ  # what the feed's selector waits for
+        self.callback = None
         sock.setblocking(False)
 
     def send(self, command: str) -> None:
@@ -305,6 +307,8 @@ class BgpFeed:
     def _send(self, channel, command: str, now: float) -> None:
         self.counters["commands"] += 1
         channel.send(command)
+        if isinstance(channel, RelayChannel):
+            self._watch_writable(channel)
         tracker = self.acks.get(channel)
         if tracker is not None:
             tracker.sent(command, now)
@@ -385,11 +389,11 @@ class BgpFeed:
             withdraw = command.startswith("withdraw") or " withdraw route " in command
             self.counters["export_withdraws" if withdraw else "export_announces"] += 1
             log.info("export: %s", command)
+            self._unsent_withdraws.pop(prefix, None)
             if not self.channels:
                 if withdraw:
                     self._unsent_withdraws[prefix] = command
                 continue
-            self._unsent_withdraws.pop(prefix, None)
             for channel in self.channels:
                 self._send(channel, command, now)
         self._save_state()
@@ -471,13 +475,24 @@ class BgpFeed:
         self.counters["relay_connections"] += 1
         channel = RelayChannel(conn, self._relays)
         self.channels.append(channel)
-        self.sel.register(channel.sock, selectors.EVENT_READ, lambda t, c=channel: self._on_relay(c, t))
+        channel.callback = lambda t, c=channel: self._on_relay(c, t)
+        self.sel.register(channel.sock, selectors.EVENT_READ, channel.callback)
         log.info("%s connected", channel.name)
         self._opened(channel)
 
     def _on_relay(self, channel: RelayChannel, now: float) -> None:
+        """Readable, or writable while commands wait: read what came, send what waits."""
         self.feed(channel, channel.take(), now)
         channel.flush()
+        self._watch_writable(channel)
+
+    def _watch_writable(self, channel: RelayChannel) -> None:
+        """Wait for the socket to take more only while commands are left over (a relay that
+        does not read must not block us, nor be forgotten)."""
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if channel.wbuf else 0)
+        if not channel.closed and want != channel.events:
+            channel.events = want
+            self.sel.modify(channel.sock, want, channel.callback)
 
     def _on_wake(self, now: float) -> None:
         self.waker.drain()
