@@ -73,7 +73,7 @@ def cmd_show(args) -> int:
         data = query(cfg.control_socket, "show %s" % args.what)
         source = "daemon"
     except OSError as exc:
-        if args.what in ("rib", "stats", "bgp", "export"):
+        if args.what in ("rib", "stats", "bgp", "export", "feeds"):
             print("kernelsync is not running (control socket %s: %s); 'show %s' needs the daemon"
                   % (cfg.control_socket, exc.strerror or exc, args.what), file=sys.stderr)
             return 1
@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("show", help="show the RIB, the FIB, the nexthop objects, BGP or the exported set")
-    p.add_argument("what", choices=["rib", "fib", "nexthops", "stats", "bgp", "export"])
+    p = sub.add_parser("show", help="show the RIB, the FIB, the nexthop objects, BGP, the exported set or the table feeds")
+    p.add_argument("what", choices=["rib", "fib", "nexthops", "stats", "bgp", "export", "feeds"])
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)

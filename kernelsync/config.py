@@ -15,6 +15,7 @@ import attrs
 from .bgp import BgpSettings
 from .exabgp import FAMILIES
 from .export import RT_PROTOCOLS, AnycastGroup, DampingSettings, ExportAttrs, KernelFilter
+from .tablefeed import TableFeedConfig
 from .model import (AF_INET, AF_INET6, NexthopSpec, Path, Prefix, ResilientSpec, format_prefix, parse_address,
                     parse_prefix)
 
@@ -88,11 +89,12 @@ class Config:
     bgp: BgpSettings = BgpSettings()
     exabgp: ExabgpConfig = ExabgpConfig()
     export: ExportConfig = ExportConfig()
+    table_feeds: Tuple[TableFeedConfig, ...] = ()
 
 
 _KERNEL_KEYS = {f.name for f in attrs.fields(KernelConfig)}
 _BGP_KEYS = {f.name for f in attrs.fields(BgpSettings)}
-_TOP_KEYS = {"kernel", "control", "static", "bgp", "exabgp", "export"}
+_TOP_KEYS = {"kernel", "control", "static", "bgp", "exabgp", "export", "feed"}
 
 
 def load(filename: str) -> Config:
@@ -131,6 +133,7 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
     bgp = _bgp(_table(data, "bgp", problems), problems)
     exabgp = _exabgp(_table(data, "exabgp", problems), problems)
     export = _export(_table(data, "export", problems), problems)
+    table_feeds = _feeds(_table(data, "feed", problems), kernel, problems)
     if problems:
         raise ConfigError(filename, problems)
     routes, route_errors = _routes(static.get("route", []))
@@ -143,7 +146,7 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
         raise ConfigError(filename, problems)
     return Config(filename=filename, kernel=kernel, control_socket=sock, static_distance=distance,
                   static_routes=tuple(routes), route_errors=tuple(route_errors), bgp=bgp, exabgp=exabgp,
-                  export=export)
+                  export=export, table_feeds=table_feeds)
 
 
 def _bgp(section: Dict[str, Any], problems: List[str]) -> BgpSettings:
@@ -200,6 +203,69 @@ def _exabgp(section: Dict[str, Any], problems: List[str]) -> ExabgpConfig:
         else:
             values[key] = value
     return ExabgpConfig() if len(problems) > before else ExabgpConfig(**values)
+
+
+_TABLE_FEED_KEYS = ("table", "protocol", "name", "distance", "hold_time", "settle")
+_RESERVED_SOURCES = ("static", "anycast", "ebgp", "ibgp")
+
+
+def _feeds(section: Dict[str, Any], kernel: KernelConfig, problems: List[str]) -> Tuple[TableFeedConfig, ...]:
+    out: List[TableFeedConfig] = []
+    for key in section:
+        if key != "table":
+            problems.append("feed.%s: unknown key (known: table)" % key)
+    items = section.get("table", [])
+    if not isinstance(items, list):
+        problems.append("feed.table: must be an array of tables ([[feed.table]]), not %r" % (items,))
+        return ()
+    names: Dict[str, str] = {}
+    for n, item in enumerate(items):
+        where = "feed.table[%d]" % n
+        try:
+            cfg = _table_feed(item, where, kernel)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        if cfg.name in names:
+            problems.append("%s.name: %r is already the name of %s" % (where, cfg.name, names[cfg.name]))
+            continue
+        names[cfg.name] = where
+        out.append(cfg)
+    return tuple(out)
+
+
+def _table_feed(item: Any, where: str, kernel: KernelConfig) -> TableFeedConfig:
+    if not isinstance(item, dict):
+        raise ValueError("%s: must be a table, not %r" % (where, item))
+    _only_keys(item, where, _TABLE_FEED_KEYS)
+    table = item.get("table")
+    if not _is_int(table) or not 1 <= table <= 0xFFFFFFFF:
+        raise ValueError("%s.table: required, the source's table number 1..4294967295, not %r" % (where, table))
+    proto = item.get("protocol")
+    number = RT_PROTOCOLS.get(proto) if isinstance(proto, str) else proto
+    if not _is_int(number) or not 1 <= number <= 255:
+        raise ValueError("%s.protocol: required, the source daemon's protocol number 1..255 or a name (bird, "
+                         "zebra, ospf, ...), not %r" % (where, proto))
+    if number == kernel.protocol:
+        raise ValueError("%s.protocol: %d is kernelsync's own protocol (kernel.protocol)" % (where, number))
+    if table == kernel.table:
+        raise ValueError("%s.table: %d is kernelsync's own table (kernel.table): the source's routes and ours "
+                         "would compete for the same keys; let the daemon export into a table of its own"
+                         % (where, table))
+    name = item.get("name", "table%d" % table)
+    if not isinstance(name, str) or not name or name in _RESERVED_SOURCES:
+        raise ValueError("%s.name: must be a source name other than %s, not %r"
+                         % (where, ", ".join(_RESERVED_SOURCES), name))
+    distance = item.get("distance", 110)
+    if not _is_int(distance) or not 0 <= distance <= 255:
+        raise ValueError("%s.distance: admin distance must be an integer 0..255, not %r" % (where, distance))
+    times = {}
+    for key, default in (("hold_time", 60.0), ("settle", 0.2)):
+        value = item.get(key, default)
+        if not _is_num(value) or value < 0:
+            raise ValueError("%s.%s: must be a number of seconds >= 0, not %r" % (where, key, value))
+        times[key] = float(value)
+    return TableFeedConfig(table=table, protocol=number, name=name, distance=distance, where=where, **times)
 
 
 _ATTR_KEYS = ("next_hop_ipv4", "next_hop_ipv6", "communities", "large_communities", "med", "local_pref",

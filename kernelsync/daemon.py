@@ -40,7 +40,8 @@ class Daemon:
         self.cfg = cfg
         self.dry_run = dry_run
         self.exabgp_stdin = exabgp_stdin
-        self.feed = None
+        self.feed = None  # the BGP feed (ExaBGP)
+        self.feeds: list = []  # every feed with a kernel-side shell: the BGP feed, [[feed.table]]
         self.stopping = False
         self.kernel = RtNetlink(cfg.kernel.protocol)
         # subscribe before the first dump, so no change between dump and subscription is lost
@@ -79,10 +80,15 @@ class Daemon:
                                 stdin=self.exabgp_stdin, listen=self.cfg.exabgp.listen,
                                 refresh_on_start=self.cfg.exabgp.route_refresh_on_start,
                                 restart=bool(engine.observed_nh), export=self.cfg.export)
-            self.feed.start(sel, engine.links, now)
+            self.feeds.append(self.feed)
         elif self.cfg.export.enabled:
             log.warning("[export] is configured but nothing is exported: exporting needs ExaBGP "
                         "(kernelsync exabgp, or [exabgp] listen for relays)")
+        if self.cfg.table_feeds:
+            from .tablefeed import TableFeed
+            self.feeds.extend(TableFeed(engine.rib, tf, self.kernel) for tf in self.cfg.table_feeds)
+        for feed in self.feeds:
+            feed.start(sel, engine.links, now)
         sel.register(self.events.sock, selectors.EVENT_READ, "events")
         if self.control is not None:
             sel.register(self.control, selectors.EVENT_READ, "control")
@@ -96,23 +102,25 @@ class Daemon:
         log_compat_mode()
         event_at: Optional[float] = None
         hold_until = 0.0  # after an unexpected error, wait a little before the next run
-        feed = self.feed
+        feeds = self.feeds
         try:
             while not self.stopping:
                 now = time.monotonic()
-                if feed is not None:
+                due = None
+                for feed in feeds:
                     try:
                         feed.commit(now)
                     except Exception:  # never die on one bad cycle
-                        log.exception("unexpected error in the BGP decision; continuing")
-                    if feed.ended:
-                        log.info("ExaBGP closed our stdin: stopping")
-                        break
-                due = engine.deadline()
-                if feed is not None:
+                        log.exception("unexpected error in a feed (%s); continuing", type(feed).__name__)
                     feed_due = feed.deadline()
                     if feed_due is not None:
                         due = feed_due if due is None else min(due, feed_due)
+                if self.feed is not None and self.feed.ended:
+                    log.info("ExaBGP closed our stdin: stopping")
+                    break
+                engine_due = engine.deadline()  # the feeds' commits may have changed the RIB
+                if engine_due is not None:
+                    due = engine_due if due is None else min(due, engine_due)
                 if due is not None:
                     due = max(due, hold_until)
                 if due is not None and due <= now:
@@ -166,7 +174,7 @@ class Daemon:
                     os.unlink(self.cfg.control_socket)
                 except OSError:
                     pass
-            if feed is not None:
+            for feed in feeds:
                 feed.close()
             self.events.close()
             self.kernel.close()
@@ -203,14 +211,15 @@ class Daemon:
                     self.engine.need_repair = True
                     continue
                 self.engine.on_nexthop_event(mtype == RTM_DELNEXTHOP, obj)
-                if self.feed is not None:
-                    self.feed.on_nexthop_event()
+                for feed in self.feeds:
+                    feed.on_nexthop_event()
         if link:
             self.engine.on_link_event(now)
         if addr:
             self.engine.on_address_event(now)
-        if self.feed is not None and (link or addr):
-            self.feed.on_kernel_change(self.engine.links, link, addr, now)
+        if link or addr:
+            for feed in self.feeds:
+                feed.on_kernel_change(self.engine.links, link, addr, now)
         return link
 
     def _serve_control(self) -> None:
@@ -236,6 +245,9 @@ class Daemon:
         if self.feed is not None:
             views["show bgp"] = self.feed.show
             views["show export"] = self.feed.show_export
+        tables = [f for f in self.feeds if f is not self.feed]
+        if tables:
+            views["show feeds"] = lambda: {f.cfg.name: f.show() for f in tables}
         if request in views:
             result = views[request]()
             if request == "show stats" and self.feed is not None:

@@ -1,0 +1,164 @@
+"""A feed of whole routes in the kernel's own format (a routing daemon's kernel table, zebra's
+FPM stream) as one RIB source, with stale handling.  Pure.
+
+Routes arrive as :func:`kernelsync.netlink.parse_route` tuples (``(family, dst, plen, table,
+protocol, type, metric, legs, nh id)``), nexthop objects as :class:`~kernelsync.model.KNexthop`
+(include/uapi/linux/nexthop.h).  :func:`route_paths` turns one into the RIB's paths: every leg
+(RTA_GATEWAY/RTA_VIA + RTA_OIF, each RTA_MULTIPATH ``rtnexthop``, or the members of the route's
+nexthop object or group, with their weights) becomes a :class:`~kernelsync.model.NexthopSpec`,
+device-only legs included.  Nothing of the source's own numbering survives: kernelsync writes
+its own nexthop objects, in its own table, with its own protocol.
+
+:class:`RouteSource` keeps the source's current routes and what becomes of them when the source
+goes away: **stale**.  A routing daemon that restarts takes its routes away (BIRD deletes its
+table on SIGTERM and again on start; zebra's FPM connection drops) and brings them back once its
+protocol has converged again.  Meanwhile the last state is kept, for ``hold_time`` seconds, so
+the FIB does not flap; a route that comes back unchanged costs no kernel write, and what has not
+come back when the hold time ends is swept.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Mapping, Optional, Tuple
+
+from .model import GRP_MPATH, KNexthop, NexthopSpec, Path, Prefix, ResilientSpec
+from .rib import Rib
+
+RTN_UNICAST = 1
+
+
+def route_paths(route: tuple, nexthops: Mapping[int, KNexthop],
+                ifnames: Mapping[int, str]) -> Optional[Tuple[Path, ...]]:
+    """The RIB paths of one kernel-format route; None if it is not a unicast route or one of
+    its legs cannot be expressed (an unknown nexthop object or interface index)."""
+    family, _dst, _plen, _table, _proto, rtype, _metric, legs, nh_id = route
+    if rtype != RTN_UNICAST:
+        return None
+    specs = []
+    resilient = None
+    if nh_id:
+        obj = nexthops.get(nh_id)
+        if obj is None:
+            return None
+        if obj.group:
+            members = [(nexthops.get(m), w) for m, w in obj.group]
+            if obj.grp_type != GRP_MPATH and obj.res:
+                buckets, idle, unbalanced = obj.res
+                resilient = ResilientSpec(buckets=buckets, idle_timer=idle / 100, unbalanced_timer=unbalanced / 100)
+        else:
+            members = [(obj, 1)]
+        for member, weight in members:
+            if member is None or member.group or member.blackhole or member.oif not in ifnames:
+                return None
+            gw_family = member.family if member.gateway is not None else None
+            specs.append(NexthopSpec(gateway=member.gateway, gw_family=gw_family, dev=ifnames[member.oif],
+                                     weight=weight))
+    else:
+        for gw_family, gateway, ifindex in legs:
+            if ifindex not in ifnames:
+                return None
+            specs.append(NexthopSpec(gateway=gateway, gw_family=gw_family if gateway is not None else None,
+                                     dev=ifnames[ifindex]))
+    if not specs:
+        return None
+    specs.sort(key=lambda s: (s.dev, s.gateway or b""))
+    return (Path(tuple(specs), resilient),)
+
+
+class RouteSource:
+    """One RIB source fed with whole routes; see the module docstring.
+
+    ``name``/``distance``: the RIB source (admin distance 0..255, lower wins);
+    ``hold_time``: seconds a stale state is kept.  Times are on the caller's monotonic clock."""
+
+    def __init__(self, rib: Rib, name: str, distance: int, hold_time: float) -> None:
+        self.rib = rib
+        self.name = name
+        self.hold_time = hold_time
+        rib.add_source(name, distance)
+        self.routes: Dict[Prefix, Tuple[Path, ...]] = {}  # what the source has now
+        self.stale: Dict[Prefix, Tuple[Path, ...]] = {}  # what it had, kept until stale_until
+        self.stale_until: Optional[float] = None
+        self.counters = {"updates": 0, "withdrawals": 0, "stale_periods": 0, "swept": 0}
+
+    @property
+    def ready(self) -> bool:
+        return self.rib.ready.get(self.name, False)
+
+    def set_ready(self) -> None:
+        self.rib.set_ready(self.name)
+
+    def update(self, prefix: Prefix, paths: Tuple[Path, ...]) -> None:
+        self.counters["updates"] += 1
+        self.routes[prefix] = paths
+        self.stale.pop(prefix, None)
+        self.rib.update(self.name, prefix, paths)
+
+    def withdraw(self, prefix: Prefix) -> None:
+        if self.routes.pop(prefix, None) is not None:
+            self.counters["withdrawals"] += 1
+            self.rib.withdraw(self.name, prefix)
+
+    def replace_all(self, routes: Mapping[Prefix, Tuple[Path, ...]]) -> None:
+        """``routes`` is the source's whole state now (a dump): the rest is withdrawn, except
+        what is stale (kept until the hold time ends)."""
+        for prefix in [p for p in self.routes if p not in routes]:
+            self.withdraw(prefix)
+        for prefix, paths in routes.items():
+            if self.routes.get(prefix) != paths:
+                self.update(prefix, paths)
+
+    def lost(self, now: float) -> None:
+        """The source went away (its routes vanished, its connection closed): keep what it had
+        as stale for ``hold_time``.  Its routes stay in the RIB meanwhile."""
+        if self.hold_time <= 0:
+            for prefix in list(self.routes):
+                self.withdraw(prefix)
+            return
+        if self.routes:
+            self.counters["stale_periods"] += 1
+        self.stale.update(self.routes)
+        self.routes = {}
+        self.stale_until = now + self.hold_time
+
+    def sweep(self) -> int:
+        """End the stale period: withdraw what did not come back."""
+        swept = 0
+        for prefix in self.stale:
+            if prefix not in self.routes:
+                self.rib.withdraw(self.name, prefix)
+                swept += 1
+        self.stale = {}
+        self.stale_until = None
+        self.counters["swept"] += swept
+        return swept
+
+    def deadline(self) -> Optional[float]:
+        return self.stale_until
+
+    def tick(self, now: float) -> int:
+        if self.stale_until is not None and now >= self.stale_until:
+            return self.sweep()
+        return 0
+
+    def show(self) -> dict:
+        return {"routes": len(self.routes), "stale": len(self.stale), "stale_until": self.stale_until,
+                **self.counters}
+
+
+def paths_of(routes: Iterable[tuple], nexthops: Mapping[int, KNexthop],
+             ifnames: Mapping[int, str]) -> Dict[Prefix, Tuple[Path, ...]]:
+    """prefix -> paths for a set of kernel-format routes (the lowest metric per prefix wins;
+    routes that :func:`route_paths` cannot express are left out)."""
+    best: Dict[Prefix, Tuple[int, Tuple[Path, ...]]] = {}
+    for route in routes:
+        paths = route_paths(route, nexthops, ifnames)
+        if paths is None:
+            continue
+        prefix = (route[0], route[1], route[2])
+        have = best.get(prefix)
+        if have is None or route[6] < have[0]:
+            best[prefix] = (route[6], paths)
+    return {p: paths for p, (_m, paths) in best.items()}
+
+
+__all__ = ["RouteSource", "route_paths", "paths_of"]

@@ -1,0 +1,180 @@
+"""The kernel-table feed: a routing daemon's own kernel table as a RIB source (shell).
+
+BIRD's kernel protocol writes the routes it computed (OSPF, say) into a table of its own, e.g.
+``kernel table 100``, with its protocol number (``bird``, 12).  kernelsync dumps that table,
+follows it over netlink (route notifications; our own protocol's are dropped in the kernel by a
+BPF filter), turns every route into RIB paths (:func:`kernelsync.routesource.route_paths`:
+RTA_MULTIPATH legs, device-only legs included) and installs the result in the table it owns,
+with its own protocol, as shared nexthop groups, merged with the other feeds by admin distance.
+It never writes into the source table, nor with the source's protocol (BIRD deletes every route
+of its protocol in its table when it starts).
+
+* **Silent deletions**: the kernel deletes the source's routes over a link that goes down without
+  a notification, so every link event makes the feed read the source table again.
+* **Daemon restarts**: deletions are applied after ``settle`` seconds (one batch for a burst).
+  If by then the table holds nothing of the source (the daemon stopped: BIRD removes its routes
+  on SIGTERM, and deletes them again when it starts), the last state is kept as stale for
+  ``hold_time`` seconds (:class:`kernelsync.routesource.RouteSource`): the FIB does not flap,
+  and routes that come back unchanged cost no write.
+"""
+from __future__ import annotations
+
+import logging
+import selectors
+from typing import Dict, List, Optional, Set
+
+import attrs
+
+from .model import Link, Prefix, format_prefix
+from .netlink import RTM_DELROUTE, RTM_NEWROUTE, RouteEventSocket, RtNetlink, parse_route
+from .rib import Rib
+from .routesource import RouteSource, paths_of
+
+log = logging.getLogger("kernelsync.tablefeed")
+
+
+@attrs.frozen
+class TableFeedConfig:
+    """``[[feed.table]]``: read ``table``'s routes of ``protocol`` (a number; names are resolved
+    by the config) as RIB source ``name`` with admin distance ``distance``; ``hold_time`` and
+    ``settle`` in seconds (see the module docstring)."""
+
+    table: int
+    protocol: int
+    name: str = "ospf"
+    distance: int = 110
+    hold_time: float = 60.0
+    settle: float = 0.2
+    where: str = "feed.table"
+
+
+class TableFeed:
+    """One ``[[feed.table]]``; driven by the daemon's loop like the BGP feed."""
+
+    def __init__(self, rib: Rib, cfg: TableFeedConfig, kernel: RtNetlink) -> None:
+        self.cfg = cfg
+        self.kernel = kernel
+        self.source = RouteSource(rib, cfg.name, cfg.distance, cfg.hold_time)
+        self.events = RouteEventSocket(kernel.protocol)
+        self.ifnames: Dict[int, str] = {}
+        self.table: Dict[tuple, tuple] = {}  # (family, dst, plen, metric) -> route, as the kernel has it
+        self.nexthops: Dict[int, object] = {}
+        self.dirty: Set[Prefix] = set()
+        self.deleted_at: Optional[float] = None  # first deletion not applied yet
+        self.reread = False
+        self.read_nexthops = False
+        self.counters = {"route_events": 0, "rereads": 0}
+
+    # setup ---------------------------------------------------------------------------------
+    def start(self, sel: selectors.BaseSelector, links: Dict[int, Link], now: float) -> None:
+        self.ifnames = {l.index: l.name for l in links.values()}
+        sel.register(self.events.sock, selectors.EVENT_READ, self._on_events)
+        self._read(now)
+        self.source.set_ready()  # the dump is the whole state
+        log.info("%s: table %d protocol %d -> source %s (distance %d): %d routes",
+                 self.cfg.where, self.cfg.table, self.cfg.protocol, self.cfg.name, self.cfg.distance,
+                 len(self.source.routes))
+
+    def close(self) -> None:
+        self.events.close()
+
+    # kernel --------------------------------------------------------------------------------
+    def _read(self, now: float) -> None:
+        """Dump the source table (the kernel filters by table and protocol) and apply it."""
+        routes = self.kernel.dump_table(self.cfg.table, self.cfg.protocol)
+        self.table = {(r[0], r[1], r[2], r[6]): r for r in routes}
+        if any(r[8] for r in routes) and (self.read_nexthops or not self.nexthops):
+            self.nexthops = self.kernel.dump_nexthops()
+        self.read_nexthops = False
+        self.reread = False
+        self.counters["rereads"] += 1
+        self.dirty.clear()
+        self.deleted_at = None
+        if not self.table and self.source.routes:
+            log.warning("%s: table %d holds no route of protocol %d any more (the daemon stopped?): "
+                        "keeping its %d routes as stale for %.0f s", self.cfg.where, self.cfg.table,
+                        self.cfg.protocol, len(self.source.routes), self.cfg.hold_time)
+            self.source.lost(now)
+            return
+        self.source.replace_all(paths_of(self.table.values(), self.nexthops, self.ifnames))
+
+    def on_kernel_change(self, links: Dict[int, Link], link_changed: bool, addresses: bool, now: float) -> None:
+        """A link changed: the kernel may have deleted routes of the source table silently."""
+        if link_changed:
+            self.ifnames = {l.index: l.name for l in links.values()}
+            self.reread = True
+
+    def on_nexthop_event(self) -> None:
+        if any(r[8] for r in self.table.values()):
+            self.read_nexthops = True
+            self.reread = True
+
+    def _on_events(self, now: float) -> None:
+        for mtype, raw in self.events.read():
+            if mtype not in (RTM_NEWROUTE, RTM_DELROUTE):
+                continue
+            route = parse_route(raw, 16, len(raw))
+            if route is None or route[3] != self.cfg.table or route[4] != self.cfg.protocol:
+                continue
+            self.counters["route_events"] += 1
+            key = (route[0], route[1], route[2], route[6])
+            if mtype == RTM_DELROUTE:
+                if self.table.pop(key, None) is not None and self.deleted_at is None:
+                    self.deleted_at = now
+            else:
+                self.table[key] = route
+                if route[8] and route[8] not in self.nexthops:
+                    self.read_nexthops = True
+                    self.reread = True
+            self.dirty.add(key[:3])
+
+    # cycle ---------------------------------------------------------------------------------
+    def deadline(self) -> Optional[float]:
+        times: List[float] = []
+        if self.reread or (self.dirty and self.deleted_at is None):
+            times.append(0.0)
+        elif self.deleted_at is not None:
+            times.append(self.deleted_at + self.cfg.settle)
+        stale = self.source.deadline()
+        if stale is not None:
+            times.append(stale)
+        return min(times) if times else None
+
+    def commit(self, now: float) -> None:
+        swept = self.source.tick(now)
+        if swept:
+            log.info("%s: hold time over: %d stale routes swept", self.cfg.where, swept)
+        if self.reread:
+            self._read(now)
+            return
+        if not self.dirty or (self.deleted_at is not None and now < self.deleted_at + self.cfg.settle):
+            return
+        self.deleted_at = None
+        dirty, self.dirty = self.dirty, set()
+        if not self.table and self.source.routes:
+            log.warning("%s: every route of protocol %d left table %d (the daemon stopped?): keeping %d "
+                        "as stale for %.0f s", self.cfg.where, self.cfg.protocol, self.cfg.table,
+                        len(self.source.routes), self.cfg.hold_time)
+            self.source.lost(now)
+            return
+        by_prefix: Dict[Prefix, List[tuple]] = {}
+        for key, route in self.table.items():
+            if key[:3] in dirty:
+                by_prefix.setdefault(key[:3], []).append(route)
+        fresh = paths_of([r for routes in by_prefix.values() for r in routes], self.nexthops, self.ifnames)
+        for prefix in dirty:
+            paths = fresh.get(prefix)
+            if paths is not None:
+                self.source.update(prefix, paths)
+            elif prefix in self.source.routes:
+                self.source.withdraw(prefix)
+            if prefix in by_prefix and paths is None:
+                log.warning("%s: route %s cannot be used (unknown device or nexthop object)",
+                            self.cfg.where, format_prefix(prefix))
+
+    def show(self) -> dict:
+        return {"table": self.cfg.table, "protocol": self.cfg.protocol, "distance": self.cfg.distance,
+                **self.source.show(), **self.counters}
+
+
+__all__ = ["TableFeed", "TableFeedConfig"]
