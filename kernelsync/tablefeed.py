@@ -15,7 +15,9 @@ of its protocol in its table when it starts).
   If by then the table holds nothing of the source (the daemon stopped: BIRD removes its routes
   on SIGTERM, and deletes them again when it starts), the last state is kept as stale for
   ``hold_time`` seconds (:class:`kernelsync.routesource.RouteSource`): the FIB does not flap,
-  and routes that come back unchanged cost no write.
+  and routes that come back unchanged cost no write.  The table losing its last route of the
+  protocol is taken for a stop: a source whose last route goes away for good (a table of static
+  routes, say) wants ``hold_time = 0``, which withdraws at once.
 """
 from __future__ import annotations
 
