@@ -146,6 +146,7 @@ class BgpRib:
         self.dirty: Set[Prefix] = set()
         self.selected: Dict[Prefix, Tuple[str, Tuple[BgpPath, ...]]] = {}  # prefix -> (source, ECMP set)
         self.ready = False
+        self._waited = False  # a tick has seen the start-up wait over
         self._res_version = -1
         self._resolved: Dict[tuple, Optional[Tuple[NexthopSpec, ...]]] = {}
         self._nh_users: Dict[tuple, Set[Prefix]] = {}
@@ -302,9 +303,12 @@ class BgpRib:
 
     # timers --------------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
+        """When :meth:`tick` has work next (None: only after events).  Once the start-up wait
+        is over, readiness waits for the peers' end-of-RIBs (their timeouts are in here) and is
+        due again only when none is pending: never a time in the past meanwhile."""
         times = [t for peer in self.peers.values() for t in peer.pending.values()]
         times += [peer.stale_until for peer in self.peers.values() if peer.stale_until is not None]
-        if not self.ready:
+        if not self.ready and (not self._waited or not any(peer.pending for peer in self.peers.values())):
             times.append(self.started + self.wait)
         return min(times) if times else None
 
@@ -322,8 +326,9 @@ class BgpRib:
                 self.counters["stale_swept"] += len(stale)
                 self._remove(peer, stale)
                 peer.stale_until = None
-        if not self.ready and now >= self.started + self.wait and \
-                not any(peer.pending for peer in self.peers.values()):
+        if now >= self.started + self.wait:
+            self._waited = True
+        if not self.ready and self._waited and not any(peer.pending for peer in self.peers.values()):
             self.ready = True
             self.rib.set_ready(EBGP)
             self.rib.set_ready(IBGP)

@@ -304,6 +304,20 @@ def test_ready_after_startup_wait_and_every_eor():
     assert feed.bgp.ready and feed.rib.all_ready
 
 
+def test_no_deadline_in_the_past_while_waiting_for_end_of_rib():
+    # the event loop runs whatever is due at once: a past deadline would make it spin
+    feed = Feed(startup_wait=2, eor_timeout=10)
+    feed.lines(msg("state", {"state": "up"}))
+    assert feed.bgp.deadline() == 2.0
+    feed.bgp.tick(5.0)
+    assert not feed.bgp.ready and feed.bgp.deadline() == 10.0  # the end-of-RIB timeout
+    for afi in ("ipv4", "ipv6"):
+        feed.lines(msg("update", {"direction": "receive", "message": {"eor": {"afi": afi, "safi": "unicast"}}}))
+    assert feed.bgp.deadline() <= 5.0  # due now: readiness
+    feed.bgp.tick(5.0)
+    assert feed.bgp.ready and feed.bgp.deadline() is None
+
+
 def test_eor_timeout_makes_ready():
     feed = Feed(startup_wait=1, eor_timeout=4)
     feed.lines(msg("state", {"state": "up"}))
