@@ -339,7 +339,7 @@ class FlapRig:
         self.links = nss.open_in(self.ns, LinkSetter)
         self.timer = TimedKernel(self.kernel)
         self.engine = Engine(kcfg(), self.kernel)
-        self.daemon_view = types.SimpleNamespace(events=self.events, engine=self.engine)
+        self.daemon_view = types.SimpleNamespace(events=self.events, engine=self.engine, feed=None)
         self.followups: List[dict] = []
         self.verifies: List[float] = []
         load_rib(self.engine, n, groups)

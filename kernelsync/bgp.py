@@ -39,6 +39,7 @@ log = logging.getLogger("kernelsync.bgp")
 
 EBGP, IBGP = "ebgp", "ibgp"
 PathKey = Tuple[Prefix, int]  # (prefix, path id) within one peer
+_UNSEEN = object()
 
 
 @attrs.frozen
@@ -146,6 +147,7 @@ class BgpRib:
         self.dirty: Set[Prefix] = set()
         self.selected: Dict[Prefix, Tuple[str, Tuple[BgpPath, ...]]] = {}  # prefix -> (source, ECMP set)
         self.ready = False
+        self._waited = False  # a tick has seen the start-up wait over
         self._res_version = -1
         self._resolved: Dict[tuple, Optional[Tuple[NexthopSpec, ...]]] = {}
         self._nh_users: Dict[tuple, Set[Prefix]] = {}
@@ -183,7 +185,7 @@ class BgpRib:
             peer = self.peers[neighbor.peer] = Peer(neighbor, channel)
             peer.state = "up"  # heard from it: up (a respawned process hears no state message)
             log.info("peer %s (AS %d) known from its messages", neighbor.peer, neighbor.peer_as)
-        elif peer.neighbor != neighbor:
+        elif peer.neighbor is not neighbor and peer.neighbor != neighbor:
             peer.neighbor = neighbor
             peer.ebgp = neighbor.ebgp
         if channel is not None:
@@ -241,8 +243,9 @@ class BgpRib:
         if not event.announce:
             return
         attrs_ = event.attrs
-        own = (event.neighbor.local_as,) + self.settings.local_asns
-        if any(asn in attrs_.as_path for asn in own):
+        as_path = attrs_.as_path
+        local_asns = self.settings.local_asns
+        if event.neighbor.local_as in as_path or (local_asns and any(asn in as_path for asn in local_asns)):
             self.counters["looped"] += len(event.announce)
             peer.counters["looped"] += len(event.announce)
             # treat as withdraw: an earlier path must not stay
@@ -254,19 +257,18 @@ class BgpRib:
         address = peer.address
         self.counters["announced"] += len(event.announce)
         peer.counters["announced"] += len(event.announce)
-        for a in event.announce:
-            key = (a.prefix, a.path_id)
-            path = BgpPath(peer, a.path_id, a.nexthop, a.link_local, attrs_)
-            old = paths.get(key)
+        for prefix, path_id, nexthop, link_local in event.announce:
+            path = BgpPath(peer, path_id, nexthop, link_local, attrs_)
+            old = paths.get((prefix, path_id))
             if old is not None:
-                self._unlink(address, a.prefix, a.path_id, old)
-            paths[key] = path
-            entry = by_prefix.get(a.prefix)
+                self._unlink(address, prefix, path_id, old)
+            paths[(prefix, path_id)] = path
+            entry = by_prefix.get(prefix)
             if entry is None:
-                by_prefix[a.prefix] = {(address, a.path_id): path}
+                by_prefix[prefix] = {(address, path_id): path}
             else:
-                entry[(address, a.path_id)] = path
-            dirty.add(a.prefix)
+                entry[(address, path_id)] = path
+            dirty.add(prefix)
 
     def _unlink(self, address: str, prefix: Prefix, path_id: int, path: BgpPath) -> None:
         entry = self.by_prefix.get(prefix)
@@ -302,9 +304,12 @@ class BgpRib:
 
     # timers --------------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
+        """When :meth:`tick` has work next (None: only after events).  Once the start-up wait
+        is over, readiness waits for the peers' end-of-RIBs (their timeouts are in here) and is
+        due again only when none is pending: never a time in the past meanwhile."""
         times = [t for peer in self.peers.values() for t in peer.pending.values()]
         times += [peer.stale_until for peer in self.peers.values() if peer.stale_until is not None]
-        if not self.ready:
+        if not self.ready and (not self._waited or not any(peer.pending for peer in self.peers.values())):
             times.append(self.started + self.wait)
         return min(times) if times else None
 
@@ -322,8 +327,9 @@ class BgpRib:
                 self.counters["stale_swept"] += len(stale)
                 self._remove(peer, stale)
                 peer.stale_until = None
-        if not self.ready and now >= self.started + self.wait and \
-                not any(peer.pending for peer in self.peers.values()):
+        if now >= self.started + self.wait:
+            self._waited = True
+        if not self.ready and self._waited and not any(peer.pending for peer in self.peers.values()):
             self.ready = True
             self.rib.set_ready(EBGP)
             self.rib.set_ready(IBGP)
@@ -357,46 +363,66 @@ class BgpRib:
             self._re_resolve()
         dirty, self.dirty = self.dirty, set()
         rib = self.rib
+        by_prefix = self.by_prefix
         selected = self.selected
         resolve = self._resolve
+        resolved = self._resolved
         nh_users = self._nh_users
         path_cache = self._path_cache
         unresolved = 0
         for prefix in dirty:
-            entry = self.by_prefix.get(prefix)
-            usable: List[BgpPath] = []
-            specs_of: Dict[int, Tuple[NexthopSpec, ...]] = {}
+            entry = by_prefix.get(prefix)
+            best: Optional[Tuple[BgpPath, ...]] = None
             if entry:
                 family = prefix[0]
-                for path in entry.values():
+                if len(entry) == 1:  # one path, the usual case: nothing to decide
+                    (path,) = entry.values()
                     key = (family, path.nexthop, path.link_local, path.peer.local_packed)
                     users = nh_users.get(key)
                     if users is None:
                         nh_users[key] = {prefix}
                     else:
                         users.add(prefix)
-                    specs = resolve(family, path)
-                    if specs:
-                        usable.append(path)
-                        specs_of[id(path)] = specs
+                    nexthops = resolved.get(key, _UNSEEN)
+                    if nexthops is _UNSEEN:
+                        nexthops = resolve(family, path)
+                    if nexthops:
+                        best = (path,)
                     else:
                         unresolved += 1
+                else:
+                    usable: List[BgpPath] = []
+                    specs_of: Dict[int, Tuple[NexthopSpec, ...]] = {}
+                    for path in entry.values():
+                        key = (family, path.nexthop, path.link_local, path.peer.local_packed)
+                        users = nh_users.get(key)
+                        if users is None:
+                            nh_users[key] = {prefix}
+                        else:
+                            users.add(prefix)
+                        specs = resolve(family, path)
+                        if specs:
+                            usable.append(path)
+                            specs_of[id(path)] = specs
+                        else:
+                            unresolved += 1
+                    if usable:
+                        best = tuple(multipath(usable))
+                        if len(best) == 1:
+                            nexthops = specs_of[id(best[0])]
+                        else:
+                            nexthops = tuple(sorted({s for p in best for s in specs_of[id(p)]}, key=spec_order))
             old = selected.get(prefix)
-            if not usable:
+            if best is None:
                 if old is not None:
                     del selected[prefix]
                     rib.withdraw(old[0], prefix)
                 continue
-            best = multipath(usable)
             source = EBGP if best[0].peer.ebgp else IBGP
-            if len(best) == 1:
-                nexthops = specs_of[id(best[0])]
-            else:
-                nexthops = tuple(sorted({s for p in best for s in specs_of[id(p)]}, key=spec_order))
             paths = path_cache.get(nexthops)
             if paths is None:
                 paths = path_cache[nexthops] = (Path(nexthops),)
-            selected[prefix] = (source, tuple(best))
+            selected[prefix] = (source, best)
             if old is not None and old[0] != source:
                 rib.withdraw(old[0], prefix)
             rib.update(source, prefix, paths)

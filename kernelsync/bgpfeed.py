@@ -48,6 +48,7 @@ MAX_LOGGED_LINE = 300  # characters of a bad line kept in the log
 MAX_LINE = 16 << 20  # a longer line is cut off and counted as bad
 COMMIT_DELAY = 0.01  # seconds a change waits for the rest of its burst (one kernel batch)
 COMMIT_MAX = 10_000  # prefixes that commit at once, delay or not
+READ_NAP = 0.004  # seconds the stdin reader waits after a short read (fewer, larger reads)
 
 
 def _truncate(line: str) -> str:
@@ -97,7 +98,8 @@ class StdinChannel:
     def _read(self) -> None:
         """What the pipe holds (up to 64 KB) in one read, split into lines in C: one system call,
         one GIL hand-over and at most one wake-up per chunk instead of per line.  After a short
-        read, a 1 ms nap lets a few more lines gather (ExaBGP fills the 64 KB pipe in >= 15 ms)."""
+        read, a nap of READ_NAP lets more lines gather (ExaBGP fills the 64 KB pipe in >= 15 ms);
+        the first line after a quiet spell is read at once."""
         rest = b""
         try:
             while True:
@@ -115,7 +117,7 @@ class StdinChannel:
                         self.pending = True
                         self.waker.wake()
                 if len(data) < 1 << 16:
-                    time.sleep(0.001)
+                    time.sleep(READ_NAP)
         except (OSError, ValueError) as exc:
             log.error("reading stdin failed: %s", exc)
         if rest:
@@ -498,6 +500,10 @@ class BgpFeed:
         self.waker.drain()
         if self.stdin is not None:
             self.feed(self.stdin, self.stdin.take(), now)
+            if self._dirty_since is not None:
+                # a commit is due at _dirty_since + COMMIT_DELAY and takes the queued lines first:
+                # until then the reader need not wake us for each chunk
+                self.stdin.pending = True
 
     def feed(self, channel, lines: List[Optional[bytes]], now: float) -> None:
         """Parse and apply ``lines`` from ``channel``; None marks the end of the stream."""
@@ -586,7 +592,10 @@ class BgpFeed:
         return min(times) if times else None
 
     def commit(self, now: float) -> None:
-        """Timers due by ``now``, then the decision for what changed, into the RIB."""
+        """Timers due by ``now``, then the decision for what changed, into the RIB.  Lines
+        queued on stdin are parsed first once the commit is due."""
+        if self.stdin is not None and self._dirty_since is not None and now >= self._dirty_since + COMMIT_DELAY:
+            self.feed(self.stdin, self.stdin.take(), now)  # take() lets the reader wake us again
         due = self.bgp.deadline()
         if due is not None and due <= now:
             self.bgp.tick(now)

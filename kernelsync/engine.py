@@ -36,6 +36,7 @@ from .planner import NH_SET, OP_NAMES, ROUTE_DEL, ROUTE_SET, Plan, plan
 from .rib import Rib
 
 log = logging.getLogger("kernelsync.engine")
+GC_YOUNG_MAX = 100_000  # objects a run may leave for a young collection before the freeze
 
 
 class Kernel(Protocol):
@@ -111,7 +112,6 @@ class Engine:
         self.next_resync: float = 0.0
         self.gc_at: Optional[float] = None
         self.last_repair_ms: Optional[float] = None
-        self._frozen_at = 0
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0}
 
@@ -183,17 +183,24 @@ class Engine:
 
         Python's cyclic garbage collector is paused meanwhile: a full load allocates hundreds of
         thousands of acyclic tuples, and collecting them again and again cost a third of the
-        time.  Objects that survive a large run are frozen out of later collections."""
+        time.  Afterwards whatever survives is frozen out of later collections (``gc.freeze``):
+        the RIB and FIB keep a few objects per route, and full collections walking them again
+        and again cost a tenth of a BGP flood's CPU.  The young generations are collected
+        first (cycles that became garbage in the run go now), unless the run left more than
+        GC_YOUNG_MAX objects (a full load: walking them would cost more than the load saves).
+        Frozen objects are still freed by reference counting; only a cycle among them would
+        stay, and the long-lived structures form none that becomes garbage (a group and its
+        members unlink each other when the group is freed)."""
         enabled = gc.isenabled()
         gc.disable()
         try:
             return self._run(now)
         finally:
             if enabled:
+                if gc.get_count()[0] <= GC_YOUNG_MAX:
+                    gc.collect(1)
+                gc.freeze()
                 gc.enable()
-                if len(self.observed_routes) > self._frozen_at * 2 + 10_000:
-                    gc.freeze()
-                    self._frozen_at = len(self.observed_routes)
 
     def _run(self, now: float) -> Plan:
         if now >= self.next_resync:

@@ -36,6 +36,7 @@ ORIGINS = {"igp": 0, "egp": 1, "incomplete": 2}
 # messages a process may be sent that carry nothing for the FIB (api receive options)
 IGNORED_TYPES = frozenset(("open", "keepalive", "operational", "signal", "negotiated", "fsm", "packets"))
 _BAD_QUOTES = re.compile(r'""([A-Za-z0-9_ -]*)""')
+_new_tuple = tuple.__new__
 
 
 class FeedError(ValueError):
@@ -94,10 +95,10 @@ class Announce(NamedTuple):
     link_local: Optional[bytes]
 
 
-@attrs.frozen
-class Update:
+class Update(NamedTuple):
     """A BGP UPDATE: ``announce`` (NLRIs with ``attrs``) and ``withdraw`` (``(prefix, path_id)``);
-    ``skipped``: families present but not handled (e.g. ``ipv4 flow``)."""
+    ``skipped``: families present but not handled (e.g. ``ipv4 flow``).  A tuple: one is built
+    per UPDATE on the hot path (an attrs class took three times as long)."""
 
     neighbor: Neighbor
     attrs: Optional[BgpAttrs]
@@ -166,17 +167,11 @@ class Parser:
                 return Version(text[7:].strip())
             raise FeedError("not JSON (and not a done/error ack or a version reply)")
         try:
-            msg = json.loads(text)
-        except RecursionError:
-            raise FeedError("JSON nested too deeply") from None
-        except ValueError as exc:
-            repaired = _BAD_QUOTES.sub(r'"\1"', text)  # ExaBGP 4.2's route-refresh JSON
-            if repaired == text:
-                raise FeedError("not JSON: %s" % exc) from None
-            try:
-                msg = json.loads(repaired)
-            except (ValueError, RecursionError):
-                raise FeedError("not JSON: %s" % exc) from None
+            msg, end = _scan_once(text, 0)
+        except (ValueError, StopIteration, RecursionError):
+            msg = end = None
+        if end != len(text):  # not one JSON document: json.loads says why (or the repair helps)
+            msg = _loads(text)
         if not isinstance(msg, dict):
             raise FeedError("a JSON %s, not an object" % type(msg).__name__)
         kind = msg.get("type")
@@ -250,7 +245,35 @@ class Parser:
 
     def _announce(self, af: int, by_nexthop: dict, out: List[Announce]) -> None:
         """``{next hop: [nlri, ...]}`` -> announcements; an NLRI under both a global and a
-        link-local next hop is one announcement carrying both (RFC 2545)."""
+        link-local next hop is one announcement carrying both (RFC 2545).
+
+        Hot path: one next hop (every IPv4 UPDATE) and NLRIs whose prefix was seen before cost
+        two dict lookups each; an NLRI listed twice is merged as with several next hops."""
+        if type(by_nexthop) is not dict or len(by_nexthop) != 1:
+            self._announce_merged(af, by_nexthop, out)
+            return
+        ((nh_text, nlris),) = by_nexthop.items()
+        nexthop = self._address(nh_text)
+        start = len(out)
+        prefixes = self._prefix
+        append = out.append
+        for nlri in nlris:
+            if type(nlri) is dict:
+                text = nlri["nlri"]
+                info = nlri.get("path-information")
+                path_id = 0 if info is None else _path_id(info)
+                prefix = prefixes.get(text)
+                if prefix is None:
+                    prefix = self._new_prefix(af, text)
+            else:
+                prefix, path_id = self._nlri(af, nlri)
+            append(_new_tuple(Announce, (prefix, path_id, nexthop, None)))  # Announce(...), without a call
+        count = len(out) - start
+        if count > 1 and len({(a.prefix, a.path_id) for a in out[start:]}) != count:
+            del out[start:]  # an NLRI listed twice: merged as below
+            self._announce_merged(af, by_nexthop, out)
+
+    def _announce_merged(self, af: int, by_nexthop: dict, out: List[Announce]) -> None:
         seen: Dict[Tuple[Prefix, int], int] = {}
         for nh_text, nlris in by_nexthop.items():
             nexthop = self._address(nh_text)
@@ -279,23 +302,32 @@ class Parser:
             path_id = 0 if info is None else _path_id(info)
         prefix = self._prefix.get(text)
         if prefix is None:
-            if not isinstance(text, str):
-                raise FeedError("nlri %r is not a prefix string" % (text,))
-            try:
-                family, packed = self._address(text.split("/", 1)[0])
-                plen = int(text.split("/", 1)[1]) if "/" in text else len(packed) * 8
-            except (ValueError, FeedError):
-                raise FeedError("nlri %r is not a prefix" % (text,)) from None
-            if not 0 <= plen <= len(packed) * 8:
-                raise FeedError("nlri %r is not a prefix (length %d)" % (text, plen))
-            if family != af:
-                raise FeedError("nlri %r does not belong to %s" % (text, FAMILY_NAMES[af]))
-            if _host_bits(packed, plen):
-                raise FeedError("nlri %r has host bits set" % (text,))
-            prefix = (family, packed, plen)
-            if len(self._prefix) < 1 << 20:
-                self._prefix[text] = prefix
+            prefix = self._new_prefix(af, text)
         return prefix, path_id
+
+    def _new_prefix(self, af: int, text) -> Prefix:
+        """A prefix not in the cache: checked, then cached."""
+        if not isinstance(text, str):
+            raise FeedError("nlri %r is not a prefix string" % (text,))
+        address, slash, length = text.partition("/")
+        family = AF_INET6 if ":" in address else AF_INET
+        try:
+            packed = socket.inet_pton(family, address)
+            plen = int(length) if slash else len(packed) * 8
+        except (OSError, ValueError):
+            raise FeedError("nlri %r is not a prefix" % (text,)) from None
+        bits = len(packed) * 8
+        host_route = plen == bits  # no host bits; the usual case in a large table
+        if not host_route and not 0 <= plen <= bits:
+            raise FeedError("nlri %r is not a prefix (length %d)" % (text, plen))
+        if family != af:
+            raise FeedError("nlri %r does not belong to %s" % (text, FAMILY_NAMES[af]))
+        if not host_route and _host_bits(packed, plen):
+            raise FeedError("nlri %r has host bits set" % (text,))
+        prefix = (family, packed, plen)
+        if len(self._prefix) < 1 << 20:
+            self._prefix[text] = prefix
+        return prefix
 
     def _address(self, text) -> Tuple[int, bytes]:
         found = self._addr.get(text)
@@ -319,9 +351,10 @@ class Parser:
             raise FeedError("unknown origin %r" % (origin,))
         med = attr.get("med")
         local_pref = attr.get("local-preference")
-        for name, value in (("med", med), ("local-preference", local_pref)):
-            if value is not None and not _is_u32(value):
-                raise FeedError("%s is %r, not a 32-bit integer" % (name, value))
+        if med is not None and not _is_u32(med):
+            raise FeedError("med is %r, not a 32-bit integer" % (med,))
+        if local_pref is not None and not _is_u32(local_pref):
+            raise FeedError("local-preference is %r, not a 32-bit integer" % (local_pref,))
         path, length = _as_path(attr.get("as-path", ()))
         key = (origin, path, length, med, local_pref)
         found = self._attrs.get(key)
@@ -346,11 +379,42 @@ class Parser:
         return Refresh(neighbor, "%s %s" % (_word(rr["afi"]), _word(rr["safi"])), subtype)
 
 
+# json.loads without its Python layers (two regex matches and three calls per line): the same C
+# scanner and settings; a line it cannot take whole goes through _loads for json's own error
+_scan_once = json.JSONDecoder().scan_once
+
+
+def _loads(text: str):
+    """``json.loads`` of a line, with ExaBGP 4.2's route-refresh quotes repaired; FeedError if
+    it is no JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise FeedError("JSON nested too deeply") from None
+    except ValueError as exc:
+        repaired = _BAD_QUOTES.sub(r'"\1"', text)  # ExaBGP 4.2's route-refresh JSON
+        if repaired == text:
+            raise FeedError("not JSON: %s" % exc) from None
+        try:
+            return json.loads(repaired)
+        except (ValueError, RecursionError):
+            raise FeedError("not JSON: %s" % exc) from None
+
+
 def _as_path(value) -> Tuple[Tuple[int, ...], int]:
     """5.0: ``{"0": {"element": "as-sequence", "value": [..]}, ...}``; 4.2: ``[65001, 64512]``
     (an AS_SET as a nested list).  Returns (ASNs, decision length)."""
     path: List[int] = []
     length = 0
+    if type(value) is dict and len(value) == 1 and "0" in value:  # the common shape: one AS_SEQUENCE
+        seg = value["0"]
+        element, asns = seg["element"], seg["value"]
+        if element == "as-sequence" and type(asns) is list:
+            for asn in asns:
+                if type(asn) is not int or not 0 <= asn <= 0xFFFFFFFF:
+                    break
+            else:
+                return tuple(asns), len(asns)
     if isinstance(value, dict):
         for index in sorted(value, key=lambda k: int(k) if str(k).isdigit() else 0):
             seg = value[index]

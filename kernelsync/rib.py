@@ -56,7 +56,8 @@ class Rib:
     # updates -------------------------------------------------------------------------------
     def update(self, source: str, prefix: Prefix, paths: Tuple[Path, ...]) -> None:
         """Set the paths of ``source`` for ``prefix`` (replacing earlier ones); empty = withdraw."""
-        self._check(source)
+        if source not in self.distance:
+            raise UnknownSource(source)
         if not paths:
             self.withdraw(source, prefix)
             return

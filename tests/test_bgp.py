@@ -157,6 +157,27 @@ def test_bad_lines_raise_feed_error(line, problem):
         Parser().parse(line)
 
 
+def test_shapes_beside_the_common_one_parse_alike():
+    # the parser has a fast path for one next hop and one AS_SEQUENCE; these take the other way
+    p = Parser()
+    twice = p.parse(announce(["198.51.100.0/24", "203.0.113.0/25", "198.51.100.0/24"], "192.0.2.1"))
+    assert [a.prefix for a in twice.announce] == [V4, V4B]  # an NLRI listed twice counts once
+    ll = p.parse(announce(["2001:db8:100::/48", "2001:db8:100::/48"], "fe80::1", family="ipv6 unicast"))
+    assert len(ll.announce) == 1 and ll.announce[0].nexthop == (AF_INET6, a6("fe80::1"))
+    compact = p.parse(announce(["198.51.100.0/24", {"nlri": "203.0.113.0/25", "path-information": 7}],
+                               "192.0.2.1"))
+    assert [(a.prefix, a.path_id) for a in compact.announce] == [(V4, 0), (V4B, 7)]
+    aset = p.parse(announce(["198.51.100.0/24"], "192.0.2.1", attrs={
+        "as-path": {"0": {"element": "as-set", "value": [65001, 65002]}}}))
+    assert aset.attrs.as_path == (65001, 65002) and aset.attrs.as_path_len == 1
+    for bad in (True, 65001.0, -1, 1 << 32):
+        with pytest.raises(FeedError, match="as-path segment"):
+            p.parse(announce(["198.51.100.0/24"], "192.0.2.1", attrs={
+                "as-path": {"0": {"element": "as-sequence", "value": [bad]}}}))
+    with pytest.raises(FeedError, match="not JSON"):
+        p.parse(announce(["198.51.100.0/24"], "192.0.2.1") + " {}")  # two documents
+
+
 def test_unknown_family_is_skipped_rest_used():
     update = {"attribute": {"origin": "igp"}, "announce": {
         "ipv4 flow": {"no-nexthop": [{"destination-ipv4": ["10.0.0.0/8"]}]},
@@ -302,6 +323,20 @@ def test_ready_after_startup_wait_and_every_eor():
         feed.lines(msg("update", {"direction": "receive", "message": {"eor": {"afi": afi, "safi": "unicast"}}}))
     feed.bgp.tick(5.0)
     assert feed.bgp.ready and feed.rib.all_ready
+
+
+def test_no_deadline_in_the_past_while_waiting_for_end_of_rib():
+    # the event loop runs whatever is due at once: a past deadline would make it spin
+    feed = Feed(startup_wait=2, eor_timeout=10)
+    feed.lines(msg("state", {"state": "up"}))
+    assert feed.bgp.deadline() == 2.0
+    feed.bgp.tick(5.0)
+    assert not feed.bgp.ready and feed.bgp.deadline() == 10.0  # the end-of-RIB timeout
+    for afi in ("ipv4", "ipv6"):
+        feed.lines(msg("update", {"direction": "receive", "message": {"eor": {"afi": afi, "safi": "unicast"}}}))
+    assert feed.bgp.deadline() <= 5.0  # due now: readiness
+    feed.bgp.tick(5.0)
+    assert feed.bgp.ready and feed.bgp.deadline() is None
 
 
 def test_eor_timeout_makes_ready():
