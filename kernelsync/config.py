@@ -205,7 +205,7 @@ def _exabgp(section: Dict[str, Any], problems: List[str]) -> ExabgpConfig:
     return ExabgpConfig() if len(problems) > before else ExabgpConfig(**values)
 
 
-_TABLE_FEED_KEYS = ("table", "protocol", "name", "distance", "hold_time", "settle")
+_TABLE_FEED_KEYS = ("table", "protocol", "name", "distance", "hold_time", "settle", "restart_quiet")
 _RESERVED_SOURCES = ("static", "anycast", "ebgp", "ibgp")
 
 
@@ -260,7 +260,7 @@ def _table_feed(item: Any, where: str, kernel: KernelConfig) -> TableFeedConfig:
     if not _is_int(distance) or not 0 <= distance <= 255:
         raise ValueError("%s.distance: admin distance must be an integer 0..255, not %r" % (where, distance))
     times = {}
-    for key, default in (("hold_time", 60.0), ("settle", 0.2)):
+    for key, default in (("hold_time", 60.0), ("settle", 0.2), ("restart_quiet", 1.0)):
         value = item.get(key, default)
         if not _is_num(value) or value < 0:
             raise ValueError("%s.%s: must be a number of seconds >= 0, not %r" % (where, key, value))

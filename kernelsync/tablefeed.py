@@ -17,7 +17,11 @@ of its protocol in its table when it starts).
   ``hold_time`` seconds (:class:`kernelsync.routesource.RouteSource`): the FIB does not flap,
   and routes that come back unchanged cost no write.  The table losing its last route of the
   protocol is taken for a stop: a source whose last route goes away for good (a table of static
-  routes, say) wants ``hold_time = 0``, which withdraws at once.
+  routes, say) wants ``hold_time = 0``, which withdraws at once.  While routes are stale, what
+  comes back is held until every stale prefix is back and the table has been quiet for
+  ``restart_quiet`` seconds (a daemon converging again passes through partial states: one leg of
+  an ECMP route first), or until the hold time ends: a restart that ends where it began writes
+  nothing.
 """
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ class TableFeedConfig:
     distance: int = 110
     hold_time: float = 60.0
     settle: float = 0.2
+    restart_quiet: float = 1.0
     where: str = "feed.table"
 
 
@@ -65,6 +70,7 @@ class TableFeed:
         self.deleted_at: Optional[float] = None  # first deletion not applied yet
         self.reread = False
         self.read_nexthops = False
+        self.last_event = 0.0
         self.counters = {"route_events": 0, "rereads": 0}
 
     # setup ---------------------------------------------------------------------------------
@@ -119,6 +125,7 @@ class TableFeed:
             if route is None or route[3] != self.cfg.table or route[4] != self.cfg.protocol:
                 continue
             self.counters["route_events"] += 1
+            self.last_event = now
             key = (route[0], route[1], route[2], route[6])
             if mtype == RTM_DELROUTE:
                 if self.table.pop(key, None) is not None and self.deleted_at is None:
@@ -133,14 +140,22 @@ class TableFeed:
     # cycle ---------------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
         times: List[float] = []
-        if self.reread or (self.dirty and self.deleted_at is None):
-            times.append(0.0)
-        elif self.deleted_at is not None:
-            times.append(self.deleted_at + self.cfg.settle)
         stale = self.source.deadline()
         if stale is not None:
             times.append(stale)
+        if self.reread:
+            times.append(0.0)
+        elif self.deleted_at is not None:
+            times.append(self.deleted_at + self.cfg.settle)
+        elif self.dirty and not self.source.stale:
+            times.append(0.0)
+        elif self.dirty and self._all_back():  # held while stale: until the table is quiet
+            times.append(self.last_event + self.cfg.restart_quiet)
         return min(times) if times else None
+
+    def _all_back(self) -> bool:
+        present = {key[:3] for key in self.table}
+        return all(prefix in present for prefix in self.source.stale)
 
     def commit(self, now: float) -> None:
         swept = self.source.tick(now)
@@ -152,6 +167,8 @@ class TableFeed:
         if not self.dirty or (self.deleted_at is not None and now < self.deleted_at + self.cfg.settle):
             return
         self.deleted_at = None
+        if self.source.stale and not (self._all_back() and now >= self.last_event + self.cfg.restart_quiet):
+            return  # the source is converging again after a restart: hold its partial states
         dirty, self.dirty = self.dirty, set()
         if not self.table and self.source.routes:
             log.warning("%s: every route of protocol %d left table %d (the daemon stopped?): keeping %d "
