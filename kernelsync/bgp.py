@@ -257,17 +257,21 @@ class BgpRib:
         address = peer.address
         self.counters["announced"] += len(event.announce)
         peer.counters["announced"] += len(event.announce)
+        entry_key = (address, 0)  # (peer, path id) in by_prefix; one path id mostly
         for prefix, path_id, nexthop, link_local in event.announce:
             path = BgpPath(peer, path_id, nexthop, link_local, attrs_)
-            old = paths.get((prefix, path_id))
+            key = (prefix, path_id)
+            old = paths.get(key)
             if old is not None:
                 self._unlink(address, prefix, path_id, old)
-            paths[(prefix, path_id)] = path
+            paths[key] = path
+            if entry_key[1] != path_id:
+                entry_key = (address, path_id)
             entry = by_prefix.get(prefix)
             if entry is None:
-                by_prefix[prefix] = {(address, path_id): path}
+                by_prefix[prefix] = {entry_key: path}
             else:
-                entry[(address, path_id)] = path
+                entry[entry_key] = path
             dirty.add(prefix)
 
     def _unlink(self, address: str, prefix: Prefix, path_id: int, path: BgpPath) -> None:
@@ -370,6 +374,9 @@ class BgpRib:
         nh_users = self._nh_users
         path_cache = self._path_cache
         unresolved = 0
+        # the next hop of the last one-path prefix without a link-local next hop, and its lookups
+        last_family = last_nexthop = last_peer = last_users = last_specs = None
+        last_key = last_paths = None  # the last RIB paths and their nexthops
         for prefix in dirty:
             entry = by_prefix.get(prefix)
             best: Optional[Tuple[BgpPath, ...]] = None
@@ -377,15 +384,23 @@ class BgpRib:
                 family = prefix[0]
                 if len(entry) == 1:  # one path, the usual case: nothing to decide
                     (path,) = entry.values()
-                    key = (family, path.nexthop, path.link_local, path.peer.local_packed)
-                    users = nh_users.get(key)
-                    if users is None:
-                        nh_users[key] = {prefix}
+                    if (path.nexthop is last_nexthop and path.peer is last_peer and path.link_local is None
+                            and family == last_family):  # as the previous prefix: a burst shares a few
+                        last_users.add(prefix)
+                        nexthops = last_specs
                     else:
-                        users.add(prefix)
-                    nexthops = resolved.get(key, _UNSEEN)
-                    if nexthops is _UNSEEN:
-                        nexthops = resolve(family, path)
+                        key = (family, path.nexthop, path.link_local, path.peer.local_packed)
+                        users = nh_users.get(key)
+                        if users is None:
+                            users = nh_users[key] = {prefix}
+                        else:
+                            users.add(prefix)
+                        nexthops = resolved.get(key, _UNSEEN)
+                        if nexthops is _UNSEEN:
+                            nexthops = resolve(family, path)
+                        if path.link_local is None:
+                            last_family, last_nexthop, last_peer = family, path.nexthop, path.peer
+                            last_users, last_specs = users, nexthops
                     if nexthops:
                         best = (path,)
                     else:
@@ -419,9 +434,12 @@ class BgpRib:
                     rib.withdraw(old[0], prefix)
                 continue
             source = EBGP if best[0].peer.ebgp else IBGP
-            paths = path_cache.get(nexthops)
-            if paths is None:
-                paths = path_cache[nexthops] = (Path(nexthops),)
+            if nexthops is not last_key:
+                paths = path_cache.get(nexthops)
+                if paths is None:
+                    paths = path_cache[nexthops] = (Path(nexthops),)
+                last_key, last_paths = nexthops, paths
+            paths = last_paths
             selected[prefix] = (source, best)
             if old is not None and old[0] != source:
                 rib.withdraw(old[0], prefix)

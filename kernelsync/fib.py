@@ -60,14 +60,22 @@ class FibBuilder:
         errors = self.errors
         table, metric = self.table, self.metric
         installable: Dict[int, Optional[int]] = {}  # id(entry) -> installed id, this call only
+        # id(paths) -> (family, source, candidates) for single-source prefixes, this call only:
+        # prefixes of one burst mostly share a paths tuple (the feeds intern them)
+        single: Dict[int, Tuple[int, str, Tuple[Tuple[str, Entry], ...]]] = {}
         for prefix in self.rib.take_dirty():
             entry = rib_entries.get(prefix)
             new: Tuple[Tuple[str, Entry], ...] = ()
             if entry:
                 if len(entry) == 1 and not errors:
-                    for source, paths in entry.items():
+                    ((source, paths),) = entry.items()
+                    hit = single.get(id(paths))
+                    if hit is not None and hit[0] == prefix[0] and hit[1] == source:
+                        new = hit[2]
+                    else:
                         try:
                             new = ((source, entries_for(prefix[0], paths)),)
+                            single[id(paths)] = (prefix[0], source, new)
                         except ValueError:
                             new = self._candidates(prefix, entry)
                 else:
