@@ -84,6 +84,7 @@ _ROUTE_SET = {
     AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI HHI"),
     AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI HHI"),
 }
+_ROUTE_SET_MAX = max(st.size for st in _ROUTE_SET.values())
 _ROUTE_DEL = {
     AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI"),
     AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI"),
@@ -575,16 +576,18 @@ class RtNetlink:
         Route writes (nearly all of a large batch) are packed in place into one buffer, as
         :func:`encode_route_set` would build them; other messages are copied in."""
         protocol = self.protocol
-        buf = bytearray(CHUNK_BYTES + 512)
+        n = len(ops)
+        buf = bytearray(min(CHUNK_BYTES, (n - start) * _ROUTE_SET_MAX) + 512)  # grows if need be
         size = last = 0
         i = start
-        n = len(ops)
         route_set = _ROUTE_SET
         while i < n and size < CHUNK_BYTES:
             op = ops[i]
             kind = op[0]
             last = size
             if kind == ROUTE_SET:
+                if len(buf) < size + _ROUTE_SET_MAX:
+                    buf.extend(bytes(size + 4096 - len(buf)))
                 table, family, dst, plen, metric = op[1]
                 st = route_set[family]
                 st.pack_into(buf, size, st.size, RTM_NEWROUTE, _SET_FLAGS if op[3] else _ADD_FLAGS, base + i, 0,
