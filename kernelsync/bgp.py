@@ -144,7 +144,7 @@ class BgpRib:
         self.wait = max(settings.startup_wait, settings.restart_wait) if restart else settings.startup_wait
         self.peers: Dict[str, Peer] = {}
         self.by_prefix: Dict[Prefix, Dict[Tuple[str, int], BgpPath]] = {}
-        self.dirty: Set[Prefix] = set()
+        self.dirty: Dict[Prefix, None] = {}  # an insertion-ordered set, as Rib.dirty
         self.selected: Dict[Prefix, Tuple[str, Tuple[BgpPath, ...]]] = {}  # prefix -> (source, ECMP set)
         self.ready = False
         self._waited = False  # a tick has seen the start-up wait over
@@ -272,7 +272,7 @@ class BgpRib:
                 by_prefix[prefix] = {entry_key: path}
             else:
                 entry[entry_key] = path
-            dirty.add(prefix)
+            dirty[prefix] = None
 
     def _unlink(self, address: str, prefix: Prefix, path_id: int, path: BgpPath) -> None:
         entry = self.by_prefix.get(prefix)
@@ -286,7 +286,7 @@ class BgpRib:
             path = peer.paths.pop(key, None)
             if path is not None:
                 self._unlink(peer.address, key[0], key[1], path)
-                self.dirty.add(key[0])
+                self.dirty[key[0]] = None
 
     def _mark_stale(self, peer: Peer, family: Optional[str]) -> None:
         af = FAMILIES.get(family) if family else None
@@ -365,7 +365,7 @@ class BgpRib:
         number of prefixes decided."""
         if self.resolver.version != self._res_version:
             self._re_resolve()
-        dirty, self.dirty = self.dirty, set()
+        dirty, self.dirty = self.dirty, {}
         rib = self.rib
         by_prefix = self.by_prefix
         selected = self.selected
@@ -458,7 +458,7 @@ class BgpRib:
             family, nexthop, link_local, local = key
             new = self._resolved[key] = self.resolver.resolve(family, nexthop, link_local, local)
             if key not in old or old[key] != new:
-                self.dirty |= self._nh_users.pop(key)
+                self.dirty.update(dict.fromkeys(self._nh_users.pop(key)))
 
     # views ---------------------------------------------------------------------------------
     def show_peers(self) -> List[dict]:

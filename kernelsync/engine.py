@@ -231,7 +231,11 @@ class Engine:
         last = Plan()
         for _round in range(4):
             changed = self.fib.sync_rib(now, collect=not full)
-            keys = None if full else (self.dirty | changed | self._retry_keys(now))
+            keys = None
+            if not full:  # the RIB's changes in their order, then the rest
+                keys = changed
+                for more in (self.dirty, self._retry_keys(now)):
+                    keys.update(dict.fromkeys(more))
             self.dirty = set()
             allow_delete = self.dumped and self.rib.all_ready
             result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
@@ -258,7 +262,7 @@ class Engine:
     def _retry_keys(self, now: float) -> Set[RouteKey]:
         return {k[1] for k, f in self.failures.items() if k[0] == "route" and f.next_try <= now}
 
-    def _prune_failures(self, ops: List[tuple], keys: Optional[Set[RouteKey]]) -> None:
+    def _prune_failures(self, ops: List[tuple], keys: Optional[Dict[RouteKey, None]]) -> None:
         """Forget failures of writes no longer wanted (the desired state moved on)."""
         if not self.failures:
             return
