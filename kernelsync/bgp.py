@@ -144,7 +144,7 @@ class BgpRib:
         self.wait = max(settings.startup_wait, settings.restart_wait) if restart else settings.startup_wait
         self.peers: Dict[str, Peer] = {}
         self.by_prefix: Dict[Prefix, Dict[Tuple[str, int], BgpPath]] = {}
-        self.dirty: Set[Prefix] = set()
+        self.dirty: Dict[Prefix, None] = {}  # an insertion-ordered set, as Rib.dirty
         self.selected: Dict[Prefix, Tuple[str, Tuple[BgpPath, ...]]] = {}  # prefix -> (source, ECMP set)
         self.ready = False
         self._waited = False  # a tick has seen the start-up wait over
@@ -257,18 +257,22 @@ class BgpRib:
         address = peer.address
         self.counters["announced"] += len(event.announce)
         peer.counters["announced"] += len(event.announce)
+        entry_key = (address, 0)  # (peer, path id) in by_prefix; one path id mostly
         for prefix, path_id, nexthop, link_local in event.announce:
             path = BgpPath(peer, path_id, nexthop, link_local, attrs_)
-            old = paths.get((prefix, path_id))
+            key = (prefix, path_id)
+            old = paths.get(key)
             if old is not None:
                 self._unlink(address, prefix, path_id, old)
-            paths[(prefix, path_id)] = path
+            paths[key] = path
+            if entry_key[1] != path_id:
+                entry_key = (address, path_id)
             entry = by_prefix.get(prefix)
             if entry is None:
-                by_prefix[prefix] = {(address, path_id): path}
+                by_prefix[prefix] = {entry_key: path}
             else:
-                entry[(address, path_id)] = path
-            dirty.add(prefix)
+                entry[entry_key] = path
+            dirty[prefix] = None
 
     def _unlink(self, address: str, prefix: Prefix, path_id: int, path: BgpPath) -> None:
         entry = self.by_prefix.get(prefix)
@@ -282,7 +286,7 @@ class BgpRib:
             path = peer.paths.pop(key, None)
             if path is not None:
                 self._unlink(peer.address, key[0], key[1], path)
-                self.dirty.add(key[0])
+                self.dirty[key[0]] = None
 
     def _mark_stale(self, peer: Peer, family: Optional[str]) -> None:
         af = FAMILIES.get(family) if family else None
@@ -361,7 +365,7 @@ class BgpRib:
         number of prefixes decided."""
         if self.resolver.version != self._res_version:
             self._re_resolve()
-        dirty, self.dirty = self.dirty, set()
+        dirty, self.dirty = self.dirty, {}
         rib = self.rib
         by_prefix = self.by_prefix
         selected = self.selected
@@ -370,6 +374,9 @@ class BgpRib:
         nh_users = self._nh_users
         path_cache = self._path_cache
         unresolved = 0
+        # the next hop of the last one-path prefix without a link-local next hop, and its lookups
+        last_family = last_nexthop = last_peer = last_users = last_specs = None
+        last_key = last_paths = None  # the last RIB paths and their nexthops
         for prefix in dirty:
             entry = by_prefix.get(prefix)
             best: Optional[Tuple[BgpPath, ...]] = None
@@ -377,15 +384,23 @@ class BgpRib:
                 family = prefix[0]
                 if len(entry) == 1:  # one path, the usual case: nothing to decide
                     (path,) = entry.values()
-                    key = (family, path.nexthop, path.link_local, path.peer.local_packed)
-                    users = nh_users.get(key)
-                    if users is None:
-                        nh_users[key] = {prefix}
+                    if (path.nexthop is last_nexthop and path.peer is last_peer and path.link_local is None
+                            and family == last_family):  # as the previous prefix: a burst shares a few
+                        last_users.add(prefix)
+                        nexthops = last_specs
                     else:
-                        users.add(prefix)
-                    nexthops = resolved.get(key, _UNSEEN)
-                    if nexthops is _UNSEEN:
-                        nexthops = resolve(family, path)
+                        key = (family, path.nexthop, path.link_local, path.peer.local_packed)
+                        users = nh_users.get(key)
+                        if users is None:
+                            users = nh_users[key] = {prefix}
+                        else:
+                            users.add(prefix)
+                        nexthops = resolved.get(key, _UNSEEN)
+                        if nexthops is _UNSEEN:
+                            nexthops = resolve(family, path)
+                        if path.link_local is None:
+                            last_family, last_nexthop, last_peer = family, path.nexthop, path.peer
+                            last_users, last_specs = users, nexthops
                     if nexthops:
                         best = (path,)
                     else:
@@ -419,9 +434,12 @@ class BgpRib:
                     rib.withdraw(old[0], prefix)
                 continue
             source = EBGP if best[0].peer.ebgp else IBGP
-            paths = path_cache.get(nexthops)
-            if paths is None:
-                paths = path_cache[nexthops] = (Path(nexthops),)
+            if nexthops is not last_key:
+                paths = path_cache.get(nexthops)
+                if paths is None:
+                    paths = path_cache[nexthops] = (Path(nexthops),)
+                last_key, last_paths = nexthops, paths
+            paths = last_paths
             selected[prefix] = (source, best)
             if old is not None and old[0] != source:
                 rib.withdraw(old[0], prefix)
@@ -440,7 +458,7 @@ class BgpRib:
             family, nexthop, link_local, local = key
             new = self._resolved[key] = self.resolver.resolve(family, nexthop, link_local, local)
             if key not in old or old[key] != new:
-                self.dirty |= self._nh_users.pop(key)
+                self.dirty.update(dict.fromkeys(self._nh_users.pop(key)))
 
     # views ---------------------------------------------------------------------------------
     def show_peers(self) -> List[dict]:

@@ -23,6 +23,7 @@ a prefix that went away while kernelsync was not running is withdrawn when it is
 from __future__ import annotations
 
 import collections
+import fcntl
 import json
 import logging
 import os
@@ -48,7 +49,8 @@ MAX_LOGGED_LINE = 300  # characters of a bad line kept in the log
 MAX_LINE = 16 << 20  # a longer line is cut off and counted as bad
 COMMIT_DELAY = 0.01  # seconds a change waits for the rest of its burst (one kernel batch)
 COMMIT_MAX = 10_000  # prefixes that commit at once, delay or not
-READ_NAP = 0.004  # seconds the stdin reader waits after a short read (fewer, larger reads)
+READ_NAP = 0.01  # seconds the stdin reader waits after a short read (fewer, larger reads)
+PIPE_SIZE = 1 << 20  # bytes the stdin pipe may hold (F_SETPIPE_SZ): ExaBGP never waits for a nap
 
 
 def _truncate(line: str) -> str:
@@ -98,8 +100,13 @@ class StdinChannel:
     def _read(self) -> None:
         """What the pipe holds (up to 64 KB) in one read, split into lines in C: one system call,
         one GIL hand-over and at most one wake-up per chunk instead of per line.  After a short
-        read, a nap of READ_NAP lets more lines gather (ExaBGP fills the 64 KB pipe in >= 15 ms);
-        the first line after a quiet spell is read at once."""
+        read, a nap of READ_NAP lets more lines gather (the pipe is enlarged to PIPE_SIZE where
+        the kernel allows: ExaBGP fills 64 KB in >= 15 ms); the first line after a quiet spell is
+        read at once."""
+        try:
+            fcntl.fcntl(self.rfile.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except (OSError, ValueError, AttributeError):
+            pass  # not a pipe, or more than this process may have: the pipe stays as it is
         rest = b""
         try:
             while True:

@@ -231,7 +231,11 @@ class Engine:
         last = Plan()
         for _round in range(4):
             changed = self.fib.sync_rib(now, collect=not full)
-            keys = None if full else (self.dirty | changed | self._retry_keys(now))
+            keys = None
+            if not full:  # the RIB's changes in their order, then the rest
+                keys = changed
+                for more in (self.dirty, self._retry_keys(now)):
+                    keys.update(dict.fromkeys(more))
             self.dirty = set()
             allow_delete = self.dumped and self.rib.all_ready
             result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
@@ -258,7 +262,7 @@ class Engine:
     def _retry_keys(self, now: float) -> Set[RouteKey]:
         return {k[1] for k, f in self.failures.items() if k[0] == "route" and f.next_try <= now}
 
-    def _prune_failures(self, ops: List[tuple], keys: Optional[Set[RouteKey]]) -> None:
+    def _prune_failures(self, ops: List[tuple], keys: Optional[Dict[RouteKey, None]]) -> None:
         """Forget failures of writes no longer wanted (the desired state moved on)."""
         if not self.failures:
             return
@@ -362,22 +366,24 @@ class Engine:
         by_nh = self._by_nh
         failures = self.failures
         last_nh, last_set = None, set()  # routes in a batch mostly share a few nexthop ids
+        clean = not failed_idx and not failures  # the usual chunk: no refusal, no earlier failure
         for i in range(start, end):
             op = ops[i]
             kind = op[0]
-            if failed_idx and i in failed_idx:
-                err, msg = failed_idx[i]
-                if kind == NH_SET and err == errno.EEXIST and not op[2]:
-                    book.taken.append(op[1].id)  # another program holds that id: ours moves
+            if not clean:
+                if i in failed_idx:
+                    err, msg = failed_idx[i]
+                    if kind == NH_SET and err == errno.EEXIST and not op[2]:
+                        book.taken.append(op[1].id)  # another program holds that id: ours moves
+                        continue
+                    book.refused.setdefault((kind, err, msg), []).append(self._failed(op, err, msg, now))
+                    book.just_failed.add(_op_key(op))
+                    if kind == NH_SET and not op[1].is_group:
+                        book.nh_failed.append(op[1].id)
                     continue
-                book.refused.setdefault((kind, err, msg), []).append(self._failed(op, err, msg, now))
-                book.just_failed.add(_op_key(op))
-                if kind == NH_SET and not op[1].is_group:
-                    book.nh_failed.append(op[1].id)
-                continue
-            if failures and failures.pop(_op_key(op), None) is not None:
-                book.recovered += 1
-                log.debug("%s succeeded after retries", describe_op(op))
+                if failures and failures.pop(_op_key(op), None) is not None:
+                    book.recovered += 1
+                    log.debug("%s succeeded after retries", describe_op(op))
             if kind == ROUTE_SET:
                 key, nh_id = op[1], op[2]
                 old = routes.get(key)

@@ -37,6 +37,7 @@ ORIGINS = {"igp": 0, "egp": 1, "incomplete": 2}
 IGNORED_TYPES = frozenset(("open", "keepalive", "operational", "signal", "negotiated", "fsm", "packets"))
 _BAD_QUOTES = re.compile(r'""([A-Za-z0-9_ -]*)""')
 _new_tuple = tuple.__new__
+_NOTHING: dict = {}  # an absent part of a message (read only)
 
 
 class FeedError(ValueError):
@@ -226,22 +227,24 @@ class Parser:
         announce: List[Announce] = []
         withdraw: List[Tuple[Prefix, int]] = []
         bgp_attrs = None
-        for family, by_nexthop in update.get("announce", {}).items():
+        for family, by_nexthop in update.get("announce", _NOTHING).items():
             af = FAMILIES.get(family)
             if af is None:
                 skipped.append(family)
                 continue
             if bgp_attrs is None:
-                bgp_attrs = self._attributes(update.get("attribute", {}))
+                bgp_attrs = self._attributes(update.get("attribute", _NOTHING))
             self._announce(af, by_nexthop, announce)
-        for family, nlris in update.get("withdraw", {}).items():
-            af = FAMILIES.get(family)
-            if af is None:
-                skipped.append(family)
-                continue
-            for nlri in nlris:
-                withdraw.append(self._nlri(af, nlri))
-        return Update(neighbor, bgp_attrs, tuple(announce), tuple(withdraw), tuple(skipped))
+        if "withdraw" in update:
+            for family, nlris in update["withdraw"].items():
+                af = FAMILIES.get(family)
+                if af is None:
+                    skipped.append(family)
+                    continue
+                for nlri in nlris:
+                    withdraw.append(self._nlri(af, nlri))
+        return Update(neighbor, bgp_attrs, tuple(announce), tuple(withdraw) if withdraw else (),
+                      tuple(skipped) if skipped else ())
 
     def _announce(self, af: int, by_nexthop: dict, out: List[Announce]) -> None:
         """``{next hop: [nlri, ...]}`` -> announcements; an NLRI under both a global and a

@@ -84,6 +84,7 @@ _ROUTE_SET = {
     AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI HHI"),
     AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI HHI"),
 }
+_ROUTE_SET_MAX = max(st.size for st in _ROUTE_SET.values())
 _ROUTE_DEL = {
     AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI"),
     AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI"),
@@ -570,31 +571,46 @@ class RtNetlink:
         if error:
             raise error[0]
 
-    def _encode_chunk(self, ops: List[tuple], start: int, base: int) -> Tuple[bytes, int]:
-        """Encode ``ops[start:]`` until about CHUNK_BYTES; the last message asks for the ACK."""
+    def _encode_chunk(self, ops: List[tuple], start: int, base: int) -> Tuple[bytearray, int]:
+        """Encode ``ops[start:]`` until about CHUNK_BYTES; the last message asks for the ACK.
+
+        Route writes (nearly all of a large batch) are packed in place into one buffer, as
+        :func:`encode_route_set` would build them; other messages are copied in."""
         protocol = self.protocol
-        parts: List[bytes] = []
-        size = 0
-        i = start
         n = len(ops)
+        buf = bytearray(min(CHUNK_BYTES, (n - start) * _ROUTE_SET_MAX) + 512)  # grows if need be
+        size = last = 0
+        i = start
+        route_set = _ROUTE_SET
         while i < n and size < CHUNK_BYTES:
             op = ops[i]
             kind = op[0]
+            last = size
             if kind == ROUTE_SET:
-                msg = encode_route_set(base + i, op[1], op[2], protocol, _SET_FLAGS if op[3] else _ADD_FLAGS)
-            elif kind == ROUTE_DEL:
-                msg = encode_route_del(base + i, op[1], protocol, NLM_F_REQUEST)
-            elif kind == NH_SET:
-                msg = encode_nexthop(base + i, op[1], _SET_FLAGS if op[2] else _ADD_FLAGS)
+                if len(buf) < size + _ROUTE_SET_MAX:
+                    buf.extend(bytes(size + 4096 - len(buf)))
+                table, family, dst, plen, metric = op[1]
+                st = route_set[family]
+                st.pack_into(buf, size, st.size, RTM_NEWROUTE, _SET_FLAGS if op[3] else _ADD_FLAGS, base + i, 0,
+                             family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
+                             RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                             8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric, 8, RTA_NH_ID,
+                             op[2])
+                size += st.size
             else:
-                msg = encode_nexthop_del(base + i, op[1].id, NLM_F_REQUEST)
-            parts.append(msg)
-            size += len(msg)
+                if kind == ROUTE_DEL:
+                    msg = encode_route_del(base + i, op[1], protocol, NLM_F_REQUEST)
+                elif kind == NH_SET:
+                    msg = encode_nexthop(base + i, op[1], _SET_FLAGS if op[2] else _ADD_FLAGS)
+                else:
+                    msg = encode_nexthop_del(base + i, op[1].id, NLM_F_REQUEST)
+                buf[size:size + len(msg)] = msg  # grows the buffer if need be
+                size += len(msg)
             i += 1
-        last = bytearray(parts[-1])
-        struct.pack_into("=H", last, 6, struct.unpack_from("=H", last, 6)[0] | NLM_F_ACK)
-        parts[-1] = bytes(last)
-        return b"".join(parts), i
+        del buf[size:]
+        flags = struct.unpack_from("=H", buf, last + 6)[0]
+        struct.pack_into("=H", buf, last + 6, flags | NLM_F_ACK)
+        return buf, i
 
     def _send_chunk(self, data: bytes, base: int, first: int, last_seq: int,
                     failures: List[Tuple[int, int, str]]) -> None:

@@ -6,7 +6,7 @@ import pytest
 from kernelsync import netlink
 from kernelsync.model import AF_INET, AF_INET6, GRP_RES, KNexthop
 from kernelsync.pr2 import build_nhmsg, decode_nhmsg, rtmsg_nh, to_knexthop
-from kernelsync.planner import NH_SET, ROUTE_SET
+from kernelsync.planner import NH_DEL, NH_SET, ROUTE_DEL, ROUTE_SET
 
 OBJECTS = [
     KNexthop(id=7, family=AF_INET, protocol=200, oif=3, gateway=socket.inet_aton("192.0.2.1")),
@@ -95,3 +95,20 @@ def test_batch_acks_only_last_of_chunk_and_maps_failures_by_sequence():
         assert last_flags & netlink.NLM_F_ACK  # the last of each chunk asks for the ACK
     assert acked == len(nl.sock.sent)
     assert nl.stats.writes["route-set"] == 10000 and nl.stats.writes["nexthop-set"] == 1
+
+
+def test_chunk_is_the_messages_of_the_one_message_encoders():
+    # the chunk encoder packs route writes in place; the bytes must be the same
+    nl = netlink.RtNetlink.__new__(netlink.RtNetlink)
+    nl.protocol = 200
+    v4 = (100, AF_INET, socket.inet_aton("203.0.113.10"), 32, 20)
+    v6 = (1000, AF_INET6, socket.inet_pton(AF_INET6, "2001:db8:1::"), 48, 1024)
+    ops = [(NH_SET, OBJECTS[0], False), (NH_SET, OBJECTS[3], True), (ROUTE_SET, v4, 7, False),
+           (ROUTE_SET, v6, 10, True), (ROUTE_DEL, v4), (NH_DEL, OBJECTS[1]), (ROUTE_SET, v4, 8, True)]
+    data, end = nl._encode_chunk(ops, 1, 50)
+    set_, add = netlink._SET_FLAGS, netlink._ADD_FLAGS
+    want = [netlink.encode_nexthop(51, OBJECTS[3], set_), netlink.encode_route_set(52, v4, 7, 200, add),
+            netlink.encode_route_set(53, v6, 10, 200, set_), netlink.encode_route_del(54, v4, 200, netlink.NLM_F_REQUEST),
+            netlink.encode_nexthop_del(55, OBJECTS[1].id, netlink.NLM_F_REQUEST),
+            netlink.encode_route_set(56, v4, 8, 200, set_ | netlink.NLM_F_ACK)]
+    assert end == len(ops) and bytes(data) == b"".join(want)
