@@ -395,7 +395,8 @@ class BgpFeed:
         if not changes:
             return
         for prefix, command in changes:
-            withdraw = command.startswith("withdraw") or " withdraw route " in command
+            # changes() made its result the announced set: any other command is a withdrawal
+            withdraw = command != exporter.announced.get(prefix, ("",))[0]
             self.counters["export_withdraws" if withdraw else "export_announces"] += 1
             log.info("export: %s", command)
             self._unsent_withdraws.pop(prefix, None)

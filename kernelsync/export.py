@@ -271,13 +271,11 @@ class Exporter:
         prefix = (family, dst, plen)
         return any(f.selects(prefix, table, proto) for f in self.filters)
 
-    def set_routes(self, routes: Iterable[KernelRoute], tables: Optional[Iterable[int]] = None) -> None:
-        """All routes of the filters' tables (or of ``tables``), as dumped."""
-        tables = self.tables if tables is None else frozenset(tables)
-        for key in [k for k in self.routes if k[0] in tables]:
-            del self.routes[key]
+    def set_routes(self, routes: Iterable[KernelRoute]) -> None:
+        """All routes of the filters' tables, as dumped (the candidates are replaced)."""
+        self.routes = {}
         for route in routes:
-            if route[3] in tables and self._candidate(route):
+            if route[3] in self.tables and self._candidate(route):
                 self.routes[(route[3], route[0], route[1], route[2], route[6])] = route
 
     def route_event(self, deleted: bool, route: KernelRoute) -> bool:

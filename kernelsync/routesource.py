@@ -80,10 +80,6 @@ class RouteSource:
         self.stale_until: Optional[float] = None
         self.counters = {"updates": 0, "withdrawals": 0, "stale_periods": 0, "swept": 0}
 
-    @property
-    def ready(self) -> bool:
-        return self.rib.ready.get(self.name, False)
-
     def set_ready(self) -> None:
         self.rib.set_ready(self.name)
 

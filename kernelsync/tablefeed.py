@@ -98,13 +98,20 @@ class TableFeed:
         self.counters["rereads"] += 1
         self.dirty.clear()
         self.deleted_at = None
-        if not self.table and self.source.routes:
-            log.warning("%s: table %d holds no route of protocol %d any more (the daemon stopped?): "
-                        "keeping its %d routes as stale for %.0f s", self.cfg.where, self.cfg.table,
-                        self.cfg.protocol, len(self.source.routes), self.cfg.hold_time)
-            self.source.lost(now)
+        if self._lost_if_empty(now):
             return
         self.source.replace_all(paths_of(self.table.values(), self.nexthops, self.ifnames))
+
+    def _lost_if_empty(self, now: float) -> bool:
+        """The table holds nothing of the source any more while the RIB has its routes: the
+        daemon stopped; keep them as stale (see the module docstring)."""
+        if self.table or not self.source.routes:
+            return False
+        log.warning("%s: table %d holds no route of protocol %d any more (the daemon stopped?): keeping its "
+                    "%d routes as stale for %.0f s", self.cfg.where, self.cfg.table, self.cfg.protocol,
+                    len(self.source.routes), self.cfg.hold_time)
+        self.source.lost(now)
+        return True
 
     def on_kernel_change(self, links: Dict[int, Link], link_changed: bool, addresses: bool, now: float) -> None:
         """A link changed: the kernel may have deleted routes of the source table silently."""
@@ -170,11 +177,7 @@ class TableFeed:
         if self.source.stale and not (self._all_back() and now >= self.last_event + self.cfg.restart_quiet):
             return  # the source is converging again after a restart: hold its partial states
         dirty, self.dirty = self.dirty, set()
-        if not self.table and self.source.routes:
-            log.warning("%s: every route of protocol %d left table %d (the daemon stopped?): keeping %d "
-                        "as stale for %.0f s", self.cfg.where, self.cfg.protocol, self.cfg.table,
-                        len(self.source.routes), self.cfg.hold_time)
-            self.source.lost(now)
+        if self._lost_if_empty(now):
             return
         by_prefix: Dict[Prefix, List[tuple]] = {}
         for key, route in self.table.items():

@@ -179,6 +179,17 @@ def our_routes(namespace, family="-4"):
     return {r["dst"]: r for r in namespace.json(family, "route", "show", "table", str(TABLE), "proto", str(PROTO))}
 
 
+def table_routes(namespace, *args):
+    """``ip -j route show ARGS``: [] while the table named in them does not exist yet (the
+    kernel creates a table with its first route)."""
+    try:
+        return namespace.json("route", "show", *args)
+    except RuntimeError as exc:
+        if "FIB table does not exist" in str(exc):
+            return []
+        raise
+
+
 def wait_for_state(predicate, timeout=1.0, what="kernel state"):
     return wait_for(predicate, timeout=timeout, interval=0.005, what=what)
 

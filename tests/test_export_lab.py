@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ID_RANGE, PROTO, TABLE, need_root
+from conftest import ID_RANGE, PROTO, TABLE, need_root, table_routes
 from kernelsync.daemon import query
 from kernelsync.lab import BgpLab, install_requirements
 from kernelsync.netns import wait_for
@@ -150,10 +150,7 @@ med = 7
         h = lab.host
 
         def members():
-            try:
-                routes = h.json("route", "show", ANYCAST, "table", str(TABLE))
-            except RuntimeError:  # the table does not exist yet
-                return None
+            routes = table_routes(h, ANYCAST, "table", str(TABLE))
             if not routes:
                 return None
             nexthops = {n["id"]: n for n in h.json("nexthop", "show")}
@@ -208,13 +205,8 @@ prefixes = ["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
 """ % TABLE)
     with BgpLab("5.0", process_argv=ks.argv, workdir=str(tmp_path / "lab")) as lab:
         h = lab.host
-        def installed():
-            try:
-                return len(h.json("route", "show", "table", str(TABLE), "proto", str(PROTO)))
-            except RuntimeError:  # the table does not exist yet
-                return 0
-
-        wait_for(lambda: installed() == 2, timeout=10, what="BGP routes installed")
+        wait_for(lambda: len(table_routes(h, "table", str(TABLE), "proto", str(PROTO))) == 2, timeout=10,
+                 what="BGP routes installed")
         lab.add_guest("g1")
         h.ip("route", "add", "203.0.113.77/32", "dev", "g1", "table", str(TABLE))
         wait_imported(lab, "hA", "203.0.113.77/32", "192.0.2.2")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ID_RANGE, PROTO, need_root
+from conftest import ID_RANGE, PROTO, need_root, table_routes
 from kernelsync.daemon import query
 from kernelsync.netns import wait_for
 from kernelsync.ospflab import BIRD_TABLE, LAN, NH_R2, NH_R3, OspfLab, install_requirements
@@ -23,10 +23,7 @@ def daemons():
 
 def group(ns, prefix=LAN):
     """Sorted gateways of kernelsync's route for ``prefix`` (its nexthop object or group)."""
-    try:
-        routes = ns.json("route", "show", prefix, "table", str(OUR_TABLE), "proto", str(PROTO))
-    except RuntimeError:  # the table does not exist yet
-        return None
+    routes = table_routes(ns, prefix, "table", str(OUR_TABLE), "proto", str(PROTO))
     if not routes:
         return None
     nexthops = {n["id"]: n for n in ns.json("nexthop", "show")}
@@ -36,10 +33,7 @@ def group(ns, prefix=LAN):
 
 
 def prefixes(ns, table, proto):
-    try:
-        return {r["dst"] for r in ns.json("route", "show", "table", str(table), "proto", proto)}
-    except RuntimeError:
-        return set()
+    return {r["dst"] for r in table_routes(ns, "table", str(table), "proto", proto)}
 
 
 def run_lab(tmp_path, check):
