@@ -58,9 +58,12 @@ def cmd_check(args) -> int:
             print("%s: %s" % (cfg.filename, problem), file=sys.stderr)
         print("%d route(s) valid, %d skipped" % (len(cfg.static_routes), len(cfg.route_errors)), file=sys.stderr)
         return 1
-    print("%s: OK (%d static routes, table %d, protocol %d; export: %d anycast groups, %d kernel filters)" % (
-        cfg.filename, len(cfg.static_routes), cfg.kernel.table, cfg.kernel.protocol,
-        len(cfg.export.anycast), len(cfg.export.kernel)))
+    fpm = cfg.fpm_feed
+    print("%s: OK (%d static routes, table %d, protocol %d; feeds: %d kernel tables, FPM %s; export: %d anycast "
+          "groups, %d kernel filters)" % (
+              cfg.filename, len(cfg.static_routes), cfg.kernel.table, cfg.kernel.protocol, len(cfg.table_feeds),
+              "on %s port %d" % (fpm.address, fpm.port) if fpm else "off", len(cfg.export.anycast),
+              len(cfg.export.kernel)))
     return 0
 
 
@@ -156,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("show", help="show the RIB, the FIB, the nexthop objects, BGP, the exported set or the table feeds")
+    p = sub.add_parser("show", help="show the RIB, the FIB, the nexthop objects, BGP, the exported set or the route feeds (kernel tables, FPM)")
     p.add_argument("what", choices=["rib", "fib", "nexthops", "stats", "bgp", "export", "feeds"])
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.add_argument("--json", action="store_true", help="machine-readable output")

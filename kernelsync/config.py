@@ -15,6 +15,7 @@ import attrs
 from .bgp import BgpSettings
 from .exabgp import FAMILIES
 from .export import RT_PROTOCOLS, AnycastGroup, DampingSettings, ExportAttrs, KernelFilter
+from .fpm import FpmFeedConfig
 from .tablefeed import TableFeedConfig
 from .model import (AF_INET, AF_INET6, NexthopSpec, Path, Prefix, ResilientSpec, format_prefix, parse_address,
                     parse_prefix)
@@ -90,6 +91,7 @@ class Config:
     exabgp: ExabgpConfig = ExabgpConfig()
     export: ExportConfig = ExportConfig()
     table_feeds: Tuple[TableFeedConfig, ...] = ()
+    fpm_feed: Optional[FpmFeedConfig] = None
 
 
 _KERNEL_KEYS = {f.name for f in attrs.fields(KernelConfig)}
@@ -133,7 +135,7 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
     bgp = _bgp(_table(data, "bgp", problems), problems)
     exabgp = _exabgp(_table(data, "exabgp", problems), problems)
     export = _export(_table(data, "export", problems), problems)
-    table_feeds = _feeds(_table(data, "feed", problems), kernel, problems)
+    table_feeds, fpm_feed = _feeds(_table(data, "feed", problems), kernel, problems)
     if problems:
         raise ConfigError(filename, problems)
     routes, route_errors = _routes(static.get("route", []))
@@ -146,7 +148,7 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
         raise ConfigError(filename, problems)
     return Config(filename=filename, kernel=kernel, control_socket=sock, static_distance=distance,
                   static_routes=tuple(routes), route_errors=tuple(route_errors), bgp=bgp, exabgp=exabgp,
-                  export=export, table_feeds=table_feeds)
+                  export=export, table_feeds=table_feeds, fpm_feed=fpm_feed)
 
 
 def _bgp(section: Dict[str, Any], problems: List[str]) -> BgpSettings:
@@ -206,19 +208,30 @@ def _exabgp(section: Dict[str, Any], problems: List[str]) -> ExabgpConfig:
 
 
 _TABLE_FEED_KEYS = ("table", "protocol", "name", "distance", "hold_time", "settle", "restart_quiet")
+_FPM_KEYS = ("address", "port", "name", "distance", "table", "protocols", "hold_time", "replay_quiet", "users")
 _RESERVED_SOURCES = ("static", "anycast", "ebgp", "ibgp")
 
 
-def _feeds(section: Dict[str, Any], kernel: KernelConfig, problems: List[str]) -> Tuple[TableFeedConfig, ...]:
+def _feeds(section: Dict[str, Any], kernel: KernelConfig,
+           problems: List[str]) -> Tuple[Tuple[TableFeedConfig, ...], Optional[FpmFeedConfig]]:
+    """``[feed]``: ``[[feed.table]]`` (kernel tables of routing daemons) and ``[feed.fpm]``
+    (FRR zebra's FPM stream); every feed is a RIB source of its own name."""
     out: List[TableFeedConfig] = []
     for key in section:
-        if key != "table":
-            problems.append("feed.%s: unknown key (known: table)" % key)
+        if key not in ("table", "fpm"):
+            problems.append("feed.%s: unknown key (known: table, fpm)" % key)
+    names: Dict[str, str] = {}
+    fpm = None
+    if "fpm" in section:
+        try:
+            fpm = _fpm_feed(section["fpm"], "feed.fpm", kernel)
+            names[fpm.name] = "feed.fpm"
+        except ValueError as exc:
+            problems.append(str(exc))
     items = section.get("table", [])
     if not isinstance(items, list):
         problems.append("feed.table: must be an array of tables ([[feed.table]]), not %r" % (items,))
-        return ()
-    names: Dict[str, str] = {}
+        return (), fpm
     for n, item in enumerate(items):
         where = "feed.table[%d]" % n
         try:
@@ -231,7 +244,36 @@ def _feeds(section: Dict[str, Any], kernel: KernelConfig, problems: List[str]) -
             continue
         names[cfg.name] = where
         out.append(cfg)
-    return tuple(out)
+    return tuple(out), fpm
+
+
+def _protocol(value: Any, where: str, kernel: KernelConfig) -> int:
+    number = RT_PROTOCOLS.get(value) if isinstance(value, str) else value
+    if not _is_int(number) or not 1 <= number <= 255:
+        raise ValueError("%s: a route protocol number 1..255 or a name (bird, zebra, ospf, bgp, ...), not %r"
+                         % (where, value))
+    if number == kernel.protocol:
+        raise ValueError("%s: %d is kernelsync's own protocol (kernel.protocol)" % (where, number))
+    return number
+
+
+def _source_settings(item: Dict[str, Any], where: str, default_name: str,
+                     times: Tuple[Tuple[str, float], ...]) -> Dict[str, Any]:
+    """The keys every route feed has: ``name`` (its RIB source), ``distance`` and times."""
+    name = item.get("name", default_name)
+    if not isinstance(name, str) or not name or name in _RESERVED_SOURCES:
+        raise ValueError("%s.name: must be a source name other than %s, not %r"
+                         % (where, ", ".join(_RESERVED_SOURCES), name))
+    distance = item.get("distance", 110)
+    if not _is_int(distance) or not 0 <= distance <= 255:
+        raise ValueError("%s.distance: admin distance must be an integer 0..255, not %r" % (where, distance))
+    out: Dict[str, Any] = {"name": name, "distance": distance, "where": where}
+    for key, default in times:
+        value = item.get(key, default)
+        if not _is_num(value) or value < 0:
+            raise ValueError("%s.%s: must be a number of seconds >= 0, not %r" % (where, key, value))
+        out[key] = float(value)
+    return out
 
 
 def _table_feed(item: Any, where: str, kernel: KernelConfig) -> TableFeedConfig:
@@ -241,31 +283,51 @@ def _table_feed(item: Any, where: str, kernel: KernelConfig) -> TableFeedConfig:
     table = item.get("table")
     if not _is_int(table) or not 1 <= table <= 0xFFFFFFFF:
         raise ValueError("%s.table: required, the source's table number 1..4294967295, not %r" % (where, table))
-    proto = item.get("protocol")
-    number = RT_PROTOCOLS.get(proto) if isinstance(proto, str) else proto
-    if not _is_int(number) or not 1 <= number <= 255:
-        raise ValueError("%s.protocol: required, the source daemon's protocol number 1..255 or a name (bird, "
-                         "zebra, ospf, ...), not %r" % (where, proto))
-    if number == kernel.protocol:
-        raise ValueError("%s.protocol: %d is kernelsync's own protocol (kernel.protocol)" % (where, number))
+    if "protocol" not in item:
+        raise ValueError("%s.protocol: required, the source daemon's protocol number or name" % where)
+    number = _protocol(item["protocol"], where + ".protocol", kernel)
     if table == kernel.table:
         raise ValueError("%s.table: %d is kernelsync's own table (kernel.table): the source's routes and ours "
                          "would compete for the same keys; let the daemon export into a table of its own"
                          % (where, table))
-    name = item.get("name", "table%d" % table)
-    if not isinstance(name, str) or not name or name in _RESERVED_SOURCES:
-        raise ValueError("%s.name: must be a source name other than %s, not %r"
-                         % (where, ", ".join(_RESERVED_SOURCES), name))
-    distance = item.get("distance", 110)
-    if not _is_int(distance) or not 0 <= distance <= 255:
-        raise ValueError("%s.distance: admin distance must be an integer 0..255, not %r" % (where, distance))
-    times = {}
-    for key, default in (("hold_time", 60.0), ("settle", 0.2), ("restart_quiet", 1.0)):
-        value = item.get(key, default)
-        if not _is_num(value) or value < 0:
-            raise ValueError("%s.%s: must be a number of seconds >= 0, not %r" % (where, key, value))
-        times[key] = float(value)
-    return TableFeedConfig(table=table, protocol=number, name=name, distance=distance, where=where, **times)
+    return TableFeedConfig(table=table, protocol=number, **_source_settings(
+        item, where, "table%d" % table, (("hold_time", 60.0), ("settle", 0.2), ("restart_quiet", 1.0))))
+
+
+def _fpm_feed(item: Any, where: str, kernel: KernelConfig) -> FpmFeedConfig:
+    if not isinstance(item, dict):
+        raise ValueError("%s: must be a table ([feed.fpm]), not %r" % (where, item))
+    _only_keys(item, where, _FPM_KEYS)
+    out: Dict[str, Any] = _source_settings(item, where, "fpm", (("hold_time", 60.0), ("replay_quiet", 1.0)))
+    address = item.get("address", "127.0.0.1")
+    try:
+        parse_address(address) if isinstance(address, str) else None
+    except ValueError:
+        address = None
+    if not isinstance(address, str):
+        raise ValueError("%s.address: must be an IPv4 or IPv6 address to listen on, not %r"
+                         % (where, item.get("address")))
+    port = item.get("port", 2620)
+    if not _is_int(port) or not 1 <= port <= 65535:
+        raise ValueError("%s.port: must be a TCP port 1..65535, not %r" % (where, port))
+    table = item.get("table", 254)
+    if not _is_int(table) or not 1 <= table <= 0xFFFFFFFF:
+        raise ValueError("%s.table: zebra's table (254 = main, a VRF's table), 1..4294967295, not %r"
+                         % (where, table))
+    protocols = item.get("protocols", ["ospf"])
+    if not isinstance(protocols, list) or not protocols:
+        raise ValueError("%s.protocols: must be a non-empty list of route protocols (names or numbers), not %r"
+                         % (where, protocols))
+    numbers = tuple(_protocol(p, "%s.protocols[%d]" % (where, n), kernel) for n, p in enumerate(protocols))
+    if 2 in numbers:
+        raise ValueError("%s.protocols: 2 (kernel) is zebra's copy of routes other programs wrote, kernelsync's "
+                         "own among them: taking them back would loop" % where)
+    users = item.get("users", ["frr", "root"])
+    if not isinstance(users, list) or not all(isinstance(u, str) and u or _is_int(u) and u >= 0 for u in users):
+        raise ValueError("%s.users: must be a list of user names or uids allowed to connect ([] = anyone), not %r"
+                         % (where, users))
+    return FpmFeedConfig(address=address, port=port, table=table, protocols=numbers,
+                         users=tuple(str(u) for u in users), **out)
 
 
 _ATTR_KEYS = ("next_hop_ipv4", "next_hop_ipv6", "communities", "large_communities", "med", "local_pref",

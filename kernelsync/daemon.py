@@ -41,7 +41,7 @@ class Daemon:
         self.dry_run = dry_run
         self.exabgp_stdin = exabgp_stdin
         self.feed = None  # the BGP feed (ExaBGP)
-        self.feeds: list = []  # every feed with a kernel-side shell: the BGP feed, [[feed.table]]
+        self.feeds: list = []  # every feed with a shell: the BGP feed, [[feed.table]], [feed.fpm]
         self.stopping = False
         self.kernel = RtNetlink(cfg.kernel.protocol)
         # subscribe before the first dump, so no change between dump and subscription is lost
@@ -87,6 +87,9 @@ class Daemon:
         if self.cfg.table_feeds:
             from .tablefeed import TableFeed
             self.feeds.extend(TableFeed(engine.rib, tf, self.kernel) for tf in self.cfg.table_feeds)
+        if self.cfg.fpm_feed is not None:
+            from .fpm import FpmFeed
+            self.feeds.append(FpmFeed(engine.rib, self.cfg.fpm_feed))
         for feed in self.feeds:
             feed.start(sel, engine.links, now)
         sel.register(self.events.sock, selectors.EVENT_READ, "events")

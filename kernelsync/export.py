@@ -40,8 +40,9 @@ from .model import (AF_INET, FAMILY_NAME, KNexthop, Link, NexthopSpec, Path, Pre
 RT_PROTOCOLS: Dict[str, int] = {
     "redirect": 1, "kernel": 2, "boot": 3, "static": 4, "gated": 8, "ra": 9, "mrt": 10, "zebra": 11,
     "bird": 12, "dnrouted": 13, "xorp": 14, "ntk": 15, "dhcp": 16, "keepalived": 18, "babel": 42,
-    "openr": 99, "bgp": 186, "isis": 187, "ospf": 188, "rip": 189, "eigrp": 192,
-}
+    "openr": 99, "bgp": 186, "isis": 187, "ospf": 188, "rip": 189, "ripng": 190, "nhrp": 191, "eigrp": 192,
+    "ldp": 193, "sharp": 194, "pbr": 195, "zstatic": 196, "openfabric": 197,
+}  # 186..197: FRR's (zebra/rt_netlink.h RTPROT_*); zstatic is FRR staticd's
 RTN_UNICAST = 1
 
 

@@ -105,16 +105,20 @@ class RouteSource:
 
     def lost(self, now: float) -> None:
         """The source went away (its routes vanished, its connection closed): keep what it had
-        as stale for ``hold_time``.  Its routes stay in the RIB meanwhile."""
+        as stale for ``hold_time`` from now, or, when it goes away again while routes are still
+        stale, until the stale period already running ends (a source that keeps failing cannot
+        keep its routes forever).  Its routes stay in the RIB meanwhile."""
         if self.hold_time <= 0:
             for prefix in list(self.routes):
                 self.withdraw(prefix)
             return
+        fresh = not self.stale  # a loss during a stale period does not extend it
         if self.routes:
             self.counters["stale_periods"] += 1
         self.stale.update(self.routes)
         self.routes = {}
-        self.stale_until = now + self.hold_time
+        if fresh or self.stale_until is None:
+            self.stale_until = now + self.hold_time
 
     def sweep(self) -> int:
         """End the stale period: withdraw what did not come back."""
