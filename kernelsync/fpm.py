@@ -21,13 +21,21 @@ nexthop ids live in the connection only: nothing of zebra's numbering reaches th
 **Each connection is a mark-and-sweep window.**  zebra replays its whole FIB whenever it
 (re)connects.  On connect the feed's routes become stale; the replay is collected and, once the
 stream has been quiet for ``replay_quiet`` seconds, applied in one go: what came back unchanged
-costs no kernel write, what did not come back is swept.  After that, changes apply as they come.
+costs no kernel write, what did not come back is swept.  After that, changes apply as they come,
+except deletions, which wait ``settle`` seconds (one batch for a burst; a stopping zebra deletes
+its routes just before it closes the connection, and those deletions are then never applied).
 
 **Losing zebra** (connection closed, reset, or a malformed frame, which closes the connection
 with an error naming the frame): the routes stay installed, stale, for ``hold_time`` seconds
-from the loss; zebra reconnects within 3 s of a restart.  What has not come back when the hold
-time ends is swept.  Until the first replay ends (or ``hold_time`` after start, if zebra never
-comes), the source is not ready, so the engine deletes nothing it installed before a restart.
+from the loss (a loss during a stale period does not extend it); zebra reconnects within 3 s of
+a restart.  **Losing the OSPF daemon**: zebra deletes its routes over a connection that stays
+open; a stream left with none of the routes we take counts as that, and keeps them stale too.
+While routes are stale, zebra's partial states (a daemon converging again: one leg of an ECMP
+route first) are held until every stale prefix is back and the stream has been quiet for
+``replay_quiet``, or until the hold time ends, when what has not come back is swept: a restart
+that ends where it began writes nothing.  Until the first replay is applied (or ``hold_time``
+after start, if zebra never comes), the source is not ready, so the engine deletes nothing it
+installed before a restart of kernelsync.
 
 **Who may feed the FIB**: a TCP port on the loopback is open to every local user.  A connection
 is accepted only from a socket owned by one of ``users`` (default ``frr`` and ``root``; zebra
@@ -78,7 +86,8 @@ class FpmError(ValueError):
 class FpmFeedConfig:
     """``[feed.fpm]``: listen on ``address``:``port`` (TCP) for zebra; keep routes of ``table``
     whose protocol is in ``protocols`` (numbers; names are resolved by the config) as RIB source
-    ``name`` with admin distance ``distance``; ``hold_time`` and ``replay_quiet`` in seconds;
+    ``name`` with admin distance ``distance``; ``hold_time``, ``settle`` and ``replay_quiet`` in
+    seconds (see the module docstring);
     ``users``: user names or uids allowed to connect (empty: anyone)."""
 
     address: str = "127.0.0.1"
@@ -88,6 +97,7 @@ class FpmFeedConfig:
     table: int = RT_TABLE_MAIN
     protocols: Tuple[int, ...] = (RTPROT_OSPF,)
     hold_time: float = 60.0
+    settle: float = 0.2
     replay_quiet: float = 1.0
     users: Tuple[str, ...] = ("frr", "root")
     where: str = "feed.fpm"
@@ -115,6 +125,7 @@ class FpmStream:
         self.users: Dict[int, Set[Prefix]] = {}  # nexthop id -> prefixes whose route names it
         self.groups_of: Dict[int, Set[int]] = {}  # member id -> ids of the groups holding it
         self.dirty: Dict[Prefix, None] = {}
+        self.deleted: Set[Prefix] = set()  # prefixes deleted and not back since take_dirty
         self.counters = {"frames": 0, "routes_added": 0, "routes_deleted": 0, "nexthops_added": 0,
                          "nexthops_deleted": 0, "ignored": 0}
 
@@ -214,6 +225,7 @@ class FpmStream:
             self.counters["routes_added"] += 1
             self._forget(prefix)
             self.routes[prefix] = route
+            self.deleted.discard(prefix)
             if route[8]:
                 self.users.setdefault(route[8], set()).add(prefix)
             self.dirty[prefix] = None
@@ -223,6 +235,7 @@ class FpmStream:
             self.counters["ignored"] += 1
         if self._forget(prefix):
             self.counters["routes_deleted"] += 1
+            self.deleted.add(prefix)
             self.dirty[prefix] = None
 
     def _forget(self, prefix: Prefix) -> bool:
@@ -261,6 +274,7 @@ class FpmStream:
 
     def take_dirty(self) -> Dict[Prefix, None]:
         dirty, self.dirty = self.dirty, {}
+        self.deleted.clear()
         return dirty
 
     def mark_all_dirty(self) -> None:
@@ -339,7 +353,9 @@ class FpmFeed:
         self.peer = ""
         self.stream: Optional[FpmStream] = None
         self.replaying = False
+        self.full = False  # the next commit applies zebra's whole state (a replay ended)
         self.last_frame = 0.0
+        self.deleted_at = 0.0  # when the first deletion not applied yet came
         self.started = 0.0
         self.ifnames: Dict[int, str] = {}
         self.unusable: Set[Prefix] = set()  # prefixes whose route could not be expressed (logged once)
@@ -421,7 +437,7 @@ class FpmFeed:
             return
         self.conn = None
         self.stream = None
-        self.replaying = False
+        self.replaying = self.full = False
         if self.sel is not None:
             self.sel.unregister(conn)
         conn.close()
@@ -449,8 +465,11 @@ class FpmFeed:
                 self._drop(now, "zebra closed it")
                 return
             try:
+                had_deleted = bool(stream.deleted)
                 if stream.feed(data):
                     self.last_frame = now
+                    if stream.deleted and not had_deleted:
+                        self.deleted_at = now
             except FpmError as exc:
                 self.counters["malformed"] += 1
                 self.last_error = str(exc)
@@ -480,15 +499,32 @@ class FpmFeed:
         stale = self.source.deadline()
         if stale is not None:
             times.append(stale)
+        stream = self.stream
         if not self.source.rib.ready.get(self.cfg.name) and not self.replaying:
             times.append(self.started + self.cfg.hold_time)
         if self.replaying:
             times.append(self.last_frame + self.cfg.replay_quiet)
-        elif self.stream is not None and self.stream.dirty:
-            times.append(0.0)
+        elif stream is not None and (stream.dirty or self.full):
+            if stream.deleted:
+                times.append(self.deleted_at + self.cfg.settle)
+            elif not self.source.stale:
+                times.append(0.0)
+            elif self._all_back(stream):  # recovering: held until zebra is quiet
+                times.append(self.last_frame + self.cfg.replay_quiet)
         return min(times) if times else None
 
+    def _all_back(self, stream: FpmStream) -> bool:
+        return all(prefix in stream.routes for prefix in self.source.stale)
+
     def commit(self, now: float) -> None:
+        stream = self.stream
+        if (stream is not None and not self.replaying and self.source.stale_until is not None
+                and now >= self.source.stale_until):
+            # the hold time ends while zebra is here: what it has now is the truth, held or not
+            log.info("%s: hold time over", self.cfg.where)
+            stream.take_dirty()
+            self._apply_all(stream)
+            return
         swept = self.source.tick(now)
         if swept:
             log.info("%s: hold time over: %d stale routes swept", self.cfg.where, swept)
@@ -497,44 +533,64 @@ class FpmFeed:
             log.warning("%s: no FIB replay from zebra within %.0f s of start: going on without it", self.cfg.where,
                         self.cfg.hold_time)
             self.source.set_ready()
-        stream = self.stream
         if stream is None:
             return
         if self.replaying:
             if now < self.last_frame + self.cfg.replay_quiet:
                 return
-            self._end_replay(now, stream)
+            self.replaying = False
+            self.full = True
+            self.counters["replays"] += 1
+            log.info("%s: FIB replay from %s over (%d frames, %d routes taken, %d nexthop objects)", self.cfg.where,
+                     self.peer, stream.counters["frames"], len(stream.routes), len(stream.nexthops))
+        if stream.deleted and now < self.deleted_at + self.cfg.settle:
+            return  # deletions settle: zebra may be stopping (the connection closes) or replacing
+        if self.source.stale and not (self._all_back(stream) and now >= self.last_frame + self.cfg.replay_quiet):
+            return  # routes are stale: hold zebra's partial states until every one is back
+        dirty = stream.take_dirty()
+        if not stream.routes and (self.source.routes or self.source.stale):
+            if self.source.routes:
+                log.warning("%s: zebra holds none of the routes we take any more (the OSPF daemon stopped?): "
+                            "keeping %d as stale for %.0f s", self.cfg.where, len(self.source.routes),
+                            self.cfg.hold_time)
+                self.source.lost(now)
+            self.full = False
+            self.source.set_ready()
             return
-        for prefix in stream.take_dirty():
+        if self.full:
+            self._apply_all(stream)
+            return
+        for prefix in dirty:
             paths = stream.paths(prefix, self.ifnames)
             if paths is not None:
                 self.source.update(prefix, paths)
                 self.unusable.discard(prefix)
                 continue
             self.source.withdraw(prefix)
-            if prefix in stream.routes and prefix not in self.unusable:
-                self.unusable.add(prefix)
-                log.warning("%s: zebra's route %s cannot be used (not unicast, or an unknown device or nexthop "
-                            "object): %r", self.cfg.where, format_prefix(prefix), stream.routes[prefix])
+            if prefix in stream.routes:
+                self._unusable(prefix, stream)
 
-    def _end_replay(self, now: float, stream: FpmStream) -> None:
-        """The replay is over: it is the source's whole state; sweep what did not come back."""
-        self.replaying = False
-        stream.take_dirty()
+    def _apply_all(self, stream: FpmStream) -> None:
+        """zebra's whole state (after a replay, or a recovery): make it the source's; sweep
+        what did not come back."""
+        self.full = False
         routes, bad = stream.all_paths(self.ifnames)
-        self.unusable = set(bad)
+        self.unusable = set()
         for prefix in bad:
-            log.warning("%s: zebra's route %s cannot be used (not unicast, or an unknown device or nexthop "
-                        "object): %r", self.cfg.where, format_prefix(prefix), stream.routes[prefix])
+            self._unusable(prefix, stream)
         before = {**self.source.stale, **self.source.routes}
         unchanged = sum(1 for p, paths in routes.items() if before.get(p) == paths)
         self.source.replace_all(routes)
         swept = self.source.sweep() if self.source.stale_until is not None else 0
-        self.counters["replays"] += 1
         self.source.set_ready()
-        log.info("%s: FIB replay from %s over (%d frames): %d routes, %d of them unchanged (no kernel write); "
-                 "%d stale routes swept", self.cfg.where, self.peer, stream.counters["frames"], len(routes),
-                 unchanged, swept)
+        log.info("%s: %d routes from zebra applied, %d of them unchanged (no kernel write); %d stale routes swept",
+                 self.cfg.where, len(routes), unchanged, swept)
+
+    def _unusable(self, prefix: Prefix, stream: FpmStream) -> None:
+        if prefix not in self.unusable:
+            self.unusable.add(prefix)
+            log.warning("%s: zebra's route %s cannot be used (not unicast, or an unknown device or nexthop object): "
+                        "%r", self.cfg.where, format_prefix(prefix), stream.routes[prefix])
 
     def show(self) -> dict:
         stream = self.stream

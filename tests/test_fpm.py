@@ -2,6 +2,7 @@
 (built here byte by byte), the stream decoder, the replay window and stale handling over a real
 TCP connection on the loopback.  FRR itself: tests/test_frr.py."""
 import os
+import re
 import selectors
 import socket
 import struct
@@ -263,13 +264,78 @@ def test_replay_is_applied_when_quiet_and_a_reconnect_writes_only_what_changed(h
     h.pump(lambda: h.feed.conn is None)
     assert h.feed.source.stale_until == pytest.approx(h.now + 30.0)
     assert gws(h.rib_paths(LAN)) == [R3] and h.rib.take_dirty() == {}
-    sock = h.connect()  # zebra is back: replays the LAN unchanged, 198.51.100.0/24 no more
-    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))
+    sock = h.connect()  # zebra is back: replays both unchanged
+    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)]), route("198.51.100.0/24", [(R2, 2)])))
     h.tick(1.1)
-    assert gws(h.rib_paths(LAN)) == [R3]
-    assert list(h.rib.take_dirty()) == [parse_prefix("198.51.100.0/24")]  # the sweep, nothing else
-    assert h.rib_paths(parse_prefix("198.51.100.0/24")) is None
-    assert h.feed.show()["replays"] == 2 and h.feed.show()["stale"] == 0
+    assert h.rib.take_dirty() == {}  # not one change: no kernel write
+    assert h.feed.show()["stale"] == 0 and h.feed.source.stale_until is None
+    assert h.feed.show()["replays"] == 2
+    sock.close()
+
+
+def test_partial_replay_is_held_until_everything_is_back_or_the_hold_time_ends(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    sock.close()
+    h.pump(lambda: h.feed.conn is None)
+    h.rib.take_dirty()
+    sock = h.connect()  # zebra restarted: OSPF converging again, one leg of the LAN first
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {} and gws(h.rib_paths(LAN)) == [R2, R3]  # held: the stale state stays
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("203.0.113.0/24", [(R3, 3)])))
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {}  # still held: 198.51.100.0/24 is not back
+    h.tick(30.0)  # the hold time ends: what did not come back is swept, the rest applied
+    assert set(h.rib.take_dirty()) == {parse_prefix("198.51.100.0/24"), parse_prefix("203.0.113.0/24")}  # LAN: unchanged
+    assert gws(h.rib_paths(LAN)) == [R2, R3] and h.rib_paths(parse_prefix("198.51.100.0/24")) is None
+    sock.close()
+
+
+def test_deletions_settle_and_a_stopping_zebra_leaves_its_routes_stale(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)]), route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    h.rib.take_dirty()
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)], delete=True)))
+    assert h.feed.deadline() == pytest.approx(h.now + 0.2)
+    h.tick(0.1)
+    assert h.rib_paths(parse_prefix("198.51.100.0/24")) is not None
+    h.tick(0.1)
+    assert list(h.rib.take_dirty()) == [parse_prefix("198.51.100.0/24")]  # a real deletion, applied
+    # zebra stops: deletes everything, then closes, within the settle time: nothing applied
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)], delete=True)))
+    sock.close()
+    h.pump(lambda: h.feed.conn is None)
+    h.tick(0.5)
+    assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 1 and h.rib.take_dirty() == {}
+
+
+def test_ospf_daemon_stop_keeps_routes_stale_and_its_restart_writes_nothing(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    both = [(R2, 2), (R3, 3)]
+    h.send(sock, frame(route("192.0.2.0/24", both), route("10.0.12.0/24", [(None, 2)], proto=CONNECTED)))
+    h.tick(1.1)
+    h.rib.take_dirty()
+    h.send(sock, frame(route("192.0.2.0/24", both, delete=True)))  # ospfd stops; zebra stays
+    h.tick(0.3)
+    assert h.feed.show()["stale"] == 1 and gws(h.rib_paths(LAN)) == [R2, R3] and h.rib.take_dirty() == {}
+    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))  # ospfd is back: one adjacency first
+    h.tick(0.5)
+    assert h.rib.take_dirty() == {}  # a partial state would be a write: held until zebra is quiet
+    assert h.feed.deadline() == pytest.approx(h.now + 0.5)
+    h.send(sock, frame(route("192.0.2.0/24", both)))
+    h.tick(0.5)
+    assert h.rib.take_dirty() == {}
+    h.tick(0.6)
+    assert h.rib.take_dirty() == {} and h.feed.show()["stale"] == 0  # back where it began: nothing written
+    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))  # not stale any more: applied at once
+    h.tick()
+    assert list(h.rib.take_dirty()) == [LAN]
     sock.close()
 
 
@@ -357,3 +423,42 @@ def test_listen_failure_says_where(harness):
     other = FpmFeed(h.rib, FpmFeedConfig(name="fpm2", port=h.cfg.port))
     with pytest.raises(OSError, match="feed.fpm: cannot listen on 127.0.0.1 port %d" % h.cfg.port):
         other.start(selectors.DefaultSelector(), {}, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+def test_fpm_config_defaults_and_names():
+    from kernelsync import config
+    cfg = config.parse({"feed": {"fpm": {}}})
+    assert cfg.fpm_feed == FpmFeedConfig()
+    assert (cfg.fpm_feed.address, cfg.fpm_feed.port, cfg.fpm_feed.protocols) == ("127.0.0.1", 2620, (OSPF,))
+    cfg = config.parse({"feed": {"fpm": {"protocols": ["ospf", "bgp", 196], "users": ["frr", 0], "port": 2621,
+                                          "address": "::1", "name": "frr", "distance": 20}}})
+    assert cfg.fpm_feed.protocols == (OSPF, 186, ZSTATIC) and cfg.fpm_feed.users == ("frr", "0")
+    assert (cfg.fpm_feed.address, cfg.fpm_feed.port, cfg.fpm_feed.name, cfg.fpm_feed.distance) == ("::1", 2621, "frr", 20)
+
+
+@pytest.mark.parametrize("fpm, message", [
+    ({"port": 0}, "feed.fpm.port: must be a TCP port"),
+    ({"address": "localhost"}, "feed.fpm.address: must be an IPv4 or IPv6 address"),
+    ({"protocols": []}, "feed.fpm.protocols: must be a non-empty list"),
+    ({"protocols": ["osfp"]}, "feed.fpm.protocols[0]: a route protocol number 1..255 or a name"),
+    ({"protocols": [200]}, "feed.fpm.protocols[0]: 200 is kernelsync's own protocol"),
+    ({"protocols": ["kernel"]}, "taking them back would loop"),
+    ({"users": "frr"}, "feed.fpm.users: must be a list"),
+    ({"name": "static"}, "feed.fpm.name: must be a source name other than"),
+    ({"hold_time": -1}, "feed.fpm.hold_time: must be a number of seconds >= 0"),
+    ({"listen": "127.0.0.1"}, "feed.fpm.listen: unknown key"),
+    ([], "feed.fpm: must be a table"),
+])
+def test_fpm_config_errors(fpm, message):
+    from kernelsync import config
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.parse({"feed": {"fpm": fpm}})
+
+
+def test_fpm_and_table_feed_names_must_differ():
+    from kernelsync import config
+    with pytest.raises(config.ConfigError, match="feed.table\\[0\\].name: 'ospf' is already the name of feed.fpm"):
+        config.parse({"feed": {"fpm": {"name": "ospf"}, "table": [{"table": 100, "protocol": "bird", "name": "ospf"}]}})
