@@ -113,7 +113,7 @@ class Engine:
         self.gc_at: Optional[float] = None
         self.last_repair_ms: Optional[float] = None
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
-                                         "retries": 0}
+                                         "retries": 0, "nexthops_taken_over": 0}
 
     # ownership -----------------------------------------------------------------------------
     def ours(self, obj: KNexthop) -> bool:
@@ -291,7 +291,22 @@ class Engine:
         vanished = [i for i in self.observed_nh if i not in ours]
         self.observed_nh = ours
         lost = 0
+        deleted = 0
         for nh_id in vanished:
+            obj = everything.get(nh_id)
+            if obj is not None:
+                # replaced under our id by another program (FRR's zebra re-installs the kernel's
+                # nexthop objects it learned, ours too, when a link comes back): the object is
+                # theirs now and left alone; our routes on it are still there, still ours, and
+                # move with our entry to a new id
+                self.counters["nexthops_taken_over"] += 1
+                moved = self.fib.reassign(nh_id)
+                self.dirty |= moved
+                self.dirty.update(self._by_nh.get(nh_id, ()))
+                log.warning("nexthop id %d was replaced by another program (protocol %d): left to it; ours moves to "
+                            "a new id, %d routes with it", nh_id, obj.protocol, len(moved))
+                continue
+            deleted += 1
             # the kernel deletes every route on a deleted nexthop or group, silently (IPv4)
             for key in self._by_nh.pop(nh_id, ()):
                 if self.observed_routes.pop(key, None) is not None:
@@ -299,7 +314,7 @@ class Engine:
                     lost += 1
         if lost:
             self.counters["inferred_route_losses"] += lost
-            log.info("kernel dropped %d of our routes with %d vanished nexthop objects", lost, len(vanished))
+            log.info("kernel dropped %d of our routes with %d vanished nexthop objects", lost, deleted)
 
     def _dump_all(self) -> None:
         """Full read: links (a missed link event is caught here too), nexthops, our routes."""

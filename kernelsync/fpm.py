@@ -28,14 +28,17 @@ its routes just before it closes the connection, and those deletions are then ne
 **Losing zebra** (connection closed, reset, or a malformed frame, which closes the connection
 with an error naming the frame): the routes stay installed, stale, for ``hold_time`` seconds
 from the loss (a loss during a stale period does not extend it); zebra reconnects within 3 s of
-a restart.  **Losing the OSPF daemon**: zebra deletes its routes over a connection that stays
-open; a stream left with none of the routes we take counts as that, and keeps them stale too.
-While routes are stale, zebra's partial states (a daemon converging again: one leg of an ECMP
-route first) are held until every stale prefix is back and the stream has been quiet for
-``replay_quiet``, or until the hold time ends, when what has not come back is swept: a restart
-that ends where it began writes nothing.  Until the first replay is applied (or ``hold_time``
-after start, if zebra never comes), the source is not ready, so the engine deletes nothing it
-installed before a restart of kernelsync.
+a restart.  While routes are stale, the new connection's state (zebra's FIB filling again as
+its daemons reconnect: one leg of an ECMP route first) is held until every stale prefix is back
+and the stream has been quiet for ``replay_quiet``, or until the hold time ends, when what has
+not come back is swept: a restart that ends where it began writes nothing.  Until the first
+replay is applied (or ``hold_time`` after start, if zebra never comes), the source is not ready,
+so the engine deletes nothing it installed before a restart of kernelsync.
+
+**zebra is the authority while connected**: its deletions are real (a routing daemon of FRR
+stopping makes zebra delete that daemon's routes, unless FRR's own graceful restart keeps them;
+and during a flap zebra may hold no OSPF route at all for a moment), so they are followed, after
+``settle``.
 
 **Who may feed the FIB**: a TCP port on the loopback is open to every local user.  A connection
 is accepted only from a socket owned by one of ``users`` (default ``frr`` and ``root``; zebra
@@ -101,6 +104,19 @@ class FpmFeedConfig:
     replay_quiet: float = 1.0
     users: Tuple[str, ...] = ("frr", "root")
     where: str = "feed.fpm"
+
+
+def _describe(mtype: int, item) -> str:
+    if mtype in (RTM_NEWROUTE, RTM_DELROUTE):
+        if item is None:
+            return "route (other family)"
+        legs = ",".join("%s@%d" % (gw.hex() if gw else "dev", oif) for _f, gw, oif in item[7])
+        return "%s %s table %d proto %d%s%s" % ("NEWROUTE" if mtype == RTM_NEWROUTE else "DELROUTE",
+                                                format_prefix((item[0], item[1], item[2])), item[3], item[4],
+                                                " nhid %d" % item[8] if item[8] else "", " via " + legs if legs else "")
+    return "%s id %d %s" % ("NEWNEXTHOP" if mtype == RTM_NEWNEXTHOP else "DELNEXTHOP", item.id,
+                            "group %s" % (item.group,) if item.group else "oif %d gw %s" % (
+                                item.oif, item.gateway.hex() if item.gateway else "-"))
 
 
 def _frame_text(frame: bytes) -> str:
@@ -178,6 +194,8 @@ class FpmStream:
             else:
                 self.counters["ignored"] += 1
             offset += (length + 3) & ~3
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("FPM frame %d: %s", self.counters["frames"], "; ".join(_describe(m, i) for m, i in messages))
         for mtype, item in messages:
             if mtype == RTM_NEWROUTE:
                 self._route(item, True)
@@ -548,15 +566,6 @@ class FpmFeed:
         if self.source.stale and not (self._all_back(stream) and now >= self.last_frame + self.cfg.replay_quiet):
             return  # routes are stale: hold zebra's partial states until every one is back
         dirty = stream.take_dirty()
-        if not stream.routes and (self.source.routes or self.source.stale):
-            if self.source.routes:
-                log.warning("%s: zebra holds none of the routes we take any more (the OSPF daemon stopped?): "
-                            "keeping %d as stale for %.0f s", self.cfg.where, len(self.source.routes),
-                            self.cfg.hold_time)
-                self.source.lost(now)
-            self.full = False
-            self.source.set_ready()
-            return
         if self.full:
             self._apply_all(stream)
             return

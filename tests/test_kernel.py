@@ -280,3 +280,23 @@ def test_route_key_held_by_another_protocol_is_left_alone(lab, tmp_path, daemon_
     wait_for(lambda: "kernel refused 2 route-set: File exists" in d.log(), timeout=5, what="refusal logged")
     assert sorted(our_routes(lab)) == ["203.0.113.50"]
     assert len(d.stats()["pending_failures"]) == 2  # retried with backoff, in case the other goes
+
+
+def test_nexthop_taken_over_by_another_program_is_left_to_it(lab, tmp_path, daemon_factory):
+    """FRR's zebra learns the kernel's nexthop objects, ours included, and re-installs them as
+    its own when a link comes back (RTM_NEWNEXTHOP replace, protocol zebra).  The object under
+    our id is then theirs: left alone, never deleted; our routes on it move to a new id of ours."""
+    routes = [("203.0.113.60/32", [{"dev": "v0", "via": "10.0.0.2"}], None),
+              ("203.0.113.61/32", [{"dev": "v0", "via": "10.0.0.2"}], None)]
+    d = daemon_factory(lab, write_config(tmp_path, static_routes(routes))).start()
+    d.wait_synced(routes=2)
+    (old,) = our_nexthops(lab)
+    lab.ip("nexthop", "replace", "id", str(old), "via", "10.0.0.2", "dev", "v0", "proto", "zebra")
+    wait_for_state(lambda: {r["nhid"] for r in our_routes(lab).values()} - {old}, timeout=5,
+                   what="our routes moved off the taken id")
+    (new,) = our_nexthops(lab)
+    assert new != old and {r["nhid"] for r in our_routes(lab).values()} == {new}
+    theirs = {n["id"]: n for n in lab.json("nexthop", "show")}[old]
+    assert theirs["protocol"] == "zebra" and theirs["gateway"] == "10.0.0.2"  # still there, untouched
+    assert "was replaced by another program (protocol 11)" in d.log()
+    assert d.stats()["nexthops_taken_over"] == 1
