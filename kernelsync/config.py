@@ -209,7 +209,7 @@ def _exabgp(section: Dict[str, Any], problems: List[str]) -> ExabgpConfig:
 
 _TABLE_FEED_KEYS = ("table", "protocol", "name", "distance", "hold_time", "settle", "restart_quiet")
 _FPM_KEYS = ("address", "port", "name", "distance", "table", "protocols", "hold_time", "settle", "replay_quiet",
-             "users")
+             "resync_after_link", "users")
 _RESERVED_SOURCES = ("static", "anycast", "ebgp", "ibgp")
 
 
@@ -300,7 +300,7 @@ def _fpm_feed(item: Any, where: str, kernel: KernelConfig) -> FpmFeedConfig:
         raise ValueError("%s: must be a table ([feed.fpm]), not %r" % (where, item))
     _only_keys(item, where, _FPM_KEYS)
     out: Dict[str, Any] = _source_settings(item, where, "fpm", (("hold_time", 60.0), ("settle", 0.2),
-                                                                    ("replay_quiet", 1.0)))
+                                                                    ("replay_quiet", 1.0), ("resync_after_link", 0.0)))
     address = item.get("address", "127.0.0.1")
     try:
         parse_address(address) if isinstance(address, str) else None

@@ -40,6 +40,13 @@ stopping makes zebra delete that daemon's routes, unless FRR's own graceful rest
 and during a flap zebra may hold no OSPF route at all for a moment), so they are followed, after
 ``settle``.
 
+**Re-reading after flaps** (``resync_after_link``, off by default): FRR 8.4's stream has been
+seen to miss an update after quick link flaps (zebra's RIB had the ECMP route again, the
+stream's last word was one leg).  FPM has no request to resend, so the feed closes the
+connection that many seconds after the last link event; zebra reconnects (within 3 s) and
+replays, and the replay window above makes that cost no write where nothing changed.  Changes
+zebra makes meanwhile arrive with the replay.
+
 **Who may feed the FIB**: a TCP port on the loopback is open to every local user.  A connection
 is accepted only from a socket owned by one of ``users`` (default ``frr`` and ``root``; zebra
 runs as ``frr``), looked up in ``/proc/net/tcp``; an empty list accepts anyone.
@@ -90,7 +97,8 @@ class FpmFeedConfig:
     """``[feed.fpm]``: listen on ``address``:``port`` (TCP) for zebra; keep routes of ``table``
     whose protocol is in ``protocols`` (numbers; names are resolved by the config) as RIB source
     ``name`` with admin distance ``distance``; ``hold_time``, ``settle`` and ``replay_quiet`` in
-    seconds (see the module docstring);
+    seconds (see the module docstring); ``resync_after_link``: seconds after the last link event
+    at which zebra's whole FIB is read again (0: never);
     ``users``: user names or uids allowed to connect (empty: anyone)."""
 
     address: str = "127.0.0.1"
@@ -102,6 +110,7 @@ class FpmFeedConfig:
     hold_time: float = 60.0
     settle: float = 0.2
     replay_quiet: float = 1.0
+    resync_after_link: float = 0.0
     users: Tuple[str, ...] = ("frr", "root")
     where: str = "feed.fpm"
 
@@ -375,9 +384,11 @@ class FpmFeed:
         self.last_frame = 0.0
         self.deleted_at = 0.0  # when the first deletion not applied yet came
         self.started = 0.0
+        self.resync_at: Optional[float] = None  # re-read zebra's FIB then (after link events)
         self.ifnames: Dict[int, str] = {}
         self.unusable: Set[Prefix] = set()  # prefixes whose route could not be expressed (logged once)
-        self.counters = {"connections": 0, "refused": 0, "disconnects": 0, "malformed": 0, "replays": 0}
+        self.counters = {"connections": 0, "refused": 0, "disconnects": 0, "malformed": 0, "replays": 0,
+                         "resyncs": 0}
         self.last_error = ""
 
     # setup ---------------------------------------------------------------------------------
@@ -502,6 +513,8 @@ class FpmFeed:
     def on_kernel_change(self, links: Dict[int, Link], link_changed: bool, addresses: bool, now: float) -> None:
         if not link_changed:
             return
+        if self.cfg.resync_after_link > 0:
+            self.resync_at = now + self.cfg.resync_after_link
         ifnames = {l.index: l.name for l in links.values()}
         if ifnames != self.ifnames:  # a device came, went or was renamed: look at every route again
             self.ifnames = ifnames
@@ -520,6 +533,8 @@ class FpmFeed:
         stream = self.stream
         if not self.source.rib.ready.get(self.cfg.name) and not self.replaying:
             times.append(self.started + self.cfg.hold_time)
+        if self.resync_at is not None and self.conn is not None:
+            times.append(self.resync_at)
         if self.replaying:
             times.append(self.last_frame + self.cfg.replay_quiet)
         elif stream is not None and (stream.dirty or self.full):
@@ -535,6 +550,12 @@ class FpmFeed:
         return all(prefix in stream.routes for prefix in self.source.stale)
 
     def commit(self, now: float) -> None:
+        if self.resync_at is not None and now >= self.resync_at:
+            self.resync_at = None
+            if self.conn is not None and not self.replaying:
+                self.counters["resyncs"] += 1
+                self._drop(now, "re-reading zebra's whole FIB %.1f s after link events (resync_after_link): zebra "
+                                "replays it when it reconnects" % self.cfg.resync_after_link)
         stream = self.stream
         if (stream is not None and not self.replaying and self.source.stale_until is not None
                 and now >= self.source.stale_until):

@@ -190,6 +190,20 @@ def table_routes(namespace, *args):
         raise
 
 
+def route_gateways(namespace, prefix, table):
+    """Sorted gateways of kernelsync's route for ``prefix`` in ``table`` (its nexthop object or
+    the members of its group); None if there is no such route or its object is gone."""
+    routes = table_routes(namespace, prefix, "table", str(table), "proto", str(PROTO))
+    if not routes:
+        return None
+    nexthops = {n["id"]: n for n in namespace.json("nexthop", "show")}
+    nh = nexthops.get(routes[0].get("nhid"))
+    if nh is None:
+        return None
+    members = [nexthops[m["id"]] for m in nh["group"]] if "group" in nh else [nh]
+    return sorted(m.get("gateway") for m in members)
+
+
 def wait_for_state(predicate, timeout=1.0, what="kernel state"):
     return wait_for(predicate, timeout=timeout, interval=0.005, what=what)
 

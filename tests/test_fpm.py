@@ -332,6 +332,115 @@ def test_zebra_is_followed_while_connected_even_to_no_route_at_all(harness):
     sock.close()
 
 
+def test_malformed_frame_closes_the_connection_and_the_routes_stay_until_the_hold_time(harness, caplog):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    sock.sendall(frame(route("198.51.100.0/24", [(R2, 2)]), version=7))
+    h.pump(lambda: h.feed.conn is None)
+    assert "malformed FPM stream" in caplog.text and "header version 7" in caplog.text
+    assert h.feed.show()["malformed"] == 1 and "header version 7" in h.feed.show()["last_error"]
+    assert sock.recv(10) == b""  # closed on our side
+    assert gws(h.rib_paths(LAN)) == [R2]  # stale, still in the RIB
+    h.tick(29.0)
+    assert gws(h.rib_paths(LAN)) == [R2]
+    h.tick(1.1)  # the hold time is over: swept
+    assert h.rib_paths(LAN) is None and h.feed.show()["swept"] == 1
+
+
+def test_losses_during_a_stale_period_do_not_extend_it(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    sock.close()
+    h.pump(lambda: h.feed.conn is None)
+    lost_at = h.now
+    for _ in range(3):  # zebra comes back and fails again mid-replay, every 3 s
+        h.tick(3.0)
+        sock = h.connect()
+        sock.close()
+        h.pump(lambda: h.feed.conn is None)
+    assert h.feed.source.stale_until == pytest.approx(lost_at + 30.0)
+    h.tick(lost_at + 30.0 - h.now)
+    assert h.rib_paths(LAN) is None
+
+
+def test_not_ready_until_the_first_replay_or_the_hold_time(harness):
+    h = harness(users=[])
+    assert h.feed.deadline() == pytest.approx(1030.0)
+    h.tick(29.0)
+    assert not h.rib.ready["fpm"]
+    h.tick(1.0)
+    assert h.rib.ready["fpm"]  # zebra never came: the engine may delete what is no longer wanted
+
+
+def test_new_connection_replaces_the_old_one(harness):
+    h = harness(users=[])
+    first = h.connect()
+    h.send(first, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    second = socket.create_connection(("127.0.0.1", h.cfg.port))
+    h.pump(lambda: h.feed.show()["connections"] == 2)
+    assert first.recv(10) == b"" and h.feed.replaying
+    assert gws(h.rib_paths(LAN)) == [R2]  # kept stale while the new connection replays
+    h.send(second, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 0
+    second.close()
+
+
+def test_peer_uid_and_users(harness, caplog):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    h = harness()  # default users: frr, root
+    mine = h.connect()
+    assert peer_uid(h.feed.conn) == 0
+    # a socket owned by nobody (uid 65534) is refused: any local user could otherwise feed the FIB
+    os.seteuid(65534)
+    try:
+        theirs = socket.socket()  # the socket's owner is the creator's fsuid
+    finally:
+        os.seteuid(0)
+    theirs.connect(("127.0.0.1", h.cfg.port))
+    h.pump(lambda: h.feed.show()["refused"] == 1)
+    assert theirs.recv(10) == b"" and "(uid 65534) refused" in caplog.text
+    assert h.feed.show()["connections"] == 1 and h.feed.conn is not None
+    theirs.close()
+    mine.close()
+
+
+def test_listen_failure_says_where(harness):
+    h = harness(users=[])
+    other = FpmFeed(h.rib, FpmFeedConfig(name="fpm2", port=h.cfg.port))
+    with pytest.raises(OSError, match="feed.fpm: cannot listen on 127.0.0.1 port %d" % h.cfg.port):
+        other.start(selectors.DefaultSelector(), {}, 0.0)
+
+
+def test_resync_after_link_events_rereads_zebra_and_writes_nothing_unchanged(harness):
+    h = harness(users=[], resync_after_link=2.0)
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    h.rib.take_dirty()
+    links = {i: Link(index=i, name=n, up=True, carrier=True) for i, n in IFNAMES.items()}
+    h.feed.on_kernel_change(links, True, False, h.now)
+    h.tick(1.0)
+    h.feed.on_kernel_change(links, True, False, h.now)  # a second flap: counted from the last
+    assert h.feed.deadline() == pytest.approx(h.now + 2.0)
+    h.tick(2.0)
+    assert sock.recv(10) == b"" and h.feed.show()["resyncs"] == 1  # closed: zebra will replay
+    assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 1
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {} and h.feed.show()["stale"] == 0
+    h.tick(10.0)
+    assert h.feed.show()["resyncs"] == 1  # no link event since: no more
+    sock.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # configuration
 

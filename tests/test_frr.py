@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import PROTO, need_root, table_routes
+from conftest import route_gateways, PROTO, need_root, table_routes
 from kernelsync.config import KernelConfig
 from kernelsync.daemon import query
 from kernelsync.netns import wait_for
@@ -32,15 +32,7 @@ def frr():
 
 def group(ns, prefix=LAN):
     """Sorted gateways of kernelsync's route for ``prefix`` (its nexthop object or group)."""
-    routes = table_routes(ns, prefix, "table", str(OUR_TABLE), "proto", str(PROTO))
-    if not routes:
-        return None
-    nexthops = {n["id"]: n for n in ns.json("nexthop", "show")}
-    nh = nexthops.get(routes[0].get("nhid"))
-    if nh is None:
-        return None
-    members = [nexthops[m["id"]] for m in nh["group"]] if "group" in nh else [nh]
-    return sorted(m.get("gateway") for m in members)
+    return route_gateways(ns, prefix, OUR_TABLE)
 
 
 def ours(ns):
@@ -64,7 +56,7 @@ class Lab:
                 "[kernel]", "table = %d" % OUR_TABLE, "protocol = %d" % PROTO,
                 "nexthop_id_range = [%d, %d]" % ID_RANGE, "verify_delay = 0.3",
                 "[control]", 'socket = "%s"' % self.sock,
-                "[feed.fpm]", 'name = "ospf"', "hold_time = 30", "replay_quiet = 0.3"]) + "\n")
+                "[feed.fpm]", 'name = "ospf"', "hold_time = 30", "replay_quiet = 0.3", "resync_after_link = 1.0"]) + "\n")
             self.ks = subprocess.Popen(["ip", "netns", "exec", self.lab.r1.name, sys.executable, "-m", "kernelsync",
                                         "--log-level", "debug", "--log-file", str(self.tmp / "ks.log"), "run", "-c",
                                         str(conf)])
@@ -143,7 +135,9 @@ def test_frr_fpm_group_follows_repeated_link_flaps(frr, tmp_path, nexthop_groups
             getattr(lab.lab, how)(name, "up")
             lab.wait(lambda: group(lab.r1) == BOTH and lab.matches_zebra(), "%s %s up: both members" % (how, name))
         feed = lab.feed()
-        assert feed["stale"] == 0 and feed["connections"] == 1 and feed["malformed"] == 0, feed
+        # every connection after the first is a re-read after link events (resync_after_link)
+        assert feed["stale"] == 0 and feed["malformed"] == 0 and feed["disconnects"] == feed["resyncs"] >= 1, feed
+        assert feed["connections"] == feed["replays"] == 1 + feed["resyncs"], feed
 
 
 def test_frr_zebra_restart_keeps_routes_and_writes_nothing(frr, tmp_path):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ID_RANGE, PROTO, need_root, table_routes
+from conftest import route_gateways, ID_RANGE, PROTO, need_root, table_routes
 from kernelsync.daemon import query
 from kernelsync.netns import wait_for
 from kernelsync.ospflab import BIRD_TABLE, LAN, NH_R2, NH_R3, OspfLab, install_requirements
@@ -23,13 +23,7 @@ def daemons():
 
 def group(ns, prefix=LAN):
     """Sorted gateways of kernelsync's route for ``prefix`` (its nexthop object or group)."""
-    routes = table_routes(ns, prefix, "table", str(OUR_TABLE), "proto", str(PROTO))
-    if not routes:
-        return None
-    nexthops = {n["id"]: n for n in ns.json("nexthop", "show")}
-    nh = nexthops[routes[0]["nhid"]]
-    members = [nexthops[m["id"]] for m in nh["group"]] if "group" in nh else [nh]
-    return sorted(m.get("gateway") for m in members)
+    return route_gateways(ns, prefix, OUR_TABLE)
 
 
 def prefixes(ns, table, proto):
