@@ -153,7 +153,10 @@ class Parser:
         self._attrs: Dict[tuple, BgpAttrs] = {}
         self._neighbors: Dict[tuple, Neighbor] = {}
         self._addr: Dict[str, Tuple[int, bytes]] = {}
-        self._prefix: Dict[str, Prefix] = {}
+        # checked prefixes by text, one cache per family: a hit needs no family check (an IPv4
+        # text seen under ipv4 unicast is not in ipv6 unicast's cache, so it is checked, and
+        # refused, there as if never seen)
+        self._prefixes: Dict[int, Dict[str, Prefix]] = {af: {} for af in FAMILY_NAMES}
 
     def parse(self, line: str) -> Optional[Event]:
         """One line (without its newline) -> an event, or None for a message that carries
@@ -258,7 +261,7 @@ class Parser:
         ((nh_text, nlris),) = by_nexthop.items()
         nexthop = self._address(nh_text)
         start = len(out)
-        prefixes = self._prefix
+        prefixes = self._prefixes[af]
         append = out.append
         for nlri in nlris:
             if type(nlri) is dict:
@@ -303,13 +306,13 @@ class Parser:
             text = nlri["nlri"]
             info = nlri.get("path-information")
             path_id = 0 if info is None else _path_id(info)
-        prefix = self._prefix.get(text)
+        prefix = self._prefixes[af].get(text)
         if prefix is None:
             prefix = self._new_prefix(af, text)
         return prefix, path_id
 
     def _new_prefix(self, af: int, text) -> Prefix:
-        """A prefix not in the cache: checked, then cached."""
+        """A prefix not in ``af``'s cache: checked (its family too), then cached for ``af``."""
         if not isinstance(text, str):
             raise FeedError("nlri %r is not a prefix string" % (text,))
         address, slash, length = text.partition("/")
@@ -328,8 +331,9 @@ class Parser:
         if not host_route and _host_bits(packed, plen):
             raise FeedError("nlri %r has host bits set" % (text,))
         prefix = (family, packed, plen)
-        if len(self._prefix) < 1 << 20:
-            self._prefix[text] = prefix
+        cache = self._prefixes[af]
+        if len(cache) < 1 << 20:  # per family (a full IPv4 table and a full IPv6 one fit)
+            cache[text] = prefix
         return prefix
 
     def _address(self, text) -> Tuple[int, bytes]:

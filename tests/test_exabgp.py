@@ -367,3 +367,50 @@ def test_route_notifications_drop_our_protocol_in_the_kernel(ns):
 def socket_ntoa(packed):
     import socket
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
+# The parser alone (no daemons, no kernel) ---------------------------------------------------
+def _update_line(family, nexthop, nlris):
+    nb = {"address": {"local": "192.0.2.2", "peer": "192.0.2.1"}, "asn": {"local": 65010, "peer": 65001},
+          "direction": "receive", "message": {"update": {
+              "attribute": {"origin": "igp", "as-path": {"0": {"element": "as-sequence", "value": [65001]}}},
+              "announce": {family: {nexthop: [{"nlri": n} for n in nlris]}}}}}
+    return json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": nb})
+
+
+def _withdraw_line(family, nlris):
+    nb = {"address": {"local": "192.0.2.2", "peer": "192.0.2.1"}, "asn": {"local": 65010, "peer": 65001},
+          "direction": "receive", "message": {"update": {"withdraw": {family: [{"nlri": n} for n in nlris]}}}}
+    return json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": nb})
+
+
+@pytest.mark.parametrize("seen, wrong", [
+    (("ipv4 unicast", "192.0.2.1", "198.51.100.0/24"), ("ipv6 unicast", "2001:db8::1", "198.51.100.0/24")),
+    (("ipv6 unicast", "2001:db8::1", "2001:db8:100::/48"), ("ipv4 unicast", "192.0.2.1", "2001:db8:100::/48")),
+    # a single next hop (the fast path) and two next hops (the merging path)
+    (("ipv4 unicast", "192.0.2.1", "198.51.100.0/24"), ("ipv6 unicast", ("2001:db8::1", "fe80::1"), "198.51.100.0/24")),
+])
+def test_cached_prefix_of_the_other_family_is_rejected(seen, wrong):
+    """A prefix text seen under one family is refused under the other exactly as when it was never
+    seen (the prefix cache is no way around the family check), in announces and withdraws."""
+    from kernelsync.exabgp import FeedError, Parser
+
+    family, nexthop, text = wrong
+    if isinstance(nexthop, tuple):
+        nb = {"address": {"local": "192.0.2.2", "peer": "192.0.2.1"}, "asn": {"local": 65010, "peer": 65001},
+              "direction": "receive", "message": {"update": {"attribute": {"origin": "igp"}, "announce": {
+                  family: {nh: [{"nlri": text}] for nh in nexthop}}}}}
+        announce = json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": nb})
+    else:
+        announce = _update_line(family, nexthop, [text])
+    for line in (announce, _withdraw_line(family, [text])):
+        with pytest.raises(FeedError) as fresh:
+            Parser().parse(line)
+        assert "does not belong to %s" % family in str(fresh.value)
+        parser = Parser()
+        assert parser.parse(_update_line(seen[0], seen[1], [seen[2]])).announce  # now cached
+        with pytest.raises(FeedError) as cached:
+            parser.parse(line)
+        assert str(cached.value) == str(fresh.value)
+        # and the right family still takes it from the cache
+        assert parser.parse(_update_line(seen[0], seen[1], [seen[2]])).announce
