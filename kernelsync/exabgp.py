@@ -170,12 +170,17 @@ class Parser:
             if text.startswith("exabgp ") and len(text) < 40:
                 return Version(text[7:].strip())
             raise FeedError("not JSON (and not a done/error ack or a version reply)")
-        try:
-            msg, end = _scan_once(text, 0)
-        except (ValueError, StopIteration, RecursionError):
-            msg = end = None
-        if end != len(text):  # not one JSON document: json.loads says why (or the repair helps)
-            msg = _loads(text)
+        if _fast_loads is None:
+            msg = _decode(text)
+        else:
+            try:
+                raw = text.encode()
+                numbers = raw.translate(_NUMBERS)
+                if _LONG_NUMBER in numbers or (len(raw) > _SHALLOW_CHARS and numbers.count(b"[") > _SHALLOW_OPENINGS):
+                    raise ValueError("not for orjson")
+                msg = _fast_loads(raw)
+            except Exception:  # whatever orjson refuses (or is not given), json decides and says why
+                msg = _decode(text)
         if not isinstance(msg, dict):
             raise FeedError("a JSON %s, not an object" % type(msg).__name__)
         kind = msg.get("type")
@@ -389,6 +394,36 @@ class Parser:
 # json.loads without its Python layers (two regex matches and three calls per line): the same C
 # scanner and settings; a line it cannot take whole goes through _loads for json's own error
 _scan_once = json.JSONDecoder().scan_once
+
+# orjson (optional) decodes a line in half json's time.  Its result is used only where it is
+# json's: orjson reads an integer beyond 64 bits as a float (json: an int) and takes nesting up
+# to 1,024 levels (json: until Python's recursion limit, about 1,000 minus the stack in use), so
+# a line with a run of 19 digits, or longer than _SHALLOW_CHARS with more than _SHALLOW_OPENINGS
+# '[' and '{', goes to json; and whatever orjson refuses (NaN, Infinity, lone surrogates, any
+# malformed JSON) goes to json too, which accepts it or raises its own error.  The rest (strings,
+# 64-bit integers, floats, duplicate keys: the last one wins) both decode alike; the fuzz in
+# tests/test_exabgp.py compares the two.
+try:
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - json's C scanner alone
+    _fast_loads = None
+# digits -> "0", "[" and "{" -> "[", anything else -> " "
+_NUMBERS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x5B if b in (0x5B, 0x7B) else 0x20 for b in range(256))
+_LONG_NUMBER = b"0" * 19  # every integer outside [-2**63, 2**63) has 19 digits or more
+_SHALLOW_CHARS = 1000  # a document of 1,000 characters is at most 500 deep
+_SHALLOW_OPENINGS = 500
+
+
+def _decode(text: str):
+    """json's decoding of a line (one document, ExaBGP 4.2's quotes repaired); FeedError if it
+    is no JSON."""
+    try:
+        msg, end = _scan_once(text, 0)
+    except (ValueError, StopIteration, RecursionError):
+        msg = end = None
+    if end != len(text):  # not one JSON document: json.loads says why (or the repair helps)
+        msg = _loads(text)
+    return msg
 
 
 def _loads(text: str):
