@@ -153,7 +153,10 @@ class Parser:
         self._attrs: Dict[tuple, BgpAttrs] = {}
         self._neighbors: Dict[tuple, Neighbor] = {}
         self._addr: Dict[str, Tuple[int, bytes]] = {}
-        self._prefix: Dict[str, Prefix] = {}
+        # checked prefixes by text, one cache per family: a hit needs no family check (an IPv4
+        # text seen under ipv4 unicast is not in ipv6 unicast's cache, so it is checked, and
+        # refused, there as if never seen)
+        self._prefixes: Dict[int, Dict[str, Prefix]] = {af: {} for af in FAMILY_NAMES}
 
     def parse(self, line: str) -> Optional[Event]:
         """One line (without its newline) -> an event, or None for a message that carries
@@ -167,12 +170,17 @@ class Parser:
             if text.startswith("exabgp ") and len(text) < 40:
                 return Version(text[7:].strip())
             raise FeedError("not JSON (and not a done/error ack or a version reply)")
-        try:
-            msg, end = _scan_once(text, 0)
-        except (ValueError, StopIteration, RecursionError):
-            msg = end = None
-        if end != len(text):  # not one JSON document: json.loads says why (or the repair helps)
-            msg = _loads(text)
+        if _fast_loads is None:
+            msg = _decode(text)
+        else:
+            try:
+                raw = text.encode()
+                numbers = raw.translate(_NUMBERS)
+                if _LONG_NUMBER in numbers or (len(raw) > _SHALLOW_CHARS and numbers.count(b"[") > _SHALLOW_OPENINGS):
+                    raise ValueError("not for orjson")
+                msg = _fast_loads(raw)
+            except Exception:  # whatever orjson refuses (or is not given), json decides and says why
+                msg = _decode(text)
         if not isinstance(msg, dict):
             raise FeedError("a JSON %s, not an object" % type(msg).__name__)
         kind = msg.get("type")
@@ -258,7 +266,7 @@ class Parser:
         ((nh_text, nlris),) = by_nexthop.items()
         nexthop = self._address(nh_text)
         start = len(out)
-        prefixes = self._prefix
+        prefixes = self._prefixes[af]
         append = out.append
         for nlri in nlris:
             if type(nlri) is dict:
@@ -303,13 +311,13 @@ class Parser:
             text = nlri["nlri"]
             info = nlri.get("path-information")
             path_id = 0 if info is None else _path_id(info)
-        prefix = self._prefix.get(text)
+        prefix = self._prefixes[af].get(text)
         if prefix is None:
             prefix = self._new_prefix(af, text)
         return prefix, path_id
 
     def _new_prefix(self, af: int, text) -> Prefix:
-        """A prefix not in the cache: checked, then cached."""
+        """A prefix not in ``af``'s cache: checked (its family too), then cached for ``af``."""
         if not isinstance(text, str):
             raise FeedError("nlri %r is not a prefix string" % (text,))
         address, slash, length = text.partition("/")
@@ -328,8 +336,9 @@ class Parser:
         if not host_route and _host_bits(packed, plen):
             raise FeedError("nlri %r has host bits set" % (text,))
         prefix = (family, packed, plen)
-        if len(self._prefix) < 1 << 20:
-            self._prefix[text] = prefix
+        cache = self._prefixes[af]
+        if len(cache) < 1 << 20:  # per family (a full IPv4 table and a full IPv6 one fit)
+            cache[text] = prefix
         return prefix
 
     def _address(self, text) -> Tuple[int, bytes]:
@@ -385,6 +394,36 @@ class Parser:
 # json.loads without its Python layers (two regex matches and three calls per line): the same C
 # scanner and settings; a line it cannot take whole goes through _loads for json's own error
 _scan_once = json.JSONDecoder().scan_once
+
+# orjson (optional) decodes a line in half json's time.  Its result is used only where it is
+# json's: orjson reads an integer beyond 64 bits as a float (json: an int) and takes nesting up
+# to 1,024 levels (json: until Python's recursion limit, about 1,000 minus the stack in use), so
+# a line with a run of 19 digits, or longer than _SHALLOW_CHARS with more than _SHALLOW_OPENINGS
+# '[' and '{', goes to json; and whatever orjson refuses (NaN, Infinity, lone surrogates, any
+# malformed JSON) goes to json too, which accepts it or raises its own error.  The rest (strings,
+# 64-bit integers, floats, duplicate keys: the last one wins) both decode alike; the fuzz in
+# tests/test_exabgp.py compares the two.
+try:
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - json's C scanner alone
+    _fast_loads = None
+# digits -> "0", "[" and "{" -> "[", anything else -> " "
+_NUMBERS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x5B if b in (0x5B, 0x7B) else 0x20 for b in range(256))
+_LONG_NUMBER = b"0" * 19  # every integer outside [-2**63, 2**63) has 19 digits or more
+_SHALLOW_CHARS = 1000  # a document of 1,000 characters is at most 500 deep
+_SHALLOW_OPENINGS = 500
+
+
+def _decode(text: str):
+    """json's decoding of a line (one document, ExaBGP 4.2's quotes repaired); FeedError if it
+    is no JSON."""
+    try:
+        msg, end = _scan_once(text, 0)
+    except (ValueError, StopIteration, RecursionError):
+        msg = end = None
+    if end != len(text):  # not one JSON document: json.loads says why (or the repair helps)
+        msg = _loads(text)
+    return msg
 
 
 def _loads(text: str):

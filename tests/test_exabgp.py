@@ -367,3 +367,152 @@ def test_route_notifications_drop_our_protocol_in_the_kernel(ns):
 def socket_ntoa(packed):
     import socket
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
+# The parser alone (no daemons, no kernel) ---------------------------------------------------
+def _update_line(family, nexthop, nlris):
+    nb = {"address": {"local": "192.0.2.2", "peer": "192.0.2.1"}, "asn": {"local": 65010, "peer": 65001},
+          "direction": "receive", "message": {"update": {
+              "attribute": {"origin": "igp", "as-path": {"0": {"element": "as-sequence", "value": [65001]}}},
+              "announce": {family: {nexthop: [{"nlri": n} for n in nlris]}}}}}
+    return json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": nb})
+
+
+def _withdraw_line(family, nlris):
+    nb = {"address": {"local": "192.0.2.2", "peer": "192.0.2.1"}, "asn": {"local": 65010, "peer": 65001},
+          "direction": "receive", "message": {"update": {"withdraw": {family: [{"nlri": n} for n in nlris]}}}}
+    return json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": nb})
+
+
+@pytest.mark.parametrize("seen, wrong", [
+    (("ipv4 unicast", "192.0.2.1", "198.51.100.0/24"), ("ipv6 unicast", "2001:db8::1", "198.51.100.0/24")),
+    (("ipv6 unicast", "2001:db8::1", "2001:db8:100::/48"), ("ipv4 unicast", "192.0.2.1", "2001:db8:100::/48")),
+    # a single next hop (the fast path) and two next hops (the merging path)
+    (("ipv4 unicast", "192.0.2.1", "198.51.100.0/24"), ("ipv6 unicast", ("2001:db8::1", "fe80::1"), "198.51.100.0/24")),
+])
+def test_cached_prefix_of_the_other_family_is_rejected(seen, wrong):
+    """A prefix text seen under one family is refused under the other exactly as when it was never
+    seen (the prefix cache is no way around the family check), in announces and withdraws."""
+    from kernelsync.exabgp import FeedError, Parser
+
+    family, nexthop, text = wrong
+    if isinstance(nexthop, tuple):
+        nb = {"address": {"local": "192.0.2.2", "peer": "192.0.2.1"}, "asn": {"local": 65010, "peer": 65001},
+              "direction": "receive", "message": {"update": {"attribute": {"origin": "igp"}, "announce": {
+                  family: {nh: [{"nlri": text}] for nh in nexthop}}}}}
+        announce = json.dumps({"exabgp": "5.0.0", "type": "update", "neighbor": nb})
+    else:
+        announce = _update_line(family, nexthop, [text])
+    for line in (announce, _withdraw_line(family, [text])):
+        with pytest.raises(FeedError) as fresh:
+            Parser().parse(line)
+        assert "does not belong to %s" % family in str(fresh.value)
+        parser = Parser()
+        assert parser.parse(_update_line(seen[0], seen[1], [seen[2]])).announce  # now cached
+        with pytest.raises(FeedError) as cached:
+            parser.parse(line)
+        assert str(cached.value) == str(fresh.value)
+        # and the right family still takes it from the cache
+        assert parser.parse(_update_line(seen[0], seen[1], [seen[2]])).announce
+
+
+def _parse_both(line, monkeypatch):
+    """(outcome with orjson, outcome with json alone, whether orjson decoded it): an event's repr
+    or the FeedError's text, each from a fresh parser."""
+    import kernelsync.exabgp as ex
+
+    fast = ex._fast_loads
+    taken = []
+
+    def spy(raw):
+        try:
+            msg = fast(raw)
+        except Exception as exc:
+            taken.append(type(exc).__name__)
+            raise
+        taken.append("decoded")
+        return msg
+
+    def outcome():
+        try:
+            return repr(ex.Parser().parse(line))
+        except ex.FeedError as exc:
+            return "FeedError: %s" % exc
+
+    monkeypatch.setattr(ex, "_fast_loads", spy)
+    with_orjson = outcome()
+    monkeypatch.setattr(ex, "_fast_loads", None)
+    alone = outcome()
+    monkeypatch.setattr(ex, "_fast_loads", fast)
+    return with_orjson, alone, taken
+
+
+def test_orjson_refusal_falls_back_to_json(monkeypatch):
+    """Lines orjson refuses but json takes (NaN, Infinity, a lone surrogate escape) are decoded by
+    json: the same Update as without orjson."""
+    pytest.importorskip("orjson")
+    good = _update_line("ipv4 unicast", "192.0.2.1", ["198.51.100.0/24"])
+    with_orjson, alone, taken = _parse_both(good, monkeypatch)
+    assert taken == ["decoded"] and with_orjson == alone and "Update(" in alone
+    for odd in ('"time": NaN', '"time": -Infinity', '"host": "\\ud800"'):
+        line = good.replace('"exabgp": "5.0.0"', '"exabgp": "5.0.0", ' + odd)
+        with_orjson, alone, taken = _parse_both(line, monkeypatch)
+        assert taken == ["JSONDecodeError"], odd
+        assert with_orjson == alone and "Update(" in alone, odd
+
+
+def test_orjson_not_given_what_it_decodes_otherwise(monkeypatch):
+    """orjson reads integers beyond 64 bits as floats and takes nesting json refuses: such lines
+    never reach it, and come out as with json alone."""
+    pytest.importorskip("orjson")
+    state = ('{"exabgp": "5.0.0", "type": "state", "neighbor": {"address": {"local": "192.0.2.2", "peer": '
+             '"192.0.2.1"}, "asn": {"local": 65010, "peer": %s}, "state": "down", "reason": %s}}')
+    for line in (state % ("65001", str(2 ** 64 + 1)),  # the reason is str() of it: the int, not a float
+                 state % (str(-2 ** 63 - 1), '"x"'),  # refused, with the number in the message
+                 state % ("65001", "[" * 700 + "]" * 700),  # deeper than json takes
+                 state % ("65001", "[" * 990 + "]" * 990)):
+        with_orjson, alone, taken = _parse_both(line, monkeypatch)
+        assert taken == [] and with_orjson == alone
+    assert "reason='%d'" % (2 ** 64 + 1) in _parse_both(state % ("65001", str(2 ** 64 + 1)), monkeypatch)[1]
+    assert "JSON nested too deeply" in _parse_both(state % ("65001", "[" * 990 + "]" * 990), monkeypatch)[1]
+
+
+def test_orjson_and_json_alike_on_mutated_captures(monkeypatch):
+    """A small random-mutation fuzz of the golden captures: with orjson or json alone, the same
+    events and the same errors, in the same order (parsers with state: their caches)."""
+    pytest.importorskip("orjson")
+    import random
+
+    import kernelsync.exabgp as ex
+
+    data = os.path.join(os.path.dirname(__file__), "data")
+    lines = [l for name in ("exabgp-5.0.jsonl", "exabgp-4.2.jsonl")
+             for l in open(os.path.join(data, name)).read().splitlines() if l.strip()]
+    tokens = ["18446744073709551616", "-9223372036854775809", "1" + "0" * 25, "4294967296", "65001.0", "1e400",
+              "NaN", "Infinity", '"\\ud800"', '"\\ud83d\\ude00"', "null", "[]", "{}", "[" * 600, "]", "}", ",",
+              ":", '"', "\\", "0", "-", ".", "e", " "]
+    rng = random.Random(20240601)
+    fast = ex._fast_loads
+    both = [ex.Parser(), ex.Parser()]
+    decoded = 0
+
+    def outcome(parser, line):
+        try:
+            return repr(parser.parse(line))
+        except ex.FeedError as exc:
+            return "FeedError: %s" % exc
+
+    for _ in range(3000):
+        line = rng.choice(lines)
+        for _ in range(rng.randint(0, 3)):
+            i = rng.randrange(len(line) + 1)
+            cut = rng.choice((0, 0, 1, rng.randint(1, 12)))
+            line = line[:i] + rng.choice(tokens) + line[i + cut:]
+        results = []
+        for parser, loads in zip(both, (fast, None)):
+            monkeypatch.setattr(ex, "_fast_loads", loads)
+            results.append(outcome(parser, line))
+        monkeypatch.setattr(ex, "_fast_loads", fast)
+        assert results[0] == results[1], line
+        decoded += not results[0].startswith("FeedError")
+    assert decoded > 500  # not only errors
