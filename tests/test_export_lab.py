@@ -210,6 +210,7 @@ prefixes = ["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
         lab.add_guest("g1")
         h.ip("route", "add", "203.0.113.77/32", "dev", "g1", "table", str(TABLE))
         wait_imported(lab, "hA", "203.0.113.77/32", "192.0.2.2")
+        wait_imported(lab, "hB", "203.0.113.77/32", "192.0.2.10")  # each session in its own time
         for session in ("hA", "hB"):
             assert set(lab.imported(session)) == {"203.0.113.77/32"}, lab.imported(session)
         assert set(ks.show()["announced"]) == {"203.0.113.77/32"}
