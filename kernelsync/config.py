@@ -303,12 +303,10 @@ def _fpm_feed(item: Any, where: str, kernel: KernelConfig) -> FpmFeedConfig:
                                                                     ("replay_quiet", 1.0), ("resync_after_link", 0.0)))
     address = item.get("address", "127.0.0.1")
     try:
-        parse_address(address) if isinstance(address, str) else None
-    except ValueError:
-        address = None
-    if not isinstance(address, str):
+        parse_address(address)
+    except (ValueError, AttributeError):  # not an address; not a string
         raise ValueError("%s.address: must be an IPv4 or IPv6 address to listen on, not %r"
-                         % (where, item.get("address")))
+                         % (where, address)) from None
     port = item.get("port", 2620)
     if not _is_int(port) or not 1 <= port <= 65535:
         raise ValueError("%s.port: must be a TCP port 1..65535, not %r" % (where, port))

@@ -82,9 +82,15 @@ RT_TABLE_MAIN = 254
 RTPROT_OSPF = 188  # FRR's route protocol numbers, zebra/rt_netlink.h
 READ_BYTES = 256 * 1024
 _NLA = struct.Struct("=HH")
-_ROUTE_U32 = frozenset((4, 6, 15, 30))  # RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTA_NH_ID
-_NEXTHOP_U32 = frozenset((1, 5))  # NHA_ID, NHA_OIF
-_ADDRESSES = {"route": frozenset((1, 5)), "nexthop": frozenset((6,))}  # RTA_DST, RTA_GATEWAY; NHA_GATEWAY
+#: message kind -> (name, fixed header bytes, parser, u32 attributes, address attributes)
+_SHAPES = {
+    "route": ("route", _RTMSG_LEN, parse_route,
+              frozenset((4, 6, 15, 30)),  # RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTA_NH_ID
+              frozenset((1, 5))),  # RTA_DST, RTA_GATEWAY
+    "nexthop": ("nexthop", _NHMSG_LEN, parse_nexthop,
+                frozenset((1, 5)),  # NHA_ID, NHA_OIF
+                frozenset((6,))),  # NHA_GATEWAY
+}
 
 
 class FpmError(ValueError):
@@ -194,9 +200,9 @@ class FpmStream:
                                   % (offset, length, end))
             body, stop = offset + _NLMSGHDR.size, offset + length
             if mtype in (RTM_NEWROUTE, RTM_DELROUTE):
-                messages.append((mtype, self._decode(frame, body, stop, _RTMSG_LEN, parse_route, "route", _ROUTE_U32)))
+                messages.append((mtype, self._decode(frame, body, stop, _SHAPES["route"])))
             elif mtype in (RTM_NEWNEXTHOP, RTM_DELNEXTHOP):
-                nh = self._decode(frame, body, stop, _NHMSG_LEN, parse_nexthop, "nexthop", _NEXTHOP_U32)
+                nh = self._decode(frame, body, stop, _SHAPES["nexthop"])
                 if nh is None:
                     raise self._error(frame, "nexthop message without NHA_ID")
                 messages.append((mtype, nh))
@@ -213,9 +219,10 @@ class FpmStream:
             else:
                 self._nexthop(item, mtype == RTM_NEWNEXTHOP)
 
-    def _decode(self, frame: bytes, body: int, stop: int, fixed: int, parse, what: str, u32s: frozenset):
+    def _decode(self, frame: bytes, body: int, stop: int, shape: tuple):
         """Check the message's shape (its attributes tile it exactly; u32 attributes hold 4
-        bytes, addresses 4 or 16), then parse it."""
+        bytes, addresses 4 or 16), then parse it; ``shape``: one of ``_SHAPES``."""
+        what, fixed, parse, u32s, addresses = shape
         if stop - body < fixed:
             raise self._error(frame, "%s message body of %d bytes, shorter than its %d-byte header"
                               % (what, stop - body, fixed))
@@ -227,7 +234,7 @@ class FpmStream:
             if nla_len < 4 or offset + nla_len > stop:
                 raise self._error(frame, "%s attribute at byte %d: length %d does not fit" % (what, offset, nla_len))
             nla_type &= 0x3FFF
-            if (nla_type in u32s and nla_len != 8) or (nla_type in _ADDRESSES[what] and nla_len not in (8, 20)):
+            if (nla_type in u32s and nla_len != 8) or (nla_type in addresses and nla_len not in (8, 20)):
                 raise self._error(frame, "%s attribute %d at byte %d: payload of %d bytes" % (
                     what, nla_type, offset, nla_len - 4))
             offset += (nla_len + 3) & ~3
@@ -542,12 +549,9 @@ class FpmFeed:
                 times.append(self.deleted_at + self.cfg.settle)
             elif not self.source.stale:
                 times.append(0.0)
-            elif self._all_back(stream):  # recovering: held until zebra is quiet
+            elif self.source.all_back(stream.routes):  # recovering: held until zebra is quiet
                 times.append(self.last_frame + self.cfg.replay_quiet)
         return min(times) if times else None
-
-    def _all_back(self, stream: FpmStream) -> bool:
-        return all(prefix in stream.routes for prefix in self.source.stale)
 
     def commit(self, now: float) -> None:
         if self.resync_at is not None and now >= self.resync_at:
@@ -584,7 +588,8 @@ class FpmFeed:
                      self.peer, stream.counters["frames"], len(stream.routes), len(stream.nexthops))
         if stream.deleted and now < self.deleted_at + self.cfg.settle:
             return  # deletions settle: zebra may be stopping (the connection closes) or replacing
-        if self.source.stale and not (self._all_back(stream) and now >= self.last_frame + self.cfg.replay_quiet):
+        if self.source.stale and not (self.source.all_back(stream.routes)
+                                      and now >= self.last_frame + self.cfg.replay_quiet):
             return  # routes are stale: hold zebra's partial states until every one is back
         dirty = stream.take_dirty()
         if self.full:

@@ -360,7 +360,32 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-class BgpLab:
+class LabContext:
+    """``with lab:`` = :meth:`start` ... :meth:`close`, for the labs (:class:`BgpLab`,
+    :class:`kernelsync.ospflab.OspfLab`): they give ``start``, ``stop`` and
+    ``_remove_workdir`` (the workdir the lab made, unless ``KERNELSYNC_LAB_KEEP=1``)."""
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self._remove_workdir()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """:meth:`stop`, then remove the workdir if the lab made it: what ``with`` does on
+        exit; for a lab started by hand."""
+        try:
+            self.stop()
+        finally:
+            self._remove_workdir()
+
+
+class BgpLab(LabContext):
     """BIRD (namespace ``router``) and ExaBGP (namespace ``host``, and ``host2``) with two eBGP
     sessions.
 
@@ -484,21 +509,6 @@ class BgpLab:
     @property
     def bird_ctl(self) -> str:
         return self._path("bird.ctl")
-
-    # context manager -------------------------------------------------------------------------
-    def __enter__(self) -> "BgpLab":
-        try:
-            self.start()
-        except BaseException:
-            self._remove_workdir()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.stop()
-        finally:
-            self._remove_workdir()
 
     def _remove_workdir(self) -> None:
         if self._own_workdir and os.environ.get("KERNELSYNC_LAB_KEEP") != "1":
@@ -1089,6 +1099,6 @@ def _parse_bird_routes(out: str, routes: Dict[str, List[str]]) -> None:
                     pass
 
 
-__all__ = ["BgpLab", "LabError", "EXABGP_VERSIONS", "SESSIONS", "HOST_LINKS", "LINKS",
+__all__ = ["BgpLab", "LabContext", "LabError", "EXABGP_VERSIONS", "SESSIONS", "HOST_LINKS", "LINKS",
            "GUEST_DEV", "install_requirements", "exabgp_installed", "exabgp_argv",
            "exabgp_env", "exabgp_dir", "cache_dir"]

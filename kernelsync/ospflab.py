@@ -157,7 +157,7 @@ import threading
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from kernelsync.lab import (LabError, _alive, _apt_install, _in_netns, _link_state,
+from kernelsync.lab import (LabContext, LabError, _alive, _apt_install, _in_netns, _link_state,
                             _parse_bird_routes, _read, _tail, _which)
 from kernelsync.netns import NetNS, unique_name, wait_for
 
@@ -295,7 +295,7 @@ def _nexthop_gateways(ns: NetNS, nhid: int) -> List[str]:
     return [nh["gateway"]] if nh.get("gateway") else []
 
 
-class OspfLab:
+class OspfLab(LabContext):
     """Three routers r1, r2, r3 running OSPF (BIRD 2 or FRR); kernelsync runs in ``r1``.
 
     Arguments:
@@ -381,26 +381,6 @@ class OspfLab:
 
     def bird_ctl(self, router: str = "r1") -> str:
         return self._path(router, "bird.ctl")
-
-    # context manager -------------------------------------------------------------------------
-    def __enter__(self) -> "OspfLab":
-        try:
-            self.start()
-        except BaseException:
-            self._remove_workdir()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """:meth:`stop`, then remove the workdir if the lab made it (unless
-        ``KERNELSYNC_LAB_KEEP=1``): what ``with`` does on exit; for a lab started by hand."""
-        try:
-            self.stop()
-        finally:
-            self._remove_workdir()
 
     def _remove_workdir(self) -> None:
         if os.environ.get("KERNELSYNC_LAB_KEEP") == "1":

@@ -18,7 +18,7 @@ come back when the hold time ends is swept.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+from typing import Container, Dict, Iterable, Mapping, Optional, Tuple
 
 from .model import GRP_MPATH, KNexthop, NexthopSpec, Path, Prefix, ResilientSpec
 from .rib import Rib
@@ -131,6 +131,11 @@ class RouteSource:
         self.stale_until = None
         self.counters["swept"] += swept
         return swept
+
+    def all_back(self, present: Container[Prefix]) -> bool:
+        """Whether every stale prefix is in ``present`` (the source's state now): a source
+        converging again after a restart is held until then (or until the hold time ends)."""
+        return all(prefix in present for prefix in self.stale)
 
     def deadline(self) -> Optional[float]:
         return self.stale_until

@@ -156,13 +156,12 @@ class TableFeed:
             times.append(self.deleted_at + self.cfg.settle)
         elif self.dirty and not self.source.stale:
             times.append(0.0)
-        elif self.dirty and self._all_back():  # held while stale: until the table is quiet
+        elif self.dirty and self.source.all_back(self._present()):  # held while stale: until the table is quiet
             times.append(self.last_event + self.cfg.restart_quiet)
         return min(times) if times else None
 
-    def _all_back(self) -> bool:
-        present = {key[:3] for key in self.table}
-        return all(prefix in present for prefix in self.source.stale)
+    def _present(self) -> Set[Prefix]:
+        return {key[:3] for key in self.table}
 
     def commit(self, now: float) -> None:
         swept = self.source.tick(now)
@@ -174,7 +173,8 @@ class TableFeed:
         if not self.dirty or (self.deleted_at is not None and now < self.deleted_at + self.cfg.settle):
             return
         self.deleted_at = None
-        if self.source.stale and not (self._all_back() and now >= self.last_event + self.cfg.restart_quiet):
+        if self.source.stale and not (self.source.all_back(self._present())
+                                      and now >= self.last_event + self.cfg.restart_quiet):
             return  # the source is converging again after a restart: hold its partial states
         dirty, self.dirty = self.dirty, set()
         if self._lost_if_empty(now):
