@@ -42,7 +42,7 @@ def cmd_exabgp(args) -> int:
         return 2
     relay = args.relay or cfg.exabgp.relay
     if relay:
-        from .relay import main as relay_main
+        from .feeds.relay import main as relay_main
         return relay_main(relay)
     from .daemon import Daemon
     return Daemon(cfg, exabgp_stdin=True).run()
@@ -71,7 +71,7 @@ def cmd_show(args) -> int:
     cfg = _load(args.config)
     if cfg is None:
         return 2
-    from .daemon import query
+    from .control import query
     try:
         data = query(cfg.control_socket, "show %s" % args.what)
         source = "daemon"
@@ -91,8 +91,8 @@ def cmd_show(args) -> int:
 
 def _show_kernel(cfg, what: str):
     """Without a daemon: what the kernel holds that is ours."""
-    from .model import format_prefix
-    from .netlink import RtNetlink
+    from .core.model import format_prefix
+    from .kernel.netlink import RtNetlink
     k = cfg.kernel
     nl = RtNetlink(k.protocol)
     try:
@@ -117,17 +117,17 @@ def _print_table(data, title: str) -> None:
 
 
 def cmd_bench(args) -> int:
-    from .bench import main as bench_main
+    from .tools.bench import main as bench_main
     return bench_main(args)
 
 
 def cmd_bench_bgp(args) -> int:
-    from .bench_bgp import main as bench_bgp_main
+    from .tools.bench_bgp import main as bench_bgp_main
     return bench_bgp_main(args)
 
 
 def cmd_demo(args) -> int:
-    from .demo import main as demo_main
+    from .tools.demo import main as demo_main
     return demo_main(args)
 
 
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-bgp", help="kernelsync's CPU per UPDATE against ExaBGP's, BIRD announcing 50,000 prefixes")
-    from .bench_bgp import add_arguments
+    from .tools.bench_bgp import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_bench_bgp)
 

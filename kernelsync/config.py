@@ -12,13 +12,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import attrs
 
-from .bgp import BgpSettings
-from .exabgp import FAMILIES
-from .export import RT_PROTOCOLS, AnycastGroup, DampingSettings, ExportAttrs, KernelFilter
-from .fpm import FpmFeedConfig
-from .tablefeed import TableFeedConfig
-from .model import (AF_INET, AF_INET6, NexthopSpec, Path, Prefix, ResilientSpec, format_prefix, parse_address,
-                    parse_prefix)
+from .core.engine import KernelConfig
+from .core.model import (AF_INET, AF_INET6, RT_PROTOCOLS, NexthopSpec, Path, Prefix, ResilientSpec, format_prefix,
+                         parse_address, parse_prefix)
+from .export.exporter import AnycastGroup, DampingSettings, ExportAttrs, ExportConfig, KernelFilter
+from .feeds.bgp import BgpSettings
+from .feeds.exabgp import FAMILIES
+from .feeds.fpm import FpmFeedConfig
+from .feeds.static import StaticRoute
+from .feeds.tablefeed import TableFeedConfig
 
 
 class ConfigError(ValueError):
@@ -31,27 +33,6 @@ class ConfigError(ValueError):
 
 
 @attrs.frozen
-class KernelConfig:
-    table: int = 254
-    protocol: int = 200
-    metric: int = 20
-    nexthop_id_range: Tuple[int, int] = (100_000_000, 100_999_999)
-    group_hold_time: float = 30.0
-    resync_interval: float = 60.0
-    verify_delay: float = 2.0
-    flush_on_exit: bool = False
-    retry_initial: float = 0.2
-    retry_max: float = 30.0
-
-
-@attrs.frozen
-class StaticRoute:
-    prefix: Prefix
-    paths: Tuple[Path, ...]
-    where: str  # the config key, for log messages
-
-
-@attrs.frozen
 class ExabgpConfig:
     """``[exabgp]``: ``listen``: the Unix socket where ``kernelsync run`` accepts relays (None:
     none); ``relay``: where ``kernelsync exabgp`` relays ExaBGP's stream to instead of owning the
@@ -61,22 +42,6 @@ class ExabgpConfig:
     listen: Optional[str] = None
     relay: Optional[str] = None
     route_refresh_on_start: bool = True
-
-
-@attrs.frozen
-class ExportConfig:
-    """``[export]``: routes announced to BGP through ExaBGP (see :mod:`kernelsync.export`).
-    ``state_file``: where the announced set is kept across restarts, so that a prefix that went
-    away while kernelsync was down is withdrawn (None: not kept)."""
-
-    anycast: Tuple[AnycastGroup, ...] = ()
-    kernel: Tuple[KernelFilter, ...] = ()
-    damping: DampingSettings = DampingSettings()
-    state_file: Optional[str] = "/run/kernelsync/exported.json"
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.anycast or self.kernel)
 
 
 @attrs.frozen
@@ -659,4 +624,4 @@ def _resilient(value: Any, where: str) -> ResilientSpec:
     return ResilientSpec(buckets=buckets, **timers)
 
 
-__all__ = ["Config", "ConfigError", "KernelConfig", "ExabgpConfig", "ExportConfig", "StaticRoute", "load", "parse", "AF_INET", "AF_INET6"]
+__all__ = ["Config", "ConfigError", "ExabgpConfig", "load", "parse"]

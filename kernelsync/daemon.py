@@ -1,30 +1,39 @@
-"""The event loop: netlink notifications, a root-only control socket, timers, signals.
+"""The daemon: wires the engine, the kernel port and the feeds, and runs the event loop.
 
-One thread, ``selectors``; the :class:`~kernelsync.engine.Engine` decides, this module only
-waits and dispatches.  Notifications are drained completely before the engine runs, so a burst
-of link events costs one repair.  SIGTERM/SIGINT stop (routes stay unless ``flush_on_exit``);
-SIGHUP forces a full resync.
-
-Control socket protocol: one request line (``show rib``, ``show fib``, ``show nexthops``,
-``show stats``, ``resync``), one JSON document back, then the server closes.
+One thread, ``selectors``; the :class:`~kernelsync.core.engine.Engine` decides, the feeds
+write the RIB, this module waits and dispatches.  Kernel notifications (links, addresses,
+nexthop objects; routes of other protocols for the feeds that follow them) are drained
+completely and dispatched at once (:meth:`Daemon.handle_notifications`), so a burst of link
+events costs one repair.  SIGTERM/SIGINT stop (routes stay unless ``flush_on_exit``); SIGHUP
+forces a full resync.  ``show`` requests are answered on the control socket
+(:mod:`kernelsync.control`).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import selectors
 import signal
-import socket
-import stat
+import struct
 import time
-from typing import Optional
+from typing import Callable, List, Optional
+
+import attrs
 
 from .config import Config
-from .engine import Engine, describe_op, load_static
-from .netlink import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEXTHOP, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEXTHOP,
-                      EventSocket, ResyncNeeded, RtNetlink)
-from .pr2 import decode_nhmsg, to_knexthop
+from .control import ControlServer
+from .core.engine import Engine
+from .core.port import ResyncNeeded
+from .export.feed import ExportFeed
+from .feeds.base import Feed, KernelChange, NexthopEvent, RouteEvent
+from .feeds.bgpfeed import BgpFeed
+from .feeds.channels import ExabgpStreams
+from .feeds.fpm import FpmFeed
+from .feeds.static import StaticFeed, StaticRoute
+from .feeds.tablefeed import TableFeed
+from .kernel.codec import (ADDRESS_MESSAGES, LINK_MESSAGES, NEXTHOP_MESSAGES, ROUTE_MESSAGES, RTM_DELNEXTHOP,
+                           RTM_DELROUTE, parse_nexthop, parse_route)
+from .kernel.netlink import EventSocket, RouteEventSocket, RtNetlink
 
 log = logging.getLogger("kernelsync.daemon")
 ERROR_HOLD = 1.0  # seconds
@@ -34,34 +43,65 @@ class Daemon:
     """``kernelsync run`` (and ``kernelsync exabgp`` owning the FIB, with ``exabgp_stdin``).
 
     The BGP feed is on when ExaBGP's pipe is ours (``exabgp_stdin``) or relays may connect
-    (``[exabgp] listen``)."""
+    (``[exabgp] listen``).  Sockets are opened in the network namespace the daemon is created
+    in."""
 
     def __init__(self, cfg: Config, dry_run: bool = False, exabgp_stdin: bool = False) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
         self.exabgp_stdin = exabgp_stdin
-        self.feed = None  # the BGP feed (ExaBGP)
-        self.feeds: list = []  # every feed with a shell: the BGP feed, [[feed.table]], [feed.fpm]
         self.stopping = False
         self.kernel = RtNetlink(cfg.kernel.protocol)
         # subscribe before the first dump, so no change between dump and subscription is lost
         self.events = EventSocket()
+        self.route_events: Optional[RouteEventSocket] = None
         self.engine = Engine(cfg.kernel, self.kernel, dry_run=dry_run)
-        self.control: Optional[socket.socket] = None
+        self.feeds: List[Feed] = []
+        self.bgp: Optional[BgpFeed] = None
+        self.streams: Optional[ExabgpStreams] = None
+        self.export: Optional[ExportFeed] = None
+        self.control: Optional[ControlServer] = None
 
     # setup ---------------------------------------------------------------------------------
-    def _open_control(self) -> None:
-        if self.cfg.control_socket:
-            self.control = listen_unix(self.cfg.control_socket, 8)
+    def _static_feed(self) -> StaticFeed:
+        cfg = self.cfg
+        anycast = [StaticRoute(g.prefix, (g.path(),), g.where) for g in cfg.export.anycast]
+        return StaticFeed(self.engine.rib, self.engine.links, cfg.static_routes, cfg.static_distance,
+                          cfg.route_errors, anycast=anycast, filename=cfg.filename)
+
+    def _build_feeds(self, now: float) -> None:
+        """Every configured feed, in start order: static routes, BGP (then export, then the
+        ExaBGP streams: a stream that opens is greeted by both), kernel tables, FPM."""
+        cfg, engine = self.cfg, self.engine
+        self.feeds.append(self._static_feed())
+        if self.exabgp_stdin or cfg.exabgp.listen:
+            self.streams = ExabgpStreams(stdin=self.exabgp_stdin, listen=cfg.exabgp.listen)
+            self.bgp = BgpFeed(engine.rib, cfg.bgp, self.kernel, cfg.kernel.protocol, engine.links, self.streams,
+                               now, refresh_on_start=cfg.exabgp.route_refresh_on_start,
+                               restart=bool(engine.observed_nh))
+            self.feeds.append(self.bgp)
+            if cfg.export.enabled:
+                self.export = ExportFeed(cfg.export, self.kernel, cfg.kernel.protocol, engine.links, self.streams)
+                self.feeds.append(self.export)
+            self.feeds.append(self.streams)
+        elif cfg.export.enabled:
+            log.warning("[export] is configured but nothing is exported: exporting needs ExaBGP "
+                        "(kernelsync exabgp, or [exabgp] listen for relays)")
+        self.feeds.extend(TableFeed(engine.rib, tf, self.kernel, engine.links) for tf in cfg.table_feeds)
+        if cfg.fpm_feed is not None:
+            self.feeds.append(FpmFeed(engine.rib, cfg.fpm_feed, engine.links))
+        if any(feed.follows_routes for feed in self.feeds):
+            # before the feeds' first dumps, as the link and nexthop subscription
+            self.route_events = RouteEventSocket(cfg.kernel.protocol)
 
     def dry_run_plan(self) -> int:
         """Plan once against the kernel and print the operations; write nothing."""
         now = time.monotonic()
         self.engine.start(now)
-        load_static(self.engine, self.cfg)
+        self._static_feed().start(None, now)
         result = self.engine.run(now)
         for op in result.ops:
-            print(describe_op(op))
+            print(op.describe())
         print("# %d operations planned%s; nothing written (dry run)" % (
             len(result.ops), ", %d deletions held back" % result.deferred if result.deferred else ""))
         return 0
@@ -71,39 +111,35 @@ class Daemon:
         engine = self.engine
         now = time.monotonic()
         engine.start(now)
-        load_static(engine, self.cfg)
-        self._open_control()
+        self._build_feeds(now)
         sel = selectors.DefaultSelector()
-        if self.exabgp_stdin or self.cfg.exabgp.listen:
-            from .bgpfeed import BgpFeed
-            self.feed = BgpFeed(engine.rib, self.cfg.bgp, self.kernel, now,
-                                stdin=self.exabgp_stdin, listen=self.cfg.exabgp.listen,
-                                refresh_on_start=self.cfg.exabgp.route_refresh_on_start,
-                                restart=bool(engine.observed_nh), export=self.cfg.export)
-            self.feeds.append(self.feed)
-        elif self.cfg.export.enabled:
-            log.warning("[export] is configured but nothing is exported: exporting needs ExaBGP "
-                        "(kernelsync exabgp, or [exabgp] listen for relays)")
-        if self.cfg.table_feeds:
-            from .tablefeed import TableFeed
-            self.feeds.extend(TableFeed(engine.rib, tf, self.kernel) for tf in self.cfg.table_feeds)
-        if self.cfg.fpm_feed is not None:
-            from .fpm import FpmFeed
-            self.feeds.append(FpmFeed(engine.rib, self.cfg.fpm_feed))
+        if self.cfg.control_socket:
+            self.control = ControlServer(self.cfg.control_socket, self.answer)
+            self.control.start(sel)
         for feed in self.feeds:
-            feed.start(sel, engine.links, now)
-        sel.register(self.events.sock, selectors.EVENT_READ, "events")
-        if self.control is not None:
-            sel.register(self.control, selectors.EVENT_READ, "control")
+            feed.start(sel, now)
+        event_at: List[Optional[float]] = [None]  # when the first link event not handled yet was read
+
+        def notified(t: float) -> None:
+            woke = time.monotonic()  # before the link table is re-read
+            try:
+                if self.handle_notifications(t) and event_at[0] is None:
+                    event_at[0] = woke
+            except Exception:  # e.g. a link dump that failed: re-read everything
+                log.exception("handling netlink notifications failed; full resync")
+                engine.request_full_sync()
+
+        sel.register(self.events.sock, selectors.EVENT_READ, notified)
+        if self.route_events is not None:
+            sel.register(self.route_events.sock, selectors.EVENT_READ, notified)
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        sel.register(rfd, selectors.EVENT_READ, "signal")
+        sel.register(rfd, selectors.EVENT_READ, lambda t: _drain(rfd))
         old_wakeup = signal.set_wakeup_fd(wfd)
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        log.info("kernelsync started: table %d, protocol %d, nexthop ids %d..%d, %d static routes",
+        log.info("kernelsync started: table %d, protocol %d, nexthop ids %d..%d, %d static routes; feeds: %s",
                  self.cfg.kernel.table, self.cfg.kernel.protocol, *self.cfg.kernel.nexthop_id_range,
-                 len(self.cfg.static_routes))
+                 len(self.cfg.static_routes), ", ".join(f.name for f in self.feeds))
         log_compat_mode()
-        event_at: Optional[float] = None
         hold_until = 0.0  # after an unexpected error, wait a little before the next run
         feeds = self.feeds
         try:
@@ -114,11 +150,12 @@ class Daemon:
                     try:
                         feed.commit(now)
                     except Exception:  # never die on one bad cycle
-                        log.exception("unexpected error in a feed (%s); continuing", type(feed).__name__)
+                        log.exception("unexpected error in feed %s; continuing", feed.name)
                     feed_due = feed.deadline()
                     if feed_due is not None:
                         due = feed_due if due is None else min(due, feed_due)
-                if self.feed is not None and self.feed.ended:
+                ended = [f.name for f in feeds if f.ended]
+                if ended:
                     log.info("ExaBGP closed our stdin: stopping")
                     break
                 engine_due = engine.deadline()  # the feeds' commits may have changed the RIB
@@ -134,33 +171,21 @@ class Daemon:
                         engine.request_full_sync()
                         hold_until = time.monotonic() + ERROR_HOLD
                         continue
-                    if event_at is not None:
-                        engine.last_repair_ms = (time.monotonic() - event_at) * 1000
+                    missed = engine.take_missed_link_change()
+                    if missed is not None:
+                        log.warning("a full read found link changes no notification reported: telling the feeds")
+                        self._dispatch(KernelChange(links=missed), time.monotonic())
+                    if event_at[0] is not None:
+                        engine.last_repair_ms = (time.monotonic() - event_at[0]) * 1000
                         log.info("link event handled in %.1f ms (%d writes)", engine.last_repair_ms, len(result.ops))
-                        event_at = None
+                        event_at[0] = None
                     continue
                 timeout = None if due is None else max(0.0, due - now)
                 for key, _ in sel.select(timeout):
-                    if key.data == "events":
-                        woke = time.monotonic()  # before the link table is re-read
-                        try:
-                            if self._read_events():
-                                event_at = event_at or woke
-                        except Exception:  # e.g. a link dump that failed: re-read everything
-                            log.exception("handling netlink notifications failed; full resync")
-                            engine.request_full_sync()
-                    elif key.data == "control":
-                        self._serve_control()
-                    elif callable(key.data):
-                        try:
-                            key.data(time.monotonic())
-                        except Exception:  # a feed bug must not take the FIB manager down
-                            log.exception("feed handler failed")
-                    else:
-                        try:
-                            os.read(rfd, 512)
-                        except BlockingIOError:
-                            pass
+                    try:
+                        key.data(time.monotonic())
+                    except Exception:  # a feed bug must not take the FIB manager down
+                        log.exception("handler %s failed; continuing", getattr(key.data, "__qualname__", key.data))
         finally:
             signal.set_wakeup_fd(old_wakeup)
             os.close(rfd)
@@ -172,16 +197,18 @@ class Daemon:
                 log.info("flushed our routes and nexthops on exit: %d operations", len(result.ops))
             else:
                 log.info("stopping; routes stay in the kernel (graceful; flush_on_exit = false)")
-            if self.control is not None and self.cfg.control_socket:
-                try:
-                    os.unlink(self.cfg.control_socket)
-                except OSError:
-                    pass
+            if self.control is not None:
+                self.control.close()
             for feed in feeds:
                 feed.close()
-            self.events.close()
-            self.kernel.close()
+            self.close()
         return 0
+
+    def close(self) -> None:
+        """Close the daemon's own sockets (the loop does it when it ends)."""
+        for sock in (self.events, self.route_events, self.kernel):
+            if sock is not None:
+                sock.close()
 
     def _on_signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
@@ -190,71 +217,105 @@ class Daemon:
         else:
             self.stopping = True
 
-    def _read_events(self) -> bool:
-        """Drain notifications; returns True if a link changed."""
-        now = time.monotonic()
+    # notifications -------------------------------------------------------------------------
+    def handle_notifications(self, now: float) -> bool:
+        """Drain the notification sockets; tell the engine and then every feed what changed,
+        at once.  Returns True if a link notification came (or notifications were lost): a
+        repair is due.  Notifications lost (ENOBUFS) count as a change of everything: the
+        engine reads the kernel whole, every feed reads again what it follows."""
+        engine = self.engine
+        lost_links = lost_routes = False
+        messages = []
         try:
-            messages = self.events.read()
+            messages += self.events.read()
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
-            self.engine.on_link_event(now)
-            self.engine.request_full_sync()
-            return True
-        link = addr = False
-        for mtype, raw in messages:
-            if mtype in (RTM_NEWLINK, RTM_DELLINK):
-                link = True
-            elif mtype in (RTM_NEWADDR, RTM_DELADDR):
-                addr = True
-            elif mtype in (RTM_NEWNEXTHOP, RTM_DELNEXTHOP):
-                try:
-                    obj = to_knexthop(decode_nhmsg(raw))
-                except Exception as exc:  # a notification we cannot decode: re-read instead
-                    log.warning("undecodable nexthop notification (%s); repairing by dump", exc)
-                    self.engine.need_repair = True
-                    continue
-                self.engine.on_nexthop_event(mtype == RTM_DELNEXTHOP, obj)
-                for feed in self.feeds:
-                    feed.on_nexthop_event()
-        if link:
-            self.engine.on_link_event(now)
-        if addr:
-            self.engine.on_address_event(now)
-        if link or addr:
-            for feed in self.feeds:
-                feed.on_kernel_change(self.engine.links, link, addr, now)
-        return link
-
-    def _serve_control(self) -> None:
-        try:
-            conn, _ = self.control.accept()
-        except BlockingIOError:
-            return
-        with conn:
-            conn.settimeout(2.0)
-            request = ""
+            lost_links = True
+        if self.route_events is not None:
             try:
-                request = conn.makefile("r").readline().strip()
-                conn.sendall(json.dumps(self.answer(request), indent=1).encode() + b"\n")
-            except OSError as exc:
-                log.warning("control request failed: %s", exc)
-            except Exception:  # a bug in a view must not take the FIB manager down
-                log.exception("control request %r failed", request)
+                messages += self.route_events.read()
+            except ResyncNeeded as exc:
+                log.warning("%s (routes); the feeds read the kernel again", exc)
+                lost_routes = True
+        link = addr = False
+        routes: List[RouteEvent] = []
+        for msg in messages:
+            mtype = msg.type
+            if mtype in LINK_MESSAGES:
+                link = True
+            elif mtype in ADDRESS_MESSAGES:
+                addr = True
+            elif mtype in NEXTHOP_MESSAGES:
+                self._nexthop_notified(mtype == RTM_DELNEXTHOP, msg.data, now)
+            elif mtype in ROUTE_MESSAGES:
+                route = parse_route(msg.data, 16, len(msg.data))
+                if route is not None and route.protocol != self.cfg.kernel.protocol:
+                    routes.append(RouteEvent(mtype == RTM_DELROUTE, route))
+        link_change = None
+        if link or lost_links:
+            link_change = engine.on_link_event(now)
+        if lost_links:
+            engine.request_full_sync()
+        if addr:
+            engine.on_address_event(now)
+        if link or lost_links or lost_routes or addr or routes:
+            self._dispatch(KernelChange(links=link_change, addresses=addr, routes=tuple(routes),
+                                        lost=lost_links or lost_routes), now)
+        return link or lost_links
+
+    def _nexthop_notified(self, deleted: bool, data: bytes, now: float) -> None:
+        try:
+            obj = parse_nexthop(data, 16, len(data))
+        except struct.error as exc:  # a notification we cannot decode: re-read instead
+            log.warning("undecodable nexthop notification (%s: %s); repairing by dump", exc, data[:64].hex())
+            self.engine.request_repair()
+            obj = None
+        else:
+            self.engine.on_nexthop_event(deleted, obj)
+        event = NexthopEvent(deleted, obj)
+        self._each_feed("on_nexthop_event", lambda f: f.on_nexthop_event(event, now))
+
+    def _dispatch(self, change: KernelChange, now: float) -> None:
+        quiet = attrs.evolve(change, routes=()) if change.routes else change  # for feeds not following routes
+        self._each_feed("on_kernel_change", lambda f: f.on_kernel_change(change if f.follows_routes else quiet, now))
+
+    def _each_feed(self, what: str, call: Callable[[Feed], None]) -> None:
+        for feed in self.feeds:
+            try:
+                call(feed)
+            except Exception:  # one feed's bug must not keep the others from hearing it
+                log.exception("feed %s: %s failed; continuing", feed.name, what)
+
+    # control -------------------------------------------------------------------------------
+    def show_bgp(self) -> dict:
+        """The BGP feed, its streams and export counters (``show bgp``)."""
+        out = self.bgp.show()
+        out.update(self.streams.show())
+        out["counters"].update(self.streams.counters)
+        if self.export is not None:
+            out["counters"].update(self.export.counters)
+        return out
+
+    def show_export(self) -> dict:
+        if self.export is None:
+            return {"error": "nothing to export: no [[export.anycast]] or [[export.kernel]] in the configuration"}
+        return self.export.show()
 
     def answer(self, request: str):
+        """One control request (see :mod:`kernelsync.control`) -> its JSON-able answer."""
         engine = self.engine
         views = {"show rib": engine.show_rib, "show fib": engine.show_fib,
                  "show nexthops": engine.show_nexthops, "show stats": engine.show_stats}
-        if self.feed is not None:
-            views["show bgp"] = self.feed.show
-            views["show export"] = self.feed.show_export
-        tables = [f for f in self.feeds if f is not self.feed]
-        if tables:
-            views["show feeds"] = lambda: {f.cfg.name: f.show() for f in tables}
+        if self.bgp is not None:
+            views["show bgp"] = self.show_bgp
+            views["show export"] = self.show_export
+        route_feeds = [f for f in self.feeds if isinstance(f, (TableFeed, FpmFeed))]
+        if route_feeds:
+            views["show feeds"] = lambda: {f.name: f.show() for f in route_feeds}
         if request in views:
             result = views[request]()
-            if request == "show stats" and self.feed is not None:
-                result["bgp"] = self.feed.show()["counters"]
+            if request == "show stats" and self.bgp is not None:
+                result["bgp"] = self.show_bgp()["counters"]
             return result
         if request == "resync":
             engine.request_full_sync()
@@ -262,26 +323,11 @@ class Daemon:
         return {"error": "unknown request %r (known: %s, resync)" % (request, ", ".join(views))}
 
 
-def listen_unix(path: str, backlog: int) -> socket.socket:
-    """A non-blocking Unix stream socket listening at ``path``, reachable by root only: its
-    directory is created 0700, the socket is bound under umask 077 and set to 0600.  An old
-    socket at ``path`` is removed; anything else there is left and the bind fails."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+def _drain(fd: int) -> None:
     try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.unlink(path)
-    except FileNotFoundError:
+        os.read(fd, 512)
+    except BlockingIOError:
         pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    old = os.umask(0o077)
-    try:
-        sock.bind(path)
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    sock.listen(backlog)
-    sock.setblocking(False)
-    return sock
 
 
 def log_compat_mode() -> None:
@@ -300,16 +346,4 @@ def log_compat_mode() -> None:
                  "nexthop objects see routes with nhid and no nexthops", mode)
 
 
-def query(path: str, request: str, timeout: float = 5.0):
-    """Send one control request to a running daemon; returns the decoded JSON answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(request.encode() + b"\n")
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return json.loads(b"".join(chunks))
+__all__ = ["Daemon", "log_compat_mode"]

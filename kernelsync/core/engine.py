@@ -1,0 +1,540 @@
+"""The reconciler: the thin shell around the pure core.
+
+State machine (Open/R Fib): AWAITING (feeds not all ready or no kernel dump yet: nothing is
+deleted) -> SYNCED.  Work is driven by marks:
+
+* a link event (admin or carrier change, device added or removed) re-reads links, updates the
+  desired FIB (nexthops on a down link leave their groups; routes with no usable nexthop fall
+  back or go) and runs a *repair*: re-read the nexthop objects, infer which of our routes the
+  kernel deleted silently (those on a vanished nexthop or group), and apply the diff; then a
+  *verify* (full dump of nexthops and our routes) follows ``verify_delay`` seconds later;
+* a nexthop notification that differs from what we wrote (``ip nexthop del``) runs a repair;
+* a full resync every ``resync_interval`` seconds repairs any other outside change
+  (``ip route del`` of our route);
+* failed writes are retried with exponential backoff (``retry_initial`` doubling up to
+  ``retry_max``), logged once per cause and batch; a failed nexthop leaves its groups until it
+  is written.
+
+``Engine`` never sleeps and never reads the clock: every entry point takes ``now``; the
+event loop in :mod:`kernelsync.daemon` owns sockets and timers.  It reaches the kernel only
+through the port (:class:`kernelsync.core.port.Kernel`) and owns the link table
+(:class:`kernelsync.core.links.LinkTable`), which everyone else reads.
+"""
+from __future__ import annotations
+
+import errno
+import gc
+import logging
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import attrs
+
+from .fib import FibBuilder
+from .links import LinkChange, LinkTable
+from .model import KNexthop, RouteKey, format_address, format_prefix
+from .nhm import NexthopManager
+from .ops import NEXTHOP_SET, ROUTE_DEL, ROUTE_SET, Op, Target
+from .planner import Plan, plan
+from .port import Kernel, Refusal, ResyncNeeded
+from .rib import Rib
+
+log = logging.getLogger("kernelsync.engine")
+GC_YOUNG_MAX = 100_000  # objects a run may leave for a young collection before the freeze
+
+
+@attrs.frozen
+class KernelConfig:
+    """``[kernel]``: where and how our routes go.  ``table``, ``protocol`` (rtm_protocol and
+    nhmsg protocol of everything we write), ``metric`` (RTA_PRIORITY), ``nexthop_id_range``
+    (inclusive); times in seconds: ``group_hold_time`` (an unused nexthop or group is kept),
+    ``resync_interval`` (full dump and diff), ``verify_delay`` (full dump after a link event),
+    ``retry_initial`` doubling up to ``retry_max`` (a refused write); ``flush_on_exit``: delete
+    everything of ours when stopping."""
+
+    table: int = 254
+    protocol: int = 200
+    metric: int = 20
+    nexthop_id_range: Tuple[int, int] = (100_000_000, 100_999_999)
+    group_hold_time: float = 30.0
+    resync_interval: float = 60.0
+    verify_delay: float = 2.0
+    flush_on_exit: bool = False
+    retry_initial: float = 0.2
+    retry_max: float = 30.0
+
+
+@attrs.define
+class Failure:
+    """A write that the kernel refused: retried at ``next_try`` (seconds, engine clock)."""
+
+    count: int
+    next_try: float
+    error: str
+    op: Op = attrs.field(repr=False, eq=False)
+
+
+@attrs.define
+class _Booking:
+    """What one :meth:`Engine._apply` learnt, gathered chunk by chunk."""
+
+    nh_failed: List[int] = attrs.Factory(list)
+    nh_recovered: List[int] = attrs.Factory(list)
+    nh_written: Set[int] = attrs.Factory(set)
+    just_failed: Set[Target] = attrs.Factory(set)
+    refused: Dict[tuple, List[Failure]] = attrs.Factory(dict)  # (kind, errno, message) -> failures
+    taken: List[int] = attrs.Factory(list)  # our ids that another program turned out to hold
+    recovered: int = 0
+
+
+class Engine:
+    """Owns the RIB, the desired FIB and the view of the kernel; decides and applies writes."""
+
+    def __init__(self, kcfg: KernelConfig, kernel: Kernel, dry_run: bool = False,
+                 on_plan: Optional[Callable[[Plan], None]] = None) -> None:
+        self.kcfg = kcfg
+        self.kernel = kernel
+        self.dry_run = dry_run
+        self.on_plan = on_plan
+        self.rib = Rib()
+        self.links = LinkTable()
+        self.nhm = NexthopManager(kcfg.nexthop_id_range, kcfg.group_hold_time, kcfg.protocol, self.links)
+        self.fib = FibBuilder(self.rib, self.nhm, kcfg.table, kcfg.metric)
+        self.observed_nh: Dict[int, KNexthop] = {}
+        self.observed_routes: Dict[RouteKey, int] = {}
+        self._by_nh: Dict[int, Set[RouteKey]] = {}
+        self.failures: Dict[Target, Failure] = {}
+        self.dirty: Set[RouteKey] = set()
+        self.dumped = False
+        self.need_repair = False
+        self.need_full = True
+        self.verify_at: Optional[float] = None
+        self.next_resync: float = 0.0
+        self.gc_at: Optional[float] = None
+        self.last_repair_ms: Optional[float] = None
+        self.missed_link_change: Optional[LinkChange] = None
+        self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
+                                         "retries": 0, "nexthops_taken_over": 0}
+
+    # ownership -----------------------------------------------------------------------------
+    def ours(self, obj: KNexthop) -> bool:
+        return obj.protocol == self.kcfg.protocol and self.nhm.owns_id(obj.id)
+
+    @property
+    def state(self) -> str:
+        return "SYNCED" if self.dumped and self.rib.all_ready else "AWAITING"
+
+    # inputs --------------------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        """Read links and the kernel's nexthops, adopt ours (restart without writes)."""
+        self._read_links()
+        self._dump_nexthops()
+        self.nhm.adopt(self.observed_nh)
+        self.need_full = True
+        self.next_resync = now + self.kcfg.resync_interval
+
+    def _read_links(self) -> LinkChange:
+        """Read the links into the link table (its only writer); mark what the change touches."""
+        change = self.links.update(self.kernel.dump_links())
+        if change.changed:
+            self.dirty |= self.fib.links_changed(change)
+        return change
+
+    def on_link_event(self, now: float) -> LinkChange:
+        """An RTM_NEWLINK/DELLINK arrived: re-read links; repair now, verify later.  Refused
+        nexthop writes are retried at once: their device may be back (no backoff wait).
+        Returns what changed in the link table (for the feeds)."""
+        change = self._read_links()
+        self._retry_nexthops_now(now)
+        self.need_repair = True
+        if self.kcfg.verify_delay > 0 and self.verify_at is None:
+            self.verify_at = now + self.kcfg.verify_delay
+        return change
+
+    def on_address_event(self, now: float) -> None:
+        """An address came or went: a nexthop refused for lack of a route to its gateway
+        (IPv6 after admin up) may now be accepted; retry nexthops now."""
+        self._retry_nexthops_now(now)
+        self.need_repair = True
+
+    def _retry_nexthops_now(self, now: float) -> None:
+        for key, failure in self.failures.items():
+            if key.what == "nh":
+                failure.next_try = min(failure.next_try, now)
+
+    def on_nexthop_event(self, deleted: bool, obj: Optional[KNexthop]) -> None:
+        """RTM_NEWNEXTHOP/DELNEXTHOP: repair if it concerns one of ours and differs."""
+        if obj is None or not self.nhm.owns_id(obj.id):
+            return
+        if deleted:
+            if obj.id in self.observed_nh:
+                self.need_repair = True
+        elif self.observed_nh.get(obj.id) != obj:
+            self.need_repair = True
+
+    def request_full_sync(self) -> None:
+        self.need_full = True
+
+    def request_repair(self) -> None:
+        """Dump the nexthop objects and repair what differs (an undecodable notification)."""
+        self.need_repair = True
+
+    def take_missed_link_change(self) -> Optional[LinkChange]:
+        """What full reads found changed in the links without a link notification (lost
+        notifications), since the last call: the feeds are told as for an event."""
+        change, self.missed_link_change = self.missed_link_change, None
+        return change
+
+    # the cycle -----------------------------------------------------------------------------
+    def deadline(self) -> Optional[float]:
+        """When :meth:`run` has work next (engine clock), or None for 'only on events'."""
+        if self.need_full or self.need_repair or self.dirty or self.rib.dirty or self.rib.became_ready:
+            return 0.0
+        times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
+        times += [f.next_try for f in self.failures.values()]
+        return min(times) if times else None
+
+    def run(self, now: float) -> Plan:
+        """Do whatever is due at ``now``; returns the last plan applied (or printed).
+
+        Python's cyclic garbage collector is paused meanwhile: a full load allocates hundreds of
+        thousands of acyclic tuples, and collecting them again and again cost a third of the
+        time.  Afterwards whatever survives is frozen out of later collections (``gc.freeze``):
+        the RIB and FIB keep a few objects per route, and full collections walking them again
+        and again cost a tenth of a BGP flood's CPU.  The young generations are collected
+        first (cycles that became garbage in the run go now), unless the run left more than
+        GC_YOUNG_MAX objects (a full load: walking them would cost more than the load saves).
+        Frozen objects are still freed by reference counting; only a cycle among them would
+        stay, and the long-lived structures form none that becomes garbage (a group and its
+        members unlink each other when the group is freed)."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run(now)
+        finally:
+            if enabled:
+                if gc.get_count()[0] <= GC_YOUNG_MAX:
+                    gc.collect(1)
+                gc.freeze()
+                gc.enable()
+
+    def _run(self, now: float) -> Plan:
+        if now >= self.next_resync:
+            self.need_full = True
+        if self.verify_at is not None and now >= self.verify_at:
+            self.need_full = True
+        full = self.need_full
+        try:
+            if full:
+                self._dump_all()
+            elif self.need_repair:
+                self._dump_nexthops()
+                self.counters["repairs"] += 1
+        except ResyncNeeded as exc:
+            log.warning("%s; full resync", exc)
+            self.need_full = True
+            return Plan()
+        self.need_repair = False
+        if full:
+            self.need_full = False
+            self.verify_at = None
+            self.next_resync = now + self.kcfg.resync_interval
+            self.counters["full_syncs"] += 1
+        self.nhm.collect(now)  # entries past their hold time leave the desired state now
+        if self.rib.became_ready:  # the deletions held back until now are due: plan everything
+            self.rib.became_ready = False
+            full = True
+        last = Plan()
+        for _round in range(4):
+            changed = self.fib.sync_rib(now, collect=not full)
+            keys = None
+            if not full:  # the RIB's changes in their order, then the rest
+                keys = changed
+                for more in (self.dirty, self._retry_keys(now)):
+                    keys.update(dict.fromkeys(more))
+            self.dirty = set()
+            allow_delete = self.dumped and self.rib.all_ready
+            result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
+                          self.observed_routes, route_keys=keys, allow_delete=allow_delete)
+            if keys is None and allow_delete:
+                self.nhm.end_adoption()  # every feed is in: whatever was not adopted is stale
+            if result.deferred and not allow_delete:
+                log.info("holding back %d deletions until every feed has sent its initial state",
+                         result.deferred)
+            self._prune_failures(result.ops, keys)
+            ops = self._due(result.ops, now)
+            last = Plan(ops=ops, deferred=result.deferred)
+            if self.on_plan is not None:
+                self.on_plan(last)
+            if not ops or self.dry_run:
+                break
+            progress = self._apply(ops, now)
+            full = False
+            if not progress:
+                break
+        self.gc_at = self.nhm.collect(now)
+        return last
+
+    def _retry_keys(self, now: float) -> Set[RouteKey]:
+        return {t.key for t, f in self.failures.items() if t.what == "route" and f.next_try <= now}
+
+    def _prune_failures(self, ops: List[Op], keys: Optional[Dict[RouteKey, None]]) -> None:
+        """Forget failures of writes no longer wanted (the desired state moved on)."""
+        if not self.failures:
+            return
+        wanted = {op.target for op in ops}
+        for fkey in list(self.failures):
+            examined = fkey.what == "nh" or keys is None or fkey.key in keys
+            if examined and fkey not in wanted:
+                del self.failures[fkey]
+
+    def _due(self, ops: List[Op], now: float) -> List[Op]:
+        if not self.failures:
+            return ops
+        out = []
+        for op in ops:
+            failure = self.failures.get(op.target)
+            # backoff holds the same write; a write whose content changed goes at once
+            if failure is None or failure.next_try <= now or failure.op != op:
+                out.append(op)
+        return out
+
+    # kernel reads --------------------------------------------------------------------------
+    def _dump_nexthops(self) -> None:
+        everything = self.kernel.dump_nexthops()
+        self.nhm.kernel_ids = set(everything)
+        ours = {i: o for i, o in everything.items() if self.ours(o)}
+        vanished = [i for i in self.observed_nh if i not in ours]
+        self.observed_nh = ours
+        lost = 0
+        deleted = 0
+        for nh_id in vanished:
+            obj = everything.get(nh_id)
+            if obj is not None:
+                # replaced under our id by another program (FRR's zebra re-installs the kernel's
+                # nexthop objects it learned, ours too, when a link comes back): the object is
+                # theirs now and left alone; our routes on it are still there, still ours, and
+                # move with our entry to a new id
+                self.counters["nexthops_taken_over"] += 1
+                moved = self.fib.reassign(nh_id)
+                self.dirty |= moved
+                self.dirty.update(self._by_nh.get(nh_id, ()))
+                log.warning("nexthop id %d was replaced by another program (protocol %d): left to it; ours moves to "
+                            "a new id, %d routes with it", nh_id, obj.protocol, len(moved))
+                continue
+            deleted += 1
+            # the kernel deletes every route on a deleted nexthop or group, silently (IPv4)
+            for key in self._by_nh.pop(nh_id, ()):
+                if self.observed_routes.pop(key, None) is not None:
+                    self.dirty.add(key)
+                    lost += 1
+        if lost:
+            self.counters["inferred_route_losses"] += lost
+            log.info("kernel dropped %d of our routes with %d vanished nexthop objects", lost, deleted)
+
+    def _dump_all(self) -> None:
+        """Full read: links (a missed link event is caught here too, and kept for the feeds:
+        :meth:`take_missed_link_change`), nexthops, our routes."""
+        change = self._read_links()
+        if change.changed or change.names_changed:
+            self.missed_link_change = change.merged_after(self.missed_link_change)
+        self._dump_nexthops()
+        routes = self.kernel.dump_routes(self.kcfg.table, self.kcfg.protocol)
+        self.observed_routes = routes
+        by_nh: Dict[int, Set[RouteKey]] = {}
+        for key, nh_id in routes.items():
+            s = by_nh.get(nh_id)
+            if s is None:
+                by_nh[nh_id] = {key}
+            else:
+                s.add(key)
+        self._by_nh = by_nh
+        self.dumped = True
+
+    # writes --------------------------------------------------------------------------------
+    def _apply(self, ops: List[Op], now: float) -> bool:
+        """Write ``ops``; update the observed view for those that succeeded (chunk by chunk,
+        while the kernel works on the next chunk), back off the others.  Returns True if
+        another planning round may find more to do."""
+        book = _Booking()
+        try:
+            failed = self.kernel.apply(ops, on_chunk=lambda a, b, f: self._book(ops, a, b, f, now, book))
+        except ResyncNeeded as exc:
+            log.warning("%s; full resync", exc)
+            self.need_full = True
+            return False
+        if ops and log.isEnabledFor(logging.INFO):
+            applied = ", ".join("%d %s" % (n, k) for k, n in Plan(ops=ops).counts().items())
+            log.info("applied %s%s", applied, (", %d failed" % len(failed)) if failed else "")
+        self._log_refusals(book, now)
+        if book.recovered:
+            log.info("%d writes succeeded after earlier refusals", book.recovered)
+        unblocked = False
+        if book.nh_written and self.failures:
+            # a route refused for want of its nexthop may go now that the nexthop is written
+            for fkey, failure in self.failures.items():
+                op = failure.op
+                if op.kind is ROUTE_SET and op.nh_id in book.nh_written and fkey not in book.just_failed:
+                    failure.next_try = now
+                    unblocked = True
+        changed = set()
+        for nh_id in book.taken:
+            entry = self.nhm.by_id.get(nh_id)
+            changed |= self.fib.reassign(nh_id)
+            self.failures.pop(Target("nh", nh_id), None)
+            log.warning("nexthop id %d is held by another program (created after our last dump): "
+                        "left alone; ours moves to id %s", nh_id, entry.id if entry is not None else "-")
+        if book.nh_failed:
+            changed |= self.fib.set_failed(book.nh_failed, True)
+        if book.nh_recovered:
+            changed |= self.fib.set_failed(book.nh_recovered, False)
+        self.dirty |= changed
+        return bool(book.nh_failed or book.nh_recovered or unblocked or book.taken)
+
+    def _book(self, ops: Sequence[Op], start: int, end: int, refused: List[Refusal], now: float,
+              book: "_Booking") -> None:
+        """Record the outcome of ``ops[start:end]`` in the observed view and the failures."""
+        refused_at = {r.index: r for r in refused}
+        observed_nh = self.observed_nh
+        routes = self.observed_routes
+        by_nh = self._by_nh
+        failures = self.failures
+        last_nh, last_set = None, set()  # routes in a batch mostly share a few nexthop ids
+        clean = not refused_at and not failures  # the usual chunk: no refusal, no earlier failure
+        for i in range(start, end):
+            op = ops[i]
+            kind = op.kind
+            if not clean:
+                refusal = refused_at.get(i)
+                if refusal is not None:
+                    if kind is NEXTHOP_SET and refusal.errno == errno.EEXIST and not op.replace:
+                        book.taken.append(op.nexthop.id)  # another program holds that id: ours moves
+                        continue
+                    book.refused.setdefault((kind, refusal.errno, refusal.message), []).append(
+                        self._failed(op, refusal.errno, refusal.message, now))
+                    book.just_failed.add(op.target)
+                    if kind is NEXTHOP_SET and not op.nexthop.is_group:
+                        book.nh_failed.append(op.nexthop.id)
+                    continue
+                if failures and failures.pop(op.target, None) is not None:
+                    book.recovered += 1
+                    log.debug("%s succeeded after retries", op.describe())
+            if kind is ROUTE_SET:
+                key, nh_id = op.key, op.nh_id
+                old = routes.get(key)
+                if old is not None:
+                    s = by_nh.get(old)
+                    if s is not None:
+                        s.discard(key)
+                routes[key] = nh_id
+                if nh_id != last_nh:
+                    last_set = by_nh.get(nh_id)
+                    if last_set is None:
+                        last_set = by_nh[nh_id] = set()
+                    last_nh = nh_id
+                last_set.add(key)
+            elif kind is ROUTE_DEL:
+                old = routes.pop(op.key, None)
+                if old is not None and old in by_nh:
+                    by_nh[old].discard(op.key)
+            elif kind is NEXTHOP_SET:
+                obj = op.nexthop
+                if not obj.is_group:
+                    entry = self.nhm.by_id.get(obj.id)
+                    if entry is not None and entry.failed:
+                        # accepted now (its failure record may be long gone): back into its groups
+                        book.nh_recovered.append(obj.id)
+                book.nh_written.add(obj.id)
+                observed_nh[obj.id] = obj
+                self.nhm.kernel_ids.add(obj.id)
+            else:
+                obj = op.nexthop
+                observed_nh.pop(obj.id, None)
+                self.nhm.kernel_ids.discard(obj.id)
+                for key in by_nh.pop(obj.id, ()):
+                    routes.pop(key, None)
+
+    def _failed(self, op: Op, err: int, msg: str, now: float) -> Failure:
+        key = op.target
+        prev = self.failures.get(key)
+        count = 1 if prev is None else prev.count + 1
+        delay = min(self.kcfg.retry_initial * (2 ** (count - 1)), self.kcfg.retry_max)
+        failure = self.failures[key] = Failure(count=count, next_try=now + delay, error=msg, op=op)
+        if count > 1:
+            self.counters["retries"] += 1
+        log.debug("kernel refused %s: %s (errno %d); attempt %d, retry in %.1fs",
+                  op.describe(), msg, err, count, delay)
+        return failure
+
+    def _log_refusals(self, book: "_Booking", now: float) -> None:
+        """One warning per cause (kind, errno, kernel message), naming up to 3 of the writes:
+        a link that flaps under a batch can make a thousand writes fail for one reason."""
+        for (kind, err, msg), failures in book.refused.items():
+            sample = ", ".join(f.op.describe() for f in failures[:3])
+            more = " and %d more" % (len(failures) - 3) if len(failures) > 3 else ""
+            attempt = max(f.count for f in failures)
+            delay = min(f.next_try for f in failures) - now
+            log.warning("kernel refused %d %s: %s (errno %d): %s%s; attempt %d, retry in %.1fs",
+                        len(failures), kind.label, msg, err, sample, more, attempt, delay)
+
+    # shutdown ------------------------------------------------------------------------------
+    def flush(self) -> Plan:
+        """Delete every route and nexthop of ours (``flush_on_exit``)."""
+        self._dump_all()
+        result = plan({}, self.observed_nh, {}, self.observed_routes)
+        if not self.dry_run and result.ops:
+            self._apply(result.ops, 0.0)
+        return result
+
+    # views ---------------------------------------------------------------------------------
+    def show_rib(self) -> List[dict]:
+        out = []
+        for prefix, entry in self.rib.entries.items():
+            out.append({
+                "prefix": format_prefix(prefix),
+                "selected": self.fib.selected(prefix),
+                "sources": [{"source": s, "distance": self.rib.distance[s],
+                             "paths": [[nh.describe() for nh in p.nexthops] for p in paths]}
+                            for s, paths in sorted(entry.items(), key=lambda i: self.rib.distance[i[0]])],
+            })
+        return out
+
+    def show_fib(self) -> List[dict]:
+        out = []
+        for key, nh_id in self.fib.routes.items():
+            table, family, dst, plen, metric = key
+            obs = self.observed_routes.get(key)
+            out.append({"prefix": format_prefix((family, dst, plen)), "table": table, "metric": metric,
+                        "nhid": nh_id, "installed": obs == nh_id})
+        return out
+
+    def show_nexthops(self) -> List[dict]:
+        out = []
+        desired = self.fib.desired_nexthops()
+        for entry in list(self.nhm.by_id.values()):
+            item = {"id": entry.id, "users": len(entry.users),
+                    "installed": entry.id in desired and self.observed_nh.get(entry.id) == desired.get(entry.id)}
+            if entry.is_group:
+                item["members"] = [{"id": m.id, "weight": w, "active": self.nhm.usable(m)} for m, w in entry.members]
+                if entry.resilient:
+                    item["resilient"] = attrs.asdict(entry.resilient)
+            else:
+                family, gateway, dev = entry.key
+                item.update({"family": family, "dev": dev, "failed": entry.failed,
+                             "gateway": format_address(family, gateway)})
+            if entry.unused_since is not None:
+                item["unused_since"] = entry.unused_since
+            out.append(item)
+        return out
+
+    def show_stats(self) -> dict:
+        stats = self.kernel.stats
+        return {"state": self.state, "rib_prefixes": len(self.rib), "fib_routes": len(self.fib.routes),
+                "installed_routes": len(self.observed_routes), "nexthop_objects": len(self.observed_nh),
+                "writes": dict(stats.writes), "kernel_failures": stats.failures,
+                "pending_failures": {f.op.describe(): {"attempts": f.count, "error": f.error,
+                                                       "next_try": f.next_try}
+                                     for f in self.failures.values()},
+                "last_repair_ms": self.last_repair_ms, **self.counters}
+
+
+__all__ = ["Engine", "KernelConfig", "Failure"]

@@ -1,0 +1,342 @@
+"""Nexthop manager: shared kernel nexthop objects and groups, by content.  Pure (time passed in).
+
+* One kernel nexthop per distinct ``(family, gateway, device)`` (:class:`NhEntry`).
+* One group per distinct weighted member set and group type (:class:`GroupEntry`), shared by
+  every prefix whose ECMP set it is.  A set of one nexthop is no group: the route points at
+  the nexthop itself.
+* Entries are refcounted by the prefixes that use them (``users``); an entry nobody uses is
+  kept for ``hold_time`` seconds (a flapping route does not churn IDs) and then freed.
+* IDs come from a reserved range and never collide with IDs the kernel already holds
+  (another program's objects, or ours not yet adopted).
+* A group's kernel members are its *active* members: nexthops whose device is up with
+  carrier (read from the shared :class:`~kernelsync.core.links.LinkTable`) and whose last
+  write did not fail.  A group with no active member cannot exist in
+  the kernel; routes on it fall back (see :mod:`kernelsync.fib`).
+* On start, :meth:`NexthopManager.adopt` takes the IDs of the kernel objects of ours that have
+  the same content, so a restart writes nothing.
+
+Mirrors FRR zebra_nhg.c (content-hashed, refcounted, members before groups, kept a while after
+the last user) and the kernel's include/uapi/linux/nexthop.h.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
+
+from .links import LinkChange, LinkTable
+from .model import AF_INET6, GRP_MPATH, GRP_RES, KNexthop, Path, Prefix, ResilientSpec
+
+log = logging.getLogger(__name__)
+
+NhKey = Tuple[int, Optional[bytes], str]  # (nexthop family, packed gateway or None, device name)
+GroupKey = Tuple[Tuple[Tuple[NhKey, int], ...], Optional[ResilientSpec]]
+
+
+class IdRangeExhausted(RuntimeError):
+    pass
+
+
+class NhEntry:
+    """A kernel nexthop object we manage.  ``users``: prefixes using it alone (not in a group)."""
+
+    __slots__ = ("key", "id", "users", "groups", "unused_since", "failed")
+    is_group = False
+
+    def __init__(self, key: NhKey, nh_id: int) -> None:
+        self.key = key
+        self.id = nh_id
+        self.users: Set[Prefix] = set()
+        self.groups: Set["GroupEntry"] = set()
+        self.unused_since: Optional[float] = None
+        self.failed = False
+
+    def __repr__(self) -> str:
+        return "NhEntry(id=%d, key=%r)" % (self.id, self.key)
+
+
+class GroupEntry:
+    """A kernel nexthop group we manage; ``members`` = [(NhEntry, weight)] in key order."""
+
+    __slots__ = ("key", "id", "users", "members", "resilient", "unused_since")
+    is_group = True
+
+    def __init__(self, key: GroupKey, gid: int, members: List[Tuple[NhEntry, int]]) -> None:
+        self.key = key
+        self.id = gid
+        self.users: Set[Prefix] = set()
+        self.members = members
+        self.resilient: Optional[ResilientSpec] = key[1]
+        self.unused_since: Optional[float] = None
+
+    def __repr__(self) -> str:
+        return "GroupEntry(id=%d, members=%r)" % (self.id, [(m.id, w) for m, w in self.members])
+
+
+Entry = Union[NhEntry, GroupEntry]
+
+
+class NexthopManager:
+    """Allocates and tracks nexthop objects and groups; yields the desired kernel objects.
+
+    ``id_range``: inclusive ``(first, last)`` IDs reserved for us; ``hold_time``: seconds an
+    unused entry is kept; ``protocol``: the nhmsg protocol number written on every object;
+    ``links``: the link table (read only).
+    """
+
+    def __init__(self, id_range: Tuple[int, int], hold_time: float, protocol: int, links: LinkTable) -> None:
+        first, last = id_range
+        if not 1 <= first <= last <= 0xFFFFFFFF:
+            raise ValueError("nexthop id range %r is not within 1..4294967295" % (id_range,))
+        self.first, self.last = first, last
+        self.hold_time = hold_time
+        self.protocol = protocol
+        self.nexthops: Dict[NhKey, NhEntry] = {}
+        self.groups: Dict[GroupKey, GroupEntry] = {}
+        self.by_id: Dict[int, Entry] = {}
+        self.by_dev: Dict[str, Set[NhEntry]] = {}
+        self.links = links
+        self.kernel_ids: Set[int] = set()  # every id the kernel holds (ours or not)
+        self._cursor = first
+        # (route family, paths) -> entry; cleared whenever an entry is freed
+        self._set_cache: Dict[Tuple[int, Tuple[Path, ...]], Entry] = {}
+        self._adopt_plain: Dict[Tuple[int, Optional[bytes], int], int] = {}
+        self._adopt_group: Dict[tuple, int] = {}
+        self._adopt_ids: Set[int] = set()
+
+    # ids -----------------------------------------------------------------------------------
+    def owns_id(self, nh_id: int) -> bool:
+        return self.first <= nh_id <= self.last
+
+    def _alloc(self) -> int:
+        span = self.last - self.first + 1
+        for _ in range(span):
+            nh_id = self._cursor
+            self._cursor = self.first if nh_id >= self.last else nh_id + 1
+            if nh_id not in self.by_id and nh_id not in self.kernel_ids and nh_id not in self._adopt_ids:
+                return nh_id
+        raise IdRangeExhausted("no free nexthop id in %d..%d" % (self.first, self.last))
+
+    def adopt(self, observed: Dict[int, KNexthop]) -> None:
+        """Remember the kernel objects of ours (``observed``: id -> object) so that entries
+        created later with the same content take their IDs (restart without writes)."""
+        for obj in observed.values():
+            if obj.is_group:
+                self._adopt_group[(obj.grp_type, obj.res, obj.group)] = obj.id
+            elif obj.oif in self.links.names:
+                self._adopt_plain[(obj.family, obj.gateway, obj.oif)] = obj.id
+        # kept out of allocation until adopted or forgotten, even if the kernel drops them
+        self._adopt_ids = set(self._adopt_plain.values()) | set(self._adopt_group.values())
+
+    def reassign(self, nh_id: int) -> Set[Prefix]:
+        """Another program holds ``nh_id`` (our create was refused with EEXIST): move our entry
+        to a free id and never use this one while the kernel has it.  Returns the prefixes
+        whose route must point at the new id (groups holding a moved member are re-pushed
+        from their members' ids anyway)."""
+        entry = self.by_id.pop(nh_id, None)
+        self.kernel_ids.add(nh_id)
+        if entry is None:
+            return set()
+        entry.id = self._alloc()
+        self.by_id[entry.id] = entry
+        return set(entry.users)
+
+    def end_adoption(self) -> None:
+        """Every feed has delivered its initial state: what was not adopted by now is stale
+        (the planner sweeps it), and its IDs may be allocated once the kernel lets them go."""
+        self._adopt_plain.clear()
+        self._adopt_group.clear()
+        self._adopt_ids.clear()
+
+    def _take_adopted(self, table: dict, key) -> Optional[int]:
+        nh_id = table.pop(key, None)
+        if nh_id is None or nh_id in self.by_id:
+            return None
+        self._adopt_ids.discard(nh_id)
+        return nh_id
+
+    # usability -----------------------------------------------------------------------------
+    def usable(self, nh: NhEntry) -> bool:
+        link = self.links.by_name.get(nh.key[2])
+        return link is not None and link.usable and not nh.failed
+
+    def active_members(self, group: GroupEntry) -> Tuple[Tuple[int, int], ...]:
+        """``((member id, weight), ...)`` sorted by id: what the kernel group should hold."""
+        return tuple(sorted((m.id, w) for m, w in group.members if self.usable(m)))
+
+    def installed_id(self, entry: Entry) -> Optional[int]:
+        """The id a route on ``entry`` points at, or None if the entry cannot be in the kernel."""
+        if entry.is_group:
+            for m, _ in entry.members:
+                if self.usable(m):
+                    return entry.id
+            return None
+        return entry.id if self.usable(entry) else None
+
+    def links_changed(self, change: LinkChange) -> Set[Prefix]:
+        """The link table was updated (``change``).  Returns the prefixes whose best choice may
+        have changed (their nexthop or group went from usable to not, or back)."""
+        before = {}
+        for name in change.changed:
+            was = change.was_usable(name)
+            for nh in self.by_dev.get(name, ()):
+                before[nh] = was and not nh.failed
+        return self._affected(before)
+
+    def set_failed(self, nh_ids: Iterable[int], failed: bool) -> Set[Prefix]:
+        """Mark nexthops whose last write failed (or succeeded again).  A failed nexthop is no
+        active member of its groups until a write succeeds.  Returns affected prefixes."""
+        before = {}
+        for nh_id in nh_ids:
+            nh = self.by_id.get(nh_id)
+            if nh is not None and not nh.is_group and nh.failed != failed:
+                before[nh] = self.usable(nh)
+                nh.failed = failed
+        return self._affected(before)
+
+    def _affected(self, before: Dict[NhEntry, bool]) -> Set[Prefix]:
+        """Prefixes to re-select after the nexthops in ``before`` (nexthop -> usable before the
+        change) may have changed: users of a nexthop that flipped, and users of a group whose
+        having-an-active-member flipped.  A group is judged on all its members' old and new
+        states together: several members can flip in one change."""
+        affected: Set[Prefix] = set()
+        groups: Set[GroupEntry] = set()
+        for nh, was in before.items():
+            if was != self.usable(nh):
+                affected |= nh.users
+                groups |= nh.groups
+        for group in groups:
+            had = any(before[m] if m in before else self.usable(m) for m, _ in group.members)
+            has = any(self.usable(m) for m, _ in group.members)
+            if had != has:
+                affected |= group.users
+        return affected
+
+    # entries -------------------------------------------------------------------------------
+    def entries_for(self, family: int, paths: Tuple[Path, ...]) -> Entry:
+        """The entry (nexthop or group) for the ECMP set of ``paths`` on a ``family`` route."""
+        cache_key = (family, paths)
+        cached = self._set_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        members: Dict[NhKey, int] = {}
+        resilient = None
+        for path in paths:
+            resilient = resilient or path.resilient
+            for spec in path.nexthops:
+                key = (spec.nh_family(family), spec.gateway, spec.dev)
+                if family == AF_INET6 and key[0] != AF_INET6:
+                    raise ValueError("an IPv6 route cannot use the IPv4 nexthop %s" % spec.describe())
+                members.setdefault(key, spec.weight)
+        if not members:
+            raise ValueError("a path has no nexthop")
+        if len(members) == 1:
+            ((key, _),) = members.items()
+            entry: Entry = self._nexthop(key)
+        else:
+            gkey = (tuple(sorted(members.items(), key=_sort_member)), resilient)
+            entry = self._group(gkey)
+        self._set_cache[cache_key] = entry
+        return entry
+
+    def _nexthop(self, key: NhKey) -> NhEntry:
+        nh = self.nexthops.get(key)
+        if nh is None:
+            link = self.links.by_name.get(key[2])
+            nh_id = None
+            if link is not None:
+                nh_id = self._take_adopted(self._adopt_plain, (key[0], key[1], link.index))
+            nh = NhEntry(key, nh_id if nh_id is not None else self._alloc())
+            self.nexthops[key] = nh
+            self.by_id[nh.id] = nh
+            self.by_dev.setdefault(key[2], set()).add(nh)
+        return nh
+
+    def _group(self, gkey: GroupKey) -> GroupEntry:
+        group = self.groups.get(gkey)
+        if group is None:
+            members = [(self._nexthop(k), w) for k, w in gkey[0]]
+            res = gkey[1]
+            probe = GroupEntry(gkey, 0, members)
+            adopt_key = (GRP_RES if res else GRP_MPATH, _res_tuple(res), self.active_members(probe))
+            gid = self._take_adopted(self._adopt_group, adopt_key)
+            group = GroupEntry(gkey, gid if gid is not None else self._alloc(), members)
+            for m, _ in members:
+                m.groups.add(group)
+            self.groups[gkey] = group
+            self.by_id[group.id] = group
+        return group
+
+    def unuse(self, entry: Entry, prefix: Prefix, now: float) -> None:
+        entry.users.discard(prefix)
+        if not entry.users and entry.unused_since is None:
+            entry.unused_since = now
+
+    def collect(self, now: float) -> Optional[float]:
+        """Free entries unused for ``hold_time``; returns when the next one is due (or None)."""
+        due: Optional[float] = None
+        freed = False
+        for group in list(self.groups.values()):
+            if group.users or group.unused_since is None:
+                continue
+            expiry = group.unused_since + self.hold_time
+            if expiry <= now:
+                freed = True
+                del self.groups[group.key]
+                del self.by_id[group.id]
+                for m, _ in group.members:
+                    m.groups.discard(group)
+                    if not m.users and not m.groups and m.unused_since is None:
+                        m.unused_since = group.unused_since
+            else:
+                due = expiry if due is None else min(due, expiry)
+        for nh in list(self.nexthops.values()):
+            if nh.users or nh.groups or nh.unused_since is None:
+                continue
+            expiry = nh.unused_since + self.hold_time
+            if expiry <= now:
+                freed = True
+                del self.nexthops[nh.key]
+                del self.by_id[nh.id]
+                self.by_dev[nh.key[2]].discard(nh)
+            else:
+                due = expiry if due is None else min(due, expiry)
+        if freed or len(self._set_cache) > 65536:
+            self._set_cache.clear()
+        return due
+
+    # desired kernel objects ----------------------------------------------------------------
+    def desired(self) -> Dict[int, KNexthop]:
+        """id -> kernel object for every entry that is kept and can be in the kernel now.
+
+        Nexthops: on a usable link (a failed one is included, so its write is retried).
+        Groups: at least one active member."""
+        out: Dict[int, KNexthop] = {}
+        by_name = self.links.by_name
+        for nh in self.nexthops.values():
+            link = by_name.get(nh.key[2])
+            if link is not None and link.usable:
+                family, gateway, _ = nh.key
+                out[nh.id] = KNexthop(id=nh.id, family=family, protocol=self.protocol,
+                                      oif=link.index, gateway=gateway)
+        for group in self.groups.values():
+            active = self.active_members(group)
+            if active:
+                res = group.resilient
+                out[group.id] = KNexthop(id=group.id, family=0, protocol=self.protocol,
+                                         group=active, grp_type=GRP_RES if res else GRP_MPATH,
+                                         res=_res_tuple(res))
+        return out
+
+
+def _sort_member(item: Tuple[NhKey, int]):
+    (family, gateway, dev), weight = item
+    return (family, gateway or b"", dev, weight)
+
+
+def _res_tuple(res: Optional[ResilientSpec]) -> Optional[Tuple[int, int, int]]:
+    if res is None:
+        return None
+    return (res.buckets, int(round(res.idle_timer * 100)), int(round(res.unbalanced_timer * 100)))
+
+
+__all__ = ["NexthopManager", "NhEntry", "GroupEntry", "IdRangeExhausted"]

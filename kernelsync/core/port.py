@@ -1,0 +1,73 @@
+"""The kernel port: what the engine needs from a kernel, declared here so the core depends on
+nothing outside itself.  Implemented by :class:`kernelsync.kernel.netlink.RtNetlink` (the real
+kernel over rtnetlink) and :class:`kernelsync.kernel.fake.FakeKernel` (an in-memory model for
+fast tests).
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence
+
+from .model import KNexthop, Link, RouteKey
+from .ops import LABELS, Op
+
+
+class ResyncNeeded(Exception):
+    """Replies or notifications were lost (ENOBUFS, an interrupted dump): whoever follows the
+    kernel must read it again by dump."""
+
+
+class Refusal(NamedTuple):
+    """The kernel refused operation ``ops[index]`` with ``errno``; ``message`` is the kernel's
+    extended-ack text (NLMSGERR_ATTR_MSG) or ``os.strerror(errno)``."""
+
+    index: int
+    errno: int
+    message: str
+
+
+#: ``on_chunk(start, end, refusals)``: ``ops[start:end]`` were answered, these were refused.
+ChunkCallback = Callable[[int, int, List[Refusal]], None]
+
+
+class WriteStats:
+    """What a kernel port wrote: messages by operation kind (``writes``), refusals
+    (``failures``), ``send()`` calls and dump requests."""
+
+    def __init__(self) -> None:
+        self.writes: Dict[str, int] = {label: 0 for label in LABELS.values()}
+        self.failures = 0
+        self.sends = 0
+        self.dumps = 0
+
+    def count(self, ops: Sequence[Op]) -> None:
+        """Add ``ops`` to :attr:`writes`."""
+        counts: Dict[object, int] = {}
+        for op in ops:
+            kind = op.kind
+            counts[kind] = counts.get(kind, 0) + 1
+        for kind, n in counts.items():
+            self.writes[LABELS[kind]] += n
+
+
+class Kernel(Protocol):
+    """What the engine needs from a kernel.
+
+    * ``dump_links``: ifindex -> :class:`Link` (RTM_GETLINK);
+    * ``dump_nexthops``: every nexthop object in the namespace, ours and others': id ->
+      :class:`KNexthop` (RTM_GETNEXTHOP);
+    * ``dump_routes(table, protocol)``: the routes of that table and protocol, ``RouteKey ->
+      nexthop id`` (0: a route without RTA_NH_ID);
+    * ``apply(ops, on_chunk)``: write ``ops`` in order; returns every :class:`Refusal`;
+      ``on_chunk`` is called in the caller's thread for each answered chunk, in order.
+
+    Reads and writes raise :class:`ResyncNeeded` when replies were lost."""
+
+    stats: WriteStats
+
+    def dump_links(self) -> Dict[int, Link]: ...
+    def dump_nexthops(self) -> Dict[int, KNexthop]: ...
+    def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]: ...
+    def apply(self, ops: Sequence[Op], on_chunk: Optional[ChunkCallback] = None) -> List[Refusal]: ...
+
+
+__all__ = ["Kernel", "Refusal", "ResyncNeeded", "WriteStats", "ChunkCallback"]

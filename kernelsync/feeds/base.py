@@ -1,0 +1,127 @@
+"""The feed interface: what the daemon's event loop drives, for every feed alike.
+
+A feed brings routes into the RIB (static routes, BGP through ExaBGP, a routing daemon's kernel
+table, zebra's FPM stream) or, for export and the ExaBGP streams, talks to the outside on the
+loop's behalf.  The daemon:
+
+1. constructs each feed with what it needs (the RIB, the kernel port for dumps, the link
+   table, its settings) and calls :meth:`Feed.start` once, in order, with the loop's selector
+   (a feed registers its own file descriptors with a callable as ``data``: the loop calls it
+   with ``now`` when the descriptor is ready);
+2. on every turn calls :meth:`Feed.commit` (do what is due at ``now``: write the RIB) and asks
+   :meth:`Feed.deadline` when it is due next; then runs the engine if the RIB changed;
+3. after draining the kernel's notifications, tells every feed at once
+   (:meth:`Feed.on_kernel_change` with one :class:`KernelChange`; :meth:`Feed.on_nexthop_event`
+   per nexthop notification): the kernel deletes routes on a downed link without a word, so a
+   link event means "read again what you follow";
+4. answers ``show`` requests from :meth:`Feed.show`, and stops when a feed has :attr:`ended`
+   (ExaBGP closed our stdin); :meth:`Feed.close` at exit.
+
+Time is the loop's monotonic clock, in seconds, passed in; no feed sleeps.
+"""
+from __future__ import annotations
+
+import selectors
+from typing import NamedTuple, Optional, Protocol, Tuple
+
+import attrs
+
+from ..core.links import LinkChange
+from ..core.model import KNexthop, KRoute
+
+
+class RouteEvent(NamedTuple):
+    """An RTM_NEWROUTE (``deleted`` False) or RTM_DELROUTE notification, not of our protocol."""
+
+    deleted: bool
+    route: KRoute
+
+
+class NexthopEvent(NamedTuple):
+    """An RTM_NEWNEXTHOP or RTM_DELNEXTHOP notification (``nexthop`` None: undecodable)."""
+
+    deleted: bool
+    nexthop: Optional[KNexthop]
+
+
+@attrs.frozen
+class KernelChange:
+    """What the kernel notified since the last dispatch.
+
+    ``links``: the link table's change when a link notification came (RTM_NEWLINK/DELLINK;
+    its ``changed`` may be empty: a link that went down and up again between two reads still
+    means routes may have been deleted), else None; ``addresses``: an address came or went;
+    ``routes``: route notifications of other protocols, in order (only to feeds that
+    :attr:`~Feed.follows_routes`); ``lost``: notifications were lost (ENOBUFS): read again
+    everything you follow."""
+
+    links: Optional[LinkChange] = None
+    addresses: bool = False
+    routes: Tuple[RouteEvent, ...] = ()
+    lost: bool = False
+
+    @property
+    def link_event(self) -> bool:
+        return self.links is not None or self.lost
+
+
+class Feed(Protocol):
+    """The interface every feed implements (see the module docstring).
+
+    ``name``: for logs and ``show``; ``follows_routes``: the daemon opens one route
+    notification socket for every feed that sets it; ``ended``: the feed's source is gone for
+    good and the process should stop (ExaBGP closed our stdin)."""
+
+    name: str
+    follows_routes: bool
+    ended: bool
+
+    def start(self, sel: selectors.BaseSelector, now: float) -> None: ...
+    def commit(self, now: float) -> None: ...
+    def deadline(self) -> Optional[float]: ...
+    def on_kernel_change(self, change: KernelChange, now: float) -> None: ...
+    def on_nexthop_event(self, event: NexthopEvent, now: float) -> None: ...
+    def show(self) -> dict: ...
+    def close(self) -> None: ...
+
+
+class BaseFeed:
+    """Defaults for the :class:`Feed` hooks a feed does not need: no descriptors, nothing due,
+    kernel changes ignored."""
+
+    name = "feed"
+    follows_routes = False
+    ended = False
+
+    def start(self, sel: selectors.BaseSelector, now: float) -> None:
+        pass
+
+    def commit(self, now: float) -> None:
+        pass
+
+    def deadline(self) -> Optional[float]:
+        return None
+
+    def on_kernel_change(self, change: KernelChange, now: float) -> None:
+        pass
+
+    def on_nexthop_event(self, event: NexthopEvent, now: float) -> None:
+        pass
+
+    def show(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def earliest(*times: Optional[float]) -> Optional[float]:
+    """The earliest of ``times`` that is not None (None if all are)."""
+    due = None
+    for t in times:
+        if t is not None and (due is None or t < due):
+            due = t
+    return due
+
+
+__all__ = ["Feed", "BaseFeed", "KernelChange", "RouteEvent", "NexthopEvent", "earliest"]

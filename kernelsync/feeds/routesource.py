@@ -1,0 +1,168 @@
+"""A feed of whole routes in the kernel's own format (a routing daemon's kernel table, zebra's
+FPM stream) as one RIB source, with stale handling.  Pure.
+
+Routes arrive as :class:`~kernelsync.core.model.KRoute` (decoded by
+:func:`kernelsync.kernel.codec.parse_route`), nexthop objects as
+:class:`~kernelsync.core.model.KNexthop` (include/uapi/linux/nexthop.h).  :func:`route_paths`
+turns one into the RIB's paths: every leg (RTA_GATEWAY/RTA_VIA + RTA_OIF, each RTA_MULTIPATH
+``rtnexthop``, or the members of the route's nexthop object or group, with their weights)
+becomes a :class:`~kernelsync.core.model.NexthopSpec`,
+device-only legs included.  Nothing of the source's own numbering survives: kernelsync writes
+its own nexthop objects, in its own table, with its own protocol.
+
+:class:`RouteSource` keeps the source's current routes and what becomes of them when the source
+goes away: **stale**.  A routing daemon that restarts takes its routes away (BIRD deletes its
+table on SIGTERM and again on start; zebra's FPM connection drops) and brings them back once its
+protocol has converged again.  Meanwhile the last state is kept, for ``hold_time`` seconds, so
+the FIB does not flap; a route that comes back unchanged costs no kernel write, and what has not
+come back when the hold time ends is swept.
+"""
+from __future__ import annotations
+
+from typing import Container, Dict, Iterable, Mapping, Optional, Tuple
+
+from ..core.model import GRP_MPATH, KNexthop, KRoute, NexthopSpec, Path, Prefix, ResilientSpec
+from ..core.rib import Rib
+
+
+def route_paths(route: KRoute, nexthops: Mapping[int, KNexthop],
+                ifnames: Mapping[int, str]) -> Optional[Tuple[Path, ...]]:
+    """The RIB paths of one kernel-format route; None if it is not a unicast route or one of
+    its legs cannot be expressed (an unknown nexthop object or interface index).
+    ``ifnames``: ifindex -> name (:attr:`kernelsync.core.links.LinkTable.names`)."""
+    if not route.is_unicast:
+        return None
+    specs = []
+    resilient = None
+    if route.nh_id:
+        obj = nexthops.get(route.nh_id)
+        if obj is None:
+            return None
+        if obj.group:
+            members = [(nexthops.get(m), w) for m, w in obj.group]
+            if obj.grp_type != GRP_MPATH and obj.res:
+                buckets, idle, unbalanced = obj.res
+                resilient = ResilientSpec(buckets=buckets, idle_timer=idle / 100, unbalanced_timer=unbalanced / 100)
+        else:
+            members = [(obj, 1)]
+        for member, weight in members:
+            if member is None or member.group or member.blackhole or member.oif not in ifnames:
+                return None
+            gw_family = member.family if member.gateway is not None else None
+            specs.append(NexthopSpec(gateway=member.gateway, gw_family=gw_family, dev=ifnames[member.oif],
+                                     weight=weight))
+    else:
+        for leg in route.legs:
+            if leg.ifindex not in ifnames:
+                return None
+            specs.append(NexthopSpec(gateway=leg.gateway, gw_family=leg.gw_family if leg.gateway is not None else None,
+                                     dev=ifnames[leg.ifindex]))
+    if not specs:
+        return None
+    specs.sort(key=lambda s: (s.dev, s.gateway or b""))
+    return (Path(tuple(specs), resilient),)
+
+
+class RouteSource:
+    """One RIB source fed with whole routes; see the module docstring.
+
+    ``name``/``distance``: the RIB source (admin distance 0..255, lower wins);
+    ``hold_time``: seconds a stale state is kept.  Times are on the caller's monotonic clock."""
+
+    def __init__(self, rib: Rib, name: str, distance: int, hold_time: float) -> None:
+        self.rib = rib
+        self.name = name
+        self.hold_time = hold_time
+        rib.add_source(name, distance)
+        self.routes: Dict[Prefix, Tuple[Path, ...]] = {}  # what the source has now
+        self.stale: Dict[Prefix, Tuple[Path, ...]] = {}  # what it had, kept until stale_until
+        self.stale_until: Optional[float] = None
+        self.counters = {"updates": 0, "withdrawals": 0, "stale_periods": 0, "swept": 0}
+
+    def set_ready(self) -> None:
+        self.rib.set_ready(self.name)
+
+    def update(self, prefix: Prefix, paths: Tuple[Path, ...]) -> None:
+        self.counters["updates"] += 1
+        self.routes[prefix] = paths
+        self.stale.pop(prefix, None)
+        self.rib.update(self.name, prefix, paths)
+
+    def withdraw(self, prefix: Prefix) -> None:
+        if self.routes.pop(prefix, None) is not None:
+            self.counters["withdrawals"] += 1
+            self.rib.withdraw(self.name, prefix)
+
+    def replace_all(self, routes: Mapping[Prefix, Tuple[Path, ...]]) -> None:
+        """``routes`` is the source's whole state now (a dump): the rest is withdrawn, except
+        what is stale (kept until the hold time ends)."""
+        for prefix in [p for p in self.routes if p not in routes]:
+            self.withdraw(prefix)
+        for prefix, paths in routes.items():
+            if self.routes.get(prefix) != paths:
+                self.update(prefix, paths)
+
+    def lost(self, now: float) -> None:
+        """The source went away (its routes vanished, its connection closed): keep what it had
+        as stale for ``hold_time`` from now, or, when it goes away again while routes are still
+        stale, until the stale period already running ends (a source that keeps failing cannot
+        keep its routes forever).  Its routes stay in the RIB meanwhile."""
+        if self.hold_time <= 0:
+            for prefix in list(self.routes):
+                self.withdraw(prefix)
+            return
+        fresh = not self.stale  # a loss during a stale period does not extend it
+        if self.routes:
+            self.counters["stale_periods"] += 1
+        self.stale.update(self.routes)
+        self.routes = {}
+        if fresh or self.stale_until is None:
+            self.stale_until = now + self.hold_time
+
+    def sweep(self) -> int:
+        """End the stale period: withdraw what did not come back."""
+        swept = 0
+        for prefix in self.stale:
+            if prefix not in self.routes:
+                self.rib.withdraw(self.name, prefix)
+                swept += 1
+        self.stale = {}
+        self.stale_until = None
+        self.counters["swept"] += swept
+        return swept
+
+    def all_back(self, present: Container[Prefix]) -> bool:
+        """Whether every stale prefix is in ``present`` (the source's state now): a source
+        converging again after a restart is held until then (or until the hold time ends)."""
+        return all(prefix in present for prefix in self.stale)
+
+    def deadline(self) -> Optional[float]:
+        return self.stale_until
+
+    def tick(self, now: float) -> int:
+        if self.stale_until is not None and now >= self.stale_until:
+            return self.sweep()
+        return 0
+
+    def show(self) -> dict:
+        return {"routes": len(self.routes), "stale": len(self.stale), "stale_until": self.stale_until,
+                **self.counters}
+
+
+def paths_of(routes: Iterable[KRoute], nexthops: Mapping[int, KNexthop],
+             ifnames: Mapping[int, str]) -> Dict[Prefix, Tuple[Path, ...]]:
+    """prefix -> paths for a set of kernel-format routes (the lowest metric per prefix wins;
+    routes that :func:`route_paths` cannot express are left out)."""
+    best: Dict[Prefix, Tuple[int, Tuple[Path, ...]]] = {}
+    for route in routes:
+        paths = route_paths(route, nexthops, ifnames)
+        if paths is None:
+            continue
+        prefix = route.prefix
+        have = best.get(prefix)
+        if have is None or route.metric < have[0]:
+            best[prefix] = (route.metric, paths)
+    return {p: paths for p, (_m, paths) in best.items()}
+
+
+__all__ = ["RouteSource", "route_paths", "paths_of"]

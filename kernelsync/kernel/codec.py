@@ -1,0 +1,447 @@
+"""rtnetlink messages: every constant once, one encoder and one decoder per message kind.  Pure
+(no sockets: :mod:`kernelsync.kernel.netlink` sends and receives what this packs and parses).
+
+Mirrors include/uapi/linux/netlink.h (``struct nlmsghdr``, ``nlmsgerr``, NLM_F_*),
+rtnetlink.h (``struct rtmsg``, RTA_*, RTM_*, ``struct rtnexthop``, ``struct rtvia``),
+nexthop.h (``struct nhmsg``, NHA_*, ``struct nexthop_grp``, NHA_RES_GROUP_*), if_link.h
+(``struct ifinfomsg``, IFLA_*), if_addr.h (``struct ifaddrmsg``, IFA_*) and filter.h (classic
+BPF).  Messages are in host byte order; addresses are packed in network order.
+
+Decoders take ``(data, offset, end)``: the message body (after the 16-byte ``nlmsghdr``) within
+a receive buffer, so a dump is parsed in place.  The hot path (route and nexthop writes by the
+hundred thousand, our own routes read back) is hand-packed: :func:`encode_chunk` packs a
+batch of operations into one buffer for one ``send()``; :func:`read_route_keys` reads our
+routes from a dump reply.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from ..core.model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, RTN_UNICAST, IfAddress, KNexthop, KRoute, Leg, Link, RouteKey
+from ..core.ops import NEXTHOP_DEL, NEXTHOP_SET, ROUTE_DEL, ROUTE_SET, Op
+
+# sockets and options (linux/netlink.h, asm/socket.h)
+NETLINK_ROUTE = 0
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NETLINK_GET_STRICT_CHK = 12
+SO_SNDBUFFORCE = 32
+SO_RCVBUFFORCE = 33
+SO_ATTACH_FILTER = 26
+
+# nlmsghdr types and flags
+NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
+NLM_F_DUMP_INTR = 0x10
+NLM_F_DUMP = 0x300
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
+NLM_F_ACK_TLVS = 0x200  # in an NLMSG_ERROR: extended-ack attributes follow
+NLMSGERR_ATTR_MSG = 1
+NLA_F_NESTED = 0x8000
+
+# rtnetlink message types
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_GETNEXTHOP = 104, 105, 106
+LINK_MESSAGES = frozenset((RTM_NEWLINK, RTM_DELLINK))
+ADDRESS_MESSAGES = frozenset((RTM_NEWADDR, RTM_DELADDR))
+ROUTE_MESSAGES = frozenset((RTM_NEWROUTE, RTM_DELROUTE))
+NEXTHOP_MESSAGES = frozenset((RTM_NEWNEXTHOP, RTM_DELNEXTHOP))
+
+# route attributes, scopes, tables
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 18, 30
+RT_SCOPE_UNIVERSE = 0
+RT_TABLE_COMPAT = 252  # rtm_table of a table above 255 (the number is in RTA_TABLE)
+
+# nexthop attributes
+NHA_ID, NHA_GROUP, NHA_GROUP_TYPE, NHA_BLACKHOLE, NHA_OIF, NHA_GATEWAY = 1, 2, 3, 4, 5, 6
+NHA_FDB, NHA_RES_GROUP = 11, 12
+NHA_RES_GROUP_BUCKETS, NHA_RES_GROUP_IDLE_TIMER, NHA_RES_GROUP_UNBALANCED_TIMER = 1, 2, 3
+
+# links and addresses
+IFLA_IFNAME = 3
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+
+# multicast groups (enum rtnetlink_groups); above 31 only by NETLINK_ADD_MEMBERSHIP
+RTNLGRP_LINK = 1
+RTNLGRP_IPV4_IFADDR = 5
+RTNLGRP_IPV4_ROUTE = 7
+RTNLGRP_IPV6_IFADDR = 9
+RTNLGRP_IPV6_ROUTE = 11
+RTNLGRP_NEXTHOP = 32
+
+NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, seq, pid
+RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+NHMSG = struct.Struct("=BBBBI")  # family, scope, protocol, resvd, flags
+IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+NLA = struct.Struct("=HH")  # length, type
+U16 = struct.Struct("=H")
+U32 = struct.Struct("=I")
+NLMSGERR = struct.Struct("=i")
+NEXTHOP_GRP = struct.Struct("=IBBH")  # id, weight - 1, weight_high, resvd
+RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex
+
+# whole route messages: nlmsghdr, rtmsg, RTA_TABLE, RTA_DST, RTA_PRIORITY[, RTA_NH_ID]
+_ROUTE_SET = {
+    AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI HHI"),
+    AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI HHI"),
+}
+_ROUTE_SET_MAX = max(st.size for st in _ROUTE_SET.values())
+_ROUTE_DEL = {
+    AF_INET: struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI"),
+    AF_INET6: struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI"),
+}
+# an IPv4 route on a nexthop object as dumped with compat mode 0 (rtmsg + 4 attributes)
+_ROUTE_DUMP4 = struct.Struct("=BBBBBBBBI HHI HH4s HHI HHI")
+_FAST_ATTRS = (8, RTA_TABLE, 8, RTA_DST, 8, RTA_PRIORITY, 8, RTA_NH_ID)
+SET_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE  # ours already: replace it
+ADD_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL  # not seen as ours: never overwrite
+CHUNK_BYTES = 256 * 1024
+
+
+# attributes ---------------------------------------------------------------------------------
+def nla(nla_type: int, payload: bytes) -> bytes:
+    """One attribute (``struct nlattr`` + payload, padded to 4 bytes)."""
+    length = 4 + len(payload)
+    return NLA.pack(length, nla_type) + payload + b"\0" * (-length & 3)
+
+
+def iter_nlas(data, offset: int, end: int) -> Iterator[Tuple[int, int, int]]:
+    """Yield ``(type without flags, payload start, payload end)`` of the attributes in
+    ``data[offset:end]``."""
+    unpack = NLA.unpack_from
+    while offset + 4 <= end:
+        length, nla_type = unpack(data, offset)
+        if length < 4:
+            break
+        yield nla_type & 0x3FFF, offset + 4, offset + length
+        offset += (length + 3) & ~3
+
+
+def message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
+    """``nlmsghdr`` + ``body`` (pid 0: the kernel fills in the sender)."""
+    return NLMSGHDR.pack(16 + len(body), msg_type, flags, seq, 0) + body
+
+
+# nexthop objects (RTM_*NEXTHOP) --------------------------------------------------------------
+def pack_group(members) -> bytes:
+    """``((id, weight), ...)`` -> NHA_GROUP payload: ``struct nexthop_grp {u32 id; u8 weight;
+    u8 weight_high; u16 resvd}``; the kernel stores weight - 1."""
+    return b"".join(NEXTHOP_GRP.pack(i, (w - 1) & 0xFF, (w - 1) >> 8, 0) for i, w in members)
+
+
+def unpack_group(raw) -> Tuple[Tuple[int, int], ...]:
+    """NHA_GROUP payload -> ``((id, weight), ...)`` sorted by id."""
+    return tuple(sorted((i, w + (wh << 8) + 1) for i, w, wh, _ in NEXTHOP_GRP.iter_unpack(raw)))
+
+
+def encode_nexthop(seq: int, obj: KNexthop, flags: int) -> bytes:
+    """RTM_NEWNEXTHOP for ``obj`` (struct nhmsg + NHA_*).  NHA_RES_GROUP must carry
+    NLA_F_NESTED; its timers are in 1/100 s (as :attr:`KNexthop.res` holds them)."""
+    attrs = [nla(NHA_ID, U32.pack(obj.id))]
+    if obj.group:
+        attrs.append(nla(NHA_GROUP, pack_group(obj.group)))
+        attrs.append(nla(NHA_GROUP_TYPE, U16.pack(obj.grp_type)))
+        if obj.grp_type == GRP_RES and obj.res is not None:
+            buckets, idle, unbalanced = obj.res
+            nested = (nla(NHA_RES_GROUP_BUCKETS, U16.pack(buckets))
+                      + nla(NHA_RES_GROUP_IDLE_TIMER, U32.pack(idle))
+                      + nla(NHA_RES_GROUP_UNBALANCED_TIMER, U32.pack(unbalanced)))
+            attrs.append(nla(NHA_RES_GROUP | NLA_F_NESTED, nested))
+        family = 0
+    elif obj.blackhole:
+        attrs.append(nla(NHA_BLACKHOLE, b""))
+        family = obj.family
+    else:
+        attrs.append(nla(NHA_OIF, U32.pack(obj.oif)))
+        if obj.gateway is not None:
+            attrs.append(nla(NHA_GATEWAY, obj.gateway))
+        family = obj.family
+    return message(RTM_NEWNEXTHOP, flags, seq, NHMSG.pack(family, 0, obj.protocol, 0, 0) + b"".join(attrs))
+
+
+def encode_nexthop_del(seq: int, nh_id: int, flags: int) -> bytes:
+    """RTM_DELNEXTHOP of ``nh_id``."""
+    return message(RTM_DELNEXTHOP, flags, seq, NHMSG.pack(0, 0, 0, 0, 0) + nla(NHA_ID, U32.pack(nh_id)))
+
+
+def parse_nexthop(data, offset: int, end: int) -> Optional[KNexthop]:
+    """One RTM_NEWNEXTHOP/DELNEXTHOP body -> :class:`KNexthop` (None without NHA_ID).
+    ``struct.error`` if an attribute is shorter than its type needs."""
+    family, _scope, protocol, _resvd, _flags = NHMSG.unpack_from(data, offset)
+    nh_id = oif = 0
+    gateway = None
+    group: Tuple[Tuple[int, int], ...] = ()
+    grp_type = GRP_MPATH
+    res = None
+    blackhole = fdb = False
+    for nla_type, start, stop in iter_nlas(data, offset + NHMSG.size, end):
+        if nla_type == NHA_ID:
+            nh_id = U32.unpack_from(data, start)[0]
+        elif nla_type == NHA_OIF:
+            oif = U32.unpack_from(data, start)[0]
+        elif nla_type == NHA_GATEWAY:
+            gateway = bytes(data[start:stop])
+        elif nla_type == NHA_GROUP:
+            group = unpack_group(data[start:stop])
+        elif nla_type == NHA_GROUP_TYPE:
+            grp_type = U16.unpack_from(data, start)[0]
+        elif nla_type == NHA_BLACKHOLE:
+            blackhole = True
+        elif nla_type == NHA_FDB:
+            fdb = True
+        elif nla_type == NHA_RES_GROUP:
+            vals = {}
+            for sub, s0, _s1 in iter_nlas(data, start, stop):
+                if sub == NHA_RES_GROUP_BUCKETS:
+                    vals[sub] = U16.unpack_from(data, s0)[0]
+                elif sub in (NHA_RES_GROUP_IDLE_TIMER, NHA_RES_GROUP_UNBALANCED_TIMER):
+                    vals[sub] = U32.unpack_from(data, s0)[0]
+            res = (vals.get(NHA_RES_GROUP_BUCKETS, 0), vals.get(NHA_RES_GROUP_IDLE_TIMER, 0),
+                   vals.get(NHA_RES_GROUP_UNBALANCED_TIMER, 0))
+    if not nh_id:
+        return None
+    return KNexthop(id=nh_id, family=0 if group else family, protocol=protocol, oif=oif,
+                    gateway=gateway, group=group, grp_type=grp_type,
+                    res=res if grp_type == GRP_RES else None, blackhole=blackhole, fdb=fdb)
+
+
+def nexthop_dump_request() -> bytes:
+    """RTM_GETNEXTHOP dump body: every nexthop object."""
+    return NHMSG.pack(0, 0, 0, 0, 0)
+
+
+# routes (RTM_*ROUTE) -------------------------------------------------------------------------
+def encode_route_set(seq: int, key: RouteKey, nh_id: int, protocol: int, flags: int) -> bytes:
+    """RTM_NEWROUTE of our route ``key`` on nexthop object ``nh_id`` (RTA_NH_ID)."""
+    table, family, dst, plen, metric = key
+    st = _ROUTE_SET[family]
+    return st.pack(st.size, RTM_NEWROUTE, flags, seq, 0,
+                   family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
+                   RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                   8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric, 8, RTA_NH_ID, nh_id)
+
+
+def encode_route_del(seq: int, key: RouteKey, protocol: int, flags: int) -> bytes:
+    """RTM_DELROUTE of our route ``key`` (carrying our protocol: the kernel only deletes a
+    route of that protocol)."""
+    table, family, dst, plen, metric = key
+    st = _ROUTE_DEL[family]
+    return st.pack(st.size, RTM_DELROUTE, flags, seq, 0,
+                   family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
+                   RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                   8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric)
+
+
+def route_dump_request(family: int, table: int, protocol: int) -> bytes:
+    """RTM_GETROUTE dump body filtered by the kernel (strict checking) on ``table`` and, if not
+    0, ``protocol``; tables above 255 travel in RTA_TABLE."""
+    return RTMSG.pack(family, 0, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol, 0, 0, 0) + \
+        nla(RTA_TABLE, U32.pack(table))
+
+
+def _via(data, start: int, stop: int) -> Tuple[Optional[int], Optional[bytes]]:
+    """RTA_VIA: ``struct rtvia {u16 family; u8 addr[]}`` (an IPv4 route over an IPv6 gateway)."""
+    return U16.unpack_from(data, start)[0], bytes(data[start + 2:stop])
+
+
+def parse_route(data, offset: int, end: int) -> Optional[KRoute]:
+    """One RTM_NEWROUTE/DELROUTE body -> :class:`KRoute` (None for families other than IPv4 and
+    IPv6).  ``legs``: RTA_GATEWAY/RTA_VIA + RTA_OIF, or every RTA_MULTIPATH ``struct
+    rtnexthop`` (its RTA_GATEWAY/RTA_VIA).  ``struct.error`` on a truncated attribute."""
+    family, plen, _src, _tos, table, proto, _scope, rtype, _flags = RTMSG.unpack_from(data, offset)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    dst = bytes(4 if family == AF_INET else 16)
+    metric = nh_id = oif = 0
+    gw: Tuple[Optional[int], Optional[bytes]] = (None, None)
+    legs: List[Leg] = []
+    for nla_type, start, stop in iter_nlas(data, offset + RTMSG.size, end):
+        if nla_type == RTA_DST:
+            dst = bytes(data[start:stop])
+        elif nla_type == RTA_TABLE:
+            table = U32.unpack_from(data, start)[0]
+        elif nla_type == RTA_PRIORITY:
+            metric = U32.unpack_from(data, start)[0]
+        elif nla_type == RTA_OIF:
+            oif = U32.unpack_from(data, start)[0]
+        elif nla_type == RTA_GATEWAY:
+            gw = (family, bytes(data[start:stop]))
+        elif nla_type == RTA_VIA:
+            gw = _via(data, start, stop)
+        elif nla_type == RTA_NH_ID:
+            nh_id = U32.unpack_from(data, start)[0]
+        elif nla_type == RTA_MULTIPATH:
+            off = start
+            while off + RTNEXTHOP.size <= stop:
+                length, _f, hops, ifindex = RTNEXTHOP.unpack_from(data, off)
+                if length < RTNEXTHOP.size:
+                    break
+                leg_gw: Tuple[Optional[int], Optional[bytes]] = (None, None)
+                for sub, s0, s1 in iter_nlas(data, off + RTNEXTHOP.size, off + length):
+                    if sub == RTA_GATEWAY:
+                        leg_gw = (family, bytes(data[s0:s1]))
+                    elif sub == RTA_VIA:
+                        leg_gw = _via(data, s0, s1)
+                legs.append(Leg(leg_gw[0], leg_gw[1], ifindex, hops + 1))
+                off += (length + 3) & ~3
+    if not legs and oif:
+        legs.append(Leg(gw[0], gw[1], oif))
+    return KRoute(family, dst, plen, table, proto, rtype, metric, tuple(legs), nh_id)
+
+
+def read_route_keys(buf, batch: Sequence[Tuple[int, int, int]], family: int, table: int, protocol: int,
+                    out: Dict[RouteKey, int]) -> None:
+    """Our routes from one ``recv()`` of a route dump: ``out[(table, family, dst, plen, metric)]
+    = nexthop id`` (0: no RTA_NH_ID) for every RTM_NEWROUTE of ``table`` and ``protocol`` in
+    ``batch`` (``(type, body start, end)`` within ``buf``).
+
+    The kernel filters the dump by table and protocol (strict checking); the filter is applied
+    here too, so a kernel without it cannot make us touch foreign routes.  An IPv4 route on a
+    nexthop object with compat mode 0 has a fixed layout (RTA_TABLE, RTA_DST, RTA_PRIORITY,
+    RTA_NH_ID): it is read with one ``unpack`` (a verification dump reads 200,000 of them);
+    anything else goes through :func:`parse_route`."""
+    fast = _ROUTE_DUMP4.unpack_from
+    fast_len = _ROUTE_DUMP4.size
+    for mtype, start, end in batch:
+        if mtype != RTM_NEWROUTE:
+            continue
+        if end - start == fast_len:
+            (fam, plen, _s, _t, _rt, proto, _sc, _ty, _f, l1, t1, rtable, l2, t2, dst, l3, t3,
+             metric, l4, t4, nh_id) = fast(buf, start)
+            if fam == AF_INET and (l1, t1, l2, t2, l3, t3, l4, t4) == _FAST_ATTRS:
+                if proto == protocol and rtable == table:
+                    out[(table, AF_INET, dst, plen, metric)] = nh_id
+                continue
+        route = parse_route(buf, start, end)
+        if route is not None and route.protocol == protocol and route.family == family and route.table == table:
+            out[(table, family, route.dst, route.plen, route.metric)] = route.nh_id
+
+
+# links and addresses ---------------------------------------------------------------------------
+def parse_link(data, offset: int, end: int) -> Link:
+    """One RTM_NEWLINK body -> :class:`Link` (IFF_UP: admin up; IFF_LOWER_UP: carrier)."""
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(data, offset)
+    name = ""
+    for nla_type, start, stop in iter_nlas(data, offset + IFINFOMSG.size, end):
+        if nla_type == IFLA_IFNAME:
+            name = bytes(data[start:stop]).split(b"\0", 1)[0].decode()
+    return Link(index=index, name=name, up=bool(flags & IFF_UP), carrier=bool(flags & IFF_LOWER_UP))
+
+
+def link_dump_request() -> bytes:
+    return IFINFOMSG.pack(0, 0, 0, 0, 0)
+
+
+def encode_link_admin(seq: int, index: int, up: bool) -> bytes:
+    """RTM_NEWLINK setting IFF_UP of ``index`` (admin up or down), asking for an ACK."""
+    return message(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq,
+                   IFINFOMSG.pack(0, 0, index, IFF_UP if up else 0, IFF_UP))
+
+
+def parse_address(data, offset: int, end: int) -> Optional[IfAddress]:
+    """One RTM_NEWADDR body -> :class:`IfAddress`; the address is IFA_LOCAL where given (IPv4),
+    else IFA_ADDRESS.  None for other families."""
+    family, plen, _flags, _scope, index = IFADDRMSG.unpack_from(data, offset)
+    if family not in (AF_INET, AF_INET6):
+        return None
+    address = local = None
+    for nla_type, start, stop in iter_nlas(data, offset + IFADDRMSG.size, end):
+        if nla_type == IFA_ADDRESS:
+            address = bytes(data[start:stop])
+        elif nla_type == IFA_LOCAL:
+            local = bytes(data[start:stop])
+    addr = local or address
+    return None if addr is None else IfAddress(family, index, addr, plen)
+
+
+def address_dump_request() -> bytes:
+    return IFADDRMSG.pack(0, 0, 0, 0, 0)
+
+
+# replies -------------------------------------------------------------------------------------
+def parse_error(buf, off: int, length: int, flags: int) -> Tuple[int, str]:
+    """An NLMSG_ERROR at ``off`` -> ``(errno, the kernel's extended-ack message or "")``; errno
+    0 is an ACK.  With NETLINK_CAP_ACK the request is not echoed: the TLVs follow nlmsgerr's
+    error and the request's header."""
+    err = -NLMSGERR.unpack_from(buf, off + 16)[0]
+    text = ""
+    if err and flags & NLM_F_ACK_TLVS:
+        for nla_type, start, stop in iter_nlas(buf, off + 16 + 4 + 16, off + length):
+            if nla_type == NLMSGERR_ATTR_MSG:
+                text = bytes(buf[start:stop]).split(b"\0", 1)[0].decode(errors="replace")
+                break
+    return err, text
+
+
+# batches: the hot path -----------------------------------------------------------------------
+def encode_chunk(ops: Sequence[Op], start: int, base_seq: int, protocol: int) -> Tuple[bytearray, int]:
+    """Pack ``ops[start:]`` until about CHUNK_BYTES into one buffer for one ``send()``; message
+    ``i`` carries sequence number ``base_seq + i``, and the last one asks for the ACK.  Returns
+    ``(buffer, index after the last packed op)``.
+
+    Route writes (nearly all of a large batch) are packed in place, as :func:`encode_route_set`
+    would build them (a test holds the two equal); other messages are copied in."""
+    n = len(ops)
+    buf = bytearray(min(CHUNK_BYTES, (n - start) * _ROUTE_SET_MAX) + 512)  # grows if need be
+    size = last = 0
+    i = start
+    route_set = _ROUTE_SET
+    while i < n and size < CHUNK_BYTES:
+        op = ops[i]
+        kind = op.kind
+        last = size
+        if kind is ROUTE_SET:
+            if len(buf) < size + _ROUTE_SET_MAX:
+                buf.extend(bytes(size + 4096 - len(buf)))
+            table, family, dst, plen, metric = op.key
+            st = route_set[family]
+            st.pack_into(buf, size, st.size, RTM_NEWROUTE, SET_FLAGS if op.replace else ADD_FLAGS, base_seq + i, 0,
+                         family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
+                         RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                         8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric, 8, RTA_NH_ID,
+                         op.nh_id)
+            size += st.size
+        else:
+            if kind is ROUTE_DEL:
+                msg = encode_route_del(base_seq + i, op.key, protocol, NLM_F_REQUEST)
+            elif kind is NEXTHOP_SET:
+                msg = encode_nexthop(base_seq + i, op.nexthop, SET_FLAGS if op.replace else ADD_FLAGS)
+            elif kind is NEXTHOP_DEL:
+                msg = encode_nexthop_del(base_seq + i, op.nexthop.id, NLM_F_REQUEST)
+            else:
+                raise ValueError("not a kernel operation: %r" % (op,))
+            buf[size:size + len(msg)] = msg  # grows the buffer if need be
+            size += len(msg)
+        i += 1
+    del buf[size:]
+    flags = U16.unpack_from(buf, last + 6)[0]
+    U16.pack_into(buf, last + 6, flags | NLM_F_ACK)
+    return buf, i
+
+
+# socket filters ------------------------------------------------------------------------------
+_BPF_LD_B_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x30, 0x15, 0x06
+
+
+def drop_protocol_filter(protocol: int) -> bytes:
+    """Classic BPF (``struct sock_filter`` array) that drops RTM_NEWROUTE/DELROUTE messages
+    whose rtm_protocol is ``protocol`` (one message per notification skb): byte 4 is the low
+    byte of nlmsg_type (host order, little endian), byte 21 the rtmsg's protocol."""
+    ins = [
+        (_BPF_LD_B_ABS, 0, 0, 4),
+        (_BPF_JEQ_K, 1, 0, RTM_NEWROUTE),
+        (_BPF_JEQ_K, 0, 3, RTM_DELROUTE),
+        (_BPF_LD_B_ABS, 0, 0, 16 + 5),
+        (_BPF_JEQ_K, 0, 1, protocol),
+        (_BPF_RET_K, 0, 0, 0),
+        (_BPF_RET_K, 0, 0, 0xFFFFFFFF),
+    ]
+    return b"".join(struct.pack("=HBBI", *i) for i in ins)

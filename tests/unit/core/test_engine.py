@@ -1,0 +1,216 @@
+"""The reconciler (kernelsync.core.engine) on the in-memory kernel: repair after link events
+and outside changes, ownership, the deletion gate, retries and backoff, lost replies."""
+import errno
+
+import pytest
+
+from kernelsync.core.model import AF_INET, KNexthop, ResilientSpec, parse_prefix
+from kernelsync.core.ops import ROUTE_SET, Target
+from kernelsync.core.port import ResyncNeeded
+from kernelsync.kernel.fake import FakeKernel
+from tests.support.fakes import PROTO, dev, flap, kroute, make, nexthop_on, ready_run, route
+
+
+def test_link_down_shrinks_group_routes_stay_and_up_restores_without_route_writes():
+    engine, kernel = make()
+    for i in range(50):
+        route(engine, "198.51.100.%d/32" % i, dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/32")
+    writes_before = dict(kernel.stats.writes)
+    flap(engine, kernel, "a", 1.0, up=False)
+    assert len(kernel.nexthops[gid].group) == 1
+    assert sum(1 for k in kernel.routes) == 50
+    flap(engine, kernel, "a", 2.0, up=True)
+    assert len(kernel.nexthops[gid].group) == 2
+    flap(engine, kernel, "b", 3.0, carrier=False)
+    assert len(kernel.nexthops[gid].group) == 1 and len(kernel.routes) == 50
+    flap(engine, kernel, "b", 4.0, carrier=True)
+    assert len(kernel.nexthops[gid].group) == 2
+    assert kernel.stats.writes["route-set"] == writes_before["route-set"]  # routes kept their nhid
+
+
+def test_outside_deletes_are_repaired():
+    engine, kernel = make()
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    route(engine, "203.0.113.2/32", dev("c"))
+    ready_run(engine)
+    key1 = (100,) + parse_prefix("203.0.113.1/32") + (20,)
+    del kernel.routes[key1]  # `ip route del`
+    engine.request_full_sync()
+    engine.run(1.0)
+    assert kroute(kernel, "203.0.113.1/32") is not None
+    single = kroute(kernel, "203.0.113.2/32")
+    kernel._delete_nh(single)  # `ip nexthop del`: notified
+    engine.on_nexthop_event(True, KNexthop(id=single, family=AF_INET, protocol=PROTO))
+    engine.run(2.0)
+    assert kroute(kernel, "203.0.113.2/32") == single
+
+
+def test_foreign_objects_untouched():
+    kernel = FakeKernel(PROTO)
+    a = kernel.add_link("a")
+    kernel.add_link("b")
+    kernel.add_link("c")
+    foreign_nh = {5: KNexthop(id=5, family=AF_INET, protocol=PROTO, oif=a),  # our protocol, outside our range
+                  1500: KNexthop(id=1500, family=AF_INET, protocol=12, oif=a)}  # in range, not ours
+    kernel.nexthops.update(foreign_nh)
+    foreign_routes = {(100,) + parse_prefix("192.0.2.0/24") + (20,): (12, 1500),  # other protocol
+                      (254,) + parse_prefix("192.0.2.0/24") + (20,): (PROTO, 5),  # other table
+                      (100,) + parse_prefix("198.51.100.0/24") + (20,): (12, 5)}  # prefix we also own
+    kernel.routes.update(foreign_routes)
+    engine, kernel = make(kernel)
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    ready_run(engine)
+    engine.request_full_sync()
+    engine.run(1.0)
+    assert {i: kernel.nexthops[i] for i in foreign_nh} == foreign_nh
+    assert {k: kernel.routes[k] for k in foreign_routes} == foreign_routes
+
+
+def test_nothing_deleted_until_every_feed_is_ready_then_stale_is_swept():
+    engine, kernel = make()
+    engine.rib.add_source("ospf", 110)
+    route(engine, "203.0.113.1/32", dev("a"))
+    route(engine, "203.0.113.2/32", dev("b"))
+    ready_run(engine)
+    engine2, _ = make(kernel)
+    engine2.rib.add_source("ospf", 110)
+    route(engine2, "203.0.113.1/32", dev("a"))
+    engine2.rib.set_ready("static")
+    engine2.run(1.0)  # ospf not ready: 203.0.113.2 stays
+    assert kroute(kernel, "203.0.113.2/32") is not None
+    engine2.rib.set_ready("ospf")
+    engine2.request_full_sync()
+    engine2.run(2.0)
+    assert kroute(kernel, "203.0.113.2/32") is None  # swept
+    assert kroute(kernel, "203.0.113.1/32") is not None
+
+
+def test_refused_write_is_retried_with_backoff():
+    engine, kernel = make(retry_initial=1.0)
+    kernel.fail_next(lambda op: op.kind is ROUTE_SET, errno.ENOMEM, times=2)
+    route(engine, "203.0.113.1/32", dev("a"))
+    ready_run(engine, 0.0)
+    assert kroute(kernel, "203.0.113.1/32") is None
+    assert engine.deadline() == pytest.approx(1.0)
+    engine.run(0.5)
+    assert kroute(kernel, "203.0.113.1/32") is None  # not before its time
+    engine.run(1.0)  # second failure: next try after 2 s
+    assert engine.deadline() == pytest.approx(3.0)
+    engine.run(3.0)
+    assert kroute(kernel, "203.0.113.1/32") is not None
+    assert not engine.failures
+
+
+def test_failed_member_leaves_group_until_it_is_accepted():
+    engine, kernel = make(retry_initial=1.0)
+    kernel.fail_next(nexthop_on(kernel, "b"), errno.EINVAL, times=1)
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    ready_run(engine, 0.0)
+    gid = kroute(kernel, "203.0.113.1/32")
+    assert gid is not None and len(kernel.nexthops[gid].group) == 1  # forwarding on the member that works
+    engine.run(1.0)
+    assert len(kernel.nexthops[gid].group) == 2
+
+
+def test_lost_replies_trigger_a_full_resync():
+    class Overflowing(FakeKernel):
+        overflow = 1
+
+        def apply(self, ops, on_chunk=None):
+            result = super().apply(ops, on_chunk)
+            if self.overflow:
+                self.overflow -= 1
+                raise ResyncNeeded("netlink receive buffer overflow: replies lost")
+            return result
+
+    engine, kernel = make(Overflowing(PROTO))
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    ready_run(engine)
+    assert engine.need_full and engine.deadline() == 0.0
+    dumps = kernel.stats.dumps
+    engine.run(0.1)
+    assert kernel.stats.dumps > dumps and not engine.need_full
+    assert kroute(kernel, "203.0.113.1/32") in engine.observed_nh
+
+
+def test_member_refused_then_link_down_then_up_rejoins_its_group():
+    """The nexthop's failure record is dropped while its link is down; when the link comes back
+    and the write is accepted, the member must rejoin the group (no stale one-member group)."""
+    engine, kernel = make(retry_initial=0.2)
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    ready_run(engine, 0.0)
+    gid = kroute(kernel, "203.0.113.1/32")
+    kernel.fail_next(nexthop_on(kernel, "b"), errno.ENETDOWN)
+    kernel.set_link("b", carrier=False)
+    kernel.set_link("b", carrier=True)  # back before we react: our write is refused anyway
+    engine.on_link_event(1.0)
+    engine.run(1.0)
+    assert len(kernel.nexthops[gid].group) == 1
+    flap(engine, kernel, "b", 1.1, up=False)  # the failure record goes with the link
+    assert not engine.failures
+    flap(engine, kernel, "b", 1.2, up=True)
+    assert len(kernel.nexthops[gid].group) == 2
+
+
+def test_link_event_retries_a_refused_nexthop_without_waiting_for_backoff():
+    engine, kernel = make(retry_initial=10.0)
+    kernel.fail_next(nexthop_on(kernel, "b"), errno.ENETDOWN, times=3)
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    ready_run(engine, 0.0)
+    engine.run(10.0)
+    engine.run(30.0)  # refused three times: the next try would be at 30 + retry_max (30 s)
+    gid = kroute(kernel, "203.0.113.1/32")
+    assert len(kernel.nexthops[gid].group) == 1 and engine.deadline() == pytest.approx(60.0)
+    engine.on_link_event(31.0)  # e.g. its carrier came back
+    engine.run(31.0)
+    assert len(kernel.nexthops[gid].group) == 2
+
+
+def test_route_key_of_another_protocol_is_refused_not_replaced():
+    kernel = FakeKernel(PROTO)
+    for name in ("a", "b", "c"):
+        kernel.add_link(name)
+    kernel.nexthops[5] = KNexthop(id=5, family=AF_INET, protocol=12, oif=kernel.index("c"))
+    key = (100,) + parse_prefix("203.0.113.1/32") + (20,)
+    kernel.add_foreign_route(key, 12, 5)
+    engine, kernel = make(kernel)
+    route(engine, "203.0.113.1/32", dev("a"))
+    ready_run(engine)
+    assert kernel.routes[key] == (12, 5)
+    assert Target("route", key) in engine.failures and "File exists" in engine.failures[Target("route", key)].error
+
+
+def test_runs_leave_no_cyclic_garbage_among_frozen_objects():
+    # Engine.run freezes what survives it (gc.freeze): a cycle among those objects that became
+    # garbage later would never be collected.  Churn routes, groups, links and failures, then
+    # look for such garbage.
+    import gc
+    gc.unfreeze()
+    gc.collect()  # earlier tests' garbage (whole engines) is not this test's business
+    engine, kernel = make(hold=1.0)
+    ready_run(engine)
+    for i in range(20):
+        route(engine, "203.0.113.%d/32" % i, dev("a"), dev("b"), resilient=ResilientSpec() if i % 2 else None)
+        route(engine, "198.51.100.%d/32" % i, dev("b"), dev("c"))
+    engine.run(1.0)
+    flap(engine, kernel, "b", 2.0, up=False)
+    kernel.fail_next(nexthop_on(kernel, "b"), errno.EINVAL)
+    flap(engine, kernel, "b", 3.0, up=True)
+    for i in range(20):
+        engine.rib.withdraw("static", parse_prefix("203.0.113.%d/32" % i))
+        route(engine, "198.51.100.%d/32" % i, dev("a"))
+    engine.run(4.0)
+    engine.run(10.0)  # unused groups and nexthops freed after their hold time
+    assert len(engine.nhm.groups) == 0
+    gc.unfreeze()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        ours = [o for o in gc.garbage if type(o).__module__.startswith("kernelsync")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert ours == []
+

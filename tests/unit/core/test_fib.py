@@ -1,0 +1,93 @@
+"""RIB -> desired FIB (kernelsync.core.fib): fallback between sources, unusable nexthops,
+devices that come and go; through an engine on the in-memory kernel."""
+from kernelsync.core.model import parse_prefix
+from kernelsync.kernel.fake import FakeKernel
+from tests.support.fakes import PROTO, dev, flap, kroute, make, ready_run, route, via
+
+
+def test_all_members_down_falls_back_to_next_best_source_then_returns():
+    engine, kernel = make()
+    engine.rib.add_source("ospf", 110)
+    route(engine, "198.51.100.0/24", dev("a"), dev("b"))
+    route(engine, "198.51.100.0/24", dev("c"), source="ospf")
+    ready_run(engine)
+    best = kroute(kernel, "198.51.100.0/24")
+    assert kernel.nexthops[best].is_group
+    kernel.set_link("a", up=False)
+    kernel.set_link("b", up=False)  # the kernel deletes the group and the route silently
+    assert kroute(kernel, "198.51.100.0/24") is None
+    engine.on_link_event(1.0)
+    engine.run(1.0)
+    fallback = kroute(kernel, "198.51.100.0/24")
+    assert kernel.nexthops[fallback].oif == kernel.index("c")
+    assert engine.fib.selected(parse_prefix("198.51.100.0/24")) == "ospf"
+    flap(engine, kernel, "a", 2.0, up=True)
+    assert kroute(kernel, "198.51.100.0/24") == best  # same group id, back on the best source
+    flap(engine, kernel, "b", 3.0, up=True)
+    assert len(kernel.nexthops[best].group) == 2
+
+
+def test_route_with_no_usable_nexthop_is_removed_and_reinstalled():
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", dev("a"))
+    ready_run(engine)
+    flap(engine, kernel, "a", 1.0, carrier=False)
+    assert kroute(kernel, "198.51.100.0/24") is None and not engine.fib.routes
+    flap(engine, kernel, "a", 2.0, carrier=True)
+    assert kroute(kernel, "198.51.100.0/24") is not None
+
+
+def test_device_that_appears_later_gets_its_route():
+    kernel = FakeKernel(PROTO)
+    kernel.add_link("a")
+    engine, kernel = make(kernel)
+    route(engine, "203.0.113.10/32", dev("a"), dev("tapZ"))
+    ready_run(engine)
+    gid = kroute(kernel, "203.0.113.10/32")
+    assert len(kernel.nexthops[gid].group) == 1
+    kernel.add_link("tapZ")
+    engine.on_link_event(1.0)
+    engine.run(1.0)
+    assert len(kernel.nexthops[gid].group) == 2
+
+
+def test_unresolvable_source_is_skipped_and_next_source_used(caplog):
+    engine, kernel = make()
+    engine.rib.add_source("ospf", 110)
+    route(engine, "2001:db8:1::/64", via("192.0.2.1", "a"))  # an IPv4 next hop for an IPv6 route
+    route(engine, "2001:db8:1::/64", dev("b"), source="ospf")
+    route(engine, "203.0.113.1/32", dev("a"))
+    ready_run(engine)
+    assert "2001:db8:1::/64 from static not usable" in caplog.text
+    assert engine.fib.selected(parse_prefix("2001:db8:1::/64")) == "ospf"
+    assert kernel.nexthops[kroute(kernel, "2001:db8:1::/64")].oif == kernel.index("b")
+    assert kroute(kernel, "203.0.113.1/32") is not None
+
+
+def test_two_gateways_on_one_link_come_back_after_the_link_does():
+    """Both members of the group sit on one device: they come back in the same link update."""
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", via("10.0.0.1", "a"), via("10.0.0.2", "a"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/24")
+    flap(engine, kernel, "a", 1.0, up=False)
+    assert kroute(kernel, "198.51.100.0/24") is None
+    flap(engine, kernel, "a", 2.0, up=True)
+    assert kroute(kernel, "198.51.100.0/24") == gid and len(kernel.nexthops[gid].group) == 2
+
+
+def test_all_members_back_in_one_update():
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/24")
+    kernel.set_link("a", up=False)
+    kernel.set_link("b", up=False)
+    engine.on_link_event(1.0)
+    engine.run(1.0)
+    kernel.set_link("a", up=True)
+    kernel.set_link("b", up=True)
+    engine.on_link_event(2.0)  # one event batch for both
+    engine.run(2.0)
+    assert kroute(kernel, "198.51.100.0/24") == gid and len(kernel.nexthops[gid].group) == 2
+

@@ -1,0 +1,248 @@
+"""BGP's Adj-RIB-In, decision and multipath (kernelsync.feeds.bgp), pure: into a plain RIB, with
+the lab host's resolver; stale and refresh windows, readiness."""
+import os
+import socket
+
+import pytest
+
+from kernelsync.core.model import AF_INET, IfAddress, Leg
+from kernelsync.core.rib import Rib
+from kernelsync.feeds.bgp import EBGP, IBGP, BgpRib, BgpSettings
+from kernelsync.feeds.exabgp import Parser
+from tests.unit.feeds.bgp_lines import B, CAPTURES, V4, V4B, V6, a4, announce, lab_resolver, msg
+
+class Feed:
+    """Parser + BgpRib on a plain RIB, with the lab's resolver."""
+
+    def __init__(self, **settings):
+        self.rib = Rib()
+        self.parser = Parser()
+        self.resolver = lab_resolver()
+        self.bgp = BgpRib(self.rib, self.resolver, BgpSettings(**settings), now=0.0)
+
+    def lines(self, *lines, now=0.0):
+        for line in lines:
+            event = self.parser.parse(line)
+            if event is not None:
+                self.bgp.handle(event, now)
+        self.bgp.commit()
+
+    def nexthops(self, prefix, source=None):
+        entry = self.rib.entries.get(prefix, {})
+        if not entry:
+            return None
+        (src, paths), = entry.items()
+        assert source is None or src == source
+        return sorted((socket.inet_ntop(n.gw_family, n.gateway), n.dev) for p in paths for n in p.nexthops)
+
+
+@pytest.mark.parametrize("version", ["5.0", "4.2"])
+def test_golden_replay_builds_ecmp_and_keeps_it_stale_through_exabgp_shutdown(version):
+    feed = Feed(restart_hold_time=60)
+    lines = open(os.path.join(CAPTURES, "exabgp-%s.jsonl" % version)).read().splitlines()
+    first_eor = [i for i, l in enumerate(lines) if '"eor"' in l][3]  # both peers, both families
+    feed.lines(*lines[:first_eor + 1])
+    assert feed.nexthops(V4, EBGP) == [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]
+    assert feed.nexthops(V4B, EBGP) == [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]
+    # the IPv6 NLRI came under the global and the fe80:: next hop: counted once per peer
+    assert feed.nexthops(V6, EBGP) == [("2001:db8:a::1", "ha"), ("2001:db8:b::1", "hb")]
+    assert len(feed.bgp.by_prefix[V6]) == 2
+    withdraw_at = [i for i, l in enumerate(lines) if '"withdraw"' in l][-1]
+    feed.lines(*lines[first_eor + 1:withdraw_at + 1])
+    assert feed.nexthops(V4B) is None  # withdrawn by both peers
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]
+    feed.lines(*lines[withdraw_at + 1:], now=10.0)
+    # ExaBGP stopped ("shutting down"): our own speaker restarts, the FIB keeps forwarding
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]
+    assert all(p.stale for peer in feed.bgp.peers.values() for p in peer.paths.values())
+    feed.bgp.tick(69.9)
+    feed.bgp.commit()
+    assert feed.nexthops(V4) is not None
+    feed.bgp.tick(70.0)
+    feed.bgp.commit()
+    assert feed.rib.entries == {}  # not back within restart_hold_time: flushed
+
+
+def test_add_path_two_ids_from_one_peer_and_withdraw_by_id():
+    feed = Feed()
+    feed.lines(announce([{"nlri": "198.51.100.0/24", "path-information": "0.0.0.1"}], "192.0.2.1"),
+               announce([{"nlri": "198.51.100.0/24", "path-information": "0.0.0.2"}], "192.0.2.3"))
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha"), ("192.0.2.3", "ha")]
+    update = {"withdraw": {"ipv4 unicast": [{"nlri": "198.51.100.0/24", "path-information": "0.0.0.1"}]}}
+    feed.lines(msg("update", {"direction": "receive", "message": {"update": update}}))
+    assert feed.nexthops(V4) == [("192.0.2.3", "ha")]
+
+
+def test_without_add_path_a_new_announce_replaces():
+    feed = Feed()
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1"), announce(["198.51.100.0/24"], "192.0.2.3"))
+    assert feed.nexthops(V4) == [("192.0.2.3", "ha")]
+
+
+def test_announce_and_withdraw_in_one_update():
+    feed = Feed()
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1"))
+    feed.lines(announce(["203.0.113.0/25"], "192.0.2.1", withdraw=["198.51.100.0/24"]))
+    assert feed.nexthops(V4) is None and feed.nexthops(V4B) == [("192.0.2.1", "ha")]
+
+
+def path(lp=None, aspath=(65001,), origin="igp", med=None):
+    attrs = {"origin": origin, "as-path": {"0": {"element": "as-sequence", "value": list(aspath)}}}
+    if lp is not None:
+        attrs["local-preference"] = lp
+    if med is not None:
+        attrs["med"] = med
+    return attrs
+
+
+@pytest.mark.parametrize("a, b, winner", [
+    (path(lp=200), path(lp=100), "a"),
+    (path(aspath=(65001,)), path(aspath=(65001, 65002)), "a"),
+    (path(origin="incomplete"), path(origin="igp"), "b"),
+    (path(med=10), path(med=5), "b"),
+    (path(med=10), path(med=10), "both"),
+    (path(), path(), "both"),
+])
+def test_decision_steps(a, b, winner):
+    feed = Feed()
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1", attrs=a),
+               announce(["198.51.100.0/24"], "192.0.2.9", attrs=b, **B))
+    expected = {"a": [("192.0.2.1", "ha")], "b": [("192.0.2.9", "hb")],
+                "both": [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]}[winner]
+    assert feed.nexthops(V4) == expected
+
+
+def test_med_compared_only_within_the_same_neighbour_as():
+    feed = Feed()
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1", attrs=path(aspath=(65001,), med=100)),
+               announce(["198.51.100.0/24"], "192.0.2.9", attrs=path(aspath=(65002,), med=1), peer_as=65002, **B))
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]  # different neighbour AS
+
+
+def test_ebgp_over_ibgp_and_sources():
+    feed = Feed()
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.9", attrs=path(aspath=()), peer_as=65010, **B))
+    assert feed.nexthops(V4, IBGP) == [("192.0.2.9", "hb")]
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1", attrs=path(aspath=())))
+    assert feed.nexthops(V4, EBGP) == [("192.0.2.1", "ha")]  # moved from ibgp to ebgp
+    assert IBGP not in feed.rib.entries[V4]
+
+
+def test_own_as_in_path_is_dropped_and_removes_the_earlier_path():
+    feed = Feed(local_asns=(64999,))
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1"))
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1", attrs=path(aspath=(65001, 65010))))
+    assert feed.nexthops(V4) is None and feed.bgp.counters["looped"] == 1
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1", attrs=path(aspath=(65001, 64999))))
+    assert feed.nexthops(V4) is None and feed.bgp.counters["looped"] == 2
+
+
+def test_down_flushes_without_graceful_restart():
+    feed = Feed()
+    feed.lines(msg("state", {"state": "up"}), announce(["198.51.100.0/24"], "192.0.2.1"))
+    feed.lines(msg("state", {"state": "down", "reason": "hold timer"}))
+    assert feed.nexthops(V4) is None
+
+
+def test_graceful_restart_keeps_stale_until_eor_sweeps():
+    feed = Feed(graceful_restart=30)
+    feed.lines(msg("state", {"state": "up"}), announce(["198.51.100.0/24", "203.0.113.0/25"], "192.0.2.1"))
+    feed.lines(msg("state", {"state": "down"}), now=1.0)
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha")]  # kept, stale
+    feed.lines(msg("state", {"state": "up"}), announce(["198.51.100.0/24"], "192.0.2.1"), now=2.0)
+    eor = msg("update", {"direction": "receive", "message": {"eor": {"afi": "ipv4", "safi": "unicast"}}})
+    feed.lines(eor, now=3.0)
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha")] and feed.nexthops(V4B) is None
+
+
+def test_graceful_restart_time_runs_out():
+    feed = Feed(graceful_restart=30)
+    feed.lines(msg("state", {"state": "up"}), announce(["198.51.100.0/24"], "192.0.2.1"))
+    feed.lines(msg("state", {"state": "down"}), now=1.0)
+    feed.bgp.tick(2.0)  # startup_wait over: ready
+    assert feed.bgp.ready and feed.bgp.deadline() == 31.0
+    feed.bgp.tick(30.9)
+    feed.bgp.commit()
+    assert feed.nexthops(V4) is not None
+    feed.bgp.tick(31.0)
+    feed.bgp.commit()
+    assert feed.nexthops(V4) is None
+
+
+def test_refresh_window_is_mark_and_sweep_per_family():
+    feed = Feed()
+    feed.lines(announce(["198.51.100.0/24", "203.0.113.0/25"], "192.0.2.1"),
+               announce(["2001:db8:100::/48"], "2001:db8:a::1", family="ipv6 unicast"))
+    rr = lambda sub: msg("refresh", {"direction": "receive", "route-refresh": {"afi": "ipv4", "safi": "unicast",
+                                                                                "subtype": sub}})
+    feed.lines(rr("begin"), announce(["198.51.100.0/24"], "192.0.2.1"))
+    assert feed.nexthops(V4B) is not None  # still there during the window
+    feed.lines(rr("end"))
+    assert feed.nexthops(V4B) is None and feed.nexthops(V4) and feed.nexthops(V6)
+
+
+def test_ready_after_startup_wait_and_every_eor():
+    feed = Feed(startup_wait=2, eor_timeout=10)
+    feed.lines(msg("state", {"state": "up"}))
+    feed.bgp.tick(5.0)
+    assert not feed.bgp.ready and not feed.rib.all_ready  # waiting for both families' EOR
+    for afi in ("ipv4", "ipv6"):
+        feed.lines(msg("update", {"direction": "receive", "message": {"eor": {"afi": afi, "safi": "unicast"}}}))
+    feed.bgp.tick(5.0)
+    assert feed.bgp.ready and feed.rib.all_ready
+
+
+def test_no_deadline_in_the_past_while_waiting_for_end_of_rib():
+    # the event loop runs whatever is due at once: a past deadline would make it spin
+    feed = Feed(startup_wait=2, eor_timeout=10)
+    feed.lines(msg("state", {"state": "up"}))
+    assert feed.bgp.deadline() == 2.0
+    feed.bgp.tick(5.0)
+    assert not feed.bgp.ready and feed.bgp.deadline() == 10.0  # the end-of-RIB timeout
+    for afi in ("ipv4", "ipv6"):
+        feed.lines(msg("update", {"direction": "receive", "message": {"eor": {"afi": afi, "safi": "unicast"}}}))
+    assert feed.bgp.deadline() <= 5.0  # due now: readiness
+    feed.bgp.tick(5.0)
+    assert feed.bgp.ready and feed.bgp.deadline() is None
+
+
+def test_eor_timeout_makes_ready():
+    feed = Feed(startup_wait=1, eor_timeout=4)
+    feed.lines(msg("state", {"state": "up"}))
+    feed.bgp.tick(3.9)
+    assert not feed.bgp.ready
+    feed.bgp.tick(4.0)
+    assert feed.bgp.ready
+
+
+def test_link_local_next_hop_uses_the_session_device():
+    feed = Feed()
+    feed.lines(announce(["2001:db8:100::/48"], "fe80::1", family="ipv6 unicast", **B))
+    assert feed.nexthops(V6) == [("fe80::1", "hb")]
+
+
+def test_recursive_resolution_and_re_resolution():
+    feed = Feed()
+    feed.lines(announce(["198.51.100.0/24"], "172.16.5.5"))
+    assert feed.nexthops(V4) is None  # unresolvable: not used
+    feed.resolver.route_event(False, AF_INET, a4("172.16.0.0"), 16, 0,
+                              (Leg(AF_INET, a4("192.0.2.1"), 4), Leg(AF_INET, a4("192.0.2.9"), 5)))
+    feed.bgp.commit()
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha"), ("192.0.2.9", "hb")]
+    feed.resolver.route_event(False, AF_INET, a4("172.16.5.0"), 24, 0, (Leg(None, None, 6),))  # more specific, dev only
+    feed.bgp.commit()
+    assert feed.nexthops(V4) == [("172.16.5.5", "up")]
+    feed.resolver.route_event(True, AF_INET, a4("172.16.5.0"), 24, 0, ())
+    feed.resolver.route_event(True, AF_INET, a4("172.16.0.0"), 16, 0, ())
+    feed.bgp.commit()
+    assert feed.nexthops(V4) is None
+
+
+def test_address_change_re_resolves():
+    feed = Feed()
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1"))
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha")]
+    feed.resolver.set_addresses([IfAddress(AF_INET, 5, a4("192.0.2.10"), 29)])  # ha lost its address
+    feed.bgp.commit()
+    assert feed.nexthops(V4) is None
+

@@ -1,0 +1,441 @@
+"""The FPM feed (kernelsync.feeds.fpm) without FRR: frames as zebra's dplane_fpm_nl writes them
+(built here byte by byte), the stream decoder, the replay window and stale handling over a real
+TCP connection on the loopback (no kernel, no root).  Frames captured from FRR's zebra:
+tests/golden; FRR itself: tests/netns/test_frr.py."""
+import os
+import selectors
+import socket
+import struct
+import time
+
+import pytest
+
+from kernelsync.core.links import NO_CHANGE, LinkTable
+from kernelsync.core.model import AF_INET, Link, parse_prefix
+from kernelsync.core.rib import Rib
+from kernelsync.feeds.base import KernelChange
+from kernelsync.feeds.fpm import FpmError, FpmFeed, FpmFeedConfig, FpmStream, tcp_peer_uid
+
+RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWNEXTHOP, RTM_DELNEXTHOP = 24, 25, 104, 105
+OSPF, CONNECTED, ZSTATIC = 188, 2, 196
+IFNAMES = {2: "e12", 3: "e13", 4: "tap1"}
+LAN = parse_prefix("192.0.2.0/24")
+R2, R3 = "10.0.12.2", "10.0.13.2"
+
+
+def _nla(kind, payload):
+    data = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _msg(kind, body, flags=0x501):
+    return struct.pack("=IHHII", 16 + len(body), kind, flags, 0, 0) + body
+
+
+def route(prefix, legs=(), nh_id=0, proto=OSPF, table=254, delete=False, metric=20, rtype=1):
+    """RTM_NEWROUTE/DELROUTE as dplane_fpm_nl encodes it: ``legs`` = ((gateway or None,
+    ifindex), ...), one leg as RTA_GATEWAY + RTA_OIF, more as RTA_MULTIPATH."""
+    family, dst, plen = parse_prefix(prefix)
+    body = struct.pack("=BBBBBBBBI", family, plen, 0, 0, table if table < 256 else 252, proto, 0, rtype, 0)
+    body += _nla(15, struct.pack("=I", table)) + _nla(1, dst) + _nla(6, struct.pack("=I", metric))
+    if nh_id:
+        body += _nla(30, struct.pack("=I", nh_id))
+    elif len(legs) == 1:
+        gw, oif = legs[0]
+        body += (_nla(5, socket.inet_pton(family, gw)) if gw else b"") + _nla(4, struct.pack("=I", oif))
+    elif legs:
+        mp = b""
+        for gw, oif in legs:
+            sub = _nla(5, socket.inet_pton(family, gw)) if gw else b""
+            mp += struct.pack("=HBBi", 8 + len(sub), 0, 0, oif) + sub
+        body += _nla(9, mp)
+    return _msg(RTM_DELROUTE if delete else RTM_NEWROUTE, body)
+
+
+def nexthop(nh_id, gw=None, oif=0, group=(), delete=False, family=AF_INET):
+    body = struct.pack("=BBBBI", 0 if group else family, 0, 11, 0, 0) + _nla(1, struct.pack("=I", nh_id))
+    if group:
+        body += _nla(2, b"".join(struct.pack("=IBBH", m, w - 1, 0, 0) for m, w in group))
+    else:
+        body += _nla(5, struct.pack("=I", oif))
+        if gw:
+            body += _nla(6, socket.inet_pton(family, gw))
+    return _msg(RTM_DELNEXTHOP if delete else RTM_NEWNEXTHOP, body)
+
+
+def frame(*messages, version=1, kind=1):
+    payload = b"".join(messages)
+    return struct.pack("!BBH", version, kind, 4 + len(payload)) + payload
+
+
+def gws(paths):
+    """Sorted (gateway or device) of the one path."""
+    (path,) = paths
+    return sorted((socket.inet_ntop(n.gw_family, n.gateway) if n.gateway else "dev " + n.dev) for n in path.nexthops)
+
+
+# ---------------------------------------------------------------------------------------------
+# the stream, pure
+
+def test_multipath_route_becomes_one_path_with_device_only_legs():
+    s = FpmStream(254, (OSPF,))
+    s.feed(frame(route("192.0.2.0/24", [(R2, 2), (R3, 3), (None, 4)])))
+    assert list(s.take_dirty()) == [LAN]
+    assert gws(s.paths(LAN, IFNAMES)) == [R2, R3, "dev tap1"]
+
+
+def test_any_split_of_the_byte_stream_gives_the_same_state():
+    data = (frame(nexthop(18, R2, 2), nexthop(22, R3, 3)) + frame(nexthop(23, group=((18, 1), (22, 1))))
+            + frame(route("192.0.2.0/24", nh_id=23)) + frame(route("198.51.100.0/24", [(R2, 2)])))
+    whole = FpmStream(254, (OSPF,))
+    assert whole.feed(data) == 4
+    for step in (1, 3, 7, 50):
+        s = FpmStream(254, (OSPF,))
+        frames = sum(s.feed(data[i:i + step]) for i in range(0, len(data), step))
+        assert frames == 4 and s.routes == whole.routes and s.nexthops == whole.nexthops and not s.buffer
+
+
+def test_nexthop_group_change_reaches_the_routes_that_use_it():
+    s = FpmStream(254, (OSPF,))
+    s.feed(frame(nexthop(18, R2, 2), nexthop(22, R3, 3), nexthop(23, group=((18, 1), (22, 1))),
+                 route("192.0.2.0/24", nh_id=23), route("198.51.100.0/24", nh_id=18)))
+    s.take_dirty()
+    assert gws(s.paths(LAN, IFNAMES)) == [R2, R3]
+    s.feed(frame(nexthop(23, group=((22, 1),))))  # e12 down: zebra shrinks the group
+    assert list(s.take_dirty()) == [LAN]
+    assert gws(s.paths(LAN, IFNAMES)) == [R3]
+    s.feed(frame(nexthop(18, R2, 3)))  # a member changes: every route on it or on a group holding it
+    assert set(s.take_dirty()) == {parse_prefix("198.51.100.0/24")}  # 23 no longer holds 18
+    s.feed(frame(nexthop(23, group=((18, 1), (22, 2)))))
+    s.feed(frame(nexthop(18, R2, 2)))
+    assert set(s.take_dirty()) == {LAN, parse_prefix("198.51.100.0/24")}
+    (path,) = s.paths(LAN, IFNAMES)
+    assert sorted(n.weight for n in path.nexthops) == [1, 2]
+    s.feed(frame(nexthop(23, delete=True)))  # the group is gone while a route still names it
+    assert list(s.take_dirty()) == [LAN] and s.paths(LAN, IFNAMES) is None
+
+
+def test_replace_in_one_frame_and_protocols_and_tables_we_do_not_take():
+    s = FpmStream(254, (OSPF,))
+    s.feed(frame(route("192.0.2.0/24", [(R2, 2)]), route("10.0.12.0/24", [(None, 2)], proto=CONNECTED),
+                 route("203.0.113.0/24", [(R3, 3)], table=100)))
+    assert set(s.routes) == {LAN}
+    s.take_dirty()
+    s.feed(frame(route("192.0.2.0/24", [(R2, 2)], delete=True), route("192.0.2.0/24", [(R3, 3)])))
+    assert list(s.take_dirty()) == [LAN] and gws(s.paths(LAN, IFNAMES)) == [R3]
+    # the prefix now comes from staticd, a protocol we do not take: it is no longer ours
+    s.feed(frame(route("192.0.2.0/24", [(R2, 2)], proto=ZSTATIC)))
+    assert list(s.take_dirty()) == [LAN] and s.paths(LAN, IFNAMES) is None and not s.routes
+    assert s.counters["ignored"] == 3
+
+
+def test_other_messages_and_families_are_counted_and_ignored():
+    s = FpmStream(254, (OSPF,))
+    neigh = _msg(28, struct.pack("=BxxxiHBB", AF_INET, 2, 0, 0, 0))  # RTM_NEWNEIGH (EVPN MACs)
+    mpls = _msg(RTM_NEWROUTE, struct.pack("=BBBBBBBBI", 28, 20, 0, 0, 254, OSPF, 0, 1, 0))  # AF_MPLS
+    s.feed(frame(neigh, mpls, route("192.0.2.0/24", [(R2, 2)])))
+    assert set(s.routes) == {LAN} and s.counters["ignored"] == 2
+
+
+def test_unusable_route_is_kept_out():
+    s = FpmStream(254, (OSPF,))
+    s.feed(frame(route("192.0.2.0/24", [(R2, 9)]), route("198.51.100.0/24", [(R2, 2)], rtype=6)))
+    good, bad = s.all_paths(IFNAMES)
+    assert good == {} and sorted(bad) == sorted([LAN, parse_prefix("198.51.100.0/24")])
+    assert gws(s.paths(LAN, {**IFNAMES, 9: "e19"})) == [R2]  # the device appears
+
+
+GOOD = route("203.0.113.0/24", [(R2, 2)])
+RTMSG = struct.pack("=BBBBBBBBI", 2, 24, 0, 0, 254, OSPF, 0, 1, 0)
+
+
+@pytest.mark.parametrize("bad, why", [
+    (frame(GOOD, version=2), "header version 2"),
+    (frame(GOOD, kind=2), "type 2"),
+    (struct.pack("!BBH", 1, 1, 3), "length 3"),
+    # a good route first in the frame, then the broken part: the frame is refused whole
+    (frame(GOOD, route("192.0.2.0/24", [(R2, 2)])[:-4]), "does not fit the frame"),
+    (frame(GOOD, b"\0" * 8), "8 trailing bytes"),
+    (frame(GOOD, _msg(RTM_NEWROUTE, b"\2\x18\0\0")), "shorter than its 12-byte header"),
+    (frame(GOOD, _msg(RTM_NEWROUTE, RTMSG + struct.pack("=HH", 40, 1) + b"\xc0\0\2\0")), "length 40 does not fit"),
+    (frame(GOOD, _msg(RTM_NEWROUTE, RTMSG + _nla(6, b"\1\0"))), "attribute 6 at byte 96: payload of 2 bytes"),
+    (frame(GOOD, _msg(RTM_NEWROUTE, RTMSG + _nla(1, b"\xc0\0\2"))), "attribute 1 at byte 96: payload of 3 bytes"),
+    (frame(GOOD, _msg(RTM_NEWNEXTHOP, struct.pack("=BBBBI", 2, 0, 11, 0, 0) + _nla(5, struct.pack("=I", 2)))),
+     "without NHA_ID"),
+], ids=["version", "type", "length", "message-length", "trailing", "rtmsg", "nla-length", "u32", "address",
+        "no-id"])
+def test_malformed_frames_are_refused_whole(bad, why):
+    s = FpmStream(254, (OSPF,))
+    s.feed(frame(route("198.51.100.0/24", [(R3, 3)])))
+    before = dict(s.routes)
+    with pytest.raises(FpmError, match=why):
+        s.feed(bad)
+    assert s.routes == before
+
+
+# ---------------------------------------------------------------------------------------------
+# the feed: a real TCP connection on the loopback, no kernel
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Harness:
+    """An FpmFeed on a free port, driven like the daemon drives it, with a fake clock."""
+
+    def __init__(self, **cfg):
+        self.rib = Rib()
+        self.rib.add_source("static", 1)
+        self.rib.set_ready("static")
+        self.cfg = FpmFeedConfig(port=free_port(), hold_time=30.0, replay_quiet=1.0, **cfg)
+        self.links = LinkTable({i: Link(index=i, name=n, up=True, carrier=True) for i, n in IFNAMES.items()})
+        self.feed = FpmFeed(self.rib, self.cfg, self.links)
+        self.sel = selectors.DefaultSelector()
+        self.now = 1000.0
+        self.feed.start(self.sel, self.now)
+
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.cfg.port))
+        self.pump(lambda: self.feed.conn is not None)
+        return sock
+
+    def pump(self, until, timeout=5.0):
+        """Run the selector (with the fake clock standing still) until ``until()``."""
+        end = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < end, "condition not reached"
+            for key, _ in self.sel.select(0.01):
+                key.data(self.now)
+        return True
+
+    def send(self, sock, data):
+        frames = self.feed.stream.counters["frames"]
+        sock.sendall(data)
+        n = 0
+        pos = 0
+        while pos < len(data):
+            n += 1
+            pos += struct.unpack_from("!H", data, pos + 2)[0]
+        self.pump(lambda: self.feed.stream is not None and self.feed.stream.counters["frames"] >= frames + n)
+
+    def tick(self, seconds=0.0):
+        self.now += seconds
+        self.feed.commit(self.now)
+
+    def rib_paths(self, prefix):
+        return self.rib.entries.get(prefix, {}).get(self.cfg.name)
+
+    def close(self):
+        self.feed.close()
+        self.sel.close()
+
+
+@pytest.fixture
+def harness():
+    made = []
+
+    def make(**cfg):
+        h = Harness(**cfg)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_replay_is_applied_when_quiet_and_a_reconnect_writes_only_what_changed(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    assert h.feed.replaying and not h.rib.ready["fpm"]
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)])) + frame(route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(0.5)
+    assert h.rib_paths(LAN) is None  # still collecting the replay
+    assert h.feed.deadline() == pytest.approx(1001.0)
+    h.tick(0.6)
+    assert gws(h.rib_paths(LAN)) == [R2, R3] and h.rib.ready["fpm"] and not h.feed.replaying
+    h.rib.take_dirty()
+    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))  # after the replay: applied at once
+    assert h.feed.deadline() == 0.0
+    h.tick()
+    assert gws(h.rib_paths(LAN)) == [R3] and list(h.rib.take_dirty()) == [LAN]
+
+    sock.close()  # zebra goes away: routes stay, stale
+    h.pump(lambda: h.feed.conn is None)
+    assert h.feed.source.stale_until == pytest.approx(h.now + 30.0)
+    assert gws(h.rib_paths(LAN)) == [R3] and h.rib.take_dirty() == {}
+    sock = h.connect()  # zebra is back: replays both unchanged
+    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)]), route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {}  # not one change: no kernel write
+    assert h.feed.show()["stale"] == 0 and h.feed.source.stale_until is None
+    assert h.feed.show()["replays"] == 2
+    sock.close()
+
+
+def test_partial_replay_is_held_until_everything_is_back_or_the_hold_time_ends(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    sock.close()
+    h.pump(lambda: h.feed.conn is None)
+    h.rib.take_dirty()
+    sock = h.connect()  # zebra restarted: OSPF converging again, one leg of the LAN first
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {} and gws(h.rib_paths(LAN)) == [R2, R3]  # held: the stale state stays
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("203.0.113.0/24", [(R3, 3)])))
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {}  # still held: 198.51.100.0/24 is not back
+    h.tick(30.0)  # the hold time ends: what did not come back is swept, the rest applied
+    assert set(h.rib.take_dirty()) == {parse_prefix("198.51.100.0/24"), parse_prefix("203.0.113.0/24")}  # LAN: unchanged
+    assert gws(h.rib_paths(LAN)) == [R2, R3] and h.rib_paths(parse_prefix("198.51.100.0/24")) is None
+    sock.close()
+
+
+def test_deletions_settle_and_a_stopping_zebra_leaves_its_routes_stale(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)]), route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    h.rib.take_dirty()
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)], delete=True)))
+    assert h.feed.deadline() == pytest.approx(h.now + 0.2)
+    h.tick(0.1)
+    assert h.rib_paths(parse_prefix("198.51.100.0/24")) is not None
+    h.tick(0.1)
+    assert list(h.rib.take_dirty()) == [parse_prefix("198.51.100.0/24")]  # a real deletion, applied
+    # zebra stops: deletes everything, then closes, within the settle time: nothing applied
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)], delete=True)))
+    sock.close()
+    h.pump(lambda: h.feed.conn is None)
+    h.tick(0.5)
+    assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 1 and h.rib.take_dirty() == {}
+
+
+def test_zebra_is_followed_while_connected_even_to_no_route_at_all(harness):
+    """ospfd stopping, or a flap during which zebra holds no OSPF route for a moment: zebra's
+    deletions are real (FRR's own graceful restart is what keeps routes over a daemon restart)."""
+    h = harness(users=[])
+    sock = h.connect()
+    both = [(R2, 2), (R3, 3)]
+    h.send(sock, frame(route("192.0.2.0/24", both), route("10.0.12.0/24", [(None, 2)], proto=CONNECTED)))
+    h.tick(1.1)
+    h.rib.take_dirty()
+    h.send(sock, frame(route("192.0.2.0/24", both, delete=True)))
+    h.tick(0.3)
+    assert h.rib_paths(LAN) is None and h.feed.show()["stale"] == 0 and list(h.rib.take_dirty()) == [LAN]
+    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))  # back: applied at once, not held
+    h.tick()
+    assert gws(h.rib_paths(LAN)) == [R3]
+    sock.close()
+
+
+def test_malformed_frame_closes_the_connection_and_the_routes_stay_until_the_hold_time(harness, caplog):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    sock.sendall(frame(route("198.51.100.0/24", [(R2, 2)]), version=7))
+    h.pump(lambda: h.feed.conn is None)
+    assert "malformed FPM stream" in caplog.text and "header version 7" in caplog.text
+    assert h.feed.show()["malformed"] == 1 and "header version 7" in h.feed.show()["last_error"]
+    assert sock.recv(10) == b""  # closed on our side
+    assert gws(h.rib_paths(LAN)) == [R2]  # stale, still in the RIB
+    h.tick(29.0)
+    assert gws(h.rib_paths(LAN)) == [R2]
+    h.tick(1.1)  # the hold time is over: swept
+    assert h.rib_paths(LAN) is None and h.feed.show()["swept"] == 1
+
+
+def test_losses_during_a_stale_period_do_not_extend_it(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    sock.close()
+    h.pump(lambda: h.feed.conn is None)
+    lost_at = h.now
+    for _ in range(3):  # zebra comes back and fails again mid-replay, every 3 s
+        h.tick(3.0)
+        sock = h.connect()
+        sock.close()
+        h.pump(lambda: h.feed.conn is None)
+    assert h.feed.source.stale_until == pytest.approx(lost_at + 30.0)
+    h.tick(lost_at + 30.0 - h.now)
+    assert h.rib_paths(LAN) is None
+
+
+def test_not_ready_until_the_first_replay_or_the_hold_time(harness):
+    h = harness(users=[])
+    assert h.feed.deadline() == pytest.approx(1030.0)
+    h.tick(29.0)
+    assert not h.rib.ready["fpm"]
+    h.tick(1.0)
+    assert h.rib.ready["fpm"]  # zebra never came: the engine may delete what is no longer wanted
+
+
+def test_new_connection_replaces_the_old_one(harness):
+    h = harness(users=[])
+    first = h.connect()
+    h.send(first, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    second = socket.create_connection(("127.0.0.1", h.cfg.port))
+    h.pump(lambda: h.feed.show()["connections"] == 2)
+    assert first.recv(10) == b"" and h.feed.replaying
+    assert gws(h.rib_paths(LAN)) == [R2]  # kept stale while the new connection replays
+    h.send(second, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 0
+    second.close()
+
+
+def test_tcp_peer_uid_and_users(harness, caplog):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect as another user")
+    h = harness()  # default users: frr, root
+    mine = h.connect()
+    assert tcp_peer_uid(h.feed.conn) == 0
+    # a socket owned by nobody (uid 65534) is refused: any local user could otherwise feed the FIB
+    os.seteuid(65534)
+    try:
+        theirs = socket.socket()  # the socket's owner is the creator's fsuid
+    finally:
+        os.seteuid(0)
+    theirs.connect(("127.0.0.1", h.cfg.port))
+    h.pump(lambda: h.feed.show()["refused"] == 1)
+    assert theirs.recv(10) == b"" and "(uid 65534) refused" in caplog.text
+    assert h.feed.show()["connections"] == 1 and h.feed.conn is not None
+    theirs.close()
+    mine.close()
+
+
+def test_listen_failure_says_where(harness):
+    h = harness(users=[])
+    other = FpmFeed(h.rib, FpmFeedConfig(name="fpm2", port=h.cfg.port), h.links)
+    with pytest.raises(OSError, match="feed.fpm: cannot listen on 127.0.0.1 port %d" % h.cfg.port):
+        other.start(selectors.DefaultSelector(), 0.0)
+
+
+def test_resync_after_link_events_rereads_zebra_and_writes_nothing_unchanged(harness):
+    h = harness(users=[], resync_after_link=2.0)
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    h.rib.take_dirty()
+    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # a link event (nothing left changed)
+    h.tick(1.0)
+    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # a second flap: counted from the last
+    assert h.feed.deadline() == pytest.approx(h.now + 2.0)
+    h.tick(2.0)
+    assert sock.recv(10) == b"" and h.feed.show()["resyncs"] == 1  # closed: zebra will replay
+    assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 1
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {} and h.feed.show()["stale"] == 0
+    h.tick(10.0)
+    assert h.feed.show()["resyncs"] == 1  # no link event since: no more
+    sock.close()
