@@ -80,30 +80,14 @@ def cmd_show(args) -> int:
             print("kernelsync is not running (control socket %s: %s); 'show %s' needs the daemon"
                   % (cfg.control_socket, exc.strerror or exc, args.what), file=sys.stderr)
             return 1
-        data = _show_kernel(cfg, args.what)
+        from .daemon import show_from_kernel
+        data = show_from_kernel(cfg, args.what)
         source = "kernel"
     if args.json:
         print(json.dumps(data, indent=1))
     else:
         _print_table(data, "%s (from the %s)" % (args.what, source))
     return 0
-
-
-def _show_kernel(cfg, what: str):
-    """Without a daemon: what the kernel holds that is ours."""
-    from .core.model import format_prefix
-    from .kernel.netlink import RtNetlink
-    k = cfg.kernel
-    nl = RtNetlink(k.protocol)
-    try:
-        if what == "fib":
-            return [{"prefix": format_prefix(key[1:4]), "table": key[0], "metric": key[4], "nhid": nh}
-                    for key, nh in nl.dump_routes(k.table, k.protocol).items()]
-        first, last = k.nexthop_id_range
-        return [{"id": o.id, "object": o.describe()} for o in nl.dump_nexthops().values()
-                if o.protocol == k.protocol and first <= o.id <= last]
-    finally:
-        nl.close()
 
 
 def _print_table(data, title: str) -> None:

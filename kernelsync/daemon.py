@@ -23,6 +23,7 @@ import attrs
 from .config import Config
 from .control import ControlServer
 from .core.engine import Engine
+from .core.model import format_prefix
 from .core.port import ResyncNeeded
 from .export.feed import ExportFeed
 from .feeds.base import Feed, KernelChange, NexthopEvent, RouteEvent
@@ -323,6 +324,22 @@ class Daemon:
         return {"error": "unknown request %r (known: %s, resync)" % (request, ", ".join(views))}
 
 
+def show_from_kernel(cfg: Config, what: str) -> list:
+    """Without a daemon (``kernelsync show fib|nexthops``): what the kernel holds that is ours,
+    read from the kernel of this namespace: our routes (``fib``) or our nexthop objects."""
+    k = cfg.kernel
+    nl = RtNetlink(k.protocol)
+    try:
+        if what == "fib":
+            return [{"prefix": format_prefix(key[1:4]), "table": key[0], "metric": key[4], "nhid": nh}
+                    for key, nh in nl.dump_routes(k.table, k.protocol).items()]
+        first, last = k.nexthop_id_range
+        return [{"id": o.id, "object": o.describe()} for o in nl.dump_nexthops().values()
+                if o.protocol == k.protocol and first <= o.id <= last]
+    finally:
+        nl.close()
+
+
 def _drain(fd: int) -> None:
     try:
         os.read(fd, 512)
@@ -346,4 +363,4 @@ def log_compat_mode() -> None:
                  "nexthop objects see routes with nhid and no nexthops", mode)
 
 
-__all__ = ["Daemon", "log_compat_mode"]
+__all__ = ["Daemon", "log_compat_mode", "show_from_kernel"]

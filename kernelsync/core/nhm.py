@@ -11,7 +11,7 @@
 * A group's kernel members are its *active* members: nexthops whose device is up with
   carrier (read from the shared :class:`~kernelsync.core.links.LinkTable`) and whose last
   write did not fail.  A group with no active member cannot exist in
-  the kernel; routes on it fall back (see :mod:`kernelsync.fib`).
+  the kernel; routes on it fall back (see :mod:`kernelsync.core.fib`).
 * On start, :meth:`NexthopManager.adopt` takes the IDs of the kernel objects of ours that have
   the same content, so a restart writes nothing.
 

@@ -74,6 +74,8 @@ class ExportFeed(BaseFeed):
             self.streams.send(channel, announce, now)
         self.counters["export_withdraws"] += len(withdraws)
         self.counters["export_announces"] += len(self.exporter.announced)
+        if withdraws:
+            self._save()  # sent: no longer for a later run to withdraw
         log.info("%s: announced the exported set: %d prefixes (and %d withdrawals not sent before)",
                  channel.name, len(self.exporter.announced), len(withdraws))
 

@@ -159,7 +159,7 @@ class BgpRib:
 
     # events --------------------------------------------------------------------------------
     def handle(self, event, now: float, channel: object = None) -> None:
-        """Apply one parsed ExaBGP event (from :class:`kernelsync.exabgp.Parser`)."""
+        """Apply one parsed ExaBGP event (from :class:`kernelsync.feeds.exabgp.Parser`)."""
         if isinstance(event, Update):
             self._update(event, now, channel)
         elif isinstance(event, PeerState):

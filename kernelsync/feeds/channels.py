@@ -329,9 +329,10 @@ class ExabgpStreams(BaseFeed):
             log.info("accepting ExaBGP relays on %s (mode 0600)", self.listen_path)
         if self.want_stdin:
             self.stdin = StdinChannel(self.waker)
-            self._opened(self.stdin, now)
+            self.open_channel(self.stdin, now)
 
-    def _opened(self, channel: Channel, now: float) -> None:
+    def open_channel(self, channel: Channel, now: float) -> None:
+        """A stream opened (stdin at start, a relay connected): its listeners greet it."""
         self.channels.append(channel)
         self.acks[channel] = AckTracker()
         for listener in self.on_open:
@@ -389,7 +390,7 @@ class ExabgpStreams(BaseFeed):
         channel.callback = lambda t, c=channel: self._on_relay(c, t)
         self.sel.register(channel.sock, selectors.EVENT_READ, channel.callback)
         log.info("%s connected", channel.name)
-        self._opened(channel, now)
+        self.open_channel(channel, now)
 
     def _on_relay(self, channel: RelayChannel, now: float) -> None:
         """Readable, or writable while commands wait: read what came, send what waits."""

@@ -1,4 +1,4 @@
-"""OSPF through BIRD 2 for real: three routers in namespaces (``kernelsync.ospflab``), r1's BIRD
+"""OSPF through BIRD 2 for real: three routers in namespaces (``kernelsync.tools.ospflab``), r1's BIRD
 exports its OSPF routes into kernel table 100 (protocol bird), and kernelsync on r1 reads that
 table (``[[feed.table]]``) and installs the routes in its own table as a shared group."""
 import subprocess

@@ -1,5 +1,5 @@
 """OSPF through FRR 8.4 for real: zebra + ospfd on three routers in namespaces
-(``kernelsync.ospflab``); r1's zebra streams its FIB over FPM to kernelsync (``[feed.fpm]``),
+(``kernelsync.tools.ospflab``); r1's zebra streams its FIB over FPM to kernelsync (``[feed.fpm]``),
 which installs the OSPF routes in its own table as shared groups.  With and without
 ``fpm use-next-hop-groups``; repeated link flaps (FRR's own kernel group has been seen to stay
 stale there); zebra and ospfd stopped and restarted within the hold time."""

@@ -1,4 +1,4 @@
-"""Smoke test of kernelsync.lab: BIRD 2 and ExaBGP 5.0 in namespaces, two eBGP sessions."""
+"""Smoke test of kernelsync.tools.lab: BIRD 2 and ExaBGP 5.0 in namespaces, two eBGP sessions."""
 import json
 import os
 import subprocess

@@ -5,7 +5,7 @@
 * :class:`nhmsg`: ``struct nhmsg`` (family, scope, protocol, reserved: 4 x u8; flags: u32) with
   the NHA_* attributes of include/uapi/linux/nexthop.h, NHA_RES_GROUP as a nested attribute.
 * :class:`rtmsg_nh`: pyroute2's ``rtmsg`` with its attribute table extended to RTA_NH_ID (30).
-* :func:`to_knexthop`: a decoded ``nhmsg`` -> :class:`kernelsync.model.KNexthop`.
+* :func:`to_knexthop`: a decoded ``nhmsg`` -> :class:`kernelsync.core.model.KNexthop`.
 * :func:`nexthop_request`: RTM_NEWNEXTHOP/DELNEXTHOP/GETNEXTHOP through a pyroute2 socket.
 
 Nothing here comes from kernelsync but :class:`~kernelsync.core.model.KNexthop`, the value

@@ -1,0 +1,54 @@
+"""The tools kernelsync ships run to the end (a broken tool fails CI): ``kernelsync bench`` at a
+small size, ``kernelsync demo`` with real BIRD and ExaBGP.  Both create their own scratch
+namespaces (named after their process id) and must leave none behind."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kernelsync.tools.lab import install_requirements
+from tests.support.netns import need_root
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+
+def left_by(pid):
+    """The namespaces a process made that are still there (scratch names carry ``-<pid>-``)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if "-%d-" % pid in line]
+
+
+def run(*args, timeout):
+    """``kernelsync ARGS`` to the end: (exit code, stdout, stderr, pid)."""
+    proc = subprocess.Popen([sys.executable, "-m", "kernelsync", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out, err, proc.pid
+
+
+def test_bench_runs_to_the_end_and_its_checks_pass():
+    need_root()
+    code, out, err, pid = run("bench", "-n", "2000", "--repeat", "1", "--flap-sizes", "200,2000", timeout=120)
+    assert code == 0, out[-3000:] + err[-3000:]
+    (line,) = [l for l in out.splitlines() if l.startswith("BENCH_JSON ")]
+    report = json.loads(line[len("BENCH_JSON "):])
+    assert report["ok"] and report["routes"] == 2000 and report["namespaces_left"] == []
+    assert [s["routes"] for s in report["flap"]["sizes"]] == [200, 2000]
+    assert all(s["ok"] for s in report["flap"]["sizes"])
+    assert left_by(pid) == []
+
+
+def test_demo_runs_to_the_end():
+    need_root()
+    install_requirements(("5.0",))
+    code, out, err, pid = run("demo", timeout=180)
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "after link B went down: the groups lost hb, every route stayed" in out
+    assert "kernelsync re-added hb's nexthops and re-pushed the groups" in out
+    assert "namespaces deleted, daemons stopped" in out
+    assert left_by(pid) == []

@@ -1,0 +1,79 @@
+"""The BGP feed's glue (kernelsync.feeds.bgpfeed) without ExaBGP: a stream is greeted with
+version and route-refreshes, lines are parsed and committed in bursts, bad lines counted and
+skipped, the resolver follows the kernel's notifications, the end of a stream keeps paths
+stale."""
+import selectors
+import socket
+
+from kernelsync.core.links import NO_CHANGE, LinkTable
+from kernelsync.core.model import AF_INET, IfAddress, KRoute, Leg, Link, parse_prefix
+from kernelsync.core.rib import Rib
+from kernelsync.feeds.base import KernelChange, RouteEvent
+from kernelsync.feeds.bgp import BgpSettings
+from kernelsync.feeds.bgpfeed import COMMIT_DELAY, BgpFeed
+from kernelsync.feeds.channels import ExabgpStreams
+from tests.support.feeds import DumpingKernel, RecordingChannel
+from tests.unit.feeds.bgp_lines import announce
+
+A4 = socket.inet_aton
+V4 = parse_prefix("198.51.100.0/24")
+
+
+def make(routes=()):
+    links = LinkTable({4: Link(index=4, name="ha", up=True, carrier=True), 6: Link(index=6, name="up", up=True,
+                                                                                   carrier=True)})
+    kernel = DumpingKernel(routes=routes, addresses=[IfAddress(AF_INET, 4, A4("192.0.2.2"), 29)])
+    rib = Rib()
+    streams = ExabgpStreams()
+    feed = BgpFeed(rib, BgpSettings(startup_wait=0), kernel, 200, links, streams, 0.0)
+    sel = selectors.DefaultSelector()
+    feed.start(sel, 0.0)
+    streams.start(sel, 0.0)
+    channel = RecordingChannel()
+    streams.open_channel(channel, 0.0)
+    return feed, rib, kernel, streams, channel
+
+
+def nexthops(rib, prefix):
+    entry = rib.entries.get(prefix)
+    return None if not entry else sorted((socket.inet_ntoa(n.gateway), n.dev)
+                                         for paths in entry.values() for p in paths for n in p.nexthops)
+
+
+def test_a_stream_is_greeted_and_a_burst_is_committed_once_quiet():
+    feed, rib, kernel, streams, channel = make()
+    assert channel.sent == ["version", "announce route-refresh ipv4 unicast", "announce route-refresh ipv6 unicast"]
+    feed.commit(0.0)  # the resolver's first state: decided at once
+    feed.on_lines(channel, [announce(["198.51.100.0/24"], "192.0.2.1").encode(), b"{not json"], 1.0)
+    feed.commit(1.0)
+    assert nexthops(rib, V4) is None and feed.deadline() == 1.0 + COMMIT_DELAY  # waits for the rest of the burst
+    feed.commit(1.0 + COMMIT_DELAY)
+    assert nexthops(rib, V4) == [("192.0.2.1", "ha")]
+    assert feed.counters["lines"] == 2 and feed.counters["bad_lines"] == 1
+    feed.on_lines(channel, [b"done", b"error", b"exabgp 5.0.15"], 1.0)
+    assert streams.counters["acks_done"] == 1 and streams.counters["acks_error"] == 1
+    assert streams.show()["command_errors"] == ["test#1: ExaBGP rejected the command: announce route-refresh ipv4 unicast"]
+    assert streams.show()["exabgp_versions"] == {"test#1": "5.0.15"}
+    feed.on_lines(channel, [None], 2.0)  # the stream ended: ExaBGP restarting, the paths stay stale
+    feed.commit(2.0)
+    assert streams.channels == [] and nexthops(rib, V4) == [("192.0.2.1", "ha")]
+    assert all(p.stale for peer in feed.bgp.peers.values() for p in peer.paths.values())
+
+
+def test_resolver_follows_route_notifications_and_rereads_when_notifications_were_lost():
+    feed, rib, kernel, _streams, channel = make()
+    feed.on_lines(channel, [announce(["198.51.100.0/24"], "172.16.5.5").encode()], 0.0)
+    feed.commit(1.0)
+    assert nexthops(rib, V4) is None  # does not resolve yet
+    family, dst, plen = parse_prefix("172.16.0.0/16")
+    route = KRoute(family, dst, plen, 254, 12, 1, 0, (Leg(AF_INET, A4("192.0.2.1"), 4),), 0)
+    ours = route._replace(protocol=200, dst=A4("172.16.5.0"), plen=24)
+    feed.on_kernel_change(KernelChange(routes=(RouteEvent(False, route), RouteEvent(False, ours))), 2.0)
+    feed.commit(2.0)
+    assert nexthops(rib, V4) == [("192.0.2.1", "ha")] and feed.counters["route_events"] == 1  # ours: ignored
+    tables = kernel.dumps["table"]
+    feed.on_kernel_change(KernelChange(lost=True), 3.0)  # notifications lost: the kernel as it is now
+    feed.commit(3.0)
+    assert kernel.dumps["table"] == tables + 1 and nexthops(rib, V4) is None  # (the dump has no such route)
+    feed.on_kernel_change(KernelChange(links=NO_CHANGE), 4.0)  # a link event re-reads addresses
+    assert kernel.dumps["addresses"] == 3  # at start, when notifications were lost, on the link event

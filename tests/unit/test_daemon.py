@@ -1,0 +1,102 @@
+"""The daemon's notification dispatch (kernelsync.daemon.Daemon.handle_notifications) over
+stand-in sockets and the in-memory kernel: the engine and every feed hear a burst at once,
+route notifications reach only the feeds that follow routes, our own are dropped, lost
+notifications count as a change of everything."""
+import socket
+
+from kernelsync import config
+from kernelsync.core.engine import Engine
+from kernelsync.core.model import AF_INET, KNexthop
+from kernelsync.core.port import ResyncNeeded
+from kernelsync.daemon import Daemon
+from kernelsync.feeds.base import BaseFeed
+from kernelsync.kernel import codec
+from kernelsync.kernel.fake import FakeKernel
+from kernelsync.kernel.netlink import Message
+
+
+class Socket:
+    """A notification socket holding ``messages`` (or raising ResyncNeeded: ENOBUFS)."""
+
+    def __init__(self, *messages, overflow=False):
+        self.messages = list(messages)
+        self.overflow = overflow
+
+    def read(self):
+        if self.overflow:
+            self.overflow = False
+            raise ResyncNeeded("netlink notification buffer overflow: notifications lost")
+        out, self.messages = self.messages, []
+        return out
+
+
+class Recorder(BaseFeed):
+    def __init__(self, name, follows_routes):
+        self.name = name
+        self.follows_routes = follows_routes
+        self.changes = []
+        self.nexthop_events = []
+
+    def on_kernel_change(self, change, now):
+        self.changes.append(change)
+
+    def on_nexthop_event(self, event, now):
+        self.nexthop_events.append(event)
+
+
+def message(data):
+    return Message(int.from_bytes(data[4:6], "little"), data)
+
+
+def daemon(events, routes):
+    d = Daemon.__new__(Daemon)  # the loop's state without its sockets
+    d.cfg = config.parse({"kernel": {"table": 100}})
+    kernel = FakeKernel(200)
+    kernel.add_link("a")
+    d.engine = Engine(d.cfg.kernel, kernel)
+    d.engine.start(0.0)
+    d.events, d.route_events = events, routes
+    d.feeds = [Recorder("tables", True), Recorder("static", False)]
+    return d, kernel
+
+
+KEY = (254, AF_INET, socket.inet_aton("198.51.100.0"), 24, 0)
+
+
+def test_one_burst_one_dispatch_routes_only_to_followers_ours_dropped():
+    link = message(codec.message(codec.RTM_NEWLINK, 0, 0, codec.link_dump_request()))
+    nexthop = message(codec.encode_nexthop(0, KNexthop(id=5, family=AF_INET, protocol=12, oif=2), 0))
+    theirs = message(codec.encode_route_set(0, KEY, 5, 12, 0))
+    ours = message(codec.encode_route_set(0, KEY, 5, 200, 0))
+    d, kernel = daemon(Socket(link, nexthop), Socket(theirs, ours))
+    kernel.add_link("b")  # what the link notification was about
+    assert d.handle_notifications(1.0)  # a link changed: a repair is due
+    tables, static = d.feeds
+    assert len(tables.changes) == len(static.changes) == 1
+    change = tables.changes[0]
+    assert change.links is not None and change.links.changed == {"b"} and not change.lost
+    assert [(e.deleted, e.route.protocol) for e in change.routes] == [(False, 12)]  # ours dropped
+    assert static.changes[0].routes == () and static.changes[0].links is change.links
+    assert [e.nexthop.id for e in tables.nexthop_events] == [5] == [e.nexthop.id for e in static.nexthop_events]
+    assert "b" in d.engine.links.by_name and d.engine.need_repair
+
+
+def test_lost_notifications_are_a_change_of_everything():
+    d, _kernel = daemon(Socket(overflow=True), Socket())
+    d.engine.run(0.0)  # the first full sync done: nothing pending
+    assert not d.engine.need_full
+    assert d.handle_notifications(1.0)
+    (change,) = d.feeds[1].changes
+    assert change.lost and change.link_event
+    assert d.engine.need_full  # the engine reads the kernel whole
+    d, _kernel = daemon(Socket(), Socket(overflow=True))  # only routes lost: no repair, feeds re-read
+    assert not d.handle_notifications(1.0)
+    assert d.feeds[0].changes[0].lost and not d.engine.need_repair
+
+
+def test_an_undecodable_nexthop_notification_makes_the_engine_look():
+    broken = codec.encode_nexthop(0, KNexthop(id=5, family=AF_INET, protocol=12, oif=2), 0)
+    d, _kernel = daemon(Socket(message(broken[:18])), Socket())  # cut inside nhmsg
+    d.engine.need_repair = False
+    assert not d.handle_notifications(1.0)
+    assert d.engine.need_repair and [e.nexthop for e in d.feeds[0].nexthop_events] == [None]
