@@ -1,27 +1,65 @@
-"""``kernelsync bench``: install speed against ``ip -batch``, and link-flap repair time.
+"""``kernelsync bench``: install speed against two baselines measured in the same run (``ip
+-batch``, and a minimal struct-packed netlink writer as the kernel's floor), and link-flap repair
+time.  Figures are medians with their range over alternated rounds, not only the best: the
+machine is shared and noisy.
 
 Everything runs in scratch network namespaces ``ksbench-<pid>-<n>`` (created with ``ip netns
-add``, deleted in ``finally``); the host's own routes are never touched.  kernelsync's sockets
-are opened *inside* a namespace by entering it in-process (``setns(2)`` with CLONE_NEWNET) and
-returning to the original namespace at once: a netlink socket stays bound to the namespace it
-was created in.
+add``, deleted in ``finally``, on an exception, on SIGTERM, and on Ctrl-C); the host's own
+routes are never touched.  kernelsync's sockets are opened *inside* a namespace by entering it
+in-process (``setns(2)`` with CLONE_NEWNET) and returning to the original namespace at once: a
+netlink socket stays bound to the namespace it was created in.
 
 1. Install: N IPv4 /32 routes over ``groups`` shared nexthop groups of two gateway members
-   (one on each of two veths), (a) through :class:`kernelsync.core.engine.Engine` over
-   :class:`kernelsync.kernel.netlink.RtNetlink` (timed: ``engine.start`` + ``engine.run``; the pure
-   netlink write time is measured by wrapping ``kernel.apply``), (b) ``ip -n NS -batch FILE``
-   with ``route add ... nhid G`` lines (timed wall clock, process start included).  Each
-   repetition uses a fresh namespace; the best of ``repeat`` is reported.
+   (one on each of two veths), three ways, each in a fresh namespace:
+
+   (a) ``kernelsync``: :class:`kernelsync.core.engine.Engine` over
+       :class:`kernelsync.kernel.netlink.RtNetlink` (timed: ``engine.start`` + ``engine.run``,
+       which creates the nexthops and groups and writes the routes; the pure netlink write
+       time is measured by wrapping ``kernel.apply``; loading the RIB is timed separately and
+       is not in the figure);
+   (b) ``raw writer``, the kernel's floor (:class:`RawWriter`): the same nexthop objects and
+       groups created by hand (ids ``RAW_NH_BASE`` + ..., outside kernelsync's range), then
+       the same N RTM_NEWROUTE messages with RTA_NH_ID, packed with its own ``struct.Struct``
+       layouts (this module's ``_RAW_*``; only the numeric uapi constants come from
+       :mod:`kernelsync.kernel.codec`: nothing of kernelsync's engine, planner or encoder),
+       RAW_CHUNK (4096, about 240 KiB, the size of kernelsync's chunks) messages per
+       ``send()``, NLM_F_ACK only on the last message of each chunk, one ACK wait per chunk,
+       one thread.  Timed from its first nexthop write to the last route ACK (socket opened
+       and destinations packed to bytes beforehand, as kernelsync's RIB is loaded
+       beforehand); the time spent inside ``send()`` + the ACK wait (the kernel's work) is
+       reported too;
+   (c) ``ip -n NS -batch FILE`` with ``route add ... nhid G`` lines (nexthops and groups made
+       beforehand by another ``ip -batch``; timed wall clock, process start included).
+
+   Every method's result is verified by dumps (route count, every route on one of that
+   method's groups, every group with its two members).  ``repeat`` rounds; the order of
+   the three is rotated from round to round (round 1: a b c, round 2: b c a, ...).  Reported
+   per method: median, min and max of the seconds and of routes/s; per round the ratios
+   "kernelsync's routes/s as % of the raw writer's" (raw_s / kernelsync_s, "% of the kernel's
+   floor") and "kernelsync vs ip -batch" (ip_s / kernelsync_s, x faster), then their median
+   and range.  The best run of each (the figures of earlier versions) is still printed and kept
+   under the same JSON keys.
 2. Link flap: admin down, then up, of the device of one member of every group, issued on our
    own netlink socket; a real :class:`kernelsync.daemon.Daemon` (its sockets made inside the
    namespace, no feed) is driven as its loop drives itself: ``Daemon.handle_notifications``
    when its notification socket is readable, then ``engine.run``.  Timed from the
    kernel's ACK of the link change (and, separately, from issuing it) to the end of
-   ``engine.run``.  Verified by dumps after every step.
+   ``engine.run``.  Verified by dumps after every step.  One namespace per size, all set up
+   first; ``repeat`` cycles per size, the sizes alternated (rotated) from cycle to cycle.
+   Reported per size: median, min and max over the cycles of down, up and total; the ratio
+   largest/smallest size is taken on the medians (and, as before, on the bests).
 3. ``net.ipv4.nexthop_compat_mode`` is set to 0 in every bench namespace (per namespace; with 1
    a group replace costs O(routes)); one extra flap at the largest size is measured with 1.
 
-Output: readable lines, then one ``BENCH_JSON {...}`` line with every figure.
+Output: readable lines, then one ``BENCH_JSON {...}`` line with every figure.  The keys of
+earlier versions keep their meaning: ``install.kernelsync_s``, ``install.ip_batch_s``,
+``install.ratio`` (and the other ``install.kernelsync_*``), ``install.met``,
+``flap.sizes[].down_ms/up_ms/total_ms/...``, ``flap.ratio`` and ``flap.met`` are the *best*
+run or cycle.  New: ``install.raw_writer_*`` (best), ``install.median`` / ``install.range``
+(``[min, max]``) per figure, ``install.rounds`` (order and per-round figures and ratios),
+``install.floor_pct``, ``install.met_median``, ``flap.sizes[].median`` / ``.range``,
+``flap.ratio_median``, ``flap.met_median``.  ``ok`` is false (exit status 1) if any
+verification failed; on an exception ``error`` holds it and the status is 1.
 """
 from __future__ import annotations
 
@@ -31,18 +69,22 @@ import logging
 import os
 import resource
 import select
+import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+import traceback
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config
 from ..core.engine import Engine, KernelConfig
 from ..core.model import AF_INET, KNexthop, NexthopSpec, Path
 from ..daemon import Daemon
+from ..kernel import codec as uapi
 from ..kernel.codec import NLMSG_ERROR, NLMSGHDR, encode_link_admin, parse_error
 from ..kernel.netlink import RtNetlink
 from .netns import setns
@@ -51,13 +93,17 @@ TABLE = 100
 PROTOCOL = 200
 METRIC = 20
 ID_RANGE = (100_000_000, 100_999_999)
-IP_BATCH_NH_BASE = 1000  # ids of the baseline's own nexthop objects
+IP_BATCH_NH_BASE = 1000  # ids of the ip -batch baseline's own nexthop objects
+RAW_NH_BASE = 2000  # ids of the raw writer's own nexthop objects
+GROUP_OFFSET = 500  # a baseline's group g is BASE + GROUP_OFFSET + g; its members BASE + 2g + 1, + 2
 ROUTE_BASE = 0x0A000001  # 10.0.0.1, then upwards
 DEV_A, PEER_A, DEV_B, PEER_B = "ksa0", "ksa1", "ksb0", "ksb1"
 NET_A, NET_B = "10.255.0", "10.255.1"
 VERIFY_DELAY = 0.3
 INSTALL_TARGET = 3.0
 REPAIR_TARGET = 2.0
+METHODS = ("kernelsync", "raw_writer", "ip_batch")
+LABEL = {"kernelsync": "kernelsync", "raw_writer": "raw writer", "ip_batch": "ip -batch"}
 
 log = logging.getLogger("kernelsync.bench")
 
@@ -247,6 +293,21 @@ def our_groups(nl: RtNetlink) -> Dict[int, KNexthop]:
             if o.is_group and o.protocol == PROTOCOL and ID_RANGE[0] <= i <= ID_RANGE[1]}
 
 
+def check_groups(nl: RtNetlink, group_ids: Sequence[int], members: int = 2) -> Tuple[bool, str]:
+    """Every group in ``group_ids`` is there with ``members`` members."""
+    have = nl.dump_nexthops()
+    bad = [("%d missing" % g) if g not in have else have[g].describe()
+           for g in group_ids if g not in have or len(have[g].group) != members]
+    if bad:
+        return False, "groups without %d members: %s" % (members, bad)
+    return True, "%d groups x %d members" % (len(group_ids), members)
+
+
+def spread(values: Sequence[float]) -> Dict[str, float]:
+    """Median, min and max."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 # 1. install ---------------------------------------------------------------------------------
 def install_kernelsync(nss: Namespaces, n: int, groups: int) -> dict:
     ns = nss.create()
@@ -289,13 +350,155 @@ def install_kernelsync(nss: Namespaces, n: int, groups: int) -> dict:
     return result
 
 
+# the raw writer's own message layouts (host byte order, as the kernel's uapi structs)
+_RAW_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_RAW_ERR = struct.Struct("=i")  # nlmsgerr.error
+# nlmsghdr, rtmsg, RTA_TABLE u32, RTA_DST 4 bytes, RTA_PRIORITY u32, RTA_NH_ID u32
+_RAW_ROUTE = struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI HHI")
+# nlmsghdr, nhmsg, NHA_ID u32, NHA_OIF u32, NHA_GATEWAY 4 bytes
+_RAW_NH = struct.Struct("=IHHII BBBBI HHI HHI HH4s")
+# nlmsghdr, nhmsg, NHA_ID u32, NHA_GROUP of two struct nexthop_grp {u32 id; u8 weight-1; u8; u16}
+_RAW_GROUP = struct.Struct("=IHHII BBBBI HHI HH IBBH IBBH")
+RAW_CHUNK = 4096  # route messages per send(): 4096 x 60 bytes, about kernelsync's 256 KiB chunk
+_RAW_ADD = uapi.NLM_F_REQUEST | uapi.NLM_F_CREATE | uapi.NLM_F_EXCL
+
+
+class RawWriter:
+    """The kernel's floor: a minimal struct-packed rtnetlink writer, independent of kernelsync's
+    engine and encoder (its own layouts above; only uapi numbers from :mod:`..kernel.codec`).
+    Many messages per ``send()``, NLM_F_ACK on the last one, one ACK wait per chunk; refused
+    messages are answered by the kernel with an NLMSG_ERROR each and counted."""
+
+    def __init__(self) -> None:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, uapi.NETLINK_ROUTE)
+        sock.setsockopt(socket.SOL_SOCKET, uapi.SO_SNDBUFFORCE, 4 << 20)  # a 240 KiB message fits
+        sock.setsockopt(socket.SOL_SOCKET, uapi.SO_RCVBUFFORCE, 64 << 20)  # room for many refusals
+        sock.setsockopt(uapi.SOL_NETLINK, uapi.NETLINK_CAP_ACK, 1)  # errors without the request
+        sock.bind((0, 0))
+        self.sock = sock
+        self.buf = bytearray(1 << 16)
+        self.seq = 0
+        self.sends = 0
+        self.send_s = 0.0  # inside send() and the ACK wait: the kernel's work
+        self.refused: List[Tuple[int, int]] = []  # (seq, errno)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _send(self, data, first: int, last: int) -> None:
+        t = time.perf_counter()
+        self.sock.send(data)
+        buf, unpack, err_at = self.buf, _RAW_HDR.unpack_from, _RAW_ERR.unpack_from
+        done = False
+        while not done:
+            got = self.sock.recv_into(buf)
+            off = 0
+            while off + 16 <= got:
+                length, mtype, _flags, seq, _pid = unpack(buf, off)
+                if length < 16:
+                    break
+                if mtype == uapi.NLMSG_ERROR and first <= seq <= last:
+                    err = -err_at(buf, off + 16)[0]
+                    if err:
+                        self.refused.append((seq, err))
+                    if seq == last:
+                        done = True
+                off += (length + 3) & ~3
+        self.send_s += time.perf_counter() - t
+        self.sends += 1
+
+    def write_nexthops(self, members: Sequence[Tuple[int, int, bytes]], groups: Sequence[Tuple[int, int, int]]) -> None:
+        """``members``: (id, ifindex, IPv4 gateway); ``groups``: (id, member id, member id);
+        all in one ``send()``, members first."""
+        parts = []
+        seq = self.seq
+        for nh_id, oif, gw in members:
+            seq += 1
+            parts.append(_RAW_NH.pack(_RAW_NH.size, uapi.RTM_NEWNEXTHOP, _RAW_ADD, seq, 0,
+                                      AF_INET, 0, PROTOCOL, 0, 0,
+                                      8, uapi.NHA_ID, nh_id, 8, uapi.NHA_OIF, oif, 8, uapi.NHA_GATEWAY, gw))
+        for gid, a, b in groups:
+            seq += 1
+            parts.append(_RAW_GROUP.pack(_RAW_GROUP.size, uapi.RTM_NEWNEXTHOP, _RAW_ADD, seq, 0,
+                                         0, 0, PROTOCOL, 0, 0,
+                                         8, uapi.NHA_ID, gid, 4 + 16, uapi.NHA_GROUP, a, 0, 0, 0, b, 0, 0, 0))
+        data = bytearray(b"".join(parts))
+        last_off = len(data) - len(parts[-1])
+        _RAW_HDR.pack_into(data, last_off, len(parts[-1]), uapi.RTM_NEWNEXTHOP, _RAW_ADD | uapi.NLM_F_ACK, seq, 0)
+        first, self.seq = self.seq + 1, seq
+        self._send(data, first, seq)
+
+    def write_routes(self, dsts: Sequence[bytes], nh_ids: Sequence[int]) -> None:
+        """RTM_NEWROUTE of ``dsts[i]``/32 on nexthop ``nh_ids[i % len(nh_ids)]``."""
+        n, k = len(dsts), len(nh_ids)
+        size = _RAW_ROUTE.size
+        pack_into = _RAW_ROUTE.pack_into
+        buf = bytearray(RAW_CHUNK * size)
+        route, table_msg = uapi.RTM_NEWROUTE, TABLE if TABLE < 256 else uapi.RT_TABLE_COMPAT
+        rta_table, rta_dst, rta_prio, rta_nh = uapi.RTA_TABLE, uapi.RTA_DST, uapi.RTA_PRIORITY, uapi.RTA_NH_ID
+        unicast = uapi.RTN_UNICAST
+        base = self.seq + 1
+        for start in range(0, n, RAW_CHUNK):
+            end = min(n, start + RAW_CHUNK)
+            off = 0
+            for i in range(start, end):
+                pack_into(buf, off, size, route, _RAW_ADD, base + i, 0,
+                          AF_INET, 32, 0, 0, table_msg, PROTOCOL, 0, unicast, 0,
+                          8, rta_table, TABLE, 8, rta_dst, dsts[i], 8, rta_prio, METRIC, 8, rta_nh, nh_ids[i % k])
+                off += size
+            # NLM_F_ACK on the chunk's last message only (flags: bytes 6-7 of its header)
+            struct.pack_into("=H", buf, off - size + 6, _RAW_ADD | uapi.NLM_F_ACK)
+            self._send(memoryview(buf)[:off], base + start, base + end - 1)
+        self.seq = base + n - 1
+
+
+def install_raw_writer(nss: Namespaces, n: int, groups: int) -> dict:
+    ns = nss.create()
+    try:
+        ifa, ifb = nss.open_in(ns, lambda: (socket.if_nametoindex(DEV_A), socket.if_nametoindex(DEV_B)))
+        members, grps = [], []
+        for g in range(groups):
+            ga, gb = gateways(g)
+            a, b = RAW_NH_BASE + 2 * g + 1, RAW_NH_BASE + 2 * g + 2
+            members += [(a, ifa, socket.inet_aton(ga)), (b, ifb, socket.inet_aton(gb))]
+            grps.append((RAW_NH_BASE + GROUP_OFFSET + g, a, b))
+        gids = [gid for gid, _a, _b in grps]
+        dsts = route_dsts(n)
+        writer = nss.open_in(ns, RawWriter)
+        try:
+            t0 = time.perf_counter()
+            writer.write_nexthops(members, grps)
+            t1 = time.perf_counter()
+            writer.write_routes(dsts, gids)
+            t2 = time.perf_counter()
+        finally:
+            writer.close()
+        del dsts
+        nl = nss.open_in(ns, lambda: RtNetlink(PROTOCOL))
+        try:
+            ok, detail = check_routes(nl, n, set(gids))
+            ok_g, detail_g = check_groups(nl, gids)
+        finally:
+            nl.close()
+        if writer.refused:
+            ok, detail = False, detail + "; %d messages refused, first (seq, errno): %s" % (
+                len(writer.refused), writer.refused[:3])
+        return {"ns": ns, "total_s": t2 - t0, "nexthops_s": t1 - t0, "routes_s": t2 - t1,
+                "send_s": writer.send_s, "sends": writer.sends, "refused": len(writer.refused),
+                "ok": ok and ok_g, "verify": detail + "; " + detail_g}
+    finally:
+        nss.delete(ns)
+        gc.collect()
+
+
 def install_ip_batch(nss: Namespaces, n: int, groups: int, workdir: str) -> dict:
     ns = nss.create()
     try:
         setup = []
         for g in range(groups):
             ga, gb = gateways(g)
-            a, b, gid = IP_BATCH_NH_BASE + 2 * g + 1, IP_BATCH_NH_BASE + 2 * g + 2, IP_BATCH_NH_BASE + 500 + g
+            a, b = IP_BATCH_NH_BASE + 2 * g + 1, IP_BATCH_NH_BASE + 2 * g + 2
+            gid = IP_BATCH_NH_BASE + GROUP_OFFSET + g
             setup += ["nexthop add id %d via %s dev %s proto %d" % (a, ga, DEV_A, PROTOCOL),
                       "nexthop add id %d via %s dev %s proto %d" % (b, gb, DEV_B, PROTOCOL),
                       "nexthop add id %d group %d/%d proto %d" % (gid, a, b, PROTOCOL)]
@@ -306,23 +509,60 @@ def install_ip_batch(nss: Namespaces, n: int, groups: int, workdir: str) -> dict
                 addr = ROUTE_BASE + i
                 fh.write("route add %d.%d.%d.%d/32 nhid %d table %d proto %d metric %d\n" % (
                     addr >> 24, (addr >> 16) & 255, (addr >> 8) & 255, addr & 255,
-                    IP_BATCH_NH_BASE + 500 + i % groups, TABLE, PROTOCOL, METRIC))
-        t0 = time.perf_counter()
-        proc = subprocess.run(["ip", "-n", ns, "-batch", path], capture_output=True, text=True)
-        t1 = time.perf_counter()
-        os.unlink(path)
+                    IP_BATCH_NH_BASE + GROUP_OFFSET + i % groups, TABLE, PROTOCOL, METRIC))
+        try:
+            t0 = time.perf_counter()
+            proc = subprocess.run(["ip", "-n", ns, "-batch", path], capture_output=True, text=True)
+            t1 = time.perf_counter()
+        finally:
+            os.unlink(path)
         if proc.returncode != 0:
             raise RuntimeError("ip -batch failed: %s" % proc.stderr.strip()[:500])
         nl = nss.open_in(ns, lambda: RtNetlink(PROTOCOL))
         try:
-            gids = {IP_BATCH_NH_BASE + 500 + g for g in range(groups)}
-            ok, detail = check_routes(nl, n, gids)
+            gids = [IP_BATCH_NH_BASE + GROUP_OFFSET + g for g in range(groups)]
+            ok, detail = check_routes(nl, n, set(gids))
+            ok_g, detail_g = check_groups(nl, gids)
         finally:
             nl.close()
-        return {"ns": ns, "total_s": t1 - t0, "ok": ok, "verify": detail}
+        return {"ns": ns, "total_s": t1 - t0, "ok": ok and ok_g, "verify": detail + "; " + detail_g}
     finally:
         nss.delete(ns)
         gc.collect()
+
+
+def run_install(nss: Namespaces, n: int, groups: int, repeat: int, workdir: str) -> dict:
+    """``repeat`` rounds of the three methods, the order rotated between rounds; prints one
+    line per round.  Returns every run and the per-round ratios."""
+    runners: Dict[str, Callable[[], dict]] = {
+        "kernelsync": lambda: install_kernelsync(nss, n, groups),
+        "raw_writer": lambda: install_raw_writer(nss, n, groups),
+        "ip_batch": lambda: install_ip_batch(nss, n, groups, workdir),
+    }
+    runs: Dict[str, List[dict]] = {m: [] for m in METHODS}
+    rounds = []
+    for r in range(repeat):
+        order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
+        got = {}
+        for m in order:
+            got[m] = runners[m]()
+            runs[m].append(got[m])
+        ks, raw, ip = got["kernelsync"], got["raw_writer"], got["ip_batch"]
+        rnd = {"order": list(order),
+               "kernelsync_s": ks["total_s"], "raw_writer_s": raw["total_s"], "ip_batch_s": ip["total_s"],
+               "ratio": ip["total_s"] / ks["total_s"], "floor_pct": 100.0 * raw["total_s"] / ks["total_s"],
+               "ok": ks["ok"] and raw["ok"] and ip["ok"]}
+        rounds.append(rnd)
+        status = {m: "ok" if got[m]["ok"] else "FAIL: " + got[m]["verify"] for m in METHODS}
+        print("  round %d (%s): kernelsync %.3f s (engine.run %.3f s, netlink %.3f s, %d ops in %d sends; "
+              "rib load %.3f s) [%s] | raw writer %.3f s (send+ACK %.3f s, %d sends) [%s] | ip -batch %.3f s [%s] "
+              "| %.0f%% of the floor, %.2fx ip -batch" % (
+                  r + 1, ", ".join(LABEL[m] for m in order), ks["total_s"], ks["apply_s"], ks["netlink_s"],
+                  ks["ops"], ks["sends"], ks["rib_load_s"], status["kernelsync"], raw["total_s"], raw["send_s"],
+                  raw["sends"], status["raw_writer"], ip["total_s"], status["ip_batch"], rnd["floor_pct"],
+                  rnd["ratio"]))
+        sys.stdout.flush()
+    return {"runs": runs, "rounds": rounds}
 
 
 # 2. link flap -------------------------------------------------------------------------------
@@ -451,31 +691,52 @@ class FlapRig:
                 "total_from_issue_ms": down["from_issue_ms"] + up["from_issue_ms"]}
 
 
-def flap_size(nss: Namespaces, n: int, groups: int, repeat: int, compat_cmp: bool) -> dict:
-    rig = FlapRig(nss, n, groups)
+FLAP_FIGURES: Tuple[Tuple[str, Callable[[dict], float]], ...] = (
+    ("down_ms", lambda c: c["down"]["repair_ms"]),
+    ("up_ms", lambda c: c["up"]["repair_ms"]),
+    ("total_ms", lambda c: c["total_ms"]),
+    ("down_from_issue_ms", lambda c: c["down"]["from_issue_ms"]),
+    ("up_from_issue_ms", lambda c: c["up"]["from_issue_ms"]),
+    ("total_from_issue_ms", lambda c: c["total_from_issue_ms"]),
+    ("kernel_down_ms", lambda c: c["down"]["kernel_link_ms"]),
+    ("kernel_up_ms", lambda c: c["up"]["kernel_link_ms"]),
+)
+
+
+def run_flaps(nss: Namespaces, sizes: List[int], groups: int, repeat: int) -> List[dict]:
+    """One rig per size (all set up first), ``repeat`` flap cycles each, the sizes rotated from
+    cycle to cycle; then one extra cycle with nexthop_compat_mode=1 at the largest size."""
+    rigs: List[FlapRig] = []
     try:
-        cycles = [rig.flap() for _ in range(max(1, repeat))]
-        best = {
-            "down_ms": min(c["down"]["repair_ms"] for c in cycles),
-            "up_ms": min(c["up"]["repair_ms"] for c in cycles),
-            "total_ms": min(c["total_ms"] for c in cycles),
-            "down_from_issue_ms": min(c["down"]["from_issue_ms"] for c in cycles),
-            "up_from_issue_ms": min(c["up"]["from_issue_ms"] for c in cycles),
-            "total_from_issue_ms": min(c["total_from_issue_ms"] for c in cycles),
-            "kernel_down_ms": min(c["down"]["kernel_link_ms"] for c in cycles),
-            "kernel_up_ms": min(c["up"]["kernel_link_ms"] for c in cycles),
-        }
-        out = {"routes": n, "ns": rig.ns, "install_s": rig.install_s, "best": best, "cycles": cycles,
-               "ok": all(c["ok"] for c in cycles), "verify_full_sync_s": list(rig.verifies)}
-        if compat_cmp:
-            set_compat_mode(rig.ns, 1)
-            try:
-                out["compat1"] = rig.flap()
-            finally:
-                set_compat_mode(rig.ns, 0)
+        for size in sizes:
+            rigs.append(FlapRig(nss, size, groups))
+        cycles: List[List[dict]] = [[] for _ in rigs]
+        order_log = []
+        idx = list(range(len(rigs)))
+        for c in range(max(1, repeat)):
+            order = idx[c % len(idx):] + idx[:c % len(idx)]
+            order_log.append([sizes[i] for i in order])
+            for i in order:
+                cycles[i].append(rigs[i].flap())
+        out = []
+        for rig, cyc in zip(rigs, cycles):
+            values = {k: [f(c) for c in cyc] for k, f in FLAP_FIGURES}
+            out.append({"routes": rig.n, "ns": rig.ns, "install_s": rig.install_s, "cycles": cyc,
+                        "best": {k: min(v) for k, v in values.items()},
+                        "median": {k: statistics.median(v) for k, v in values.items()},
+                        "range": {k: [min(v), max(v)] for k, v in values.items()},
+                        "ok": all(c["ok"] for c in cyc), "verify_full_sync_s": list(rig.verifies),
+                        "order": order_log})
+        big = max(range(len(rigs)), key=lambda i: sizes[i])
+        set_compat_mode(rigs[big].ns, 1)
+        try:
+            out[big]["compat1"] = rigs[big].flap()
+        finally:
+            set_compat_mode(rigs[big].ns, 0)
         return out
     finally:
-        rig.close()
+        for rig in rigs:
+            rig.close()
         gc.collect()
 
 
@@ -488,6 +749,20 @@ def _maxrss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024.0
 
 
+def _mr(s: Dict[str, float], fmt: str = "%.3f", unit: str = "") -> str:
+    """``median [min-max]``."""
+    u = unit.replace("%", "%%")
+    return (fmt + u + " [" + fmt + "-" + fmt + u + "]") % (s["median"], s["min"], s["max"])
+
+
+def _mr_rate(s: Dict[str, float]) -> str:
+    return "{:,.0f} [{:,.0f}-{:,.0f}]".format(s["median"], s["min"], s["max"])
+
+
+def _on_sigterm(_signum, _frame) -> None:
+    raise SystemExit(143)  # unwinds through the finally that deletes the namespaces
+
+
 def main(args) -> int:
     n = int(args.routes)
     groups = int(args.groups)
@@ -496,8 +771,8 @@ def main(args) -> int:
     if os.geteuid() != 0:
         print("kernelsync bench needs root (network namespaces)", file=sys.stderr)
         return 2
-    if not 1 <= groups <= 250 or n < 1 or n > 16_000_000:
-        print("bench: --groups must be 1..250 and --routes 1..16000000", file=sys.stderr)
+    if not 1 <= groups <= 250 or n < 1 or n > 16_000_000 or any(s < 1 for s in flap_sizes):
+        print("bench: --groups must be 1..250, --routes 1..16000000, --flap-sizes positive", file=sys.stderr)
         return 2
     # the engine logs every batch at INFO: keep the figures readable
     ks_log = logging.getLogger("kernelsync")
@@ -506,76 +781,110 @@ def main(args) -> int:
     report: dict = {"routes": n, "groups": groups, "repeat": repeat, "table": TABLE, "protocol": PROTOCOL,
                     "kernel": os.uname().release, "nexthop_compat_mode": 0}
     ok = True
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     nss = Namespaces()
     try:
         print("kernelsync bench: %d IPv4 /32 routes over %d groups of 2 gateway members (veths %s, %s), "
-              "table %d, protocol %d; best of %d" % (n, groups, DEV_A, DEV_B, TABLE, PROTOCOL, repeat))
+              "table %d, protocol %d; %d round%s, kernelsync / raw writer / ip -batch in rotated order, each "
+              "in a fresh namespace; median [min-max]" % (n, groups, DEV_A, DEV_B, TABLE, PROTOCOL, repeat,
+                                                          "" if repeat == 1 else "s"))
         print("namespaces ksbench-%d-*: net.ipv4.nexthop_compat_mode=0 set in each (per-namespace sysctl; "
               "host value untouched)" % os.getpid())
         sys.stdout.flush()
         # 1. install ---------------------------------------------------------------------
-        ks_runs, ip_runs = [], []
         with tempfile.TemporaryDirectory(prefix="ksbench-") as workdir:
-            for r in range(repeat):
-                ks = install_kernelsync(nss, n, groups)
-                ip = install_ip_batch(nss, n, groups, workdir)
-                ks_runs.append(ks)
-                ip_runs.append(ip)
-                print("  run %d: kernelsync start+run %.3f s (rib load %.3f s, apply %.3f s, netlink %.3f s, "
-                      "%d ops in %d sends) [%s] | ip -batch %.3f s [%s]" % (
-                          r + 1, ks["total_s"], ks["rib_load_s"], ks["apply_s"], ks["netlink_s"], ks["ops"],
-                          ks["sends"], "ok" if ks["ok"] else "FAIL: " + ks["verify"], ip["total_s"],
-                          "ok" if ip["ok"] else "FAIL: " + ip["verify"]))
-                sys.stdout.flush()
-                ok = ok and ks["ok"] and ip["ok"]
+            inst = run_install(nss, n, groups, repeat, workdir)
+        runs, rounds = inst["runs"], inst["rounds"]
+        ks_runs, raw_runs, ip_runs = runs["kernelsync"], runs["raw_writer"], runs["ip_batch"]
+        ok = ok and all(r["ok"] for r in rounds)
+        per_run = {
+            "kernelsync_s": [x["total_s"] for x in ks_runs],
+            "kernelsync_routes_per_s": [n / x["total_s"] for x in ks_runs],
+            "kernelsync_apply_s": [x["apply_s"] for x in ks_runs],
+            "kernelsync_netlink_s": [x["netlink_s"] for x in ks_runs],
+            "kernelsync_start_s": [x["start_s"] for x in ks_runs],
+            "kernelsync_rib_load_s": [x["rib_load_s"] for x in ks_runs],
+            "raw_writer_s": [x["total_s"] for x in raw_runs],
+            "raw_writer_routes_per_s": [n / x["total_s"] for x in raw_runs],
+            "raw_writer_send_s": [x["send_s"] for x in raw_runs],
+            "raw_writer_nexthops_s": [x["nexthops_s"] for x in raw_runs],
+            "ip_batch_s": [x["total_s"] for x in ip_runs],
+            "ip_batch_routes_per_s": [n / x["total_s"] for x in ip_runs],
+            "ratio": [r["ratio"] for r in rounds],
+            "floor_pct": [r["floor_pct"] for r in rounds],
+        }
+        st = {k: spread(v) for k, v in per_run.items()}
         best_ks = min(ks_runs, key=lambda x: x["total_s"])
+        best_raw = min(raw_runs, key=lambda x: x["total_s"])
         best_ip = min(ip_runs, key=lambda x: x["total_s"])
         ratio = best_ip["total_s"] / best_ks["total_s"]
+        ratio_med = st["ratio"]["median"]
         rss_install = _maxrss_mib(resource.RUSAGE_SELF)
         rss_ip = _maxrss_mib(resource.RUSAGE_CHILDREN)
-        print("install %d routes: kernelsync %s routes/s (%.3f s) | ip -batch %s routes/s (%.3f s) | "
-              "ratio %.1fx (target >= %gx) %s" % (
-                  n, _rate(n, best_ks["total_s"]), best_ks["total_s"], _rate(n, best_ip["total_s"]),
-                  best_ip["total_s"], ratio, INSTALL_TARGET, "MET" if ratio >= INSTALL_TARGET else "NOT MET"))
-        print("  kernelsync detail (best run): engine.run (RIB -> desired FIB -> plan -> netlink) %.3f s "
-              "= %s routes/s; netlink writes (kernel.apply, bookkeeping of each chunk overlapped) %.3f s = %s routes/s; engine.start %.4f s; "
-              "RIB load (rib.update x %d, not in the figure) %.3f s; with RIB load %s routes/s" % (
-                  best_ks["apply_s"], _rate(n, best_ks["apply_s"]), best_ks["netlink_s"],
-                  _rate(n, best_ks["netlink_s"]), best_ks["start_s"], n, best_ks["rib_load_s"],
-                  _rate(n, best_ks["total_s"] + best_ks["rib_load_s"])))
+        print("install %d routes, median [min-max] of %d round%s:" % (n, repeat, "" if repeat == 1 else "s"))
+        for key, what in (("kernelsync", "engine.start + engine.run"), ("raw_writer", "the kernel's floor"),
+                          ("ip_batch", "wall clock, process start included")):
+            print("  %-10s %s = %s routes/s  (%s)" % (LABEL[key], _mr(st[key + "_s"], unit=" s"),
+                                                         _mr_rate(st[key + "_routes_per_s"]), what))
+        print("  kernelsync at %s of the kernel's floor (kernelsync's routes/s as %% of the raw writer's, "
+              "per round)" % _mr(st["floor_pct"], "%.0f", "%"))
+        print("  kernelsync vs ip -batch: %s faster (per round) (target >= %gx) %s on the median" % (
+            _mr(st["ratio"], "%.2f", "x"), INSTALL_TARGET, "MET" if ratio_med >= INSTALL_TARGET else "NOT MET"))
+        print("  kernelsync detail: engine.run (RIB -> desired FIB -> plan -> netlink) %s; netlink writes "
+              "(kernel.apply, bookkeeping of each chunk overlapped) %s; engine.start %s; "
+              "RIB load (rib.update x %d, not in the figure) %s" % (
+                  _mr(st["kernelsync_apply_s"], unit=" s"), _mr(st["kernelsync_netlink_s"], unit=" s"),
+                  _mr(st["kernelsync_start_s"], "%.4f", " s"), n, _mr(st["kernelsync_rib_load_s"], unit=" s")))
+        print("  raw writer detail: inside send() + ACK wait (the kernel's work) %s in %d sends of up to %d "
+              "messages; nexthops + groups %s" % (
+                  _mr(st["raw_writer_send_s"], unit=" s"), best_raw["sends"], RAW_CHUNK,
+                  _mr({k: v * 1e3 for k, v in st["raw_writer_nexthops_s"].items()}, "%.2f", " ms")))
+        print("  best of %d: kernelsync %.3f s = %s routes/s | raw writer %.3f s = %s routes/s | ip -batch %.3f s = "
+              "%s routes/s | ratio of bests %.2fx, %.0f%% of the floor" % (
+                  repeat, best_ks["total_s"], _rate(n, best_ks["total_s"]), best_raw["total_s"],
+                  _rate(n, best_raw["total_s"]), best_ip["total_s"], _rate(n, best_ip["total_s"]), ratio,
+                  100.0 * best_raw["total_s"] / best_ks["total_s"]))
         print("  peak RSS: bench process %.0f MiB after install; largest child (ip) %.0f MiB" % (rss_install, rss_ip))
         sys.stdout.flush()
+        strip = lambda xs: [{k: v for k, v in x.items() if k != "ns"} for x in xs]  # noqa: E731
         report["install"] = {
+            # best run (as in earlier versions)
             "kernelsync_s": best_ks["total_s"], "kernelsync_routes_per_s": n / best_ks["total_s"],
             "kernelsync_apply_s": best_ks["apply_s"], "kernelsync_netlink_s": best_ks["netlink_s"],
             "kernelsync_start_s": best_ks["start_s"], "kernelsync_rib_load_s": best_ks["rib_load_s"],
             "ip_batch_s": best_ip["total_s"], "ip_batch_routes_per_s": n / best_ip["total_s"],
+            "raw_writer_s": best_raw["total_s"], "raw_writer_routes_per_s": n / best_raw["total_s"],
+            "raw_writer_send_s": best_raw["send_s"], "floor_pct": 100.0 * best_raw["total_s"] / best_ks["total_s"],
             "ratio": ratio, "target": INSTALL_TARGET, "met": ratio >= INSTALL_TARGET,
-            "runs_kernelsync": [{k: v for k, v in x.items() if k != "ns"} for x in ks_runs],
-            "runs_ip_batch": [{k: v for k, v in x.items() if k != "ns"} for x in ip_runs],
+            # median and [min, max] over the rounds (ratio and floor_pct: computed per round)
+            "median": {k: v["median"] for k, v in st.items()},
+            "range": {k: [v["min"], v["max"]] for k, v in st.items()},
+            "met_median": ratio_med >= INSTALL_TARGET,
+            "rounds": rounds, "raw_chunk": RAW_CHUNK,
+            "runs_kernelsync": strip(ks_runs), "runs_raw_writer": strip(raw_runs), "runs_ip_batch": strip(ip_runs),
             "peak_rss_mib": rss_install, "ip_peak_rss_mib": rss_ip,
         }
         # 2. link flap -------------------------------------------------------------------
-        flaps = []
-        biggest = max(flap_sizes) if flap_sizes else None
-        for size in flap_sizes:
-            f = flap_size(nss, size, groups, repeat, compat_cmp=(size == biggest))
-            flaps.append(f)
+        flaps = run_flaps(nss, flap_sizes, groups, repeat) if flap_sizes else []
+        for f in flaps:
             ok = ok and f["ok"]
-            b = f["best"]
-            print("  flap %d routes: down %.2f ms, up %.2f ms, total %.2f ms (from the link change's ACK to "
-                  "the end of engine.run); from issuing the change: down %.2f ms, up %.2f ms, total %.2f ms "
-                  "(kernel link change: down %.2f ms, up %.2f ms) [%s]" % (
-                      size, b["down_ms"], b["up_ms"], b["total_ms"], b["down_from_issue_ms"],
-                      b["up_from_issue_ms"], b["total_from_issue_ms"], b["kernel_down_ms"], b["kernel_up_ms"],
-                      "ok" if f["ok"] else "FAIL"))
+            m, rg = f["median"], f["range"]
+            print("  flap %d routes, median [min-max] of %d cycle%s: down %s, up %s, total %s (from the link "
+                  "change's ACK to the end of engine.run); from issuing the change: down %s, up %s, total %s "
+                  "(kernel link change: down %s, up %s) [%s]" % tuple(
+                      [f["routes"], len(f["cycles"]), "" if len(f["cycles"]) == 1 else "s"]
+                      + [_mr({"median": m[k], "min": rg[k][0], "max": rg[k][1]}, "%.2f", " ms")
+                         for k in ("down_ms", "up_ms", "total_ms", "down_from_issue_ms", "up_from_issue_ms",
+                                   "total_from_issue_ms", "kernel_down_ms", "kernel_up_ms")]
+                      + ["ok" if f["ok"] else "FAIL"]))
             for i, c in enumerate(f["cycles"]):
                 for name in ("down", "up"):
                     s = c[name]
-                    print("    cycle %d %-4s: event wait %.2f ms, on_link_event %.2f ms, run %.2f ms "
+                    print("    cycle %d %-4s: repair %.2f ms = event wait %.2f ms, on_link_event %.2f ms, run %.2f ms "
                           "(netlink %.2f ms, writes %s), follow-up runs %d (%.2f ms, %d writes)" % (
-                              i + 1, name, s["event_wait_ms"], s["on_link_event_ms"], s["run_ms"], s["netlink_ms"],
-                              s["plan"] or 0, s["followup"]["runs"], s["followup"]["ms"], s["followup"]["writes"]))
+                              i + 1, name, s["repair_ms"], s["event_wait_ms"], s["on_link_event_ms"], s["run_ms"],
+                              s["netlink_ms"], s["plan"] or 0, s["followup"]["runs"], s["followup"]["ms"],
+                              s["followup"]["writes"]))
                 if not c["ok"]:
                     print("    cycle %d verify: after down: %s | after up: %s" % (i + 1, c["verify_down"], c["verify_up"]))
             if f["verify_full_sync_s"]:
@@ -594,16 +903,22 @@ def main(args) -> int:
             large = max(flaps, key=lambda f: f["routes"])
             r_rep = large["best"]["total_ms"] / small["best"]["total_ms"]
             r_iss = large["best"]["total_from_issue_ms"] / small["best"]["total_from_issue_ms"]
-            parts = ["%d routes: down %.2f ms, up %.2f ms" % (f["routes"], f["best"]["down_ms"], f["best"]["up_ms"])
-                     for f in flaps]
-            print("flap repair (compat_mode=0): %s | ratio %.1fx (target <= %gx) %s" % (
-                " | ".join(parts), r_rep, REPAIR_TARGET, "MET" if r_rep <= REPAIR_TARGET else "NOT MET"))
-            print("flap incl. kernel link change (compat_mode=0): %s | ratio %.1fx" % (
-                " | ".join("%d routes: down %.2f ms, up %.2f ms" % (
-                    f["routes"], f["best"]["down_from_issue_ms"], f["best"]["up_from_issue_ms"]) for f in flaps),
-                r_iss))
+            r_rep_med = large["median"]["total_ms"] / small["median"]["total_ms"]
+            r_iss_med = large["median"]["total_from_issue_ms"] / small["median"]["total_from_issue_ms"]
+            print("flap repair (compat_mode=0), medians: %s | ratio %d/%d routes on the medians %.2fx (target <= %gx) "
+                  "%s; on the bests %.2fx" % (
+                      " | ".join("%d routes: down %.2f ms, up %.2f ms" % (f["routes"], f["median"]["down_ms"],
+                                                                          f["median"]["up_ms"]) for f in flaps),
+                      large["routes"], small["routes"], r_rep_med, REPAIR_TARGET,
+                      "MET" if r_rep_med <= REPAIR_TARGET else "NOT MET", r_rep))
+            print("flap incl. kernel link change (compat_mode=0), medians: %s | ratio on the medians %.2fx; on the "
+                  "bests %.2fx" % (
+                      " | ".join("%d routes: down %.2f ms, up %.2f ms" % (
+                          f["routes"], f["median"]["down_from_issue_ms"], f["median"]["up_from_issue_ms"])
+                          for f in flaps), r_iss_med, r_iss))
             report["flap"] = {
                 "sizes": [{"routes": f["routes"], "install_s": f["install_s"], "ok": f["ok"], **f["best"],
+                           "median": f["median"], "range": f["range"],
                            "verify_full_sync_s": f["verify_full_sync_s"],
                            "cycles": [{k: c[k] for k in ("down", "up", "ok", "total_ms", "total_from_issue_ms")}
                                       for c in f["cycles"]],
@@ -613,13 +928,22 @@ def main(args) -> int:
                                            "total_from_issue_ms": f["compat1"]["total_from_issue_ms"],
                                            "ok": f["compat1"]["ok"]}} if "compat1" in f else {})}
                           for f in flaps],
+                "order": flaps[0]["order"],
                 "ratio": r_rep, "ratio_from_issue": r_iss, "target": REPAIR_TARGET, "met": r_rep <= REPAIR_TARGET,
+                "ratio_median": r_rep_med, "ratio_from_issue_median": r_iss_med,
+                "met_median": r_rep_med <= REPAIR_TARGET,
             }
         report["peak_rss_mib"] = _maxrss_mib(resource.RUSAGE_SELF)
-        report["ok"] = ok
         print("peak RSS: %.0f MiB (bench process)%s" % (report["peak_rss_mib"], "" if ok else "; SOME CHECKS FAILED"))
+    except Exception as exc:  # report it, still delete the namespaces and print BENCH_JSON
+        traceback.print_exc()
+        report["error"] = "%s: %s" % (type(exc).__name__, exc)
+        print("bench FAILED: %s" % report["error"])
+        ok = False
     finally:
         nss.close()
+        signal.signal(signal.SIGTERM, old_term)
+    report["ok"] = ok
     left = [l for l in _run("ip", "netns", "list").split() if l.startswith("ksbench-%d-" % os.getpid())]
     report["namespaces_left"] = left
     print("BENCH_JSON " + json.dumps(report, sort_keys=True))
