@@ -253,7 +253,8 @@ class Engine:
                     keys.update(dict.fromkeys(more))
             self.dirty = set()
             allow_delete = self.dumped and self.rib.all_ready
-            result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
+            observed_nh = self.observed_nh if keys is None else self._plannable(self.observed_nh)
+            result = plan(self.fib.desired_nexthops(), observed_nh, self.fib.routes,
                           self.observed_routes, route_keys=keys, allow_delete=allow_delete)
             if keys is None and allow_delete:
                 self.nhm.end_adoption()  # every feed is in: whatever was not adopted is stale
@@ -303,7 +304,8 @@ class Engine:
         everything = self.kernel.dump_nexthops()
         self.nhm.kernel_ids = set(everything)
         ours = {i: o for i, o in everything.items() if self.ours(o)}
-        vanished = [i for i in self.observed_nh if i not in ours]
+        before = self.observed_nh
+        vanished = [i for i in before if i not in ours]
         self.observed_nh = ours
         lost = 0
         deleted = 0
@@ -330,6 +332,27 @@ class Engine:
         if lost:
             self.counters["inferred_route_losses"] += lost
             log.info("kernel dropped %d of our routes with %d vanished nexthop objects", lost, deleted)
+        if any(self._link_usable(before[i]) for i in vanished):
+            # The kernel deletes a nexthop silently only when its device goes down or loses its
+            # carrier: one that vanished from a device we believe usable means the link changed
+            # after our link read (its notification is on its way).  Read the links again before
+            # planning, or we would write a nexthop on a device that just went down.
+            self._read_links()
+
+    def _link_usable(self, obj: KNexthop) -> bool:
+        """Whether ``obj`` is a plain nexthop on a device the link table says is usable."""
+        link = self.links.by_index.get(obj.oif) if not obj.group else None
+        return link is not None and link.usable
+
+    def _plannable(self, observed: Dict[int, KNexthop]) -> Dict[int, KNexthop]:
+        """``observed`` without our plain nexthops on devices that are down or without carrier:
+        the kernel deletes those itself (at once on admin down, a moment later on carrier loss),
+        so deleting them too would only race with it (ENOENT).  A full sync, later, deletes any
+        that are still there."""
+        doomed = {i for i, o in observed.items() if not o.group and not self._link_usable(o)}
+        if not doomed:
+            return observed
+        return {i: o for i, o in observed.items() if i not in doomed}
 
     def _dump_all(self) -> None:
         """Full read: links (a missed link event is caught here too, and kept for the feeds:

@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from kernelsync.core.model import AF_INET, KNexthop, ResilientSpec, parse_prefix
-from kernelsync.core.ops import ROUTE_SET, Target
+from kernelsync.core.ops import NEXTHOP_DEL, ROUTE_SET, Target
 from kernelsync.core.port import ResyncNeeded
 from kernelsync.kernel.fake import FakeKernel
 from tests.support.fakes import PROTO, dev, flap, kroute, make, nexthop_on, ready_run, route
@@ -214,3 +214,40 @@ def test_runs_leave_no_cyclic_garbage_among_frozen_objects():
         gc.garbage.clear()
     assert ours == []
 
+
+
+def test_a_link_that_changes_between_our_link_read_and_nexthop_dump_is_read_again():
+    """The kernel deletes a nexthop silently only when its device goes down or loses carrier: one
+    that vanished from a device still believed usable means the link read is stale.  The engine
+    reads the links again instead of writing on a device that just went down (a refusal)."""
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/24")
+    engine.on_link_event(1.0)  # an event (about something else) read the links: b usable
+    kernel.set_link("b", carrier=False)  # then b lost its carrier, before the nexthop dump
+    result = engine.run(1.0)
+    assert kernel.stats.failures == 0 and not engine.failures
+    assert result.ops == []  # the kernel took b out of the group itself: nothing to write
+    assert [kernel.nexthops[m].oif for m, _ in kernel.nexthops[gid].group] == [kernel.index("a")]
+
+
+def test_nexthops_the_kernel_is_about_to_delete_are_left_to_it():
+    """After a carrier loss the kernel deletes the device's nexthops a moment later (linkwatch):
+    deleting them ourselves would race with it (ENOENT).  A repair leaves them; a full sync
+    deletes any still there."""
+    import attrs
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", dev("a"), dev("b"))
+    ready_run(engine)
+    b = kernel.index("b")
+    (b_nh,) = [i for i, o in kernel.nexthops.items() if o.oif == b]
+    kernel.links[b] = attrs.evolve(kernel.links[b], carrier=False)  # the kernel has not flushed b yet
+    engine.on_link_event(1.0)
+    repair = engine.run(1.0)
+    assert not [op for op in repair.ops if op.kind is NEXTHOP_DEL]
+    assert b_nh in kernel.nexthops and len(kernel.nexthops[kroute(kernel, "198.51.100.0/24")].group) == 1
+    engine.request_full_sync()  # the nexthop is still there at the verification: ours to delete
+    full = engine.run(2.0)
+    assert [op.nexthop.id for op in full.ops if op.kind is NEXTHOP_DEL] == [b_nh]
+    assert b_nh not in kernel.nexthops and kernel.stats.failures == 0
