@@ -119,13 +119,14 @@ class Daemon:
             self.control.start(sel)
         for feed in self.feeds:
             feed.start(sel, now)
-        event_at: List[Optional[float]] = [None]  # when the first link event not handled yet was read
+        event_at: Optional[float] = None  # when the first link event not handled yet was read
 
         def notified(t: float) -> None:
+            nonlocal event_at
             woke = time.monotonic()  # before the link table is re-read
             try:
-                if self.handle_notifications(t) and event_at[0] is None:
-                    event_at[0] = woke
+                if self.handle_notifications(t) and event_at is None:
+                    event_at = woke
             except Exception:  # e.g. a link dump that failed: re-read everything
                 log.exception("handling netlink notifications failed; full resync")
                 engine.request_full_sync()
@@ -155,9 +156,9 @@ class Daemon:
                     feed_due = feed.deadline()
                     if feed_due is not None:
                         due = feed_due if due is None else min(due, feed_due)
-                ended = [f.name for f in feeds if f.ended]
-                if ended:
-                    log.info("ExaBGP closed our stdin: stopping")
+                ended = next((f for f in feeds if f.ended), None)
+                if ended is not None:
+                    log.info("feed %s ended (ExaBGP closed our stdin): stopping", ended.name)
                     break
                 engine_due = engine.deadline()  # the feeds' commits may have changed the RIB
                 if engine_due is not None:
@@ -174,12 +175,13 @@ class Daemon:
                         continue
                     missed = engine.take_missed_link_change()
                     if missed is not None:
-                        log.warning("a full read found link changes no notification reported: telling the feeds")
+                        log.info("a full read found link changes before their notifications (or notifications were "
+                                 "lost): telling the feeds")
                         self._dispatch(KernelChange(links=missed), time.monotonic())
-                    if event_at[0] is not None:
-                        engine.last_repair_ms = (time.monotonic() - event_at[0]) * 1000
+                    if event_at is not None:
+                        engine.last_repair_ms = (time.monotonic() - event_at) * 1000
                         log.info("link event handled in %.1f ms (%d writes)", engine.last_repair_ms, len(result.ops))
-                        event_at[0] = None
+                        event_at = None
                     continue
                 timeout = None if due is None else max(0.0, due - now)
                 for key, _ in sel.select(timeout):

@@ -5,7 +5,7 @@ Routes arrive as :class:`~kernelsync.core.model.KRoute` (decoded by
 :func:`kernelsync.kernel.codec.parse_route`), nexthop objects as
 :class:`~kernelsync.core.model.KNexthop` (include/uapi/linux/nexthop.h).  :func:`route_paths`
 turns one into the RIB's paths: every leg (RTA_GATEWAY/RTA_VIA + RTA_OIF, each RTA_MULTIPATH
-``rtnexthop``, or the members of the route's nexthop object or group, with their weights)
+``rtnexthop`` with its weight, or the members of the route's nexthop object or group, with theirs)
 becomes a :class:`~kernelsync.core.model.NexthopSpec`,
 device-only legs included.  Nothing of the source's own numbering survives: kernelsync writes
 its own nexthop objects, in its own table, with its own protocol.
@@ -56,7 +56,7 @@ def route_paths(route: KRoute, nexthops: Mapping[int, KNexthop],
             if leg.ifindex not in ifnames:
                 return None
             specs.append(NexthopSpec(gateway=leg.gateway, gw_family=leg.gw_family if leg.gateway is not None else None,
-                                     dev=ifnames[leg.ifindex]))
+                                     dev=ifnames[leg.ifindex], weight=leg.weight))
     if not specs:
         return None
     specs.sort(key=lambda s: (s.dev, s.gateway or b""))

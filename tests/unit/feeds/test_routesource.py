@@ -12,8 +12,10 @@ P = parse_prefix("10.99.0.0/16")
 
 
 def kroute(prefix, legs, proto=12, table=101, nh_id=0, metric=20, rtype=1):
+    """legs: (gateway text or None, ifindex[, weight])."""
     family, dst, plen = parse_prefix(prefix)
-    out = tuple(Leg(family, parse_address(gw)[1], i) if gw else Leg(None, None, i) for gw, i in legs)
+    out = tuple(Leg(family if leg[0] else None, parse_address(leg[0])[1] if leg[0] else None, leg[1],
+                    leg[2] if len(leg) > 2 else 1) for leg in legs)
     return KRoute(family, dst, plen, table, proto, rtype, metric, out, nh_id)
 
 
@@ -27,6 +29,11 @@ def test_multipath_legs_become_one_path_device_only_included():
     assert paths == (Path((spec("10.0.12.2", "e12"), spec("10.0.13.2", "e13"), spec(None, "tap1"))),)
     assert route_paths(kroute("10.99.0.0/16", [("10.0.12.2", 9)]), {}, IFNAMES) is None  # unknown device
     assert route_paths(kroute("10.99.0.0/16", [], rtype=6), {}, IFNAMES) is None  # prohibit
+
+
+def test_multipath_legs_keep_their_weights():
+    paths = route_paths(kroute("10.99.0.0/16", [("10.0.12.2", 1, 1), ("10.0.13.2", 2, 3)]), {}, IFNAMES)
+    assert paths == (Path((spec("10.0.12.2", "e12"), spec("10.0.13.2", "e13", 3))),)
 
 
 def test_route_on_a_nexthop_group_keeps_weights_and_resilience():
