@@ -32,8 +32,8 @@ from .feeds.channels import ExabgpStreams
 from .feeds.fpm import FpmFeed
 from .feeds.static import StaticFeed, StaticRoute
 from .feeds.tablefeed import TableFeed
-from .kernel.codec import (ADDRESS_MESSAGES, LINK_MESSAGES, NEXTHOP_MESSAGES, ROUTE_MESSAGES, RTM_DELNEXTHOP,
-                           RTM_DELROUTE, parse_nexthop, parse_route)
+from .kernel.codec import (ADDRESS_MESSAGES, LINK_MESSAGES, NEXTHOP_MESSAGES, NLMSGHDR, ROUTE_MESSAGES,
+                           RTM_DELNEXTHOP, RTM_DELROUTE, parse_nexthop, parse_route)
 from .kernel.netlink import EventSocket, RouteEventSocket, RtNetlink
 
 log = logging.getLogger("kernelsync.daemon")
@@ -267,6 +267,10 @@ class Daemon:
         return link or lost_links
 
     def _nexthop_notified(self, deleted: bool, data: bytes, now: float) -> None:
+        """One nexthop notification.  Its nlmsg_pid names the writer: our request socket (the
+        echo of our own write: nothing to repair), the kernel (0), or another program."""
+        writer = NLMSGHDR.unpack_from(data)[4]
+        by_us = writer == self.kernel.portid
         try:
             obj = parse_nexthop(data, 16, len(data))
         except struct.error as exc:  # a notification we cannot decode: re-read instead
@@ -274,8 +278,9 @@ class Daemon:
             self.engine.request_repair()
             obj = None
         else:
-            self.engine.on_nexthop_event(deleted, obj)
-        event = NexthopEvent(deleted, obj)
+            if not by_us:
+                self.engine.on_nexthop_event(deleted, obj, now, writer)
+        event = NexthopEvent(deleted, obj, by_us)
         self._each_feed("on_nexthop_event", lambda f: f.on_nexthop_event(event, now))
 
     def _dispatch(self, change: KernelChange, now: float) -> None:

@@ -8,7 +8,11 @@ deleted) -> SYNCED.  Work is driven by marks:
   back or go) and runs a *repair*: re-read the nexthop objects, infer which of our routes the
   kernel deleted silently (those on a vanished nexthop or group), and apply the diff; then a
   *verify* (full dump of nexthops and our routes) follows ``verify_delay`` seconds later;
-* a nexthop notification that differs from what we wrote (``ip nexthop del``) runs a repair;
+* a nexthop notification that another program caused (``ip nexthop del``, zebra re-installing
+  its view of our group) runs a repair; when the same object is rewritten again and again (a
+  fight: another daemon that "repairs" our object back to its view), its repairs back off
+  (:class:`OutsideWrites`): at most one rewrite per hold, the hold doubling up to FIGHT_HOLD_MAX,
+  warned once per object with both views;
 * a full resync every ``resync_interval`` seconds repairs any other outside change
   (``ip route del`` of our route);
 * failed writes are retried with exponential backoff (``retry_initial`` doubling up to
@@ -40,6 +44,10 @@ from .rib import Rib
 
 log = logging.getLogger("kernelsync.engine")
 GC_YOUNG_MAX = 100_000  # objects a run may leave for a young collection before the freeze
+FIGHT_WRITES = 3  # outside writes to one object within FIGHT_WINDOW seconds: a fight
+FIGHT_WINDOW = 10.0
+FIGHT_HOLD_INITIAL = 1.0  # seconds the first hold of a fought object lasts; doubles per fight
+FIGHT_HOLD_MAX = 60.0
 
 
 @attrs.frozen
@@ -71,6 +79,31 @@ class Failure:
     next_try: float
     error: str
     op: Op = attrs.field(repr=False, eq=False)
+
+
+@attrs.define
+class OutsideWrites:
+    """Another program's writes to one of our nexthop objects: RTM_NEWNEXTHOP/DELNEXTHOP
+    notifications whose sender (nlmsg_pid, the writer's netlink port: a process id for iproute2
+    or zebra) is not our request socket.  Times in seconds, engine clock.
+
+    ``total``: all of them; ``recent``: within the window that began at ``since``; ``writer``,
+    ``theirs``, ``ours``: the last writer and both views (``describe()`` texts); ``hold``: the
+    current backoff (0: none); ``held_until``: no write to the object before then."""
+
+    since: float
+    total: int = 0
+    recent: int = 0
+    writer: int = 0
+    theirs: str = ""
+    ours: str = ""
+    hold: float = 0.0
+    held_until: Optional[float] = None
+    warned: bool = False
+
+    def show(self) -> dict:
+        return {"outside_writes": self.total, "last_writer_port": self.writer, "theirs": self.theirs,
+                "ours": self.ours, "hold_s": self.hold, "held_until": self.held_until}
 
 
 @attrs.define
@@ -112,8 +145,10 @@ class Engine:
         self.gc_at: Optional[float] = None
         self.last_repair_ms: Optional[float] = None
         self.missed_link_change: Optional[LinkChange] = None
+        self.outside: Dict[int, OutsideWrites] = {}  # nexthop id -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
-                                         "retries": 0, "nexthops_taken_over": 0}
+                                         "retries": 0, "nexthops_taken_over": 0, "outside_writes": 0,
+                                         "fights": 0}
 
     # ownership -----------------------------------------------------------------------------
     def ours(self, obj: KNexthop) -> bool:
@@ -161,15 +196,42 @@ class Engine:
             if key.what == "nh":
                 failure.next_try = min(failure.next_try, now)
 
-    def on_nexthop_event(self, deleted: bool, obj: Optional[KNexthop]) -> None:
-        """RTM_NEWNEXTHOP/DELNEXTHOP: repair if it concerns one of ours and differs."""
+    def on_nexthop_event(self, deleted: bool, obj: Optional[KNexthop], now: float, writer: int = 0) -> None:
+        """RTM_NEWNEXTHOP/DELNEXTHOP written by another program (``writer``: its netlink port;
+        0: the kernel itself): repair if it concerns one of ours and differs from what we
+        hold, unless the object is being fought over (see :class:`OutsideWrites`).  Echoes of
+        our own writes are not passed here."""
         if obj is None or not self.nhm.owns_id(obj.id):
             return
-        if deleted:
-            if obj.id in self.observed_nh:
-                self.need_repair = True
-        elif self.observed_nh.get(obj.id) != obj:
+        ours = self.observed_nh.get(obj.id)
+        if (ours is None) if deleted else (ours == obj):
+            return
+        record = self.outside.get(obj.id)
+        if record is None:
+            record = self.outside[obj.id] = OutsideWrites(since=now)
+        elif now - record.since > FIGHT_WINDOW:
+            record.since, record.recent = now, 0
+            if record.held_until is not None and now - record.held_until > FIGHT_WINDOW:
+                record.hold = 0.0  # a quiet spell: the next fight starts from the first hold again
+        record.total += 1
+        record.recent += 1
+        record.writer = writer
+        record.theirs = "deleted" if deleted else obj.describe()
+        record.ours = ours.describe() if ours is not None else "-"
+        self.counters["outside_writes"] += 1
+        if record.recent < FIGHT_WRITES:
             self.need_repair = True
+            return
+        if record.held_until is None or record.held_until <= now:  # a new hold, twice the last
+            record.hold = min(max(record.hold * 2, FIGHT_HOLD_INITIAL), FIGHT_HOLD_MAX)
+            record.held_until = now + record.hold
+        if not record.warned:
+            record.warned = True
+            self.counters["fights"] += 1
+            log.warning("nexthop id %d: another program (netlink port %d) rewrote it %d times within %.0f s: it "
+                        "wrote %s, we had %s; rewriting it at most once per hold (%.0f s, doubling to %.0f s) instead "
+                        "of fighting (zebra learning our objects does this: see the README, FRR)", obj.id, writer,
+                        record.recent, FIGHT_WINDOW, record.theirs, record.ours, record.hold, FIGHT_HOLD_MAX)
 
     def request_full_sync(self) -> None:
         self.need_full = True
@@ -191,7 +253,15 @@ class Engine:
             return 0.0
         times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
         times += [f.next_try for f in self.failures.values()]
+        times += [r.held_until for r in self.outside.values() if r.held_until is not None]
         return min(times) if times else None
+
+    def _release_holds(self, now: float) -> None:
+        """Holds over: repair the objects they held (one rewrite each)."""
+        for record in self.outside.values():
+            if record.held_until is not None and record.held_until <= now:
+                record.held_until = None
+                self.need_repair = True
 
     def run(self, now: float) -> Plan:
         """Do whatever is due at ``now``; returns the last plan applied (or printed).
@@ -218,6 +288,8 @@ class Engine:
                 gc.enable()
 
     def _run(self, now: float) -> Plan:
+        if self.outside:
+            self._release_holds(now)
         if now >= self.next_resync:
             self.need_full = True
         if self.verify_at is not None and now >= self.verify_at:
@@ -289,10 +361,15 @@ class Engine:
                 del self.failures[fkey]
 
     def _due(self, ops: List[Op], now: float) -> List[Op]:
-        if not self.failures:
+        """``ops`` without the writes held back: a refused write waiting for its retry (unless
+        its content changed), a write to an object another program is fighting over."""
+        held = {i for i, r in self.outside.items() if r.held_until is not None and r.held_until > now}
+        if not self.failures and not held:
             return ops
         out = []
         for op in ops:
+            if held and op.target.what == "nh" and op.target.key in held:
+                continue
             failure = self.failures.get(op.target)
             # backoff holds the same write; a write whose content changed goes at once
             if failure is None or failure.next_try <= now or failure.op != op:
@@ -546,6 +623,9 @@ class Engine:
                              "gateway": format_address(family, gateway)})
             if entry.unused_since is not None:
                 item["unused_since"] = entry.unused_since
+            record = self.outside.get(entry.id)
+            if record is not None:
+                item["outside"] = record.show()
             out.append(item)
         return out
 
@@ -557,7 +637,8 @@ class Engine:
                 "pending_failures": {f.op.describe(): {"attempts": f.count, "error": f.error,
                                                        "next_try": f.next_try}
                                      for f in self.failures.values()},
+                "fought_objects": {str(i): r.show() for i, r in self.outside.items() if r.warned},
                 "last_repair_ms": self.last_repair_ms, **self.counters}
 
 
-__all__ = ["Engine", "KernelConfig", "Failure"]
+__all__ = ["Engine", "KernelConfig", "Failure", "OutsideWrites"]

@@ -60,9 +60,12 @@ class Kernel(Protocol):
     * ``apply(ops, on_chunk)``: write ``ops`` in order; returns every :class:`Refusal`;
       ``on_chunk`` is called in the caller's thread for each answered chunk, in order.
 
-    Reads and writes raise :class:`ResyncNeeded` when replies were lost."""
+    ``portid``: the netlink port our writes come from (the nlmsg_pid of the notifications they
+    cause: how an echo of our own write is told from another program's write).  Reads and
+    writes raise :class:`ResyncNeeded` when replies were lost."""
 
     stats: WriteStats
+    portid: int
 
     def dump_links(self) -> Dict[int, Link]: ...
     def dump_nexthops(self) -> Dict[int, KNexthop]: ...

@@ -106,8 +106,8 @@ class ExportFeed(BaseFeed):
                     self.nexthops_stale = True
 
     def on_nexthop_event(self, event: NexthopEvent, now: float) -> None:
-        """A nexthop object changed (exported routes may sit on one)."""
-        if self.exporter.uses_nexthops:
+        """Another program's nexthop object changed (exported routes may sit on one)."""
+        if not event.by_us and self.exporter.uses_nexthops:
             self.nexthops_stale = True
             self.dirty = True
 

@@ -38,10 +38,12 @@ class RouteEvent(NamedTuple):
 
 
 class NexthopEvent(NamedTuple):
-    """An RTM_NEWNEXTHOP or RTM_DELNEXTHOP notification (``nexthop`` None: undecodable)."""
+    """An RTM_NEWNEXTHOP or RTM_DELNEXTHOP notification (``nexthop`` None: undecodable);
+    ``by_us``: the echo of our own write (its nlmsg_pid is our request socket's port)."""
 
     deleted: bool
     nexthop: Optional[KNexthop]
+    by_us: bool = False
 
 
 @attrs.frozen

@@ -139,7 +139,8 @@ class TableFeed(BaseFeed):
             self.dirty.add(route.prefix)
 
     def on_nexthop_event(self, event: NexthopEvent, now: float) -> None:
-        if any(r.nh_id for r in self.table.values()):
+        """Another program's nexthop object changed: the source's routes on one change with it."""
+        if not event.by_us and any(r.nh_id for r in self.table.values()):
             self.read_nexthops = True
             self.reread = True
 

@@ -28,8 +28,9 @@ class FakeKernel:
     """The kernel's links, nexthop objects and routes in dicts; see the module docstring.
     ``protocol``: written on routes, as :class:`~kernelsync.kernel.netlink.RtNetlink` does."""
 
-    def __init__(self, protocol: int = 200) -> None:
+    def __init__(self, protocol: int = 200, portid: int = 4001) -> None:
         self.protocol = protocol
+        self.portid = portid  # the sender port its writes' notifications would carry
         self.links: Dict[int, Link] = {}
         self.nexthops: Dict[int, KNexthop] = {}
         self.routes: Dict[RouteKey, Tuple[int, int]] = {}  # key -> (protocol, nh id)

@@ -70,6 +70,7 @@ class RtNetlink:
             except OSError:
                 pass
         self.sock.bind((0, groups))
+        self.portid = self.sock.getsockname()[0]  # the nlmsg_pid of the notifications our writes cause
         self.seq = int.from_bytes(os.urandom(2), "little") << 8
         self.buf = bytearray(1 << 20)
         self.stats = WriteStats()

@@ -53,6 +53,7 @@ def daemon(events, routes):
     d.cfg = config.parse({"kernel": {"table": 100}})
     kernel = FakeKernel(200)
     kernel.add_link("a")
+    d.kernel = kernel
     d.engine = Engine(d.cfg.kernel, kernel)
     d.engine.start(0.0)
     d.events, d.route_events = events, routes
@@ -92,6 +93,24 @@ def test_lost_notifications_are_a_change_of_everything():
     d, _kernel = daemon(Socket(), Socket(overflow=True))  # only routes lost: no repair, feeds re-read
     assert not d.handle_notifications(1.0)
     assert d.feeds[0].changes[0].lost and not d.engine.need_repair
+
+
+def test_echoes_of_our_own_writes_are_not_repaired_others_are():
+    ours = KNexthop(id=100_000_001, family=AF_INET, protocol=200, oif=2)
+    theirs = KNexthop(id=100_000_001, family=AF_INET, protocol=200, oif=3)  # another view of our object
+    echo = bytearray(codec.encode_nexthop(0, ours, 0))
+    codec.NLMSGHDR.pack_into(echo, 0, len(echo), codec.RTM_NEWNEXTHOP, 0, 0, 4001)  # our port (FakeKernel's)
+    rewrite = bytearray(codec.encode_nexthop(0, theirs, 0))
+    codec.NLMSGHDR.pack_into(rewrite, 0, len(rewrite), codec.RTM_NEWNEXTHOP, 0, 0, 777)  # zebra, say
+    d, _kernel = daemon(Socket(message(bytes(echo))), Socket())
+    d.engine.observed_nh[ours.id] = ours
+    d.engine.need_repair = False
+    d.handle_notifications(1.0)
+    assert not d.engine.need_repair and [e.by_us for e in d.feeds[0].nexthop_events] == [True]
+    d.events = Socket(message(bytes(rewrite)))
+    d.handle_notifications(2.0)
+    assert d.engine.need_repair and d.engine.outside[ours.id].writer == 777
+    assert [e.by_us for e in d.feeds[0].nexthop_events] == [True, False]
 
 
 def test_an_undecodable_nexthop_notification_makes_the_engine_look():

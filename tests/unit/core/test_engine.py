@@ -42,7 +42,7 @@ def test_outside_deletes_are_repaired():
     assert kroute(kernel, "203.0.113.1/32") is not None
     single = kroute(kernel, "203.0.113.2/32")
     kernel._delete_nh(single)  # `ip nexthop del`: notified
-    engine.on_nexthop_event(True, KNexthop(id=single, family=AF_INET, protocol=PROTO))
+    engine.on_nexthop_event(True, KNexthop(id=single, family=AF_INET, protocol=PROTO), 2.0, writer=4242)
     engine.run(2.0)
     assert kroute(kernel, "203.0.113.2/32") == single
 
@@ -251,3 +251,51 @@ def test_nexthops_the_kernel_is_about_to_delete_are_left_to_it():
     full = engine.run(2.0)
     assert [op.nexthop.id for op in full.ops if op.kind is NEXTHOP_DEL] == [b_nh]
     assert b_nh not in kernel.nexthops and kernel.stats.failures == 0
+
+
+def test_another_program_rewriting_our_group_again_and_again_is_not_fought():
+    """zebra, having learnt our group, puts its own view back whenever we repair it.  The first
+    outside writes are repaired at once; the third within FIGHT_WINDOW is a fight: the object is
+    rewritten at most once per hold (1 s, then 2 s, ...), warned once, shown in the stats."""
+    import attrs
+    from kernelsync.core.engine import FIGHT_HOLD_INITIAL, FIGHT_WRITES
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/24")
+    ours = kernel.nexthops[gid]
+    theirs = attrs.evolve(ours, group=ours.group[:1])  # one member, as zebra writes it back
+    writes = []
+
+    def zebra(now):
+        kernel.nexthops[gid] = theirs
+        engine.on_nexthop_event(False, theirs, now, writer=777)
+        before = kernel.stats.writes["nexthop-set"]
+        engine.run(now)
+        writes.append(kernel.stats.writes["nexthop-set"] - before)
+
+    for t in range(FIGHT_WRITES):
+        zebra(1.0 + t * 0.01)
+    assert writes == [1] * (FIGHT_WRITES - 1) + [0]  # repaired twice, then held
+    assert engine.counters["fights"] == 1 and engine.counters["outside_writes"] == FIGHT_WRITES
+    record = engine.outside[gid]
+    assert record.writer == 777 and record.theirs == theirs.describe() and record.ours == ours.describe()
+    held_until = record.held_until
+    assert held_until == pytest.approx(1.0 + 0.02 + FIGHT_HOLD_INITIAL) and engine.deadline() == held_until
+    zebra(1.5)  # still held: another write does not move the hold, and nothing is written
+    assert writes[-1] == 0 and record.held_until == held_until and kernel.nexthops[gid] == theirs
+    engine.run(held_until)  # the hold is over: one rewrite
+    assert kernel.nexthops[gid] == ours
+    zebra(held_until + 0.1)  # and zebra again: the next hold is twice as long
+    assert writes[-1] == 0 and record.hold == 2 * FIGHT_HOLD_INITIAL
+    assert str(gid) in engine.show_stats()["fought_objects"]
+    assert [n for n in engine.show_nexthops() if n["id"] == gid][0]["outside"]["outside_writes"] == FIGHT_WRITES + 2
+    # a program that deletes our object once is simply repaired
+    single_engine, single_kernel = make()
+    route(single_engine, "203.0.113.1/32", dev("a"))
+    ready_run(single_engine)
+    nh = kroute(single_kernel, "203.0.113.1/32")
+    single_kernel._delete_nh(nh)
+    single_engine.on_nexthop_event(True, KNexthop(id=nh, family=AF_INET, protocol=PROTO), 1.0, writer=55)
+    single_engine.run(1.0)
+    assert kroute(single_kernel, "203.0.113.1/32") == nh and single_engine.counters["fights"] == 0
