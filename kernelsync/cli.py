@@ -58,6 +58,8 @@ def cmd_check(args) -> int:
             print("%s: %s" % (cfg.filename, problem), file=sys.stderr)
         print("%d route(s) valid, %d skipped" % (len(cfg.static_routes), len(cfg.route_errors)), file=sys.stderr)
         return 1
+    for warning in cfg.warnings:
+        print("%s: warning: %s" % (cfg.filename, warning), file=sys.stderr)
     fpm = cfg.fpm_feed
     print("%s: OK (%d static routes, table %d, protocol %d; feeds: %d kernel tables, FPM %s; export: %d anycast "
           "groups, %d kernel filters)" % (

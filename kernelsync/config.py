@@ -18,7 +18,7 @@ from .core.model import (AF_INET, AF_INET6, RT_PROTOCOLS, NexthopSpec, Path, Pre
 from .export.exporter import AnycastGroup, DampingSettings, ExportAttrs, ExportConfig, KernelFilter
 from .feeds.bgp import BgpSettings
 from .feeds.exabgp import FAMILIES
-from .feeds.fpm import FpmFeedConfig
+from .feeds.fpm import FpmFeedConfig, zebra_ignores
 from .feeds.static import StaticRoute
 from .feeds.tablefeed import TableFeedConfig
 
@@ -46,6 +46,10 @@ class ExabgpConfig:
 
 @attrs.frozen
 class Config:
+    """A validated configuration.  ``route_errors``: ``"key: problem"`` of each static route
+    skipped; ``warnings``: settings that are valid but known to misbehave (said by ``kernelsync
+    check`` and logged at start)."""
+
     filename: str
     kernel: KernelConfig
     control_socket: Optional[str]
@@ -57,6 +61,7 @@ class Config:
     export: ExportConfig = ExportConfig()
     table_feeds: Tuple[TableFeedConfig, ...] = ()
     fpm_feed: Optional[FpmFeedConfig] = None
+    warnings: Tuple[str, ...] = ()
 
 
 _KERNEL_KEYS = {f.name for f in attrs.fields(KernelConfig)}
@@ -111,9 +116,16 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
                 group.where, format_prefix(group.prefix), static_prefixes[group.prefix]))
     if problems:
         raise ConfigError(filename, problems)
+    warnings = []
+    if fpm_feed is not None and not zebra_ignores(kernel.nexthop_id_range):
+        warnings.append("kernel.nexthop_id_range: %d..%d with [feed.fpm]: a zebra on this host learns kernelsync's "
+                        "nexthop objects and writes its own view of them back after link flaps (FRR 8.4); use ids it "
+                        "ignores, e.g. nexthop_id_range = [469762048, 470762047], or set 'no zebra nexthop kernel "
+                        "enable' and 'no fpm use-next-hop-groups' in zebra (see the README, FRR through FPM)"
+                        % kernel.nexthop_id_range)
     return Config(filename=filename, kernel=kernel, control_socket=sock, static_distance=distance,
                   static_routes=tuple(routes), route_errors=tuple(route_errors), bgp=bgp, exabgp=exabgp,
-                  export=export, table_feeds=table_feeds, fpm_feed=fpm_feed)
+                  export=export, table_feeds=table_feeds, fpm_feed=fpm_feed, warnings=tuple(warnings))
 
 
 def _bgp(section: Dict[str, Any], problems: List[str]) -> BgpSettings:

@@ -142,6 +142,8 @@ class Daemon:
                  self.cfg.kernel.table, self.cfg.kernel.protocol, *self.cfg.kernel.nexthop_id_range,
                  len(self.cfg.static_routes), ", ".join(f.name for f in self.feeds))
         log_compat_mode()
+        for warning in self.cfg.warnings:
+            log.warning("%s: %s", self.cfg.filename, warning)
         hold_until = 0.0  # after an unexpected error, wait a little before the next run
         feeds = self.feeds
         try:

@@ -76,6 +76,13 @@ log = logging.getLogger("kernelsync.fpm")
 FPM_VERSION = 1  # fpm/fpm.h FPM_PROTO_VERSION
 FPM_MSG_TYPE_NETLINK = 1  # FPM_MSG_TYPE_NETLINK (2 = protobuf)
 FPM_HEADER = struct.Struct("!BBH")  # version, type, length (header included), network order
+#: Nexthop ids FRR 8.4's zebra ignores: those with bit 28 or 29 set are its EVPN layer-2 ids
+#: (zebra_evpn_mh.h: NHG_ID_TYPE_POS 28; ``zebra_evpn_mh_is_fdb_nh``): it neither learns kernel
+#: nexthop objects there nor routes that use them.  kernelsync's objects in this space are
+#: invisible to a zebra on the same host, which otherwise learns them and writes its own view of
+#: them back (see the README, FRR).  zebra's own EVPN ids are ``(1 << 28) | n`` and ``(2 << 28) |
+#: n`` for small ``n``: stay well above the bottom of each.
+ZEBRA_IGNORED_IDS = (0x10000000, 0x3FFFFFFF)
 RT_TABLE_MAIN = 254
 RTPROT_OSPF = 188  # FRR's route protocol numbers, zebra/rt_netlink.h
 READ_BYTES = 256 * 1024
@@ -99,6 +106,11 @@ _ROUTE = _Shape("route", RTMSG.size, parse_route,
 _NEXTHOP = _Shape("nexthop", NHMSG.size, parse_nexthop,
                   frozenset((1, 5)),  # NHA_ID, NHA_OIF
                   frozenset((6,)))  # NHA_GATEWAY
+
+
+def zebra_ignores(id_range: Tuple[int, int]) -> bool:
+    """Whether every id of ``id_range`` (inclusive) is one FRR 8.4's zebra ignores."""
+    return ZEBRA_IGNORED_IDS[0] <= id_range[0] and id_range[1] <= ZEBRA_IGNORED_IDS[1]
 
 
 class FpmError(ValueError):
@@ -634,4 +646,5 @@ class FpmFeed(BaseFeed):
                 "last_error": self.last_error, **self.source.show(), **self.counters}
 
 
-__all__ = ["FpmFeed", "FpmFeedConfig", "FpmStream", "FpmError", "tcp_peer_uid", "FPM_HEADER"]
+__all__ = ["FpmFeed", "FpmFeedConfig", "FpmStream", "FpmError", "tcp_peer_uid", "FPM_HEADER", "ZEBRA_IGNORED_IDS",
+           "zebra_ignores"]

@@ -124,6 +124,12 @@ def test_fpm_config_errors(fpm, message):
         config.parse({"feed": {"fpm": fpm}})
 
 
+def test_fpm_feed_with_ids_zebra_learns_is_warned():
+    assert "nexthop_id_range" in config.parse({"feed": {"fpm": {}}}).warnings[0]
+    safe = config.parse({"feed": {"fpm": {}}, "kernel": {"nexthop_id_range": [469762048, 470762047]}})
+    assert safe.warnings == () and config.parse({}).warnings == ()
+
+
 def test_fpm_and_table_feed_names_must_differ():
     with pytest.raises(config.ConfigError, match="feed.table\\[0\\].name: 'ospf' is already the name of feed.fpm"):
         config.parse({"feed": {"fpm": {"name": "ospf"}, "table": [{"table": 100, "protocol": "bird", "name": "ospf"}]}})
