@@ -298,7 +298,10 @@ prefixes = ["2001:db8:54::/48"]
         assert "2001:db8:53::10/128" not in lab.imported("hB")
         assert ks.stats()["acks_error"] == 0, ks.show("bgp")["command_errors"]
         lab.host.ip("-6", "route", "add", "2001:db8:54::10/128", "dev", "g1")
-        wait_for(lambda: ks.stats()["acks_error"] >= 1, timeout=5, what="ExaBGP's error")
+        try:
+            wait_for(lambda: ks.stats()["acks_error"] >= 1, timeout=5, what="ExaBGP's error")
+        except TimeoutError as exc:
+            raise AssertionError("%s\n%s\n%s\n%s" % (exc, ks.show("bgp"), ks.log_tail(80), lab.diagnostics())) from None
         errors = ks.show("bgp")["command_errors"]
         assert any(e.endswith("rejected the command: announce route 2001:db8:54::10/128 next-hop self")
                    for e in errors), errors
