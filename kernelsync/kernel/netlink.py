@@ -85,6 +85,15 @@ class RtNetlink:
             seq, self.seq = 1, count
         return seq
 
+    def _recv(self, what: str) -> int:
+        """Receive into :attr:`buf`; ResyncNeeded (naming ``what`` was lost) on ENOBUFS."""
+        try:
+            return self.sock.recv_into(self.buf)
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                raise ResyncNeeded("netlink receive buffer overflow: %s" % what) from exc
+            raise
+
     # dumps ---------------------------------------------------------------------------------
     def _dump_batches(self, msg_type: int, body: bytes) -> Iterator[Tuple[bytearray, List[Tuple[int, int, int]]]]:
         """Send one dump request; yield ``(buffer, [(type, body start, end), ...])`` per
@@ -95,12 +104,7 @@ class RtNetlink:
         buf = self.buf
         unpack = NLMSGHDR.unpack_from
         while True:
-            try:
-                n = self.sock.recv_into(buf)
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    raise ResyncNeeded("netlink receive buffer overflow during dump") from exc
-                raise
+            n = self._recv("dump replies lost")
             off = 0
             batch = []
             done = False
@@ -267,12 +271,7 @@ class RtNetlink:
         unpack = NLMSGHDR.unpack_from
         buf = self.buf
         while True:
-            try:
-                n = self.sock.recv_into(buf)
-            except OSError as exc:
-                if exc.errno == errno.ENOBUFS:
-                    raise ResyncNeeded("netlink receive buffer overflow: replies lost") from exc
-                raise
+            n = self._recv("replies lost")
             off = 0
             done = False
             while off + 16 <= n:

@@ -1002,24 +1002,13 @@ class BgpLab(LabContext):
             except ValueError:
                 continue
             if "nhid" in entry and not (entry.get("gateway") or entry.get("nexthops")):
-                gateways.extend(self._nexthop_gateways(entry["nhid"]))
+                gateways.extend(nexthop_gateways(self.router, entry["nhid"]))
             elif entry.get("nexthops"):
                 gateways.extend(nh["gateway"] for nh in entry["nexthops"] if nh.get("gateway"))
             elif entry.get("gateway"):
                 gateways.append(entry["gateway"])
         return gateways
 
-    def _nexthop_gateways(self, nhid: int) -> List[str]:
-        found = self.router.json("nexthop", "show", "id", str(nhid))
-        if not found:
-            return []
-        nh = found[0]
-        if nh.get("group"):
-            out: List[str] = []
-            for member in nh["group"]:
-                out.extend(self._nexthop_gateways(member["id"]))
-            return out
-        return [nh["gateway"]] if nh.get("gateway") else []
 
     # introspection ---------------------------------------------------------------------------
     def _pidfile(self, name: str) -> Optional[int]:
@@ -1060,6 +1049,20 @@ class BgpLab(LabContext):
             if host != self.host_ids[-1]:
                 text += "\n"
         return text
+
+
+def nexthop_gateways(ns: NetNS, nhid: int) -> List[str]:
+    """The gateways of nexthop object ``nhid`` in ``ns`` (a group's members' gateways, in order)."""
+    found = ns.json("nexthop", "show", "id", str(nhid))
+    if not found:
+        return []
+    nh = found[0]
+    if nh.get("group"):
+        out: List[str] = []
+        for member in nh["group"]:
+            out.extend(nexthop_gateways(ns, member["id"]))
+        return out
+    return [nh["gateway"]] if nh.get("gateway") else []
 
 
 def link_state(state: object) -> str:

@@ -160,8 +160,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from ..core.model import format_address, format_prefix
 from ..kernel.codec import (NEXTHOP_MESSAGES, NLMSGHDR, ROUTE_MESSAGES, RTM_DELNEXTHOP, RTM_DELROUTE, RTM_NEWNEXTHOP,
                             RTM_NEWROUTE, parse_nexthop, parse_route)
-from .lab import (LabContext, LabError, alive, apt_install, in_netns, link_state, parse_bird_routes, read_text, tail,
-                  which)
+from .lab import (LabContext, LabError, alive, apt_install, in_netns, link_state, nexthop_gateways, parse_bird_routes,
+                  read_text, tail, which)
 from .netns import NetNS, unique_name, wait_for
 
 ROUTERS = ("r1", "r2", "r3")
@@ -278,21 +278,8 @@ def _gateways(entries: list, ns: NetNS, net: ipaddress.IPv4Network,
         elif entry.get("gateway"):
             out.append(entry["gateway"])
         elif "nhid" in entry:
-            out.extend(_nexthop_gateways(ns, entry["nhid"]))
+            out.extend(nexthop_gateways(ns, entry["nhid"]))
     return out
-
-
-def _nexthop_gateways(ns: NetNS, nhid: int) -> List[str]:
-    found = ns.json("nexthop", "show", "id", str(nhid))
-    if not found:
-        return []
-    nh = found[0]
-    if nh.get("group"):
-        out: List[str] = []
-        for member in nh["group"]:
-            out.extend(_nexthop_gateways(ns, member["id"]))
-        return out
-    return [nh["gateway"]] if nh.get("gateway") else []
 
 
 class OspfLab(LabContext):
