@@ -263,6 +263,14 @@ class Engine:
                 record.held_until = None
                 self.need_repair = True
 
+    def _forget_outside(self, now: float) -> None:
+        """Forget the records of objects we no longer have, and of outside writes long past that
+        were no fight: there are never more records than objects of ours."""
+        for nh_id, record in list(self.outside.items()):
+            if record.held_until is None and (nh_id not in self.nhm.by_id
+                                              or (not record.warned and now - record.since > FIGHT_WINDOW)):
+                del self.outside[nh_id]
+
     def run(self, now: float) -> Plan:
         """Do whatever is due at ``now``; returns the last plan applied (or printed).
 
@@ -345,6 +353,8 @@ class Engine:
             if not progress:
                 break
         self.gc_at = self.nhm.collect(now)
+        if self.outside:
+            self._forget_outside(now)
         return last
 
     def _retry_keys(self, now: float) -> Set[RouteKey]:

@@ -299,3 +299,25 @@ def test_another_program_rewriting_our_group_again_and_again_is_not_fought():
     single_engine.on_nexthop_event(True, KNexthop(id=nh, family=AF_INET, protocol=PROTO), 1.0, writer=55)
     single_engine.run(1.0)
     assert kroute(single_kernel, "203.0.113.1/32") == nh and single_engine.counters["fights"] == 0
+
+
+def test_records_of_outside_writes_are_forgotten_when_past_or_when_the_object_is():
+    import attrs
+    engine, kernel = make(hold=1.0)
+    route(engine, "198.51.100.0/24", dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/24")
+    other = attrs.evolve(kernel.nexthops[gid], group=kernel.nexthops[gid].group[:1])
+    engine.on_nexthop_event(False, other, 1.0, writer=9)
+    engine.run(1.0)
+    assert gid in engine.outside
+    engine.run(1.0 + 10.5)  # a single write, long past
+    assert gid not in engine.outside
+    for t in (20.0, 20.1, 20.2):  # a fight: kept while the object is ours
+        engine.on_nexthop_event(False, other, t, writer=9)
+    engine.run(30.0)
+    assert engine.outside[gid].warned
+    engine.rib.withdraw("static", parse_prefix("198.51.100.0/24"))
+    engine.run(31.0)
+    engine.run(33.0)  # the group is freed after its hold time: so is its record
+    assert gid not in engine.nhm.by_id and gid not in engine.outside
