@@ -5,6 +5,8 @@ fast tests).
 """
 from __future__ import annotations
 
+from collections import Counter
+from operator import attrgetter
 from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence
 
 from .model import KNexthop, Link, RouteKey
@@ -25,6 +27,8 @@ class Refusal(NamedTuple):
     message: str
 
 
+_KIND = attrgetter("kind")
+
 #: ``on_chunk(start, end, refusals)``: ``ops[start:end]`` were answered, these were refused.
 ChunkCallback = Callable[[int, int, List[Refusal]], None]
 
@@ -41,11 +45,7 @@ class WriteStats:
 
     def count(self, ops: Sequence[Op]) -> None:
         """Add ``ops`` to :attr:`writes`."""
-        counts: Dict[object, int] = {}
-        for op in ops:
-            kind = op.kind
-            counts[kind] = counts.get(kind, 0) + 1
-        for kind, n in counts.items():
+        for kind, n in Counter(map(_KIND, ops)).items():
             self.writes[LABELS[kind]] += n
 
 

@@ -234,7 +234,7 @@ class FpmStream:
             else:
                 self._nexthop(item, mtype == RTM_NEWNEXTHOP)
 
-    def _decode(self, frame: bytes, body: int, stop: int, shape: tuple):
+    def _decode(self, frame: bytes, body: int, stop: int, shape: _Shape):
         """Check the message's shape (its attributes tile it exactly; u32 attributes hold 4
         bytes, addresses 4 or 16), then parse it."""
         what, fixed, u32s, addresses = shape.what, shape.fixed, shape.u32s, shape.addresses

@@ -415,18 +415,21 @@ def encode_chunk(ops: Sequence[Op], start: int, base_seq: int, protocol: int) ->
     would build them (a test holds the two equal); other messages are copied in."""
     n = len(ops)
     buf = bytearray(min(CHUNK_BYTES, (n - start) * _ROUTE_SET_MAX) + 512)  # grows if need be
+    room = len(buf) - _ROUTE_SET_MAX  # a route write fits while size <= room
     size = last = 0
     i = start
     route_set = _ROUTE_SET
+    family = st = None
     while i < n and size < CHUNK_BYTES:
         op = ops[i]
-        kind = op.kind
         last = size
-        if kind is ROUTE_SET:
-            if len(buf) < size + _ROUTE_SET_MAX:
-                buf.extend(bytes(size + 4096 - len(buf)))
-            table, family, dst, plen, metric = op.key
-            st = route_set[family]
+        if op.kind is ROUTE_SET:
+            if size > room:
+                buf.extend(bytes(4096))
+                room = len(buf) - _ROUTE_SET_MAX
+            table, fam, dst, plen, metric = op.key
+            if fam != family:
+                family, st = fam, route_set[fam]
             st.pack_into(buf, size, st.size, RTM_NEWROUTE, SET_FLAGS if op.replace else ADD_FLAGS, base_seq + i, 0,
                          family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
                          RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
@@ -434,6 +437,7 @@ def encode_chunk(ops: Sequence[Op], start: int, base_seq: int, protocol: int) ->
                          op.nh_id)
             size += st.size
         else:
+            kind = op.kind
             if kind is ROUTE_DEL:
                 msg = encode_route_del(base_seq + i, op.key, protocol, NLM_F_REQUEST)
             elif kind is NEXTHOP_SET:
@@ -444,6 +448,7 @@ def encode_chunk(ops: Sequence[Op], start: int, base_seq: int, protocol: int) ->
                 raise ValueError("not a kernel operation: %r" % (op,))
             buf[size:size + len(msg)] = msg  # grows the buffer if need be
             size += len(msg)
+            room = len(buf) - _ROUTE_SET_MAX
         i += 1
     del buf[size:]
     flags = U16.unpack_from(buf, last + 6)[0]

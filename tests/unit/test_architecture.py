@@ -14,8 +14,8 @@ import kernelsync
 PACKAGE = pathlib.Path(kernelsync.__file__).parent
 LAYERS = {"core": 0, "kernel": 1, "feeds": 2, "export": 3, "config": 4, "control": 4, "daemon": 5, "tools": 6,
           "cli": 7, "__main__": 8, "__init__": 0}
-ALLOWED_OUTSIDE_CORE = {"__future__", "attrs", "collections", "enum", "errno", "gc", "ipaddress", "logging", "socket",
-                        "typing"}
+ALLOWED_OUTSIDE_CORE = {"__future__", "attrs", "collections", "enum", "errno", "gc", "ipaddress", "logging", "operator",
+                        "socket", "typing"}
 
 
 def module_name(path: pathlib.Path) -> str:
