@@ -37,7 +37,7 @@ from .fib import FibBuilder
 from .links import LinkChange, LinkTable
 from .model import KNexthop, RouteKey, format_address, format_prefix
 from .nhm import NexthopManager
-from .ops import NEXTHOP_SET, ROUTE_DEL, ROUTE_SET, Op, Target
+from .ops import ROUTE_SET, NexthopSet, Op, RouteDel, RouteSet, Target
 from .planner import Plan, plan
 from .port import Kernel, Refusal, ResyncNeeded
 from .rib import Rib
@@ -512,23 +512,23 @@ class Engine:
         clean = not refused_at and not failures  # the usual chunk: no refusal, no earlier failure
         for i in range(start, end):
             op = ops[i]
-            kind = op.kind
+            cls = type(op)  # dispatch on the type: op.kind, a class attribute, costs a generic lookup
             if not clean:
                 refusal = refused_at.get(i)
                 if refusal is not None:
-                    if kind is NEXTHOP_SET and refusal.errno == errno.EEXIST and not op.replace:
+                    if cls is NexthopSet and refusal.errno == errno.EEXIST and not op.replace:
                         book.taken.append(op.nexthop.id)  # another program holds that id: ours moves
                         continue
-                    book.refused.setdefault((kind, refusal.errno, refusal.message), []).append(
+                    book.refused.setdefault((op.kind, refusal.errno, refusal.message), []).append(
                         self._failed(op, refusal.errno, refusal.message, now))
                     book.just_failed.add(op.target)
-                    if kind is NEXTHOP_SET and not op.nexthop.is_group:
+                    if cls is NexthopSet and not op.nexthop.is_group:
                         book.nh_failed.append(op.nexthop.id)
                     continue
                 if failures and failures.pop(op.target, None) is not None:
                     book.recovered += 1
                     log.debug("%s succeeded after retries", op.describe())
-            if kind is ROUTE_SET:
+            if cls is RouteSet:
                 key, nh_id = op.key, op.nh_id
                 old = routes.get(key)
                 if old is not None:
@@ -542,11 +542,11 @@ class Engine:
                         last_set = by_nh[nh_id] = set()
                     last_nh = nh_id
                 last_set.add(key)
-            elif kind is ROUTE_DEL:
+            elif cls is RouteDel:
                 old = routes.pop(op.key, None)
                 if old is not None and old in by_nh:
                     by_nh[old].discard(op.key)
-            elif kind is NEXTHOP_SET:
+            elif cls is NexthopSet:
                 obj = op.nexthop
                 if not obj.is_group:
                     entry = self.nhm.by_id.get(obj.id)

@@ -6,7 +6,6 @@ fast tests).
 from __future__ import annotations
 
 from collections import Counter
-from operator import attrgetter
 from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence
 
 from .model import KNexthop, Link, RouteKey
@@ -27,8 +26,6 @@ class Refusal(NamedTuple):
     message: str
 
 
-_KIND = attrgetter("kind")
-
 #: ``on_chunk(start, end, refusals)``: ``ops[start:end]`` were answered, these were refused.
 ChunkCallback = Callable[[int, int, List[Refusal]], None]
 
@@ -44,9 +41,9 @@ class WriteStats:
         self.dumps = 0
 
     def count(self, ops: Sequence[Op]) -> None:
-        """Add ``ops`` to :attr:`writes`."""
-        for kind, n in Counter(map(_KIND, ops)).items():
-            self.writes[LABELS[kind]] += n
+        """Add ``ops`` to :attr:`writes` (counted by type, in C: this runs on every batch)."""
+        for cls, n in Counter(map(type, ops)).items():
+            self.writes[LABELS[cls.kind]] += n
 
 
 class Kernel(Protocol):

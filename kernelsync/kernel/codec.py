@@ -19,7 +19,7 @@ import struct
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..core.model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, RTN_UNICAST, IfAddress, KNexthop, KRoute, Leg, Link, RouteKey
-from ..core.ops import NEXTHOP_DEL, NEXTHOP_SET, ROUTE_DEL, ROUTE_SET, Op
+from ..core.ops import NEXTHOP_DEL, NEXTHOP_SET, ROUTE_DEL, Op, RouteSet
 
 # sockets and options (linux/netlink.h, asm/socket.h)
 NETLINK_ROUTE = 0
@@ -423,7 +423,7 @@ def encode_chunk(ops: Sequence[Op], start: int, base_seq: int, protocol: int) ->
     while i < n and size < CHUNK_BYTES:
         op = ops[i]
         last = size
-        if op.kind is ROUTE_SET:
+        if type(op) is RouteSet:  # the type, not op.kind: a class attribute costs a generic lookup
             if size > room:
                 buf.extend(bytes(4096))
                 room = len(buf) - _ROUTE_SET_MAX
