@@ -11,8 +11,8 @@ import struct
 import pytest
 
 from kernelsync.core.model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, KRoute, Leg
-from kernelsync.kernel.codec import NLMSG_DONE, NLMSGHDR, parse_address, parse_link, parse_nexthop, parse_route
 from kernelsync.core.port import WriteStats
+from kernelsync.kernel.codec import NLMSG_DONE, NLMSGHDR, parse_address, parse_link, parse_nexthop, parse_route
 from kernelsync.kernel.netlink import RtNetlink
 
 KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernel")

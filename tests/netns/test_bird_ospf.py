@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from tests.support.netns import route_gateways, ID_RANGE, PROTO, need_root, table_routes
 from kernelsync.control import query
 from kernelsync.tools.netns import wait_for
 from kernelsync.tools.ospflab import BIRD_TABLE, LAN, NH_R2, NH_R3, OspfLab, install_requirements
+from tests.support.netns import ID_RANGE, PROTO, need_root, route_gateways, table_routes
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 OUR_TABLE = 200

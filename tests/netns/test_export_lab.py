@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from tests.support.netns import ID_RANGE, PROTO, TABLE, need_root, table_routes
 from kernelsync.control import query
 from kernelsync.tools.lab import BgpLab, install_requirements
 from kernelsync.tools.netns import wait_for
+from tests.support.netns import ID_RANGE, PROTO, TABLE, need_root, table_routes
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 

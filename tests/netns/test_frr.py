@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from tests.support.netns import route_gateways, PROTO, need_root, table_routes
-from kernelsync.core.engine import KernelConfig
 from kernelsync.control import query
-from kernelsync.tools.netns import wait_for
+from kernelsync.core.engine import KernelConfig
 from kernelsync.feeds.fpm import zebra_ignores
+from kernelsync.tools.netns import wait_for
 from kernelsync.tools.ospflab import LAN, NH_R2, NH_R3, STUB_R2, STUB_R3, OspfLab, install_requirements
+from tests.support.netns import PROTO, need_root, route_gateways, table_routes
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 OUR_TABLE = 200

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from tests.support.netns import (PROTO, TABLE, our_nexthops, our_routes, static_routes, wait_for_state,
-                      write_config)
 from kernelsync.tools.netns import wait_for
+from tests.support.netns import PROTO, TABLE, our_nexthops, our_routes, static_routes, wait_for_state, write_config
 
 pytestmark = pytest.mark.netns
 

@@ -258,6 +258,7 @@ def test_another_program_rewriting_our_group_again_and_again_is_not_fought():
     outside writes are repaired at once; the third within FIGHT_WINDOW is a fight: the object is
     rewritten at most once per hold (1 s, then 2 s, ...), warned once, shown in the stats."""
     import attrs
+
     from kernelsync.core.engine import FIGHT_HOLD_INITIAL, FIGHT_WRITES
     engine, kernel = make()
     route(engine, "198.51.100.0/24", dev("a"), dev("b"))

@@ -4,7 +4,7 @@ the next stream when none is open, the state file."""
 import selectors
 
 from kernelsync.core.links import LinkTable
-from kernelsync.core.model import AF_INET, KRoute, Leg, Link, parse_prefix
+from kernelsync.core.model import KRoute, Leg, Link, parse_prefix
 from kernelsync.export.exporter import DampingSettings, ExportConfig, KernelFilter
 from kernelsync.export.feed import ExportFeed
 from kernelsync.export.state import StateFile

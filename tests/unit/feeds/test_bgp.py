@@ -9,7 +9,8 @@ from kernelsync.core.model import AF_INET, IfAddress, Leg
 from kernelsync.core.rib import Rib
 from kernelsync.feeds.bgp import EBGP, IBGP, BgpRib, BgpSettings
 from kernelsync.feeds.exabgp import Parser
-from tests.unit.feeds.bgp_lines import B, CAPTURES, V4, V4B, V6, a4, announce, lab_resolver, msg
+from tests.unit.feeds.bgp_lines import CAPTURES, V4, V4B, V6, B, a4, announce, lab_resolver, msg
+
 
 class Feed:
     """Parser + BgpRib on a plain RIB, with the lab's resolver."""

@@ -9,6 +9,7 @@ from kernelsync.core.model import AF_INET6
 from kernelsync.feeds.exabgp import Ack, FeedError, Parser, Refresh, Shutdown, Version
 from tests.unit.feeds.bgp_lines import CAPTURES, V4, V4B, a6, announce, msg
 
+
 @pytest.mark.parametrize("version", ["5.0", "4.2"])
 def test_golden_capture_parses_completely(version):
     parser = Parser()
