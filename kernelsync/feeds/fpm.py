@@ -643,6 +643,7 @@ class FpmFeed(BaseFeed):
                 "distance": self.cfg.distance, "stream": dict(stream.counters) if stream else None,
                 "zebra_routes": len(stream.routes) if stream else 0,
                 "zebra_nexthops": len(stream.nexthops) if stream else 0,
+                "resync_pending": self.resync_at is not None and self.conn is not None,
                 "last_error": self.last_error, **self.source.show(), **self.counters}
 
 

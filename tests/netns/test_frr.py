@@ -140,6 +140,9 @@ def test_frr_fpm_group_follows_repeated_link_flaps(frr, tmp_path, nexthop_groups
             lab.wait(lambda: group(lab.r1) == left and lab.matches_zebra(), "%s %s down: group %s" % (how, name, left))
             getattr(lab.lab, how)(name, "up")
             lab.wait(lambda: group(lab.r1) == BOTH and lab.matches_zebra(), "%s %s up: both members" % (how, name))
+        # the last flap's re-read (resync_after_link, 1 s after it) over: zebra back and replayed
+        lab.wait(lambda: (lambda f: f and f["connected"] and not f["replaying"] and not f["resync_pending"]
+                          and f["stale"] == 0)(lab.feed()), "the re-read after the last flap over")
         feed = lab.feed()
         # every connection after the first is a re-read after link events (resync_after_link)
         assert feed["stale"] == 0 and feed["malformed"] == 0 and feed["disconnects"] == feed["resyncs"] >= 1, feed

@@ -432,9 +432,10 @@ def test_resync_after_link_events_rereads_zebra_and_writes_nothing_unchanged(har
     h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # a link event (nothing left changed)
     h.tick(1.0)
     h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # a second flap: counted from the last
-    assert h.feed.deadline() == pytest.approx(h.now + 2.0)
+    assert h.feed.deadline() == pytest.approx(h.now + 2.0) and h.feed.show()["resync_pending"]
     h.tick(2.0)
     assert sock.recv(10) == b"" and h.feed.show()["resyncs"] == 1  # closed: zebra will replay
+    assert not h.feed.show()["resync_pending"]
     assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 1
     sock = h.connect()
     h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
