@@ -19,16 +19,16 @@ from .model import Link
 class LinkChange:
     """What one reading of the links changed.
 
-    ``before``: ifindex -> :class:`Link` as the table held it before; ``changed``: names whose
+    ``before``: name -> :class:`Link` as the table held it before; ``changed``: names whose
     usability (admin up and carrier) or ifindex changed, or that came or went;
     ``names_changed``: the ifindex -> name map changed (a device added, removed or renamed)."""
 
-    before: Mapping[int, Link]
+    before: Mapping[str, Link]
     changed: FrozenSet[str]
     names_changed: bool
 
     def was_usable(self, name: str) -> bool:
-        return any(l.usable for l in self.before.values() if l.name == name)
+        return _usable(self.before.get(name))
 
     def merged_after(self, earlier: Optional["LinkChange"]) -> "LinkChange":
         """This change and an ``earlier`` one not yet acted on, as one change."""
@@ -60,7 +60,6 @@ class LinkTable:
 
     def update(self, links: Mapping[int, Link]) -> LinkChange:
         """Take the kernel's links now (ifindex -> Link); returns what changed."""
-        before = dict(self.by_index)
         old_by_name = dict(self.by_name)
         new_by_name = {l.name: l for l in links.values()}
         changed = frozenset(
@@ -77,7 +76,7 @@ class LinkTable:
             self.names.clear()
             self.names.update(names)
             self.names_version += 1
-        return LinkChange(before=before, changed=changed, names_changed=names_changed)
+        return LinkChange(before=old_by_name, changed=changed, names_changed=names_changed)
 
     def get(self, name: str) -> Optional[Link]:
         return self.by_name.get(name)
@@ -86,12 +85,6 @@ class LinkTable:
         """The device exists, is up and has carrier (the kernel keeps nexthops on it)."""
         link = self.by_name.get(name)
         return link is not None and link.usable
-
-    def __len__(self) -> int:
-        return len(self.by_index)
-
-    def values(self):
-        return self.by_index.values()
 
 
 def _usable(link: Optional[Link]) -> bool:

@@ -60,10 +60,6 @@ class BgpFeed(BaseFeed):
         self._bad_logged = 0
         self.counters: Dict[str, int] = {"lines": 0, "bad_lines": 0, "skipped_families": 0, "route_events": 0}
 
-    @property
-    def ended(self) -> bool:  # type: ignore[override]
-        return self.streams.ended
-
     # setup ---------------------------------------------------------------------------------
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
         self.read_addresses()

@@ -592,7 +592,7 @@ class FlapRig:
         t = time.perf_counter()
         self.engine.run(now)
         self.install_s = time.perf_counter() - t
-        self.index = {l.name: l.index for l in self.engine.links.values()}
+        self.index = {name: l.index for name, l in self.engine.links.by_name.items()}
         ok, detail = check_routes(self.check_nl, n)
         if not ok:
             raise RuntimeError("flap rig: install of %d routes failed: %s" % (n, detail))
