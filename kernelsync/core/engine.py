@@ -48,6 +48,7 @@ FIGHT_WRITES = 3  # outside writes to one object within FIGHT_WINDOW seconds: a 
 FIGHT_WINDOW = 10.0
 FIGHT_HOLD_INITIAL = 1.0  # seconds the first hold of a fought object lasts; doubles per fight
 FIGHT_HOLD_MAX = 60.0
+RETRY_DOUBLINGS = 64  # the retry delay doubles at most this many times (then it is retry_max)
 
 
 @attrs.frozen
@@ -117,6 +118,7 @@ class _Booking:
     refused: Dict[tuple, List[Failure]] = attrs.Factory(dict)  # (kind, errno, message) -> failures
     taken: List[int] = attrs.Factory(list)  # our ids that another program turned out to hold
     recovered: int = 0
+    booking_error: bool = False  # booking a chunk raised (logged once per batch)
 
 
 class Engine:
@@ -148,7 +150,7 @@ class Engine:
         self.outside: Dict[int, OutsideWrites] = {}  # nexthop id -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0, "nexthops_taken_over": 0, "outside_writes": 0,
-                                         "fights": 0}
+                                         "fights": 0, "booking_errors": 0}
 
     # ownership -----------------------------------------------------------------------------
     def ours(self, obj: KNexthop) -> bool:
@@ -466,8 +468,15 @@ class Engine:
         while the kernel works on the next chunk), back off the others.  Returns True if
         another planning round may find more to do."""
         book = _Booking()
+
+        def on_chunk(start: int, end: int, refused: List[Refusal]) -> None:
+            try:
+                self._book(ops, start, end, refused, now, book)
+            except Exception:  # noqa: BLE001 - one chunk's booking must not stop the others
+                self._book_failed(ops, start, end, refused, now, book)
+
         try:
-            failed = self.kernel.apply(ops, on_chunk=lambda a, b, f: self._book(ops, a, b, f, now, book))
+            failed = self.kernel.apply(ops, on_chunk=on_chunk)
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
             self.need_full = True
@@ -563,23 +572,48 @@ class Engine:
                 for key in by_nh.pop(obj.id, ()):
                     routes.pop(key, None)
 
+    def _book_failed(self, ops: Sequence[Op], start: int, end: int, refused: List[Refusal], now: float,
+                     book: "_Booking") -> None:
+        """Booking ``ops[start:end]`` raised (a bug): the chunk was written all the same, and the
+        chunks after it still go.  Our view of the kernel is unsure now: a full read follows.
+        Each refusal of the chunk not booked yet waits ``retry_max`` (plain code that cannot
+        raise), so a booking that keeps failing cannot make the loop spin."""
+        self.need_full = True
+        self.counters["booking_errors"] += 1
+        if not book.booking_error:
+            book.booking_error = True
+            log.exception("booking the kernel's answers to writes %d..%d failed; reading the kernel again",
+                          start, end - 1)
+        for refusal in refused:
+            op = ops[refusal.index]
+            target = op.target
+            if target in book.just_failed:
+                continue
+            prev = self.failures.get(target)
+            self.failures[target] = Failure(count=1 if prev is None else prev.count + 1,
+                                            next_try=now + self.kcfg.retry_max, error=str(refusal.message), op=op)
+            book.just_failed.add(target)
+
     def _failed(self, op: Op, err: int, msg: str, now: float) -> Failure:
         key = op.target
         prev = self.failures.get(key)
         count = 1 if prev is None else prev.count + 1
-        delay = min(self.kcfg.retry_initial * (2 ** (count - 1)), self.kcfg.retry_max)
+        # the exponent is capped: 2 ** 1024 overflows a float (attempt 1,025, some 8.5 h of a
+        # refusal at the defaults); past RETRY_DOUBLINGS the delay is retry_max anyway
+        delay = min(self.kcfg.retry_initial * (2.0 ** min(count - 1, RETRY_DOUBLINGS)), self.kcfg.retry_max)
         failure = self.failures[key] = Failure(count=count, next_try=now + delay, error=msg, op=op)
         if count > 1:
             self.counters["retries"] += 1
-        log.debug("kernel refused %s: %s (errno %d); attempt %d, retry in %.1fs",
-                  op.describe(), msg, err, count, delay)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("kernel refused %s: %s (errno %d); attempt %d, retry in %.1fs",
+                      _describe(op), msg, err, count, delay)
         return failure
 
     def _log_refusals(self, book: "_Booking", now: float) -> None:
         """One warning per cause (kind, errno, kernel message), naming up to 3 of the writes:
         a link that flaps under a batch can make a thousand writes fail for one reason."""
         for (kind, err, msg), failures in book.refused.items():
-            sample = ", ".join(f.op.describe() for f in failures[:3])
+            sample = ", ".join(_describe(f.op) for f in failures[:3])
             more = " and %d more" % (len(failures) - 3) if len(failures) > 3 else ""
             attempt = max(f.count for f in failures)
             delay = min(f.next_try for f in failures) - now
@@ -649,6 +683,14 @@ class Engine:
                                      for f in self.failures.values()},
                 "fought_objects": {str(i): r.show() for i, r in self.outside.items() if r.warned},
                 "last_repair_ms": self.last_repair_ms, **self.counters}
+
+
+def _describe(op: Op) -> str:
+    """``op.describe()``; logging never raises (a malformed operation is shown by repr)."""
+    try:
+        return op.describe()
+    except Exception:  # noqa: BLE001
+        return repr(op)
 
 
 __all__ = ["Engine", "KernelConfig", "Failure", "OutsideWrites"]

@@ -10,7 +10,9 @@ measured on kernel 6.18 (shared/reference/kernel-nexthops.md):
 * an IPv6 route on a group holding an IPv4 nexthop is EINVAL; a route on a missing id is EINVAL.
 
 It is a model, not the proof: the tests that matter run on the real kernel in a namespace.
-Failures can be injected with :meth:`FakeKernel.fail_next`.
+Failures can be injected with :meth:`FakeKernel.fail_next` (writes) and
+:attr:`FakeKernel.dump_faults` (dumps); :attr:`FakeKernel.chunk` splits a batch into chunks
+answered one by one, as :class:`~kernelsync.kernel.netlink.RtNetlink` does.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class FakeKernel:
         self.stats = WriteStats()
         self._next_index = 2
         self._faults: List[Tuple[Callable[[Op], bool], int, int]] = []
+        self.chunk: Optional[int] = None  # ops per chunk of apply() (None: the whole batch in one)
+        self.dump_faults: Dict[str, Exception] = {}  # "links"/"nexthops"/"routes" -> raised by that dump
 
     # links ---------------------------------------------------------------------------------
     def add_link(self, name: str, up: bool = True, carrier: bool = True) -> int:
@@ -94,33 +98,47 @@ class FakeKernel:
                 return err
         return None
 
+    def _dump_fault(self, what: str) -> None:
+        exc = self.dump_faults.get(what)
+        if exc is not None:
+            raise exc
+
     # Kernel interface ----------------------------------------------------------------------
     def dump_links(self) -> Dict[int, Link]:
         self.stats.dumps += 1
+        self._dump_fault("links")
         return dict(self.links)
 
     def dump_nexthops(self) -> Dict[int, KNexthop]:
         self.stats.dumps += 1
+        self._dump_fault("nexthops")
         return dict(self.nexthops)
 
     def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]:
         self.stats.dumps += 1
+        self._dump_fault("routes")
         return {k: n for k, (p, n) in self.routes.items() if k[0] == table and p == protocol}
 
     def apply(self, ops: Sequence[Op], on_chunk: Optional[ChunkCallback] = None) -> List[Refusal]:
         """Same contract as :meth:`kernelsync.kernel.netlink.RtNetlink.apply` (one chunk)."""
-        refusals = []
+        refusals: List[Refusal] = []
         self.stats.count(ops)
-        for i, op in enumerate(ops):
-            err = self._injected(op)
-            msg = "injected fault"
-            if err is None:
-                err, msg = self._apply_one(op)
-            if err:
-                refusals.append(Refusal(i, err, msg))
-        self.stats.failures += len(refusals)
-        if on_chunk is not None:
-            on_chunk(0, len(ops), refusals)
+        size = self.chunk or len(ops) or 1
+        for start in range(0, len(ops), size):
+            end = min(start + size, len(ops))
+            chunk = []
+            for i in range(start, end):
+                op = ops[i]
+                err = self._injected(op)
+                msg = "injected fault"
+                if err is None:
+                    err, msg = self._apply_one(op)
+                if err:
+                    chunk.append(Refusal(i, err, msg))
+            self.stats.failures += len(chunk)
+            refusals += chunk
+            if on_chunk is not None:
+                on_chunk(start, end, chunk)  # an exception here stops the batch, as in RtNetlink
         return refusals
 
     def _apply_one(self, op: Op) -> Tuple[int, str]:

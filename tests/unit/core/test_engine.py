@@ -322,3 +322,66 @@ def test_records_of_outside_writes_are_forgotten_when_past_or_when_the_object_is
     engine.run(31.0)
     engine.run(33.0)  # the group is freed after its hold time: so is its record
     assert gid not in engine.nhm.by_id and gid not in engine.outside
+
+
+def test_a_write_refused_1100_times_keeps_backing_off_and_other_writes_still_go():
+    """The retry delay doubled as ``retry_initial * 2 ** (count - 1)``: OverflowError at attempt
+    1,025, raised while booking the chunk, before the failure was recorded, so every later run
+    raised again and the chunks after it (here: an outside deletion to repair) never went."""
+    engine, kernel = make(retry_initial=0.2, retry_max=30.0)
+    kernel.chunk = 1  # one op per chunk: the refused route's chunk comes before the others
+    stuck = (100,) + parse_prefix("203.0.113.1/32") + (20,)
+    kernel.fail_next(lambda op: op.kind is ROUTE_SET and op.key == stuck, errno.ENOMEM, times=1100)
+    route(engine, "203.0.113.1/32", dev("a"))
+    route(engine, "203.0.113.2/32", dev("b"))
+    ready_run(engine, 0.0)
+    target = Target("route", stuck)
+    other = kroute(kernel, "203.0.113.2/32")
+    assert other is not None
+    now = 0.0
+    deleted = False
+    for _ in range(1110):
+        if engine.failures[target].count == 1030 and not deleted:  # past 1,024: `ip route del` of the other
+            deleted = True
+            del kernel.routes[(100,) + parse_prefix("203.0.113.2/32") + (20,)]
+            engine.request_full_sync()
+        now = max(now, engine.deadline())  # the engine clock never goes back
+        engine.run(now)
+        if kroute(kernel, "203.0.113.1/32") is not None:
+            break
+        assert engine.failures[target].next_try - now <= 30.0
+    assert engine.failures == {} and kroute(kernel, "203.0.113.1/32") is not None
+    assert kroute(kernel, "203.0.113.2/32") == other  # repaired after the 1,030th refusal
+    assert engine.counters["retries"] == 1099 and engine.counters["booking_errors"] == 0
+
+
+def test_a_chunk_whose_booking_raises_does_not_stop_the_others(caplog):
+    """An exception while booking one chunk (a bug) is logged once; the later chunks are still
+    written and booked, a full read follows, and the refusals of that chunk wait ``retry_max``
+    (no tight loop)."""
+    engine, kernel = make(retry_initial=0.2, retry_max=30.0)
+    kernel.chunk = 1
+    bad = (100,) + parse_prefix("203.0.113.1/32") + (20,)
+    kernel.fail_next(lambda op: op.kind is ROUTE_SET and op.key == bad, errno.ENOMEM, times=1)
+    book = engine._book
+
+    def broken(ops, start, end, refused, now, booking):
+        if any(op.kind is ROUTE_SET and op.key == bad for op in ops[start:end]):
+            raise KeyError("a bug")
+        book(ops, start, end, refused, now, booking)
+
+    engine._book = broken
+    for i in range(1, 6):
+        route(engine, "203.0.113.%d/32" % i, dev("a"))
+    ready_run(engine, 0.0)
+    assert engine.counters["booking_errors"] == 1
+    assert "booking the kernel's answers" in caplog.text
+    assert all(kroute(kernel, "203.0.113.%d/32" % i) is not None for i in range(2, 6))
+    assert engine.failures[Target("route", bad)].next_try == pytest.approx(30.0)
+    assert engine.need_full and engine.deadline() == 0.0
+    engine._book = book
+    engine.run(0.1)  # the full read: our view is the kernel's again; the refused route waits
+    assert not engine.need_full and engine.deadline() == pytest.approx(30.0)
+    assert engine.observed_routes == {k: n for k, (_, n) in kernel.routes.items()}
+    engine.run(30.0)
+    assert kroute(kernel, "203.0.113.1/32") is not None and not engine.failures
