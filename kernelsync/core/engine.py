@@ -37,7 +37,7 @@ from .fib import FibBuilder
 from .links import LinkChange, LinkTable
 from .model import KNexthop, RouteKey, format_address, format_prefix
 from .nhm import NexthopManager
-from .ops import ROUTE_SET, NexthopSet, Op, RouteDel, RouteSet, Target
+from .ops import NEXTHOP_SET, ROUTE_SET, NexthopSet, Op, RouteDel, RouteSet, Target
 from .planner import Plan, plan
 from .port import Kernel, Refusal, ResyncNeeded
 from .rib import Rib
@@ -251,7 +251,8 @@ class Engine:
     # the cycle -----------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
         """When :meth:`run` has work next (engine clock), or None for 'only on events'."""
-        if self.need_full or self.need_repair or self.dirty or self.rib.dirty or self.rib.became_ready:
+        if (self.need_full or self.need_repair or self.dirty or self.rib.dirty or self.rib.became_ready
+                or self.fib.starved_due):
             return 0.0
         times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
         times += [f.next_try for f in self.failures.values()]
@@ -325,6 +326,10 @@ class Engine:
         if self.rib.became_ready:  # the deletions held back until now are due: plan everything
             self.rib.became_ready = False
             full = True
+        if self.failures:
+            older = [f for t, f in self.failures.items() if t.what == "nh"]
+            if older:
+                self._park_unused({(NEXTHOP_SET, 0, ""): older})
         last = Plan()
         for _round in range(4):
             changed = self.fib.sync_rib(now, collect=not full)
@@ -340,6 +345,7 @@ class Engine:
                           self.observed_routes, route_keys=keys, allow_delete=allow_delete)
             if keys is None and allow_delete:
                 self.nhm.end_adoption()  # every feed is in: whatever was not adopted is stale
+                self.fib.route_hints = {}
             if result.deferred and not allow_delete:
                 log.info("holding back %d deletions until every feed has sent its initial state",
                          result.deferred)
@@ -391,7 +397,10 @@ class Engine:
     # kernel reads --------------------------------------------------------------------------
     def _dump_nexthops(self) -> None:
         everything = self.kernel.dump_nexthops()
-        self.nhm.kernel_ids = set(everything)
+        kernel_ids = set(everything)
+        if not kernel_ids >= self.nhm.kernel_ids:
+            self.nhm.released()  # objects went: their ids may be free
+        self.nhm.kernel_ids = kernel_ids
         ours = {i: o for i, o in everything.items() if self.ours(o)}
         before = self.observed_nh
         vanished = [i for i in before if i not in ours]
@@ -461,6 +470,12 @@ class Engine:
                 s.add(key)
         self._by_nh = by_nh
         self.dumped = True
+        if self.nhm.adopting_groups:
+            # adoption by id: the route of a prefix says which of our groups serves its set
+            metric = self.kcfg.metric
+            waiting = self.nhm.adopting_ids()
+            self.fib.route_hints = {(k[1], k[2], k[3]): n for k, n in routes.items()
+                                    if n in waiting and k[4] == metric}
 
     # writes --------------------------------------------------------------------------------
     def _apply(self, ops: List[Op], now: float) -> bool:
@@ -502,6 +517,7 @@ class Engine:
             self.failures.pop(Target("nh", nh_id), None)
             log.warning("nexthop id %d is held by another program (created after our last dump): "
                         "left alone; ours moves to id %s", nh_id, entry.id if entry is not None else "-")
+        self._park_unused(book.refused)
         if book.nh_failed:
             changed |= self.fib.set_failed(book.nh_failed, True)
         if book.nh_recovered:
@@ -557,6 +573,8 @@ class Engine:
                     by_nh[old].discard(op.key)
             elif cls is NexthopSet:
                 obj = op.nexthop
+                if self.nhm.dormant:
+                    self.nhm.dormant.discard(obj.id)
                 if not obj.is_group:
                     entry = self.nhm.by_id.get(obj.id)
                     if entry is not None and entry.failed:
@@ -569,8 +587,24 @@ class Engine:
                 obj = op.nexthop
                 observed_nh.pop(obj.id, None)
                 self.nhm.kernel_ids.discard(obj.id)
+                self.nhm.released()
                 for key in by_nh.pop(obj.id, ()):
                     routes.pop(key, None)
+
+    def _park_unused(self, refused: Dict[tuple, List[Failure]]) -> None:
+        """A refused nexthop or group that no route uses is not retried: its failure record
+        goes, and it stays out of the desired state until a route uses it again (it is freed at
+        its hold end).  Called with this batch's refusals, and before planning with the older
+        failures (their last user may have gone since)."""
+        for (kind, _err, _msg), failures in refused.items():
+            if kind is not NEXTHOP_SET:
+                continue
+            for failure in failures:
+                nh_id = failure.op.nexthop.id
+                if self.nhm.park(nh_id):
+                    self.failures.pop(failure.op.target, None)
+                    log.info("nexthop id %d is used by no route: its refused write is not retried; it is freed at "
+                             "its hold end, or written when a route uses it again", nh_id)
 
     def _book_failed(self, ops: Sequence[Op], start: int, end: int, refused: List[Refusal], now: float,
                      book: "_Booking") -> None:

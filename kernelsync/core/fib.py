@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Optional, Set, Tuple
 
 from .links import LinkChange
 from .model import KNexthop, Prefix, RouteKey, format_prefix
-from .nhm import Entry, NexthopManager
+from .nhm import Entry, IdRangeExhausted, NexthopManager
 from .rib import Rib
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,13 @@ class FibBuilder:
         self.routes: Dict[RouteKey, int] = {}
         self.errors: Dict[Tuple[Prefix, str], str] = {}
         self._cands: Dict[Prefix, Tuple[Tuple[str, Entry], ...]] = {}
+        self.starved: Dict[Prefix, None] = {}  # prefixes whose set found no free nexthop id
+        self.exhaustions = 0  # times the id range ran out (counted once until it recovers)
+        self._exhausted = False
+        self._starved_frees = 0
+        # prefix -> id of one of our groups awaiting adoption that the kernel's route points at
+        # (set by the engine from its route dump during the start's adoption)
+        self.route_hints: Dict[Prefix, int] = {}
 
     def route_key(self, prefix: Prefix) -> RouteKey:
         return (self.table, prefix[0], prefix[1], prefix[2], self.metric)
@@ -65,23 +72,38 @@ class FibBuilder:
         # id(paths) -> (family, source, candidates) for single-source prefixes, this call only:
         # prefixes of one burst mostly share a paths tuple (the feeds intern them)
         single: Dict[int, Tuple[int, str, Tuple[Tuple[str, Entry], ...]]] = {}
-        for prefix in self.rib.take_dirty():
+        dirty = self.rib.take_dirty()
+        starved = self.starved
+        if starved and (not collect or self._starved_frees != self.nhm.frees):
+            # ids were freed (or a full sync): the prefixes that found none try again first
+            starved.update(dirty)
+            dirty, starved = starved, {}
+            self.starved = starved
+        if self.route_hints and self.nhm.adopting_groups:
+            self._vote(dirty)
+        for prefix in dirty:
             entry = rib_entries.get(prefix)
             new: Tuple[Tuple[str, Entry], ...] = ()
             if entry:
-                if len(entry) == 1 and not errors:
-                    ((source, paths),) = entry.items()
-                    hit = single.get(id(paths))
-                    if hit is not None and hit[0] == prefix[0] and hit[1] == source:
-                        new = hit[2]
+                try:
+                    if len(entry) == 1 and not errors:
+                        ((source, paths),) = entry.items()
+                        hit = single.get(id(paths))
+                        if hit is not None and hit[0] == prefix[0] and hit[1] == source:
+                            new = hit[2]
+                        else:
+                            try:
+                                new = ((source, entries_for(prefix[0], paths)),)
+                                single[id(paths)] = (prefix[0], source, new)
+                            except ValueError:
+                                new = self._candidates(prefix, entry)
                     else:
-                        try:
-                            new = ((source, entries_for(prefix[0], paths)),)
-                            single[id(paths)] = (prefix[0], source, new)
-                        except ValueError:
-                            new = self._candidates(prefix, entry)
-                else:
-                    new = self._candidates(prefix, entry)
+                        new = self._candidates(prefix, entry)
+                except IdRangeExhausted:
+                    # no id for its set: the prefix keeps its route as it is and stays pending,
+                    # retried when ids are freed (hold ends) or at the next full sync
+                    starved[prefix] = None
+                    continue
             old = cands_map.get(prefix, ())
             if old != new:
                 for _, e in old:
@@ -106,7 +128,47 @@ class FibBuilder:
                 routes.pop(key, None)
             if collect:
                 changed[key] = None
+        if starved:
+            self._starved_frees = self.nhm.frees
+            if not self._exhausted:
+                self._exhausted = True
+                self.exhaustions += 1
+                log.warning("nexthop id range %d..%d exhausted: %d prefixes wait for a free id (their "
+                            "routes stay as they are; retried when ids are freed)",
+                            self.nhm.first, self.nhm.last, len(starved))
+        elif self._exhausted:
+            self._exhausted = False
+            log.info("nexthop id range: every waiting prefix has its id now")
         return changed
+
+    @property
+    def starved_due(self) -> bool:
+        """Prefixes wait for an id and ids were freed since they tried: sync_rib has work."""
+        return bool(self.starved) and self._starved_frees != self.nhm.frees
+
+    def _vote(self, dirty: Iterable[Prefix]) -> None:
+        """Adoption by id (see :meth:`NexthopManager.vote`): the sets the routes of ``dirty``
+        would use now, and the ids of our groups their kernel routes point at."""
+        hints = self.route_hints
+        rib_entries = self.rib.entries
+        distance = self.rib.distance
+        set_key = self.nhm.set_key
+        set_usable = self.nhm.set_usable
+        claims = []
+        for prefix in dirty:
+            gid = hints.get(prefix)
+            entry = rib_entries.get(prefix) if gid is not None else None
+            if not entry:
+                continue
+            for source, paths in sorted(entry.items(), key=lambda i: (distance[i[0]], i[0])):
+                try:
+                    key = set_key(prefix[0], paths)
+                except ValueError:
+                    continue
+                if set_usable(key):  # the set the route uses now (as _select would pick it)
+                    claims.append((key, gid))
+                    break
+        self.nhm.vote(claims)
 
     def _candidates(self, prefix: Prefix, entry) -> Tuple[Tuple[str, Entry], ...]:
         """``((source, entry), ...)`` best admin distance first; a source whose paths cannot be

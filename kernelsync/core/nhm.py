@@ -102,19 +102,31 @@ class NexthopManager:
         self._adopt_plain: Dict[Tuple[int, Optional[bytes], int], int] = {}
         self._adopt_group: Dict[tuple, int] = {}
         self._adopt_ids: Set[int] = set()
+        self._adopt_groups: Dict[int, KNexthop] = {}  # id -> our kernel group awaiting adoption
+        self._adopt_by_set: Dict[GroupKey, int] = {}  # set -> the id its routes point at (vote)
+        self._full_at = -1  # value of ``frees`` when the range was last found full
+        self.frees = 0  # collections that freed entries (ids): the FIB retries prefixes that found none
+        self.dormant: Set[int] = set()  # unused entries whose write was refused: not retried
 
     # ids -----------------------------------------------------------------------------------
     def owns_id(self, nh_id: int) -> bool:
         return self.first <= nh_id <= self.last
 
     def _alloc(self) -> int:
+        if self._full_at == self.frees:  # exhausted, and nothing freed since: no scan
+            raise IdRangeExhausted("no free nexthop id in %d..%d" % (self.first, self.last))
         span = self.last - self.first + 1
         for _ in range(span):
             nh_id = self._cursor
             self._cursor = self.first if nh_id >= self.last else nh_id + 1
             if nh_id not in self.by_id and nh_id not in self.kernel_ids and nh_id not in self._adopt_ids:
                 return nh_id
+        self._full_at = self.frees
         raise IdRangeExhausted("no free nexthop id in %d..%d" % (self.first, self.last))
+
+    def released(self) -> None:
+        """Ids may have become free (an entry freed, a kernel object deleted, adoption over)."""
+        self.frees += 1
 
     def adopt(self, observed: Dict[int, KNexthop]) -> None:
         """Remember the kernel objects of ours (``observed``: id -> object) so that entries
@@ -122,10 +134,57 @@ class NexthopManager:
         for obj in observed.values():
             if obj.is_group:
                 self._adopt_group[(obj.grp_type, obj.res, obj.group)] = obj.id
+                self._adopt_groups[obj.id] = obj
             elif obj.oif in self.links.names:
                 self._adopt_plain[(obj.family, obj.gateway, obj.oif)] = obj.id
         # kept out of allocation until adopted or forgotten, even if the kernel drops them
-        self._adopt_ids = set(self._adopt_plain.values()) | set(self._adopt_group.values())
+        self._adopt_ids = set(self._adopt_plain.values()) | set(self._adopt_groups)
+
+    @property
+    def adopting_groups(self) -> bool:
+        """Kernel groups of ours are still waiting to be adopted (the start's adoption)."""
+        return bool(self._adopt_groups) and bool(self._adopt_ids)
+
+    def vote(self, claims: Iterable[Tuple[Union[NhKey, GroupKey], int]]) -> None:
+        """Adoption by id: ``claims`` are ``(set key, id)`` pairs, one per route of ours in the
+        kernel whose id is one of our groups waiting for adoption, and whose desired set (the
+        one the route would use now, :meth:`set_key`) is a group.  Each set gets the id most
+        of its routes point at; an id goes to one set only (most routes first).  A group whose
+        content changed meanwhile (a member down or back, or twins: two sets with the same live
+        members) keeps its id and is replaced in place: one write per group, none per route."""
+        counts: Dict[Tuple[GroupKey, int], int] = {}
+        for gkey, gid in claims:
+            if len(gkey) == 2 and gkey not in self.groups and gkey not in self._adopt_by_set:
+                counts[(gkey, gid)] = counts.get((gkey, gid), 0) + 1
+        taken = set(self._adopt_by_set.values())
+        for (gkey, gid), _n in sorted(counts.items(), key=lambda i: -i[1]):
+            if gkey in self._adopt_by_set or gid in taken or gid not in self._adopt_ids:
+                continue
+            obj = self._adopt_groups.get(gid)
+            res = gkey[1]
+            if obj is None or obj.grp_type != (GRP_RES if res else GRP_MPATH):
+                continue  # the kernel cannot change a group's type in place
+            if res is not None and (obj.res is None or obj.res[0] != res.buckets):
+                continue  # nor a resilient group's number of buckets
+            self._adopt_by_set[gkey] = gid
+            taken.add(gid)
+            for ckey, cid in list(self._adopt_group.items()):  # claimed: no twin takes it by content
+                if cid == gid:
+                    del self._adopt_group[ckey]
+
+    def adopting_ids(self) -> Set[int]:
+        """Ids of our kernel groups still waiting for adoption."""
+        return {i for i in self._adopt_groups if i in self._adopt_ids}
+
+    def set_usable(self, key: Union[NhKey, GroupKey]) -> bool:
+        """Whether the set of ``key`` has a nexthop on a usable link now."""
+        by_name = self.links.by_name
+        devs = (key[2],) if len(key) == 3 else [k[2] for k, _ in key[0]]
+        for dev in devs:
+            link = by_name.get(dev)
+            if link is not None and link.usable:
+                return True
+        return False
 
     def reassign(self, nh_id: int) -> Set[Prefix]:
         """Another program holds ``nh_id`` (our create was refused with EEXIST): move our entry
@@ -145,6 +204,10 @@ class NexthopManager:
         (the planner sweeps it), and its IDs may be allocated once the kernel lets them go."""
         self._adopt_plain.clear()
         self._adopt_group.clear()
+        self._adopt_groups.clear()
+        self._adopt_by_set.clear()
+        if self._adopt_ids:
+            self.released()
         self._adopt_ids.clear()
 
     def _take_adopted(self, table: dict, key) -> Optional[int]:
@@ -218,6 +281,16 @@ class NexthopManager:
         cached = self._set_cache.get(cache_key)
         if cached is not None:
             return cached
+        key = self.set_key(family, paths)
+        entry: Entry = self._group(key) if len(key) == 2 else self._nexthop(key)
+        self._set_cache[cache_key] = entry
+        return entry
+
+    @staticmethod
+    def set_key(family: int, paths: Tuple[Path, ...]) -> Union[NhKey, GroupKey]:
+        """The content key of the ECMP set of ``paths`` on a ``family`` route: an NhKey (3
+        items) for a set of one nexthop, else a GroupKey (2 items).  Raises ValueError for a
+        set that cannot be (an IPv4 nexthop on an IPv6 route, no nexthop)."""
         members: Dict[NhKey, int] = {}
         resilient = None
         for path in paths:
@@ -231,12 +304,8 @@ class NexthopManager:
             raise ValueError("a path has no nexthop")
         if len(members) == 1:
             ((key, _),) = members.items()
-            entry: Entry = self._nexthop(key)
-        else:
-            gkey = (tuple(sorted(members.items(), key=_sort_member)), resilient)
-            entry = self._group(gkey)
-        self._set_cache[cache_key] = entry
-        return entry
+            return key
+        return (tuple(sorted(members.items(), key=_sort_member)), resilient)
 
     def _nexthop(self, key: NhKey) -> NhEntry:
         nh = self.nexthops.get(key)
@@ -254,17 +323,46 @@ class NexthopManager:
     def _group(self, gkey: GroupKey) -> GroupEntry:
         group = self.groups.get(gkey)
         if group is None:
-            members = [(self._nexthop(k), w) for k, w in gkey[0]]
-            res = gkey[1]
-            probe = GroupEntry(gkey, 0, members)
-            adopt_key = (GRP_RES if res else GRP_MPATH, _res_tuple(res), self.active_members(probe))
-            gid = self._take_adopted(self._adopt_group, adopt_key)
-            group = GroupEntry(gkey, gid if gid is not None else self._alloc(), members)
+            fresh = [k for k, _ in gkey[0] if k not in self.nexthops]
+            try:
+                members = [(self._nexthop(k), w) for k, w in gkey[0]]
+                gid = self._take_adopted_group(gkey, members)
+                if gid is None:
+                    gid = self._alloc()
+            except IdRangeExhausted:
+                self._drop_fresh(fresh)  # no member left behind without a user
+                raise
+            group = GroupEntry(gkey, gid, members)
             for m, _ in members:
                 m.groups.add(group)
             self.groups[gkey] = group
             self.by_id[group.id] = group
         return group
+
+    def _take_adopted_group(self, gkey: GroupKey, members: List[Tuple[NhEntry, int]]) -> Optional[int]:
+        """The id of a kernel group of ours for the new entry ``gkey``: the one its routes point
+        at (:meth:`vote`), else one with the same live content that no route claims."""
+        gid = self._adopt_by_set.pop(gkey, None)
+        if gid is not None and gid not in self.by_id and gid in self._adopt_ids:
+            self._adopt_ids.discard(gid)
+            return gid
+        if not self._adopt_group:
+            return None
+        res = gkey[1]
+        probe = GroupEntry(gkey, 0, members)
+        adopt_key = (GRP_RES if res else GRP_MPATH, _res_tuple(res), self.active_members(probe))
+        return self._take_adopted(self._adopt_group, adopt_key)
+
+    def _drop_fresh(self, keys: List[NhKey]) -> None:
+        """Forget the nexthop entries just created for ``keys`` that nothing uses (their group
+        could not get an id)."""
+        for key in keys:
+            nh = self.nexthops.get(key)
+            if nh is not None and not nh.users and not nh.groups:
+                del self.nexthops[key]
+                del self.by_id[nh.id]
+                self.by_dev[key[2]].discard(nh)
+                self._set_cache.clear()
 
     def unuse(self, entry: Entry, prefix: Prefix, now: float) -> None:
         entry.users.discard(prefix)
@@ -283,6 +381,7 @@ class NexthopManager:
                 freed = True
                 del self.groups[group.key]
                 del self.by_id[group.id]
+                self.dormant.discard(group.id)
                 for m, _ in group.members:
                     m.groups.discard(group)
                     if not m.users and not m.groups and m.unused_since is None:
@@ -298,11 +397,31 @@ class NexthopManager:
                 del self.nexthops[nh.key]
                 del self.by_id[nh.id]
                 self.by_dev[nh.key[2]].discard(nh)
+                self.dormant.discard(nh.id)
             else:
                 due = expiry if due is None else min(due, expiry)
+        if freed:
+            self.released()
         if freed or len(self._set_cache) > 65536:
             self._set_cache.clear()
         return due
+
+    @staticmethod
+    def unused(entry: Entry) -> bool:
+        """No route uses ``entry``, directly or through a group (it waits for its hold end)."""
+        if entry.users:
+            return False
+        return entry.is_group or not any(g.users for g in entry.groups)
+
+    def park(self, nh_id: int) -> bool:
+        """The kernel refused the write of ``nh_id``: if no route uses that entry, it is not
+        retried (left out of :meth:`desired` until a route uses it again, freed at its hold end).
+        Returns whether it was parked."""
+        entry = self.by_id.get(nh_id)
+        if entry is None or not self.unused(entry):
+            return False
+        self.dormant.add(nh_id)
+        return True
 
     # desired kernel objects ----------------------------------------------------------------
     def desired(self) -> Dict[int, KNexthop]:
@@ -312,13 +431,18 @@ class NexthopManager:
         Groups: at least one active member."""
         out: Dict[int, KNexthop] = {}
         by_name = self.links.by_name
+        dormant = self.dormant
         for nh in self.nexthops.values():
+            if dormant and nh.id in dormant and self.unused(nh):
+                continue
             link = by_name.get(nh.key[2])
             if link is not None and link.usable:
                 family, gateway, _ = nh.key
                 out[nh.id] = KNexthop(id=nh.id, family=family, protocol=self.protocol,
                                       oif=link.index, gateway=gateway)
         for group in self.groups.values():
+            if dormant and group.id in dormant and not group.users:
+                continue
             active = self.active_members(group)
             if active:
                 res = group.resilient

@@ -27,7 +27,7 @@ def make(kernel=None, **kw):
     if not kernel.links:
         for name in ("a", "b", "c"):
             kernel.add_link(name)
-    cfg = KernelConfig(table=100, protocol=PROTO, metric=20, nexthop_id_range=RANGE,
+    cfg = KernelConfig(table=100, protocol=PROTO, metric=20, nexthop_id_range=kw.pop("id_range", RANGE),
                        group_hold_time=kw.pop("hold", 10.0), verify_delay=0, resync_interval=1e9, **kw)
     engine = Engine(cfg, kernel)
     engine.rib.add_source("static", 1)

@@ -1,5 +1,9 @@
 """RIB -> desired FIB (kernelsync.core.fib): fallback between sources, unusable nexthops,
 devices that come and go; through an engine on the in-memory kernel."""
+import logging
+
+import pytest
+
 from kernelsync.core.model import parse_prefix
 from kernelsync.kernel.fake import FakeKernel
 from tests.support.fakes import PROTO, dev, flap, kroute, make, ready_run, route, via
@@ -91,3 +95,40 @@ def test_all_members_back_in_one_update():
     engine.run(2.0)
     assert kroute(kernel, "198.51.100.0/24") == gid and len(kernel.nexthops[gid].group) == 2
 
+
+
+def test_prefixes_that_find_no_nexthop_id_wait_for_one_and_the_others_go(caplog):
+    """IdRangeExhausted (a RuntimeError) escaped sync_rib after it had taken the RIB's dirty
+    set: the prefixes after it were never installed, even once ids were freed."""
+    caplog.set_level(logging.INFO, logger="kernelsync")
+    engine, kernel = make(id_range=(1000, 1004), hold=10.0)  # 5 ids: nexthops a, b, c and 2 groups
+    route(engine, "203.0.113.1/32", dev("a"), dev("b"))
+    route(engine, "203.0.113.2/32", dev("a"), dev("c"))
+    route(engine, "203.0.113.3/32", dev("b"), dev("c"))  # no id left for its group
+    route(engine, "203.0.113.4/32", dev("a"), dev("b"), dev("c"))  # nor for this one
+    route(engine, "203.0.113.5/32", dev("a"))  # its nexthop has an id: goes
+    route(engine, "203.0.113.6/32", dev("a"), dev("b"))  # shares the first group: goes
+    ready_run(engine, 0.0)
+    assert [kroute(kernel, "203.0.113.%d/32" % i) is not None for i in range(1, 7)] == [
+        True, True, False, False, True, True]
+    assert engine.fib.exhaustions == 1 and len(engine.fib.starved) == 2
+    assert caplog.text.count("exhausted") == 1  # once, not per prefix
+    assert engine.deadline() is None or engine.deadline() > 0  # no busy loop while nothing frees
+    engine.run(1.0)
+    engine.request_full_sync()
+    engine.run(2.0)  # still no id: still waiting, nothing lost, no second warning
+    assert len(engine.fib.starved) == 2 and caplog.text.count("exhausted") == 1
+    for i in (1, 2, 5, 6):  # their groups (2 ids) and nexthop c (1 id) are freed at the hold end
+        engine.rib.withdraw("static", parse_prefix("203.0.113.%d/32" % i))
+    engine.run(3.0)
+    now = engine.deadline()
+    assert now == pytest.approx(13.0)
+    while engine.deadline() is not None and engine.deadline() <= now:
+        engine.run(now)
+    assert not engine.fib.starved and "every waiting prefix has its id now" in caplog.text
+    for i, devs in ((3, {"b", "c"}), (4, {"a", "b", "c"})):
+        nh_id = kroute(kernel, "203.0.113.%d/32" % i)
+        assert nh_id is not None
+        assert {kernel.links[kernel.nexthops[m].oif].name for m, _ in kernel.nexthops[nh_id].group} == devs
+    assert all(kroute(kernel, "203.0.113.%d/32" % i) is None for i in (1, 2, 5, 6))
+    assert len(kernel.nexthops) == 5 and engine.fib.exhaustions == 1
