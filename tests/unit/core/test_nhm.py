@@ -1,5 +1,6 @@
 """The nexthop manager (kernelsync.core.nhm): shared objects by content, ids, hold time,
 adoption on restart; through an engine on the in-memory kernel."""
+import attrs
 import pytest
 
 from kernelsync.core.links import LinkTable
@@ -146,3 +147,96 @@ def test_id_taken_by_another_program_meanwhile_is_left_alone_and_ours_moves():
     ours = kroute(kernel, "203.0.113.1/32")
     assert ours is not None and ours != RANGE[0] and kernel.nexthops[ours].oif == kernel.index("a")
 
+
+
+def _twins_kernel():
+    kernel = FakeKernel(PROTO)
+    for name in ("a0", "a1", "a2"):
+        kernel.add_link(name)
+    return kernel
+
+
+def _twin_routes(engine, n=1):
+    for i in range(n):
+        route(engine, "10.1.%d.%d/32" % (i // 250, i % 250), dev("a0"), dev("a1"))
+        route(engine, "10.2.%d.%d/32" % (i // 250, i % 250), dev("a0"), dev("a2"))
+
+
+def _writes(kernel):
+    return {k: n for k, n in kernel.stats.writes.items() if n}
+
+
+def test_restart_with_twin_groups_adopts_each_by_id_and_writes_nothing():
+    """Two sets that differ only in a member whose link is down have the same live members:
+    adoption keyed by content gave both sets one id, moved the routes of the other and deleted
+    its group.  By id: each set keeps the group its routes point at."""
+    engine, kernel = make(_twins_kernel())
+    _twin_routes(engine)
+    ready_run(engine)
+    for name, now in (("a1", 1.0), ("a2", 2.0)):
+        flap(engine, kernel, name, now, carrier=False)
+    snapshot = (dict(kernel.nexthops), dict(kernel.routes))
+    g1, g2 = kroute(kernel, "10.1.0.0/32"), kroute(kernel, "10.2.0.0/32")
+    assert g1 != g2 and kernel.nexthops[g1].group == kernel.nexthops[g2].group  # twins
+    kernel.stats.writes = dict.fromkeys(kernel.stats.writes, 0)
+    engine2, _ = make(kernel)  # SIGKILL, restart with the same config
+    _twin_routes(engine2)
+    ready_run(engine2, 10.0)
+    engine2.run(100.0)  # past every hold time
+    assert _writes(kernel) == {}
+    assert (kernel.nexthops, kernel.routes) == snapshot
+    flap(engine2, kernel, "a1", 101.0, carrier=True)  # and each set still is its own group
+    assert len(kernel.nexthops[g1].group) == 2 and len(kernel.nexthops[g2].group) == 1
+
+
+def test_restart_while_a_link_came_back_replaces_groups_in_place_not_routes():
+    engine, kernel = make(_twins_kernel())
+    _twin_routes(engine, 250)  # 500 routes on 2 groups
+    ready_run(engine)
+    flap(engine, kernel, "a1", 1.0, carrier=False)
+    g1, g2 = kroute(kernel, "10.1.0.0/32"), kroute(kernel, "10.2.0.0/32")
+    kernel.set_link("a1", carrier=True)  # comes back while kernelsync is dead
+    kernel.stats.writes = dict.fromkeys(kernel.stats.writes, 0)
+    engine2, _ = make(kernel)
+    _twin_routes(engine2, 250)
+    ready_run(engine2, 10.0)
+    engine2.run(100.0)
+    # the nexthop on a1 again, its group replaced in place: O(groups), no route written
+    assert _writes(kernel) == {"nexthop-set": 2}
+    assert {kroute(kernel, "10.1.%d.%d/32" % (i // 250, i % 250)) for i in range(250)} == {g1}
+    assert {kroute(kernel, "10.2.%d.%d/32" % (i // 250, i % 250)) for i in range(250)} == {g2}
+    assert len(kernel.nexthops[g1].group) == 2 and len(kernel.nexthops[g2].group) == 2
+
+
+def test_one_set_on_two_ids_keeps_the_one_most_routes_use():
+    engine, kernel = make()
+    for i in range(4):
+        route(engine, "10.0.0.%d/32" % i, dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "10.0.0.0/32")
+    other = 1900  # a twin of ours (a crash between a new group and the route moves)
+    kernel.nexthops[other] = attrs.evolve(kernel.nexthops[gid], id=other)
+    for i in (0, 1, 2):
+        kernel.routes[(100,) + parse_prefix("10.0.0.%d/32" % i) + (20,)] = (PROTO, other)
+    kernel.stats.writes = dict.fromkeys(kernel.stats.writes, 0)
+    engine2, _ = make(kernel)
+    for i in range(4):
+        route(engine2, "10.0.0.%d/32" % i, dev("a"), dev("b"))
+    ready_run(engine2, 10.0)
+    engine2.run(100.0)
+    assert {kroute(kernel, "10.0.0.%d/32" % i) for i in range(4)} == {other}
+    assert gid not in kernel.nexthops  # the id no route uses is freed (after its hold)
+    assert _writes(kernel) == {"route-set": 1, "nexthop-del": 1}
+
+
+def test_a_group_is_not_adopted_by_id_across_a_change_of_type():
+    engine, kernel = make()
+    route(engine, "10.0.0.1/32", dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "10.0.0.1/32")
+    engine2, _ = make(kernel)
+    route(engine2, "10.0.0.1/32", dev("a"), dev("b"), resilient=ResilientSpec(buckets=16))
+    ready_run(engine2, 10.0)
+    engine2.run(100.0)
+    new = kroute(kernel, "10.0.0.1/32")
+    assert new != gid and kernel.nexthops[new].grp_type == GRP_RES and gid not in kernel.nexthops
