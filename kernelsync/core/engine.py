@@ -656,11 +656,50 @@ class Engine:
 
     # shutdown ------------------------------------------------------------------------------
     def flush(self) -> Plan:
-        """Delete every route and nexthop of ours (``flush_on_exit``)."""
-        self._dump_all()
-        result = plan({}, self.observed_nh, {}, self.observed_routes)
-        if not self.dry_run and result.ops:
-            self._apply(result.ops, 0.0)
+        """Delete every route and nexthop of ours (``flush_on_exit``), best effort: a dump that
+        fails is replaced by what we know (the last dump, and every object and route we manage);
+        a batch that fails is retried one operation at a time; whatever could not be deleted is
+        logged.  Never raises (it runs on the way out)."""
+        problems = []
+        for name, read in (("links", self._read_links), ("nexthops", self._dump_nexthops)):
+            try:
+                read()
+            except Exception as exc:  # noqa: BLE001 - best effort on exit
+                problems.append("%s dump failed: %s" % (name, exc))
+        routes = dict(self.observed_routes)
+        try:
+            routes = self.kernel.dump_routes(self.kcfg.table, self.kcfg.protocol)
+        except Exception as exc:  # noqa: BLE001
+            problems.append("routes dump failed: %s" % exc)
+            for key, nh_id in self.fib.routes.items():
+                routes.setdefault(key, nh_id)
+        nexthops = dict(self.observed_nh)
+        if problems:  # also every object we manage that the last dump may not have shown
+            for nh_id, entry in self.nhm.by_id.items():
+                if nh_id not in nexthops:
+                    nexthops[nh_id] = KNexthop(id=nh_id, family=0 if entry.is_group else entry.key[0],
+                                               protocol=self.kcfg.protocol,
+                                               group=((0, 1),) if entry.is_group else ())
+            log.warning("flush: %s; deleting every object of ours we know of", "; ".join(problems))
+        result = plan({}, nexthops, {}, routes)
+        if self.dry_run or not result.ops:
+            return result
+        try:
+            refused = self.kernel.apply(result.ops)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("flush: batch failed (%s); deleting one by one", exc)
+            refused = []
+            for i, op in enumerate(result.ops):
+                try:
+                    refused += [r._replace(index=i) for r in self.kernel.apply([op])]
+                except Exception as exc1:  # noqa: BLE001
+                    refused.append(Refusal(i, 0, str(exc1)))
+        gone = (errno.ENOENT, errno.ESRCH)  # already deleted (with its nexthop, or never there)
+        failed = [r for r in refused if r.errno not in gone]
+        for r in failed[:10]:
+            log.warning("flush: could not delete %s: %s", _describe(result.ops[r.index]), r.message)
+        if failed:
+            log.warning("flush: %d of %d deletions failed", len(failed), len(result.ops))
         return result
 
     # views ---------------------------------------------------------------------------------

@@ -385,3 +385,38 @@ def test_a_chunk_whose_booking_raises_does_not_stop_the_others(caplog):
     assert engine.observed_routes == {k: n for k, (_, n) in kernel.routes.items()}
     engine.run(30.0)
     assert kroute(kernel, "203.0.113.1/32") is not None and not engine.failures
+
+
+@pytest.mark.parametrize("broken", ["routes", "nexthops", "links", "apply"])
+def test_flush_on_exit_deletes_every_object_of_ours_even_when_a_read_fails(broken, caplog):
+    """``flush`` stopped half-way (raised) when its dump raised: now it deletes what it can."""
+    kernel = FakeKernel(PROTO)
+    for name in ("a", "b", "c"):
+        kernel.add_link(name)
+    foreign_nh = KNexthop(id=1500, family=AF_INET, protocol=12, oif=kernel.index("a"))
+    kernel.nexthops[foreign_nh.id] = foreign_nh
+    foreign = (100,) + parse_prefix("192.0.2.0/24") + (20,)
+    kernel.add_foreign_route(foreign, 12, 1500)
+    engine, kernel = make(kernel)
+    for i in range(20):
+        route(engine, "203.0.113.%d/32" % i, dev("a"), dev("b"))
+    route(engine, "198.51.100.1/32", dev("c"))
+    ready_run(engine)
+    assert len(kernel.routes) == 22 and len(kernel.nexthops) == 5
+    if broken == "apply":
+        apply = kernel.apply
+        calls = []
+
+        def flaky(ops, on_chunk=None):
+            calls.append(len(ops))
+            if len(calls) == 1:
+                raise ResyncNeeded("netlink receive buffer overflow: replies lost")
+            return apply(ops, on_chunk)
+
+        kernel.apply = flaky
+    else:
+        kernel.dump_faults[broken] = ResyncNeeded("dump interrupted")
+    engine.flush()
+    assert kernel.routes == {foreign: (12, 1500)}
+    assert kernel.nexthops == {1500: foreign_nh}
+    assert "could not delete" not in caplog.text
