@@ -326,13 +326,13 @@ class Engine:
         if self.rib.became_ready:  # the deletions held back until now are due: plan everything
             self.rib.became_ready = False
             full = True
-        if self.failures:
-            older = [f for t, f in self.failures.items() if t.what == "nh"]
-            if older:
-                self._park_unused({(NEXTHOP_SET, 0, ""): older})
         last = Plan()
         for _round in range(4):
             changed = self.fib.sync_rib(now, collect=not full)
+            if self.failures:  # a refused nexthop or group whose last user just went
+                older = [f for t, f in self.failures.items() if t.what == "nh"]
+                if older:
+                    self._park_unused({(NEXTHOP_SET, 0, ""): older})
             keys = None
             if not full:  # the RIB's changes in their order, then the rest
                 keys = changed

@@ -5,10 +5,10 @@ import errno
 import pytest
 
 from kernelsync.core.model import AF_INET, KNexthop, ResilientSpec, parse_prefix
-from kernelsync.core.ops import NEXTHOP_DEL, ROUTE_SET, Target
+from kernelsync.core.ops import NEXTHOP_DEL, NEXTHOP_SET, ROUTE_SET, Target
 from kernelsync.core.port import ResyncNeeded
 from kernelsync.kernel.fake import FakeKernel
-from tests.support.fakes import PROTO, dev, flap, kroute, make, nexthop_on, ready_run, route
+from tests.support.fakes import PROTO, dev, flap, kroute, make, nexthop_on, ready_run, route, via
 
 
 def test_link_down_shrinks_group_routes_stay_and_up_restores_without_route_writes():
@@ -420,3 +420,50 @@ def test_flush_on_exit_deletes_every_object_of_ours_even_when_a_read_fails(broke
     assert kernel.routes == {foreign: (12, 1500)}
     assert kernel.nexthops == {1500: foreign_nh}
     assert "could not delete" not in caplog.text
+
+
+def test_an_unused_held_nexthop_whose_write_is_refused_is_not_retried(caplog):
+    """It was retried with a warning every few seconds until its hold time ended."""
+    engine, kernel = make(hold=30.0, retry_initial=0.2, retry_max=2.0)
+    route(engine, "203.0.113.1/32", via("192.0.2.1", "a"))
+    route(engine, "203.0.113.2/32", dev("b"))
+    ready_run(engine, 0.0)
+    nh_id = kroute(kernel, "203.0.113.1/32")
+    engine.rib.withdraw("static", parse_prefix("203.0.113.1/32"))
+    engine.run(1.0)  # unused: held until 31.0
+    assert nh_id in kernel.nexthops
+    kernel.fail_next(lambda op: op.kind is NEXTHOP_SET and op.nexthop.id == nh_id, errno.ENETUNREACH, times=1000)
+    flap(engine, kernel, "a", 2.0, up=False)  # the kernel drops it
+    flap(engine, kernel, "a", 3.0, up=True)  # its re-creation is refused: no route to the gateway
+    assert nh_id not in kernel.nexthops and not engine.failures
+    refusals = kernel.stats.failures
+    now = 3.0
+    while engine.deadline() is not None and engine.deadline() < 31.0:
+        now = max(now, engine.deadline())
+        engine.run(now)
+    assert kernel.stats.failures == refusals  # not retried
+    assert caplog.text.count("kernel refused") == 1
+    assert engine.deadline() == pytest.approx(31.0)
+    engine.run(31.0)
+    assert nh_id not in engine.nhm.by_id and not engine.nhm.dormant  # freed at its hold end
+    assert kernel.stats.failures == refusals
+
+
+def test_a_parked_nexthop_is_written_again_once_a_route_uses_it():
+    engine, kernel = make(hold=30.0, retry_initial=0.2)
+    route(engine, "203.0.113.1/32", via("192.0.2.1", "a"))
+    kernel.fail_next(lambda op: op.kind is NEXTHOP_SET and op.nexthop.gateway is not None, errno.ENETUNREACH,
+                     times=2)
+    ready_run(engine, 0.0)  # refused while a route uses it: retried with backoff
+    assert Target("nh", 1000) in engine.failures
+    engine.rib.withdraw("static", parse_prefix("203.0.113.1/32"))
+    engine.run(0.1)  # no user now: its failure record goes
+    assert not engine.failures and engine.nhm.dormant == {1000}
+    writes = kernel.stats.writes["nexthop-set"]
+    engine.run(5.0)
+    assert kernel.stats.writes["nexthop-set"] == writes
+    route(engine, "203.0.113.1/32", via("192.0.2.1", "a"))
+    engine.run(6.0)  # used again: written at once (refused once more, then retried with backoff)
+    assert kernel.stats.writes["nexthop-set"] == writes + 1 and Target("nh", 1000) in engine.failures
+    engine.run(engine.deadline())
+    assert kroute(kernel, "203.0.113.1/32") is not None and not engine.failures and not engine.nhm.dormant
