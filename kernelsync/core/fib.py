@@ -154,20 +154,48 @@ class FibBuilder:
         distance = self.rib.distance
         set_key = self.nhm.set_key
         set_usable = self.nhm.set_usable
-        claims = []
+        counts: Dict[Tuple[int, int, int], int] = {}  # (family, id(paths), group id) -> routes
+        keys: Dict[Tuple[int, int], object] = {}  # (family, id(paths)) -> usable set key or None
+        pop = hints.pop
+        get_entry = rib_entries.get
+        last_entry = last_gid = None
+        last_vote: Tuple[int, int, int] = (0, 0, 0)
         for prefix in dirty:
-            gid = hints.get(prefix)
-            entry = rib_entries.get(prefix) if gid is not None else None
+            gid = pop(prefix, None)  # each route votes once
+            if gid is None:
+                continue
+            entry = get_entry(prefix)
             if not entry:
                 continue
-            for source, paths in sorted(entry.items(), key=lambda i: (distance[i[0]], i[0])):
-                try:
-                    key = set_key(prefix[0], paths)
-                except ValueError:
+            if len(entry) == 1:
+                (paths,) = entry.values()
+                if paths is last_entry and gid == last_gid:  # a run of routes on one set and id
+                    counts[last_vote] += 1
                     continue
-                if set_usable(key):  # the set the route uses now (as _select would pick it)
-                    claims.append((key, gid))
+                items = entry.items()
+            else:
+                items = sorted(entry.items(), key=lambda i: (distance[i[0]], i[0]))
+            for source, paths in items:
+                ref = (prefix[0], id(paths))
+                key = keys.get(ref, _MISSING)
+                if key is _MISSING:
+                    try:
+                        key = set_key(prefix[0], paths)
+                    except ValueError:
+                        key = None
+                    if key is not None and not set_usable(key):
+                        key = None  # not the set the route uses now (as _select picks)
+                    keys[ref] = key
+                if key is not None:
+                    vote = ref + (gid,)
+                    counts[vote] = counts.get(vote, 0) + 1
+                    if len(entry) == 1:
+                        last_entry, last_gid, last_vote = paths, gid, vote
                     break
+        claims: Dict[Tuple[object, int], int] = {}
+        for (family, ref, gid), n in counts.items():
+            claim = (keys[(family, ref)], gid)
+            claims[claim] = claims.get(claim, 0) + n
         self.nhm.vote(claims)
 
     def _candidates(self, prefix: Prefix, entry) -> Tuple[Tuple[str, Entry], ...]:

@@ -145,17 +145,15 @@ class NexthopManager:
         """Kernel groups of ours are still waiting to be adopted (the start's adoption)."""
         return bool(self._adopt_groups) and bool(self._adopt_ids)
 
-    def vote(self, claims: Iterable[Tuple[Union[NhKey, GroupKey], int]]) -> None:
-        """Adoption by id: ``claims`` are ``(set key, id)`` pairs, one per route of ours in the
-        kernel whose id is one of our groups waiting for adoption, and whose desired set (the
-        one the route would use now, :meth:`set_key`) is a group.  Each set gets the id most
+    def vote(self, claims: Dict[Tuple[Union[NhKey, GroupKey], int], int]) -> None:
+        """Adoption by id: ``claims`` maps ``(set key, id)`` to a number of routes of ours in the
+        kernel that point at ``id``, one of our groups waiting for adoption, and whose desired
+        set (the one the route would use now, :meth:`set_key`) is that set.  Each set gets the id most
         of its routes point at; an id goes to one set only (most routes first).  A group whose
         content changed meanwhile (a member down or back, or twins: two sets with the same live
         members) keeps its id and is replaced in place: one write per group, none per route."""
-        counts: Dict[Tuple[GroupKey, int], int] = {}
-        for gkey, gid in claims:
-            if len(gkey) == 2 and gkey not in self.groups and gkey not in self._adopt_by_set:
-                counts[(gkey, gid)] = counts.get((gkey, gid), 0) + 1
+        counts = {(gkey, gid): n for (gkey, gid), n in claims.items()
+                  if len(gkey) == 2 and gkey not in self.groups and gkey not in self._adopt_by_set}
         taken = set(self._adopt_by_set.values())
         for (gkey, gid), _n in sorted(counts.items(), key=lambda i: -i[1]):
             if gkey in self._adopt_by_set or gid in taken or gid not in self._adopt_ids:
