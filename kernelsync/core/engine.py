@@ -755,7 +755,8 @@ class Engine:
                                                        "next_try": f.next_try}
                                      for f in self.failures.values()},
                 "fought_objects": {str(i): r.show() for i, r in self.outside.items() if r.warned},
-                "last_repair_ms": self.last_repair_ms, **self.counters}
+                "last_repair_ms": self.last_repair_ms, "id_range_exhaustions": self.fib.exhaustions,
+                "prefixes_waiting_for_id": len(self.fib.starved), **self.counters}
 
 
 def _describe(op: Op) -> str:

@@ -104,6 +104,8 @@ class FibBuilder:
                     # retried when ids are freed (hold ends) or at the next full sync
                     starved[prefix] = None
                     continue
+            if starved:
+                starved.pop(prefix, None)  # withdrawn, or its set found an id after all
             old = cands_map.get(prefix, ())
             if old != new:
                 for _, e in old:

@@ -12,8 +12,14 @@
   carrier (read from the shared :class:`~kernelsync.core.links.LinkTable`) and whose last
   write did not fail.  A group with no active member cannot exist in
   the kernel; routes on it fall back (see :mod:`kernelsync.core.fib`).
-* On start, :meth:`NexthopManager.adopt` takes the IDs of the kernel objects of ours that have
-  the same content, so a restart writes nothing.
+* On start, :meth:`NexthopManager.adopt` keeps our kernel objects for adoption, so a restart
+  writes nothing: a plain nexthop is adopted by content (family, gateway, device); a group *by
+  id*: the routes of ours in the kernel say which id serves which set (:meth:`vote`, most
+  routes win), so two sets with the same live members (a member down) keep their own groups,
+  and a group whose live members changed while we were away is replaced in place (one write
+  per group, none per route).  A group no route points at is adopted by content, or swept.
+* An id range with no free id left: the prefixes whose set needs one wait (the FIB retries
+  them when ids are freed); an unused entry whose write is refused is parked, not retried.
 
 Mirrors FRR zebra_nhg.c (content-hashed, refcounted, members before groups, kept a while after
 the last user) and the kernel's include/uapi/linux/nexthop.h.

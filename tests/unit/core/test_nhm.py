@@ -240,3 +240,17 @@ def test_a_group_is_not_adopted_by_id_across_a_change_of_type():
     engine2.run(100.0)
     new = kroute(kernel, "10.0.0.1/32")
     assert new != gid and kernel.nexthops[new].grp_type == GRP_RES and gid not in kernel.nexthops
+
+
+def test_a_group_that_gets_no_id_leaves_no_new_member_behind():
+    engine, kernel = make(id_range=(1000, 1003))  # a, b, group {a,b}, then one id left
+    route(engine, "10.0.0.1/32", dev("a"), dev("b"))
+    ready_run(engine)
+    route(engine, "10.0.0.2/32", dev("a"), dev("c"))  # c takes the last id, its group finds none
+    engine.run(1.0)
+    assert kroute(kernel, "10.0.0.2/32") is None and len(engine.fib.starved) == 1
+    assert sorted(e.key[2] for e in engine.nhm.nexthops.values()) == ["a", "b"]
+    assert len(kernel.nexthops) == 3 and engine.show_stats()["prefixes_waiting_for_id"] == 1
+    engine.rib.withdraw("static", parse_prefix("10.0.0.2/32"))
+    engine.run(2.0)
+    assert not engine.fib.starved and len(kernel.nexthops) == 3

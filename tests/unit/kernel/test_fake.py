@@ -3,8 +3,11 @@ refusals the engine must handle, so the core's unit tests run against a faithful
 import errno
 import socket
 
+import pytest
+
 from kernelsync.core.model import AF_INET, AF_INET6, KNexthop
 from kernelsync.core.ops import NexthopSet, RouteDel, RouteSet
+from kernelsync.core.port import ResyncNeeded
 from kernelsync.kernel.fake import FakeKernel
 
 KEY4 = (100, AF_INET, socket.inet_aton("203.0.113.1"), 32, 20)
@@ -53,3 +56,29 @@ def test_injected_fault_then_success():
     k.fail_next(lambda op: op.kind is RouteDel.kind, errno.ENOMEM)
     assert [(r.index, r.errno, r.message) for r in k.apply([RouteDel(KEY4)])] == [(0, errno.ENOMEM, "injected fault")]
     assert k.apply([RouteDel(KEY4)]) == [] and KEY4 not in k.routes
+
+
+def test_chunks_are_answered_one_by_one_and_a_raising_callback_stops_the_batch():
+    kernel = FakeKernel(200)
+    a = kernel.add_link("a")
+    kernel.chunk = 2
+    ops = [NexthopSet(KNexthop(id=i, family=AF_INET, protocol=200, oif=a), False) for i in range(1, 6)]
+    seen = []
+    kernel.apply(ops, on_chunk=lambda s, e, r: seen.append((s, e)))
+    assert seen == [(0, 2), (2, 4), (4, 5)] and len(kernel.nexthops) == 5
+
+    def boom(s, e, r):
+        raise KeyError(s)
+
+    more = [NexthopSet(KNexthop(id=i, family=AF_INET, protocol=200, oif=a), False) for i in range(6, 10)]
+    with pytest.raises(KeyError):
+        kernel.apply(more, on_chunk=boom)
+    assert sorted(kernel.nexthops) == [1, 2, 3, 4, 5, 6, 7]  # as RtNetlink: later chunks not sent
+
+
+def test_dump_faults_raise_from_that_dump_only():
+    kernel = FakeKernel(200)
+    kernel.dump_faults["routes"] = ResyncNeeded("interrupted")
+    assert kernel.dump_nexthops() == {}
+    with pytest.raises(ResyncNeeded):
+        kernel.dump_routes(254, 200)
