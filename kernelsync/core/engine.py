@@ -657,7 +657,8 @@ class Engine:
     # shutdown ------------------------------------------------------------------------------
     def flush(self) -> Plan:
         """Delete every route and nexthop of ours (``flush_on_exit``), best effort: a dump that
-        fails is replaced by what we know (the last dump, and every object and route we manage);
+        fails is replaced by what we know (the last dump and our writes since; for routes also
+        every route of the desired FIB: a route delete carries our protocol);
         a batch that fails is retried one operation at a time; whatever could not be deleted is
         logged.  Never raises (it runs on the way out)."""
         problems = []
@@ -673,15 +674,11 @@ class Engine:
             problems.append("routes dump failed: %s" % exc)
             for key, nh_id in self.fib.routes.items():
                 routes.setdefault(key, nh_id)
-        nexthops = dict(self.observed_nh)
-        if problems:  # also every object we manage that the last dump may not have shown
-            for nh_id, entry in self.nhm.by_id.items():
-                if nh_id not in nexthops:
-                    nexthops[nh_id] = KNexthop(id=nh_id, family=0 if entry.is_group else entry.key[0],
-                                               protocol=self.kcfg.protocol,
-                                               group=((0, 1),) if entry.is_group else ())
+        if problems:
+            # the observed view holds every object of ours the last dump showed or we wrote
+            # since (booked); an id of our range that it lacks may be another program's: kept
             log.warning("flush: %s; deleting every object of ours we know of", "; ".join(problems))
-        result = plan({}, nexthops, {}, routes)
+        result = plan({}, self.observed_nh, {}, routes)
         if self.dry_run or not result.ops:
             return result
         try:
