@@ -476,6 +476,7 @@ class Engine:
             waiting = self.nhm.adopting_ids()
             self.fib.route_hints = {(k[1], k[2], k[3]): n for k, n in routes.items()
                                     if n in waiting and k[4] == metric}
+            self.nhm.routed_ids = set(self.fib.route_hints.values())
 
     # writes --------------------------------------------------------------------------------
     def _apply(self, ops: List[Op], now: float) -> bool:

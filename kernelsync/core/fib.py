@@ -171,7 +171,7 @@ class FibBuilder:
                 continue
             if len(entry) == 1:
                 (paths,) = entry.values()
-                if paths is last_entry and gid == last_gid:  # a run of routes on one set and id
+                if paths is last_entry and gid == last_gid and prefix[0] == last_vote[0]:  # a run: one set, one id
                     counts[last_vote] += 1
                     continue
                 items = entry.items()

@@ -110,6 +110,7 @@ class NexthopManager:
         self._adopt_ids: Set[int] = set()
         self._adopt_groups: Dict[int, KNexthop] = {}  # id -> our kernel group awaiting adoption
         self._adopt_by_set: Dict[GroupKey, int] = {}  # set -> the id its routes point at (vote)
+        self.routed_ids: Set[int] = set()  # our groups awaiting adoption that routes point at
         self._full_at = -1  # value of ``frees`` when the range was last found full
         self.frees = 0  # collections that freed entries (ids): the FIB retries prefixes that found none
         self.dormant: Set[int] = set()  # unused entries whose write was refused: not retried
@@ -210,6 +211,7 @@ class NexthopManager:
         self._adopt_group.clear()
         self._adopt_groups.clear()
         self._adopt_by_set.clear()
+        self.routed_ids = set()
         if self._adopt_ids:
             self.released()
         self._adopt_ids.clear()
@@ -355,6 +357,8 @@ class NexthopManager:
         res = gkey[1]
         probe = GroupEntry(gkey, 0, members)
         adopt_key = (GRP_RES if res else GRP_MPATH, _res_tuple(res), self.active_members(probe))
+        if self._adopt_group.get(adopt_key) in self.routed_ids:
+            return None  # routes point at it: it waits for their set's vote (its twin's, maybe)
         return self._take_adopted(self._adopt_group, adopt_key)
 
     def _drop_fresh(self, keys: List[NhKey]) -> None:

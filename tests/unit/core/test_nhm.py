@@ -254,3 +254,23 @@ def test_a_group_that_gets_no_id_leaves_no_new_member_behind():
     engine.rib.withdraw("static", parse_prefix("10.0.0.2/32"))
     engine.run(2.0)
     assert not engine.fib.starved and len(kernel.nexthops) == 3
+
+
+def test_a_twin_whose_routes_come_later_keeps_its_group():
+    """BGP routes arrive over time: a set with no route in the kernel (a new one) must not take,
+    by content, the group that the routes of a set not yet re-announced point at."""
+    engine, kernel = make(_twins_kernel())
+    route(engine, "10.2.0.0/32", dev("a0"), dev("a2"))
+    ready_run(engine)
+    g2 = kroute(kernel, "10.2.0.0/32")
+    flap(engine, kernel, "a2", 1.0, carrier=False)  # g2 = {a0}
+    flap(engine, kernel, "a1", 1.5, carrier=False)
+    kernel.stats.writes = dict.fromkeys(kernel.stats.writes, 0)
+    engine2, _ = make(kernel)
+    engine2.rib.add_source("bgp", 20)
+    route(engine2, "10.1.0.0/32", dev("a0"), dev("a1"), source="bgp")  # new set, live content {a0}
+    engine2.run(10.0)
+    route(engine2, "10.2.0.0/32", dev("a0"), dev("a2"))  # the static set, after
+    engine2.run(11.0)
+    assert kroute(kernel, "10.2.0.0/32") == g2 and kroute(kernel, "10.1.0.0/32") != g2
+    assert kernel.stats.writes["route-set"] == 1  # only the new route
