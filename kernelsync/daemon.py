@@ -38,6 +38,13 @@ from .kernel.netlink import EventSocket, RouteEventSocket, RtNetlink
 
 log = logging.getLogger("kernelsync.daemon")
 ERROR_HOLD = 1.0  # seconds
+#: test hook: the notification sockets' receive buffer in bytes (forced overflow tests); unset: 16 MiB
+RCVBUF_ENV = "KERNELSYNC_NOTIFY_RCVBUF"
+
+
+def _notify_rcvbuf() -> int:
+    value = os.environ.get(RCVBUF_ENV)
+    return int(value) if value else 16 << 20
 
 
 class Daemon:
@@ -54,8 +61,11 @@ class Daemon:
         self.stopping = False
         self.kernel = RtNetlink(cfg.kernel.protocol)
         # subscribe before the first dump, so no change between dump and subscription is lost
-        self.events = EventSocket()
+        self.events = EventSocket(rcvbuf=_notify_rcvbuf())
         self.route_events: Optional[RouteEventSocket] = None
+        self.resync_feeds = False  # notifications were lost: tell the feeds after the engine's full read
+        self.counters = {"notify_overflows": 0, "route_notify_overflows": 0, "feed_rereads_after_overflow": 0,
+                         "route_events_ours": 0}
         self.engine = Engine(cfg.kernel, self.kernel, dry_run=dry_run)
         self.feeds: List[Feed] = []
         self.bgp: Optional[BgpFeed] = None
@@ -91,9 +101,12 @@ class Daemon:
         self.feeds.extend(TableFeed(engine.rib, tf, self.kernel, engine.links) for tf in cfg.table_feeds)
         if cfg.fpm_feed is not None:
             self.feeds.append(FpmFeed(engine.rib, cfg.fpm_feed, engine.links))
-        if any(feed.follows_routes for feed in self.feeds):
-            # before the feeds' first dumps, as the link and nexthop subscription
-            self.route_events = RouteEventSocket(cfg.kernel.protocol)
+        # before the feeds' first dumps and the engine's first route dump, as the link and nexthop
+        # subscription: other programs' changes of our routes (repaired at once), and other
+        # protocols' routes for the feeds that follow them
+        self.route_events = RouteEventSocket(cfg.kernel.protocol, rcvbuf=_notify_rcvbuf(), table=cfg.kernel.table,
+                                             portid=self.kernel.portid,
+                                             others=any(feed.follows_routes for feed in self.feeds))
 
     def dry_run_plan(self) -> int:
         """Plan once against the kernel and print the operations; write nothing."""
@@ -175,11 +188,7 @@ class Daemon:
                         engine.request_full_sync()
                         hold_until = time.monotonic() + ERROR_HOLD
                         continue
-                    missed = engine.take_missed_link_change()
-                    if missed is not None:
-                        log.info("a full read found link changes before their notifications (or notifications were "
-                                 "lost): telling the feeds")
-                        self._dispatch(KernelChange(links=missed), time.monotonic())
+                    self._after_run()
                     if event_at is not None:
                         engine.last_repair_ms = (time.monotonic() - event_at) * 1000
                         log.info("link event handled in %.1f ms (%d writes)", engine.last_repair_ms, len(result.ops))
@@ -215,6 +224,22 @@ class Daemon:
             if sock is not None:
                 sock.close()
 
+    def _after_run(self) -> None:
+        """After an engine run: what its full read found changed in the links without a
+        notification goes to the feeds; after notifications were lost, once the engine has read
+        the kernel whole, every feed is told to read again what it follows (links included)."""
+        engine = self.engine
+        if self.resync_feeds and not engine.need_full:
+            self.resync_feeds = False
+            self.counters["feed_rereads_after_overflow"] += 1
+            log.info("notifications were lost: the kernel is read again; the feeds read again what they follow")
+            self._dispatch(KernelChange(links=engine.take_missed_link_change(), lost=True), time.monotonic())
+            return
+        missed = engine.take_missed_link_change()
+        if missed is not None:
+            log.info("a full read found link changes before their notifications: telling the feeds")
+            self._dispatch(KernelChange(links=missed), time.monotonic())
+
     def _on_signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
             log.info("SIGHUP: full resync")
@@ -226,24 +251,34 @@ class Daemon:
     def handle_notifications(self, now: float) -> bool:
         """Drain the notification sockets; tell the engine and then every feed what changed,
         at once.  Returns True if a link notification came (or notifications were lost): a
-        repair is due.  Notifications lost (ENOBUFS) count as a change of everything: the
-        engine reads the kernel whole, every feed reads again what it follows."""
+        repair is due.  Notifications lost (ENOBUFS, on either socket) count as a change of
+        everything: the engine reads the kernel whole, then (:meth:`_after_run`) every feed is
+        told to read again what it follows, links included, with the link table as that full
+        read left it.  A route of ours changed by another program goes to the engine
+        (:meth:`~kernelsync.core.engine.Engine.on_route_event`): repaired at once."""
         engine = self.engine
-        lost_links = lost_routes = False
+        lost = False
         messages = []
         try:
             messages += self.events.read()
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
-            lost_links = True
+            self.counters["notify_overflows"] += 1
+            lost = True
         if self.route_events is not None:
             try:
                 messages += self.route_events.read()
             except ResyncNeeded as exc:
-                log.warning("%s (routes); the feeds read the kernel again", exc)
-                lost_routes = True
+                log.warning("%s (routes); full resync, then the feeds read the kernel again", exc)
+                self.counters["route_notify_overflows"] += 1
+                lost = True
+        if lost:  # everything queued was older than the overflow: the full read replaces it
+            engine.request_full_sync()
+            self.resync_feeds = True
+            return True
         link = addr = False
         routes: List[RouteEvent] = []
+        kcfg = self.cfg.kernel
         for msg in messages:
             mtype = msg.type
             if mtype in LINK_MESSAGES:
@@ -254,19 +289,24 @@ class Daemon:
                 self._nexthop_notified(mtype == RTM_DELNEXTHOP, msg.data, now)
             elif mtype in ROUTE_MESSAGES:
                 route = parse_route(msg.data, 16, len(msg.data))
-                if route is not None and route.protocol != self.cfg.kernel.protocol:
+                if route is None:
+                    continue
+                if route.protocol != kcfg.protocol:
                     routes.append(RouteEvent(mtype == RTM_DELROUTE, route))
+                    continue
+                writer = NLMSGHDR.unpack_from(msg.data)[4]
+                if route.table == kcfg.table and writer != self.kernel.portid:
+                    self.counters["route_events_ours"] += 1
+                    engine.on_route_event(mtype == RTM_DELROUTE, (route.table, route.family, route.dst, route.plen,
+                                                                  route.metric), route.nh_id, now, writer)
         link_change = None
-        if link or lost_links:
+        if link:
             link_change = engine.on_link_event(now)
-        if lost_links:
-            engine.request_full_sync()
         if addr:
             engine.on_address_event(now)
-        if link or lost_links or lost_routes or addr or routes:
-            self._dispatch(KernelChange(links=link_change, addresses=addr, routes=tuple(routes),
-                                        lost=lost_links or lost_routes), now)
-        return link or lost_links
+        if link or addr or routes:
+            self._dispatch(KernelChange(links=link_change, addresses=addr, routes=tuple(routes)), now)
+        return link
 
     def _nexthop_notified(self, deleted: bool, data: bytes, now: float) -> None:
         """One nexthop notification.  Its nlmsg_pid names the writer: our request socket (the
@@ -306,6 +346,12 @@ class Daemon:
             out["counters"].update(self.export.counters)
         return out
 
+    def show_notifications(self) -> dict:
+        """The notification sockets: overflows (ENOBUFS) seen and the full re-reads they caused
+        (``show stats``: ``notifications``)."""
+        return {**self.counters, "feeds": {f.name: f.counters.get("rereads", 0) for f in self.feeds
+                                           if isinstance(getattr(f, "counters", None), dict)}}
+
     def show_export(self) -> dict:
         if self.export is None:
             return {"error": "nothing to export: no [[export.anycast]] or [[export.kernel]] in the configuration"}
@@ -324,8 +370,10 @@ class Daemon:
             views["show feeds"] = lambda: {f.name: f.show() for f in route_feeds}
         if request in views:
             result = views[request]()
-            if request == "show stats" and self.bgp is not None:
-                result["bgp"] = self.show_bgp()["counters"]
+            if request == "show stats":
+                result["notifications"] = self.show_notifications()
+                if self.bgp is not None:
+                    result["bgp"] = self.show_bgp()["counters"]
             return result
         if request == "resync":
             engine.request_full_sync()
