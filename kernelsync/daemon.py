@@ -349,8 +349,14 @@ class Daemon:
     def show_notifications(self) -> dict:
         """The notification sockets: overflows (ENOBUFS) seen and the full re-reads they caused
         (``show stats``: ``notifications``)."""
-        return {**self.counters, "feeds": {f.name: f.counters.get("rereads", 0) for f in self.feeds
-                                           if isinstance(getattr(f, "counters", None), dict)}}
+        feeds = {}
+        for feed in self.feeds:
+            counters = getattr(feed, "counters", None)
+            if isinstance(counters, dict):
+                feeds[feed.name] = {k: v for k, v in counters.items() if "reread" in k or "lost" in k}
+        return {**self.counters, "sockets": {"links": self.events.overflows,
+                                             "routes": self.route_events.overflows if self.route_events else 0},
+                "feeds": feeds}
 
     def show_export(self) -> dict:
         if self.export is None:
