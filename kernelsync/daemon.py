@@ -35,6 +35,7 @@ from .feeds.tablefeed import TableFeed
 from .kernel.codec import (ADDRESS_MESSAGES, LINK_MESSAGES, NEXTHOP_MESSAGES, NLMSGHDR, ROUTE_MESSAGES,
                            RTM_DELNEXTHOP, RTM_DELROUTE, parse_nexthop, parse_route)
 from .kernel.netlink import EventSocket, RouteEventSocket, RtNetlink
+from .ownership import Claim, OwnershipConflict
 
 log = logging.getLogger("kernelsync.daemon")
 ERROR_HOLD = 1.0  # seconds
@@ -72,6 +73,7 @@ class Daemon:
         self.streams: Optional[ExabgpStreams] = None
         self.export: Optional[ExportFeed] = None
         self.control: Optional[ControlServer] = None
+        self.claim: Optional[Claim] = None
 
     # setup ---------------------------------------------------------------------------------
     def _static_feed(self) -> StaticFeed:
@@ -121,7 +123,26 @@ class Daemon:
         return 0
 
     # loop ----------------------------------------------------------------------------------
+    def claim_ownership(self) -> bool:
+        """Claim our ownership key (network namespace, table, protocol; nexthop ID range) for
+        the life of the process (:mod:`kernelsync.ownership`); False, logged with the first
+        owner named, if another instance holds it.  A dry run reads only and claims nothing."""
+        k, cfg = self.cfg.kernel, self.cfg
+        claim = Claim(k.table, k.protocol, k.nexthop_id_range,
+                      {"config": cfg.filename, "control_socket": cfg.control_socket,
+                       "mode": "exabgp" if self.exabgp_stdin else "run"})
+        try:
+            claim.acquire()
+        except OwnershipConflict as exc:
+            log.error("%s", exc)
+            return False
+        self.claim = claim
+        return True
+
     def run(self) -> int:
+        if self.claim is None and not self.claim_ownership():
+            self.close()
+            return 1
         engine = self.engine
         now = time.monotonic()
         engine.start(now)
@@ -130,6 +151,7 @@ class Daemon:
         if self.cfg.control_socket:
             self.control = ControlServer(self.cfg.control_socket, self.answer)
             self.control.start(sel)
+        self.claim.register(sel)
         for feed in self.feeds:
             feed.start(sel, now)
         event_at: Optional[float] = None  # when the first link event not handled yet was read
@@ -220,7 +242,7 @@ class Daemon:
 
     def close(self) -> None:
         """Close the daemon's own sockets (the loop does it when it ends)."""
-        for sock in (self.events, self.route_events, self.kernel):
+        for sock in (self.events, self.route_events, self.kernel, self.claim):
             if sock is not None:
                 sock.close()
 
