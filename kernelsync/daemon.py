@@ -15,6 +15,8 @@ import os
 import selectors
 import signal
 import struct
+import subprocess
+import sys
 import time
 from typing import Callable, List, Optional
 
@@ -26,7 +28,8 @@ from .core.engine import Engine
 from .core.model import format_prefix
 from .core.port import ResyncNeeded
 from .export.feed import ExportFeed
-from .feeds.base import Feed, KernelChange, NexthopEvent, RouteEvent
+from .feeds.base import BaseFeed, Feed, KernelChange, NexthopEvent, RouteEvent
+from .feeds.bgp import EBGP, IBGP
 from .feeds.bgpfeed import BgpFeed
 from .feeds.channels import ExabgpStreams
 from .feeds.fpm import FpmFeed
@@ -48,6 +51,38 @@ def _notify_rcvbuf() -> int:
     return int(value) if value else 16 << 20
 
 
+class HeldBgp(BaseFeed):
+    """``kernelsync hold``: the BGP sources of an instance that stopped, held for ``hold``
+    seconds (``bgp.restart_hold_time``, at least ``bgp.graceful_restart``) and then swept.
+
+    The sources are registered and not ready, so the engine adopts the routes and objects in
+    the kernel and holds back every deletion (the routes stay, stale, and forward); when the
+    hold ends they become ready, empty: the engine deletes the BGP routes, the last of them
+    within the hold time."""
+
+    name = "bgp-held"
+
+    def __init__(self, rib, settings, hold: float, now: float) -> None:
+        self.rib = rib
+        self.until = now + hold
+        self.done = False
+        for source, distance in ((EBGP, settings.ebgp_distance), (IBGP, settings.ibgp_distance)):
+            rib.add_source(source, distance)
+
+    def deadline(self) -> Optional[float]:
+        return None if self.done else self.until
+
+    def commit(self, now: float) -> None:
+        if not self.done and now >= self.until:
+            self.done = True
+            log.info("hold time over: sweeping the BGP routes of the instance that stopped")
+            self.rib.set_ready(EBGP)
+            self.rib.set_ready(IBGP)
+
+    def show(self) -> dict:
+        return {"until": self.until, "swept": self.done}
+
+
 class Daemon:
     """``kernelsync run`` (and ``kernelsync exabgp`` owning the FIB, with ``exabgp_stdin``).
 
@@ -55,10 +90,14 @@ class Daemon:
     (``[exabgp] listen``).  Sockets are opened in the network namespace the daemon is created
     in."""
 
-    def __init__(self, cfg: Config, dry_run: bool = False, exabgp_stdin: bool = False) -> None:
+    def __init__(self, cfg: Config, dry_run: bool = False, exabgp_stdin: bool = False,
+                 hold_bgp: Optional[float] = None) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
         self.exabgp_stdin = exabgp_stdin
+        self.hold_bgp = hold_bgp  # ``kernelsync hold``: seconds the stopped instance's BGP routes stay
+        self.held: Optional[HeldBgp] = None
+        self.handed_over = False
         self.stopping = False
         self.kernel = RtNetlink(cfg.kernel.protocol)
         # subscribe before the first dump, so no change between dump and subscription is lost
@@ -87,7 +126,10 @@ class Daemon:
         ExaBGP streams: a stream that opens is greeted by both), kernel tables, FPM."""
         cfg, engine = self.cfg, self.engine
         self.feeds.append(self._static_feed())
-        if self.exabgp_stdin or cfg.exabgp.listen:
+        if self.hold_bgp is not None:
+            self.held = HeldBgp(engine.rib, cfg.bgp, self.hold_bgp, now)
+            self.feeds.append(self.held)
+        elif self.exabgp_stdin or cfg.exabgp.listen:
             self.streams = ExabgpStreams(stdin=self.exabgp_stdin, listen=cfg.exabgp.listen)
             self.bgp = BgpFeed(engine.rib, cfg.bgp, self.kernel, cfg.kernel.protocol, engine.links, self.streams,
                                now, refresh_on_start=cfg.exabgp.route_refresh_on_start,
@@ -128,21 +170,33 @@ class Daemon:
         the life of the process (:mod:`kernelsync.ownership`); False, logged with the first
         owner named, if another instance holds it.  A dry run reads only and claims nothing."""
         k, cfg = self.cfg.kernel, self.cfg
+        mode = "hold" if self.hold_bgp is not None else "exabgp" if self.exabgp_stdin else "run"
         claim = Claim(k.table, k.protocol, k.nexthop_id_range,
-                      {"config": cfg.filename, "control_socket": cfg.control_socket,
-                       "mode": "exabgp" if self.exabgp_stdin else "run"})
+                      {"config": cfg.filename, "control_socket": cfg.control_socket, "mode": mode})
         try:
             claim.acquire()
         except OwnershipConflict as exc:
-            log.error("%s", exc)
+            if self.hold_bgp is not None:  # a new owner took over first: its routes now, nothing to hold
+                log.info("holding the BGP routes is not needed: %s", exc)
+            else:
+                log.error("%s", exc)
             return False
+        if self.hold_bgp is not None:
+            claim.state = "lingering"
+        claim.on_handover = self._hand_over
         self.claim = claim
         return True
+
+    def _hand_over(self) -> None:
+        """A new instance takes our routes over (it adopts them): stop at once, writing nothing."""
+        log.info("a new instance takes the routes over: stopping without deleting anything")
+        self.handed_over = True
+        self.stopping = True
 
     def run(self) -> int:
         if self.claim is None and not self.claim_ownership():
             self.close()
-            return 1
+            return 0 if self.hold_bgp is not None else 1
         engine = self.engine
         now = time.monotonic()
         engine.start(now)
@@ -183,6 +237,9 @@ class Daemon:
         feeds = self.feeds
         try:
             while not self.stopping:
+                if self.held is not None and self.held.done and self._swept():
+                    log.info("the stopped instance's BGP routes are swept: exiting")
+                    break
                 now = time.monotonic()
                 due = None
                 for feed in feeds:
@@ -202,7 +259,7 @@ class Daemon:
                     due = engine_due if due is None else min(due, engine_due)
                 if due is not None:
                     due = max(due, hold_until)
-                if due is not None and due <= now:
+                if due is not None and due <= now and not self.stopping:
                     try:
                         result = engine.run(now)
                     except Exception:  # never die on one bad cycle: log it, resync a bit later
@@ -228,17 +285,61 @@ class Daemon:
             os.close(wfd)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            if self.cfg.kernel.flush_on_exit and not self.dry_run:
+            hold = None
+            if self.handed_over:
+                log.info("stopping; the routes are the new instance's now")
+            elif self.cfg.kernel.flush_on_exit and not self.dry_run:
                 result = engine.flush()
                 log.info("flushed our routes and nexthops on exit: %d operations", len(result.ops))
             else:
-                log.info("stopping; routes stay in the kernel (graceful; flush_on_exit = false)")
+                hold = self._bgp_hold()
+                log.info("stopping; routes stay in the kernel (graceful; flush_on_exit = false)%s",
+                         "; BGP's for %.0f s more (restart_hold_time), unless a new instance takes them over"
+                         % hold if hold is not None else "")
             if self.control is not None:
                 self.control.close()
             for feed in feeds:
                 feed.close()
             self.close()
+            if hold is not None:
+                self._spawn_holder(hold)
         return 0
+
+    def _swept(self) -> bool:
+        """``kernelsync hold``: the BGP routes are deleted and nothing of ours is left unused."""
+        engine = self.engine
+        due = engine.deadline()
+        return engine.state == "SYNCED" and (due is None or due > time.monotonic()) and engine.gc_at is None
+
+    def _bgp_hold(self) -> Optional[float]:
+        """Seconds BGP's routes may outlive this process (its source): None if it has none."""
+        if self.bgp is None or self.dry_run or all(next(self.engine.rib.prefixes_of(s), None) is None
+                                                          for s in (EBGP, IBGP)):
+            return None
+        settings = self.cfg.bgp
+        return max(settings.restart_hold_time, settings.graceful_restart)
+
+    def _spawn_holder(self, hold: float) -> None:
+        """Start ``kernelsync hold`` (detached: its own session, no stdin or stdout, so ExaBGP
+        waiting for its process to exit is not held up): it holds the ownership key and the BGP
+        routes for ``hold`` seconds, then sweeps them, unless a new instance takes them over
+        (:mod:`kernelsync.ownership`: ``handover``)."""
+        root = logging.getLogger()
+        argv = [sys.executable, "-m", "kernelsync", "--log-level", logging.getLevelName(root.level).lower()]
+        for handler in root.handlers:
+            if isinstance(handler, logging.FileHandler):
+                argv += ["--log-file", handler.baseFilename]
+                break
+        # the end of the hold in wall-clock time: the holder's start-up counts in it
+        argv += ["hold", "-c", str(self.cfg.filename), "--until", "%.3f" % (time.time() + hold)]
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    start_new_session=True, close_fds=True)
+        except OSError as exc:
+            log.error("could not start the process holding the BGP routes (%s): they stay until an instance "
+                      "starts again", exc)
+            return
+        log.info("pid %d holds the BGP routes for %.0f s (then sweeps them)", proc.pid, hold)
 
     def close(self) -> None:
         """Close the daemon's own sockets (the loop does it when it ends)."""

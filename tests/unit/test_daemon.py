@@ -154,3 +154,33 @@ def test_an_undecodable_nexthop_notification_makes_the_engine_look():
     d.engine.need_repair = False
     assert not d.handle_notifications(1.0)
     assert d.engine.need_repair and [e.nexthop for e in d.feeds[0].nexthop_events] == [None]
+
+
+def test_held_bgp_sources_defer_deletions_until_the_hold_ends_then_sweep():
+    """``kernelsync hold``: the stopped instance's BGP routes are adopted and kept (their
+    deletions held back: the BGP sources are not ready) until the hold ends, then deleted."""
+    from kernelsync.core.model import NexthopSpec, Path
+    from kernelsync.daemon import HeldBgp
+    from kernelsync.feeds.bgp import BgpSettings
+
+    d, kernel = daemon(Socket(), Socket())
+    engine = d.engine
+    engine.rib.add_source("ebgp", 20)
+    engine.rib.update("ebgp", KEY[1:4], (Path((NexthopSpec(None, None, "a"),)),))
+    engine.rib.set_ready("ebgp")
+    engine.run(0.0)
+    assert len(kernel.routes) == 1  # the first instance's BGP route
+    d2, _ = daemon(Socket(), Socket())  # the holder, on the same kernel
+    d2.kernel = kernel
+    d2.engine = Engine(d2.cfg.kernel, kernel)
+    d2.engine.start(1.0)
+    held = HeldBgp(d2.engine.rib, BgpSettings(), 3.0, 1.0)
+    d2.engine.run(1.0)
+    assert len(kernel.routes) == 1 and d2.engine.state == "AWAITING"  # kept
+    assert held.deadline() == 4.0
+    held.commit(3.9)
+    d2.engine.run(3.9)
+    assert len(kernel.routes) == 1
+    held.commit(4.0)
+    d2.engine.run(4.0)
+    assert kernel.routes == {} and d2.engine.state == "SYNCED" and held.deadline() is None
