@@ -280,6 +280,8 @@ class Daemon:
                     except Exception:  # a feed bug must not take the FIB manager down
                         log.exception("handler %s failed; continuing", getattr(key.data, "__qualname__", key.data))
         finally:
+            if self.claim is not None:
+                self.claim.state = "stopping"
             signal.set_wakeup_fd(old_wakeup)
             os.close(rfd)
             os.close(wfd)

@@ -15,8 +15,9 @@ serialised by a second abstract socket held for the few milliseconds of a claim.
 answers one request per connection, a line of text:
 
 * ``who``: JSON ``{"pid", "config", "control_socket", "mode", "state"}`` (``state``:
-  ``running``, or ``lingering`` for a stdin-mode instance whose ExaBGP has gone and that keeps
-  its BGP routes stale until its hold time ends);
+  ``running``; ``lingering`` for ``kernelsync hold``, which keeps the BGP routes of an instance
+  that stopped until their hold time ends; ``stopping``: on its way out).  An owner that does
+  not answer (its loop is over) or is stopping is waited for, up to HANDOVER_WAIT;
 * ``handover``: a lingering owner answers ``{"ok": true}`` and exits at once without deleting
   anything (the new owner adopts its routes); a running one answers ``{"ok": false, ...}``.
 
@@ -156,8 +157,12 @@ class Claim:
             try:
                 info = ask(owner.name, "who")
             except (OSError, ValueError):
-                info = {}  # gone meanwhile, or not answering: it is listed, so it holds the name
-            if info.get("state") != "lingering" or time.monotonic() >= deadline:
+                info = {}  # gone meanwhile, or not answering (stopping: its loop is over)
+            state = info.get("state")
+            if state in (None, "stopping") and time.monotonic() < deadline:
+                self._wait_gone(owner.name, min(deadline, time.monotonic() + 0.5))  # an owner on its way out
+                continue
+            if state != "lingering" or time.monotonic() >= deadline:
                 raise OwnershipConflict(
                     "another kernelsync owns %s in this network namespace (netns inode %d): %s; refusing to "
                     "start (two owners undo each other's writes without end); stop it, or give this one "

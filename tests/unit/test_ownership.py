@@ -98,3 +98,24 @@ def test_a_lingering_owner_hands_over_and_the_new_one_takes_the_key(table):
         second.close()
     finally:
         served.close()
+
+
+def test_an_owner_on_its_way_out_is_waited_for(table):
+    first = claim(table)
+    first.acquire()  # not served: its loop is over, it does not answer
+    timer = threading.Timer(0.3, first.close)  # and exits a moment later
+    timer.start()
+    try:
+        second = claim(table, config="/etc/b.toml")
+        second.acquire(handover_wait=3.0)
+        second.close()
+    finally:
+        timer.join()
+        first.close()
+    with pytest.raises(OwnershipConflict):  # one that never goes: refused once the wait is over
+        first = claim(table)
+        first.acquire()
+        try:
+            claim(table).acquire(handover_wait=0.3)
+        finally:
+            first.close()
