@@ -58,7 +58,8 @@ class HeldBgp(BaseFeed):
     The sources are registered and not ready, so the engine adopts the routes and objects in
     the kernel and holds back every deletion (the routes stay, stale, and forward); when the
     hold ends they become ready, empty: the engine deletes the BGP routes, the last of them
-    within the hold time."""
+    within the hold time.  SIGTERM or SIGINT ends the hold at once (a second one exits
+    without sweeping)."""
 
     name = "bgp-held"
 
@@ -369,6 +370,11 @@ class Daemon:
         if signum == signal.SIGHUP:
             log.info("SIGHUP: full resync")
             self.engine.request_full_sync()
+        elif self.held is not None and not self.held.done and self.held.until > 0:
+            # ``kernelsync hold`` asked to stop: the routes it holds would outlive their source
+            # with no timer; sweep them now, then exit (a second signal exits at once)
+            log.info("signal %d: sweeping the held BGP routes now", signum)
+            self.held.until = 0.0
         else:
             self.stopping = True
 

@@ -184,3 +184,19 @@ def test_held_bgp_sources_defer_deletions_until_the_hold_ends_then_sweep():
     held.commit(4.0)
     d2.engine.run(4.0)
     assert kernel.routes == {} and d2.engine.state == "SYNCED" and held.deadline() is None
+
+
+def test_a_signal_to_the_holder_sweeps_now_a_second_one_stops():
+    import signal
+
+    from kernelsync.daemon import HeldBgp
+    from kernelsync.feeds.bgp import BgpSettings
+    d, _kernel = daemon(Socket(), Socket())
+    d.stopping = False
+    d.held = HeldBgp(d.engine.rib, BgpSettings(), 60.0, 1.0)
+    d._on_signal(signal.SIGTERM, None)
+    assert not d.stopping and d.held.deadline() == 0.0
+    d.held.commit(1.1)
+    assert d.held.done and d.engine.rib.all_ready
+    d._on_signal(signal.SIGTERM, None)
+    assert d.stopping
