@@ -48,6 +48,16 @@ def cmd_exabgp(args) -> int:
     return Daemon(cfg, exabgp_stdin=True).run()
 
 
+def cmd_hold(args) -> int:
+    """Started by a stopping ``kernelsync exabgp`` (or ``run`` with BGP): hold its BGP routes."""
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    import time
+    from .daemon import Daemon
+    return Daemon(cfg, hold_bgp=max(0.0, args.until - time.time())).run()
+
+
 def cmd_check(args) -> int:
     cfg = _load(args.config)
     if cfg is None:
@@ -140,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="TOML file (default %(default)s)")
     p.add_argument("--relay", metavar="SOCKET", help="relay to the daemon listening on this Unix socket")
     p.set_defaults(func=cmd_exabgp)
+
+    p = sub.add_parser("hold", help="hold a stopped instance's BGP routes until UNTIL, then sweep them "
+                                    "(started by kernelsync itself when it stops; a new instance takes over)")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p.add_argument("--until", type=float, required=True, help="the end of the hold, seconds since the epoch")
+    p.set_defaults(func=cmd_hold)
 
     p = sub.add_parser("check", help="validate a configuration file")
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)

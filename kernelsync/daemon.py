@@ -15,6 +15,8 @@ import os
 import selectors
 import signal
 import struct
+import subprocess
+import sys
 import time
 from typing import Callable, List, Optional
 
@@ -26,7 +28,8 @@ from .core.engine import Engine
 from .core.model import format_prefix
 from .core.port import ResyncNeeded
 from .export.feed import ExportFeed
-from .feeds.base import Feed, KernelChange, NexthopEvent, RouteEvent
+from .feeds.base import BaseFeed, Feed, KernelChange, NexthopEvent, RouteEvent
+from .feeds.bgp import EBGP, IBGP
 from .feeds.bgpfeed import BgpFeed
 from .feeds.channels import ExabgpStreams
 from .feeds.fpm import FpmFeed
@@ -35,9 +38,50 @@ from .feeds.tablefeed import TableFeed
 from .kernel.codec import (ADDRESS_MESSAGES, LINK_MESSAGES, NEXTHOP_MESSAGES, NLMSGHDR, ROUTE_MESSAGES,
                            RTM_DELNEXTHOP, RTM_DELROUTE, parse_nexthop, parse_route)
 from .kernel.netlink import EventSocket, RouteEventSocket, RtNetlink
+from .ownership import Claim, OwnershipConflict
 
 log = logging.getLogger("kernelsync.daemon")
 ERROR_HOLD = 1.0  # seconds
+#: test hook: the notification sockets' receive buffer in bytes (forced overflow tests); unset: 16 MiB
+RCVBUF_ENV = "KERNELSYNC_NOTIFY_RCVBUF"
+
+
+def _notify_rcvbuf() -> int:
+    value = os.environ.get(RCVBUF_ENV)
+    return int(value) if value else 16 << 20
+
+
+class HeldBgp(BaseFeed):
+    """``kernelsync hold``: the BGP sources of an instance that stopped, held for ``hold``
+    seconds (``bgp.restart_hold_time``, at least ``bgp.graceful_restart``) and then swept.
+
+    The sources are registered and not ready, so the engine adopts the routes and objects in
+    the kernel and holds back every deletion (the routes stay, stale, and forward); when the
+    hold ends they become ready, empty: the engine deletes the BGP routes, the last of them
+    within the hold time.  SIGTERM or SIGINT ends the hold at once (a second one exits
+    without sweeping)."""
+
+    name = "bgp-held"
+
+    def __init__(self, rib, settings, hold: float, now: float) -> None:
+        self.rib = rib
+        self.until = now + hold
+        self.done = False
+        for source, distance in ((EBGP, settings.ebgp_distance), (IBGP, settings.ibgp_distance)):
+            rib.add_source(source, distance)
+
+    def deadline(self) -> Optional[float]:
+        return None if self.done else self.until
+
+    def commit(self, now: float) -> None:
+        if not self.done and now >= self.until:
+            self.done = True
+            log.info("hold time over: sweeping the BGP routes of the instance that stopped")
+            self.rib.set_ready(EBGP)
+            self.rib.set_ready(IBGP)
+
+    def show(self) -> dict:
+        return {"until": self.until, "swept": self.done}
 
 
 class Daemon:
@@ -47,21 +91,29 @@ class Daemon:
     (``[exabgp] listen``).  Sockets are opened in the network namespace the daemon is created
     in."""
 
-    def __init__(self, cfg: Config, dry_run: bool = False, exabgp_stdin: bool = False) -> None:
+    def __init__(self, cfg: Config, dry_run: bool = False, exabgp_stdin: bool = False,
+                 hold_bgp: Optional[float] = None) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
         self.exabgp_stdin = exabgp_stdin
+        self.hold_bgp = hold_bgp  # ``kernelsync hold``: seconds the stopped instance's BGP routes stay
+        self.held: Optional[HeldBgp] = None
+        self.handed_over = False
         self.stopping = False
         self.kernel = RtNetlink(cfg.kernel.protocol)
         # subscribe before the first dump, so no change between dump and subscription is lost
-        self.events = EventSocket()
+        self.events = EventSocket(rcvbuf=_notify_rcvbuf())
         self.route_events: Optional[RouteEventSocket] = None
+        self.resync_feeds = False  # notifications were lost: tell the feeds after the engine's full read
+        self.counters = {"notify_overflows": 0, "route_notify_overflows": 0, "feed_rereads_after_overflow": 0,
+                         "route_events_ours": 0}
         self.engine = Engine(cfg.kernel, self.kernel, dry_run=dry_run)
         self.feeds: List[Feed] = []
         self.bgp: Optional[BgpFeed] = None
         self.streams: Optional[ExabgpStreams] = None
         self.export: Optional[ExportFeed] = None
         self.control: Optional[ControlServer] = None
+        self.claim: Optional[Claim] = None
 
     # setup ---------------------------------------------------------------------------------
     def _static_feed(self) -> StaticFeed:
@@ -75,7 +127,10 @@ class Daemon:
         ExaBGP streams: a stream that opens is greeted by both), kernel tables, FPM."""
         cfg, engine = self.cfg, self.engine
         self.feeds.append(self._static_feed())
-        if self.exabgp_stdin or cfg.exabgp.listen:
+        if self.hold_bgp is not None:
+            self.held = HeldBgp(engine.rib, cfg.bgp, self.hold_bgp, now)
+            self.feeds.append(self.held)
+        elif self.exabgp_stdin or cfg.exabgp.listen:
             self.streams = ExabgpStreams(stdin=self.exabgp_stdin, listen=cfg.exabgp.listen)
             self.bgp = BgpFeed(engine.rib, cfg.bgp, self.kernel, cfg.kernel.protocol, engine.links, self.streams,
                                now, refresh_on_start=cfg.exabgp.route_refresh_on_start,
@@ -91,9 +146,12 @@ class Daemon:
         self.feeds.extend(TableFeed(engine.rib, tf, self.kernel, engine.links) for tf in cfg.table_feeds)
         if cfg.fpm_feed is not None:
             self.feeds.append(FpmFeed(engine.rib, cfg.fpm_feed, engine.links))
-        if any(feed.follows_routes for feed in self.feeds):
-            # before the feeds' first dumps, as the link and nexthop subscription
-            self.route_events = RouteEventSocket(cfg.kernel.protocol)
+        # before the feeds' first dumps and the engine's first route dump, as the link and nexthop
+        # subscription: other programs' changes of our routes (repaired at once), and other
+        # protocols' routes for the feeds that follow them
+        self.route_events = RouteEventSocket(cfg.kernel.protocol, rcvbuf=_notify_rcvbuf(), table=cfg.kernel.table,
+                                             portid=self.kernel.portid,
+                                             others=any(feed.follows_routes for feed in self.feeds))
 
     def dry_run_plan(self) -> int:
         """Plan once against the kernel and print the operations; write nothing."""
@@ -108,7 +166,38 @@ class Daemon:
         return 0
 
     # loop ----------------------------------------------------------------------------------
+    def claim_ownership(self) -> bool:
+        """Claim our ownership key (network namespace, table, protocol; nexthop ID range) for
+        the life of the process (:mod:`kernelsync.ownership`); False, logged with the first
+        owner named, if another instance holds it.  A dry run reads only and claims nothing."""
+        k, cfg = self.cfg.kernel, self.cfg
+        mode = "hold" if self.hold_bgp is not None else "exabgp" if self.exabgp_stdin else "run"
+        claim = Claim(k.table, k.protocol, k.nexthop_id_range,
+                      {"config": cfg.filename, "control_socket": cfg.control_socket, "mode": mode})
+        try:
+            claim.acquire()
+        except OwnershipConflict as exc:
+            if self.hold_bgp is not None:  # a new owner took over first: its routes now, nothing to hold
+                log.info("holding the BGP routes is not needed: %s", exc)
+            else:
+                log.error("%s", exc)
+            return False
+        if self.hold_bgp is not None:
+            claim.state = "lingering"
+        claim.on_handover = self._hand_over
+        self.claim = claim
+        return True
+
+    def _hand_over(self) -> None:
+        """A new instance takes our routes over (it adopts them): stop at once, writing nothing."""
+        log.info("a new instance takes the routes over: stopping without deleting anything")
+        self.handed_over = True
+        self.stopping = True
+
     def run(self) -> int:
+        if self.claim is None and not self.claim_ownership():
+            self.close()
+            return 0 if self.hold_bgp is not None else 1
         engine = self.engine
         now = time.monotonic()
         engine.start(now)
@@ -117,6 +206,7 @@ class Daemon:
         if self.cfg.control_socket:
             self.control = ControlServer(self.cfg.control_socket, self.answer)
             self.control.start(sel)
+        self.claim.register(sel)
         for feed in self.feeds:
             feed.start(sel, now)
         event_at: Optional[float] = None  # when the first link event not handled yet was read
@@ -148,6 +238,9 @@ class Daemon:
         feeds = self.feeds
         try:
             while not self.stopping:
+                if self.held is not None and self.held.done and self._swept():
+                    log.info("the stopped instance's BGP routes are swept: exiting")
+                    break
                 now = time.monotonic()
                 due = None
                 for feed in feeds:
@@ -167,7 +260,7 @@ class Daemon:
                     due = engine_due if due is None else min(due, engine_due)
                 if due is not None:
                     due = max(due, hold_until)
-                if due is not None and due <= now:
+                if due is not None and due <= now and not self.stopping:
                     try:
                         result = engine.run(now)
                     except Exception:  # never die on one bad cycle: log it, resync a bit later
@@ -175,11 +268,7 @@ class Daemon:
                         engine.request_full_sync()
                         hold_until = time.monotonic() + ERROR_HOLD
                         continue
-                    missed = engine.take_missed_link_change()
-                    if missed is not None:
-                        log.info("a full read found link changes before their notifications (or notifications were "
-                                 "lost): telling the feeds")
-                        self._dispatch(KernelChange(links=missed), time.monotonic())
+                    self._after_run()
                     if event_at is not None:
                         engine.last_repair_ms = (time.monotonic() - event_at) * 1000
                         log.info("link event handled in %.1f ms (%d writes)", engine.last_repair_ms, len(result.ops))
@@ -192,33 +281,100 @@ class Daemon:
                     except Exception:  # a feed bug must not take the FIB manager down
                         log.exception("handler %s failed; continuing", getattr(key.data, "__qualname__", key.data))
         finally:
+            if self.claim is not None:
+                self.claim.state = "stopping"
             signal.set_wakeup_fd(old_wakeup)
             os.close(rfd)
             os.close(wfd)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            if self.cfg.kernel.flush_on_exit and not self.dry_run:
+            hold = None
+            if self.handed_over:
+                log.info("stopping; the routes are the new instance's now")
+            elif self.cfg.kernel.flush_on_exit and not self.dry_run:
                 result = engine.flush()
                 log.info("flushed our routes and nexthops on exit: %d operations", len(result.ops))
             else:
-                log.info("stopping; routes stay in the kernel (graceful; flush_on_exit = false)")
+                hold = self._bgp_hold()
+                log.info("stopping; routes stay in the kernel (graceful; flush_on_exit = false)%s",
+                         "; BGP's for %.0f s more (restart_hold_time), unless a new instance takes them over"
+                         % hold if hold is not None else "")
             if self.control is not None:
                 self.control.close()
             for feed in feeds:
                 feed.close()
             self.close()
+            if hold is not None:
+                self._spawn_holder(hold)
         return 0
+
+    def _swept(self) -> bool:
+        """``kernelsync hold``: the BGP routes are deleted and nothing of ours is left unused."""
+        engine = self.engine
+        due = engine.deadline()
+        return engine.state == "SYNCED" and (due is None or due > time.monotonic()) and engine.gc_at is None
+
+    def _bgp_hold(self) -> Optional[float]:
+        """Seconds BGP's routes may outlive this process (its source): None if it has none."""
+        if self.bgp is None or self.dry_run or all(next(self.engine.rib.prefixes_of(s), None) is None
+                                                          for s in (EBGP, IBGP)):
+            return None
+        settings = self.cfg.bgp
+        return max(settings.restart_hold_time, settings.graceful_restart)
+
+    def _spawn_holder(self, hold: float) -> None:
+        """Start ``kernelsync hold`` (detached: its own session, no stdin or stdout, so ExaBGP
+        waiting for its process to exit is not held up): it holds the ownership key and the BGP
+        routes for ``hold`` seconds, then sweeps them, unless a new instance takes them over
+        (:mod:`kernelsync.ownership`: ``handover``)."""
+        root = logging.getLogger()
+        argv = [sys.executable, "-m", "kernelsync", "--log-level", logging.getLevelName(root.level).lower()]
+        for handler in root.handlers:
+            if isinstance(handler, logging.FileHandler):
+                argv += ["--log-file", handler.baseFilename]
+                break
+        # the end of the hold in wall-clock time: the holder's start-up counts in it
+        argv += ["hold", "-c", str(self.cfg.filename), "--until", "%.3f" % (time.time() + hold)]
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    start_new_session=True, close_fds=True)
+        except OSError as exc:
+            log.error("could not start the process holding the BGP routes (%s): they stay until an instance "
+                      "starts again", exc)
+            return
+        log.info("pid %d holds the BGP routes for %.0f s (then sweeps them)", proc.pid, hold)
 
     def close(self) -> None:
         """Close the daemon's own sockets (the loop does it when it ends)."""
-        for sock in (self.events, self.route_events, self.kernel):
+        for sock in (self.events, self.route_events, self.kernel, self.claim):
             if sock is not None:
                 sock.close()
+
+    def _after_run(self) -> None:
+        """After an engine run: what its full read found changed in the links without a
+        notification goes to the feeds; after notifications were lost, once the engine has read
+        the kernel whole, every feed is told to read again what it follows (links included)."""
+        engine = self.engine
+        if self.resync_feeds and not engine.need_full:
+            self.resync_feeds = False
+            self.counters["feed_rereads_after_overflow"] += 1
+            log.info("notifications were lost: the kernel is read again; the feeds read again what they follow")
+            self._dispatch(KernelChange(links=engine.take_missed_link_change(), lost=True), time.monotonic())
+            return
+        missed = engine.take_missed_link_change()
+        if missed is not None:
+            log.info("a full read found link changes before their notifications: telling the feeds")
+            self._dispatch(KernelChange(links=missed), time.monotonic())
 
     def _on_signal(self, signum, _frame) -> None:
         if signum == signal.SIGHUP:
             log.info("SIGHUP: full resync")
             self.engine.request_full_sync()
+        elif self.held is not None and not self.held.done and self.held.until > 0:
+            # ``kernelsync hold`` asked to stop: the routes it holds would outlive their source
+            # with no timer; sweep them now, then exit (a second signal exits at once)
+            log.info("signal %d: sweeping the held BGP routes now", signum)
+            self.held.until = 0.0
         else:
             self.stopping = True
 
@@ -226,24 +382,34 @@ class Daemon:
     def handle_notifications(self, now: float) -> bool:
         """Drain the notification sockets; tell the engine and then every feed what changed,
         at once.  Returns True if a link notification came (or notifications were lost): a
-        repair is due.  Notifications lost (ENOBUFS) count as a change of everything: the
-        engine reads the kernel whole, every feed reads again what it follows."""
+        repair is due.  Notifications lost (ENOBUFS, on either socket) count as a change of
+        everything: the engine reads the kernel whole, then (:meth:`_after_run`) every feed is
+        told to read again what it follows, links included, with the link table as that full
+        read left it.  A route of ours changed by another program goes to the engine
+        (:meth:`~kernelsync.core.engine.Engine.on_route_event`): repaired at once."""
         engine = self.engine
-        lost_links = lost_routes = False
+        lost = False
         messages = []
         try:
             messages += self.events.read()
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
-            lost_links = True
+            self.counters["notify_overflows"] += 1
+            lost = True
         if self.route_events is not None:
             try:
                 messages += self.route_events.read()
             except ResyncNeeded as exc:
-                log.warning("%s (routes); the feeds read the kernel again", exc)
-                lost_routes = True
+                log.warning("%s (routes); full resync, then the feeds read the kernel again", exc)
+                self.counters["route_notify_overflows"] += 1
+                lost = True
+        if lost:  # everything queued was older than the overflow: the full read replaces it
+            engine.request_full_sync()
+            self.resync_feeds = True
+            return True
         link = addr = False
         routes: List[RouteEvent] = []
+        kcfg = self.cfg.kernel
         for msg in messages:
             mtype = msg.type
             if mtype in LINK_MESSAGES:
@@ -254,19 +420,24 @@ class Daemon:
                 self._nexthop_notified(mtype == RTM_DELNEXTHOP, msg.data, now)
             elif mtype in ROUTE_MESSAGES:
                 route = parse_route(msg.data, 16, len(msg.data))
-                if route is not None and route.protocol != self.cfg.kernel.protocol:
+                if route is None:
+                    continue
+                if route.protocol != kcfg.protocol:
                     routes.append(RouteEvent(mtype == RTM_DELROUTE, route))
+                    continue
+                writer = NLMSGHDR.unpack_from(msg.data)[4]
+                if route.table == kcfg.table and writer != self.kernel.portid:
+                    self.counters["route_events_ours"] += 1
+                    engine.on_route_event(mtype == RTM_DELROUTE, (route.table, route.family, route.dst, route.plen,
+                                                                  route.metric), route.nh_id, now, writer)
         link_change = None
-        if link or lost_links:
+        if link:
             link_change = engine.on_link_event(now)
-        if lost_links:
-            engine.request_full_sync()
         if addr:
             engine.on_address_event(now)
-        if link or lost_links or lost_routes or addr or routes:
-            self._dispatch(KernelChange(links=link_change, addresses=addr, routes=tuple(routes),
-                                        lost=lost_links or lost_routes), now)
-        return link or lost_links
+        if link or addr or routes:
+            self._dispatch(KernelChange(links=link_change, addresses=addr, routes=tuple(routes)), now)
+        return link
 
     def _nexthop_notified(self, deleted: bool, data: bytes, now: float) -> None:
         """One nexthop notification.  Its nlmsg_pid names the writer: our request socket (the
@@ -306,6 +477,18 @@ class Daemon:
             out["counters"].update(self.export.counters)
         return out
 
+    def show_notifications(self) -> dict:
+        """The notification sockets: overflows (ENOBUFS) seen and the full re-reads they caused
+        (``show stats``: ``notifications``)."""
+        feeds = {}
+        for feed in self.feeds:
+            counters = getattr(feed, "counters", None)
+            if isinstance(counters, dict):
+                feeds[feed.name] = {k: v for k, v in counters.items() if "reread" in k or "lost" in k}
+        return {**self.counters, "sockets": {"links": self.events.overflows,
+                                             "routes": self.route_events.overflows if self.route_events else 0},
+                "feeds": feeds}
+
     def show_export(self) -> dict:
         if self.export is None:
             return {"error": "nothing to export: no [[export.anycast]] or [[export.kernel]] in the configuration"}
@@ -324,8 +507,10 @@ class Daemon:
             views["show feeds"] = lambda: {f.name: f.show() for f in route_feeds}
         if request in views:
             result = views[request]()
-            if request == "show stats" and self.bgp is not None:
-                result["bgp"] = self.show_bgp()["counters"]
+            if request == "show stats":
+                result["notifications"] = self.show_notifications()
+                if self.bgp is not None:
+                    result["bgp"] = self.show_bgp()["counters"]
             return result
         if request == "resync":
             engine.request_full_sync()

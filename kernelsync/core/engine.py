@@ -13,8 +13,10 @@ deleted) -> SYNCED.  Work is driven by marks:
   fight: another daemon that "repairs" our object back to its view), its repairs back off
   (:class:`OutsideWrites`): at most one rewrite per hold, the hold doubling up to FIGHT_HOLD_MAX,
   warned once per object with both views;
-* a full resync every ``resync_interval`` seconds repairs any other outside change
-  (``ip route del`` of our route);
+* a route of ours deleted or rewritten by another program (``ip route del``: the daemon's route
+  notifications pass another writer's changes of our protocol in our table) is repaired at once
+  (:meth:`Engine.on_route_event`), with the same back-off when it is fought over;
+* a full resync every ``resync_interval`` seconds repairs any other outside change;
 * failed writes are retried with exponential backoff (``retry_initial`` doubling up to
   ``retry_max``), logged once per cause and batch; a failed nexthop leaves its groups until it
   is written.
@@ -147,7 +149,7 @@ class Engine:
         self.gc_at: Optional[float] = None
         self.last_repair_ms: Optional[float] = None
         self.missed_link_change: Optional[LinkChange] = None
-        self.outside: Dict[int, OutsideWrites] = {}  # nexthop id -> another program's writes to it
+        self.outside: Dict[object, OutsideWrites] = {}  # nexthop id or RouteKey -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0, "nexthops_taken_over": 0, "outside_writes": 0,
                                          "fights": 0, "booking_errors": 0}
@@ -235,6 +237,54 @@ class Engine:
                         "of fighting (zebra learning our objects does this: see the README, FRR)", obj.id, writer,
                         record.recent, FIGHT_WINDOW, record.theirs, record.ours, record.hold, FIGHT_HOLD_MAX)
 
+    def on_route_event(self, deleted: bool, key: RouteKey, nh_id: int, now: float, writer: int) -> None:
+        """RTM_NEWROUTE/DELROUTE of our protocol in our table written by another program
+        (``writer``: its netlink port; 0: the kernel itself, e.g. IPv6 routes of a downed link):
+        the observed view follows it and the route is repaired at once.  Another program's
+        writes are counted as outside writes; one that deletes or rewrites the same route again
+        and again (another instance owning our routes) is not fought: the route is written at
+        most once per hold, as for nexthop objects (:class:`OutsideWrites`, keyed by the
+        RouteKey), warned once.  Echoes of our own writes are not passed here."""
+        routes = self.observed_routes
+        old = routes.get(key)
+        if (old is None) if deleted else (old == nh_id):
+            return
+        if old is not None and old in self._by_nh:
+            self._by_nh[old].discard(key)
+        if deleted:
+            del routes[key]
+        else:
+            routes[key] = nh_id
+            self._by_nh.setdefault(nh_id, set()).add(key)
+        self.dirty.add(key)
+        if writer == 0:
+            return
+        record = self.outside.get(key)
+        if record is None:
+            record = self.outside[key] = OutsideWrites(since=now)
+        elif now - record.since > FIGHT_WINDOW:
+            record.since, record.recent = now, 0
+            if record.held_until is not None and now - record.held_until > FIGHT_WINDOW:
+                record.hold = 0.0
+        record.total += 1
+        record.recent += 1
+        record.writer = writer
+        record.theirs = "deleted" if deleted else "nhid %d" % nh_id
+        record.ours = "nhid %d" % old if old is not None else "-"
+        self.counters["outside_writes"] += 1
+        if record.recent < FIGHT_WRITES:
+            return
+        if record.held_until is None or record.held_until <= now:
+            record.hold = min(max(record.hold * 2, FIGHT_HOLD_INITIAL), FIGHT_HOLD_MAX)
+            record.held_until = now + record.hold
+        if not record.warned:
+            record.warned = True
+            self.counters["fights"] += 1
+            log.warning("route %s: another program (netlink port %d) wrote it %d times within %.0f s (%s, we had %s): "
+                        "rewriting it at most once per hold (%.0f s, doubling to %.0f s) instead of fighting "
+                        "(another instance owning our table and protocol?)", format_prefix(key[1:4]), writer,
+                        record.recent, FIGHT_WINDOW, record.theirs, record.ours, record.hold, FIGHT_HOLD_MAX)
+
     def request_full_sync(self) -> None:
         self.need_full = True
 
@@ -261,16 +311,19 @@ class Engine:
 
     def _release_holds(self, now: float) -> None:
         """Holds over: repair the objects they held (one rewrite each)."""
-        for record in self.outside.values():
+        for key, record in self.outside.items():
             if record.held_until is not None and record.held_until <= now:
                 record.held_until = None
                 self.need_repair = True
+                if isinstance(key, tuple):  # a route (on_route_event)
+                    self.dirty.add(key)
 
     def _forget_outside(self, now: float) -> None:
         """Forget the records of objects we no longer have, and of outside writes long past that
         were no fight: there are never more records than objects of ours."""
         for nh_id, record in list(self.outside.items()):
-            if record.held_until is None and (nh_id not in self.nhm.by_id
+            mine = self.fib.routes if isinstance(nh_id, tuple) else self.nhm.by_id  # a route, or an object
+            if record.held_until is None and (nh_id not in mine
                                               or (not record.warned and now - record.since > FIGHT_WINDOW)):
                 del self.outside[nh_id]
 
@@ -386,7 +439,7 @@ class Engine:
             return ops
         out = []
         for op in ops:
-            if held and op.target.what == "nh" and op.target.key in held:
+            if held and op.target.key in held:  # a nexthop id, or a route's key (on_route_event)
                 continue
             failure = self.failures.get(op.target)
             # backoff holds the same write; a write whose content changed goes at once
@@ -752,7 +805,8 @@ class Engine:
                 "pending_failures": {f.op.describe(): {"attempts": f.count, "error": f.error,
                                                        "next_try": f.next_try}
                                      for f in self.failures.values()},
-                "fought_objects": {str(i): r.show() for i, r in self.outside.items() if r.warned},
+                "fought_objects": {(format_prefix(i[1:4]) if isinstance(i, tuple) else str(i)): r.show()
+                                   for i, r in self.outside.items() if r.warned},
                 "last_repair_ms": self.last_repair_ms, "id_range_exhaustions": self.fib.exhaustions,
                 "prefixes_waiting_for_id": len(self.fib.starved), **self.counters}
 

@@ -21,12 +21,14 @@ from typing import Dict, Optional
 
 from ..core.links import LinkTable
 from ..core.model import Prefix
+from ..core.port import ResyncNeeded
 from ..feeds.base import BaseFeed, KernelChange, NexthopEvent
 from ..feeds.channels import Channel, ExabgpStreams
 from .exporter import ExportConfig, Exporter
 from .state import StateFile
 
 log = logging.getLogger("kernelsync.export")
+REREAD_RETRY = 0.05  # seconds before a failed dump (ResyncNeeded) is tried again
 
 
 class ExportFeed(BaseFeed):
@@ -46,7 +48,9 @@ class ExportFeed(BaseFeed):
         self.routes_stale = False  # re-dump the filters' tables
         self.nexthops_stale = False
         self.unsent_withdraws: Dict[Prefix, str] = {}  # no stream was open to take them
-        self.counters: Dict[str, int] = {"export_announces": 0, "export_withdraws": 0}
+        self.counters: Dict[str, int] = {"export_announces": 0, "export_withdraws": 0, "export_rereads": 0,
+                                         "export_reread_retries": 0}
+        self.retry_at: Optional[float] = None  # a dump failed (ResyncNeeded): again then
 
     # setup ---------------------------------------------------------------------------------
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
@@ -90,13 +94,17 @@ class ExportFeed(BaseFeed):
 
     def on_kernel_change(self, change: KernelChange, now: float) -> None:
         exporter = self.exporter
+        if change.lost:  # notifications were lost: the candidates and the nexthops are read again
+            self.counters["export_rereads"] += 1
+            self.routes_stale = self.nexthops_stale = True
+            self.dirty = True
         if change.link_event:
             lost = exporter.links_changed(change.links, now) if change.links is not None else []
             if lost:
                 log.info("export: device%s %s lost (up with carrier before, not now)",
                          "s" if len(lost) > 1 else "", ", ".join(lost))
-            self.routes_stale = bool(exporter.filters)
-            self.nexthops_stale = exporter.uses_nexthops
+            self.routes_stale = self.routes_stale or bool(exporter.filters)
+            self.nexthops_stale = self.nexthops_stale or exporter.uses_nexthops
             self.dirty = True
         for event in change.routes:
             route = event.route
@@ -113,12 +121,22 @@ class ExportFeed(BaseFeed):
 
     # cycle ---------------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
-        return 0.0 if self.dirty else self.exporter.deadline()
+        return (self.retry_at or 0.0) if self.dirty else self.exporter.deadline()
 
     def commit(self, now: float) -> None:
         reuse = self.exporter.deadline()
+        if self.dirty and self.retry_at is not None and now < self.retry_at:
+            return
         if self.dirty or (reuse is not None and reuse <= now):
-            self._export(now)
+            try:
+                self._export(now)
+            except ResyncNeeded as exc:  # a dump interrupted or its replies lost: still dirty, again soon
+                self.counters["export_reread_retries"] += 1
+                self.retry_at = now + REREAD_RETRY
+                self.dirty = True
+                log.warning("export: reading the kernel failed (%s): again in %.0f ms", exc, REREAD_RETRY * 1000)
+            else:
+                self.retry_at = None
 
     def _export(self, now: float) -> None:
         """Send what changed in the exported set to every open stream."""

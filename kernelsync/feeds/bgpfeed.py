@@ -21,6 +21,7 @@ import selectors
 from typing import Dict, List, Optional
 
 from ..core.links import LinkTable
+from ..core.port import ResyncNeeded
 from ..core.rib import Rib
 from .base import BaseFeed, KernelChange, earliest
 from .bgp import BgpRib, BgpSettings
@@ -31,6 +32,7 @@ from .resolve import Resolver
 log = logging.getLogger("kernelsync.exabgp")
 COMMIT_DELAY = 0.01  # seconds a change waits for the rest of its burst (one kernel batch)
 COMMIT_MAX = 10_000  # prefixes that commit at once, delay or not
+REREAD_RETRY = 0.05  # seconds before a failed re-read of the kernel (ResyncNeeded) is tried again
 
 
 class BgpFeed(BaseFeed):
@@ -59,6 +61,8 @@ class BgpFeed(BaseFeed):
         self._dirty_since: Optional[float] = None  # first change not committed yet
         self._bad_logged = 0
         self.counters: Dict[str, int] = {"lines": 0, "bad_lines": 0, "skipped_families": 0, "route_events": 0}
+        self.counters.update(rereads=0, reread_retries=0)  # full re-reads after lost notifications; failed dumps
+        self._reread_due: Optional[float] = None  # a re-read whose dump failed (ResyncNeeded): again then
 
     # setup ---------------------------------------------------------------------------------
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
@@ -88,8 +92,24 @@ class BgpFeed(BaseFeed):
     def on_kernel_change(self, change: KernelChange, now: float) -> None:
         """Addresses are re-read on an address or link event; on a link event the resolution
         table is too, when a next hop resolves through it (the kernel deletes routes on a
-        downed link without telling).  Route notifications of the resolution table update the
-        resolver."""
+        downed link without telling); after lost notifications (``change.lost``) both are.
+        Route notifications of the resolution table update the resolver.  A dump that fails
+        (:class:`ResyncNeeded`: interrupted, or its replies lost) is done again a little later
+        (:meth:`commit`): the resolver never stays on a partial read."""
+        if change.lost:
+            self.counters["rereads"] += 1
+        try:
+            self._follow(change)
+        except ResyncNeeded as exc:
+            self._reread_failed(exc, now)
+
+    def _reread_failed(self, exc: ResyncNeeded, now: float) -> None:
+        self.counters["reread_retries"] += 1
+        self._reread_due = now + REREAD_RETRY
+        log.warning("reading addresses and routes for next-hop resolution failed (%s): again in %.0f ms",
+                    exc, REREAD_RETRY * 1000)
+
+    def _follow(self, change: KernelChange) -> None:
         if change.link_event or change.addresses:
             self.read_addresses()
         if change.lost or (change.link_event and self.recursive_in_use):
@@ -163,11 +183,19 @@ class BgpFeed(BaseFeed):
 
     # cycle ---------------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
-        return earliest(self.bgp.deadline(), self._dirty_since + COMMIT_DELAY if self._dirty_since is not None else None)
+        return earliest(self.bgp.deadline(), self._dirty_since + COMMIT_DELAY if self._dirty_since is not None else None,
+                        self._reread_due)
 
     def commit(self, now: float) -> None:
         """Timers due by ``now``, then the decision for what changed, into the RIB.  Lines
         queued on stdin are parsed first once the commit is due."""
+        if self._reread_due is not None and now >= self._reread_due:
+            self._reread_due = None
+            try:
+                self.read_addresses()
+                self.read_routes()
+            except ResyncNeeded as exc:
+                self._reread_failed(exc, now)
         stdin = self.streams.stdin
         if stdin is not None and self._dirty_since is not None and now >= self._dirty_since + COMMIT_DELAY:
             self.feed(stdin, stdin.take(), now)  # take() lets the reader wake us again

@@ -34,11 +34,13 @@ import attrs
 
 from ..core.links import LinkTable
 from ..core.model import KNexthop, KRoute, Prefix, format_prefix
+from ..core.port import ResyncNeeded
 from ..core.rib import Rib
 from .base import BaseFeed, KernelChange, NexthopEvent, earliest
 from .routesource import RouteSource, paths_of
 
 log = logging.getLogger("kernelsync.tablefeed")
+REREAD_RETRY = 0.05  # seconds before a failed dump of the table (ResyncNeeded) is tried again
 
 
 @attrs.frozen
@@ -79,7 +81,8 @@ class TableFeed(BaseFeed):
         self.reread = False
         self.read_nexthops = False
         self.last_event = 0.0
-        self.counters = {"route_events": 0, "rereads": 0}
+        self.counters = {"route_events": 0, "rereads": 0, "lost_notifications": 0, "reread_retries": 0}
+        self.retry_at: Optional[float] = None  # a dump failed (ResyncNeeded): again then
 
     # setup ---------------------------------------------------------------------------------
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
@@ -121,6 +124,8 @@ class TableFeed(BaseFeed):
         notifications were lost: read the table again.  Route notifications of the table apply."""
         if change.link_event:
             self.reread = True
+        if change.lost:
+            self.counters["lost_notifications"] += 1
         for event in change.routes:
             route = event.route
             if route.table != self.cfg.table or route.protocol != self.cfg.protocol:
@@ -148,7 +153,7 @@ class TableFeed(BaseFeed):
     def deadline(self) -> Optional[float]:
         due = None
         if self.reread:
-            due = 0.0
+            due = self.retry_at or 0.0
         elif self.deleted_at is not None:
             due = self.deleted_at + self.cfg.settle
         elif self.dirty and not self.source.stale:
@@ -165,7 +170,17 @@ class TableFeed(BaseFeed):
         if swept:
             log.info("%s: hold time over: %d stale routes swept", self.cfg.where, swept)
         if self.reread:
-            self._read(now)
+            if self.retry_at is not None and now < self.retry_at:
+                return
+            try:
+                self._read(now)
+            except ResyncNeeded as exc:  # interrupted by a concurrent change, or replies lost
+                self.counters["reread_retries"] += 1
+                self.retry_at = now + REREAD_RETRY
+                log.warning("%s: reading table %d failed (%s): again in %.0f ms", self.cfg.where, self.cfg.table,
+                            exc, REREAD_RETRY * 1000)
+            else:
+                self.retry_at = None
             return
         if not self.dirty or (self.deleted_at is not None and now < self.deleted_at + self.cfg.settle):
             return

@@ -474,3 +474,36 @@ def drop_protocol_filter(protocol: int) -> bytes:
         (_BPF_RET_K, 0, 0, 0xFFFFFFFF),
     ]
     return b"".join(struct.pack("=HBBI", *i) for i in ins)
+
+
+_BPF_LD_W_ABS = 0x20
+
+
+def route_notification_filter(protocol: int, table: int, portid: int, others: bool = True) -> bytes:
+    """Classic BPF (``struct sock_filter`` array) for the route notification socket (one
+    message per notification skb).  Messages that are not RTM_NEWROUTE/DELROUTE pass; a route
+    message of another protocol passes if ``others``; one of ``protocol`` passes only if its
+    sender (nlmsg_pid, bytes 12-15, host order) is not ``portid`` (our request socket: the
+    echoes of our own writes never reach us) and its rtm_table (byte 20) is ``table`` (252,
+    RT_TABLE_COMPAT, for a table above 255: RTA_TABLE is checked by the reader).  Byte 4 is
+    the low byte of nlmsg_type, byte 21 the rtmsg's protocol; BPF loads words big endian."""
+    pid_word = int.from_bytes(struct.pack("=I", portid), "big")
+    table_byte = table if table < 256 else 252
+    prog = [
+        (_BPF_LD_B_ABS, None, None, 4),             # 0
+        (_BPF_JEQ_K, 3, 2, RTM_NEWROUTE),           # 1
+        (_BPF_JEQ_K, 3, 10, RTM_DELROUTE),          # 2
+        (_BPF_LD_B_ABS, None, None, 16 + 5),        # 3
+        (_BPF_JEQ_K, 5, 10 if others else 9, protocol),  # 4
+        (_BPF_LD_W_ABS, None, None, 12),            # 5
+        (_BPF_JEQ_K, 9, 7, pid_word),               # 6
+        (_BPF_LD_B_ABS, None, None, 16 + 4),        # 7
+        (_BPF_JEQ_K, 10, 9, table_byte),            # 8
+        (_BPF_RET_K, None, None, 0),                # 9: drop
+        (_BPF_RET_K, None, None, 0xFFFFFFFF),       # 10: pass
+    ]
+    out = []
+    for index, (code, jt, jf, k) in enumerate(prog):
+        out.append(struct.pack("=HBBI", code, 0 if jt is None else jt - index - 1,
+                               0 if jf is None else jf - index - 1, k))
+    return b"".join(out)

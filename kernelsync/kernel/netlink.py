@@ -313,6 +313,35 @@ class EventSocket:
             self.sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
         self.sock.setblocking(False)
         self.buf = bytearray(1 << 20)
+        self.overflows = 0  # ENOBUFS seen (notifications lost)
+
+    def _discard(self) -> int:
+        """After ENOBUFS: drop what is still queued.  The kernel reports the overflow before
+        the messages queued ahead of it, so they are all older than the dump that follows;
+        applied after it, they would undo newer state (an RTM_NEWROUTE whose RTM_DELROUTE was
+        the one lost).  At most two buffers' worth (a flood that goes on is read next time).
+        Returns the messages dropped."""
+        dropped = 0
+        budget = 2 * self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        while budget > 0:
+            try:
+                n = self.sock.recv_into(self.buf)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    budget -= 4096
+                    continue
+                raise
+            budget -= max(n, 1)
+            off = 0
+            while off + 16 <= n:
+                length = NLMSGHDR.unpack_from(self.buf, off)[0]
+                if length < 16:
+                    break
+                dropped += 1
+                off += (length + 3) & ~3
+        return dropped
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -331,7 +360,10 @@ class EventSocket:
                 return out
             except OSError as exc:
                 if exc.errno == errno.ENOBUFS:
-                    raise ResyncNeeded("netlink notification buffer overflow: notifications lost") from exc
+                    self.overflows += 1
+                    dropped = self._discard()
+                    raise ResyncNeeded("netlink notification buffer overflow: notifications lost (%d queued "
+                                       "older ones discarded)" % dropped) from exc
                 raise
             off = 0
             while off + 16 <= n:
@@ -343,13 +375,23 @@ class EventSocket:
 
 
 class RouteEventSocket(EventSocket):
-    """Route notifications (RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE) except our own protocol's,
-    dropped in the kernel by a BPF filter: our own writes (hundreds of thousands in a full
-    load, one per route on every group change with nexthop_compat_mode=1) never reach us."""
+    """Route notifications (RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE), filtered in the kernel by
+    a BPF program (:func:`~kernelsync.kernel.codec.route_notification_filter`): of our own
+    ``protocol`` only another writer's changes in our ``table`` pass (``ip route del`` of our
+    route, another instance writing it); the echoes of our own writes (sent from ``portid``,
+    our request socket: hundreds of thousands in a full load, one per route on every group
+    change with nexthop_compat_mode=1) never reach us.  ``others``: pass other protocols'
+    route changes too (for the feeds that follow routes).  Without ``table``/``portid``
+    (older callers) every message of ``protocol`` is dropped."""
 
-    def __init__(self, protocol: int, rcvbuf: int = 16 << 20) -> None:
+    def __init__(self, protocol: int, rcvbuf: int = 16 << 20, table: Optional[int] = None, portid: int = 0,
+                 others: bool = True) -> None:
+        if table is None:
+            socket_filter = codec.drop_protocol_filter(protocol)
+        else:
+            socket_filter = codec.route_notification_filter(protocol, table, portid, others)
         super().__init__(rcvbuf, groups=(RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE), memberships=(),
-                         socket_filter=codec.drop_protocol_filter(protocol))
+                         socket_filter=socket_filter)
 
 
 __all__ = ["RtNetlink", "EventSocket", "RouteEventSocket", "Message", "NetlinkError", "PIPELINE_MIN"]

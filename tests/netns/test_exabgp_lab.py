@@ -285,6 +285,8 @@ def _announce(prefix, nexthop, local, peer, family="ipv4 unicast"):
 
 def test_hostile_lines_are_counted_and_skipped(lab, tmp_path):
     conf = ks_config(str(tmp_path))
+    with open(conf, "a") as fh:  # the [bgp] section is the file's last
+        fh.write("restart_hold_time = 1\n")
     log = str(tmp_path / "ks.log")
     proc = subprocess.Popen(["ip", "netns", "exec", lab.name, sys.executable, "-m", "kernelsync", "--log-file",
                              log, "exabgp", "-c", conf], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -329,7 +331,9 @@ def test_hostile_lines_are_counted_and_skipped(lab, tmp_path):
         text = open(log).read()
         assert "this is not json" in text and "... (%d characters)" % len(bad[3]) in text  # logged, truncated
     finally:
-        proc.stdin.close()  # ExaBGP gone: kernelsync stops, routes stay (graceful)
+        proc.stdin.close()  # ExaBGP gone: kernelsync stops, routes stay (stale) for restart_hold_time
         assert proc.wait(10) == 0
     assert {r["dst"] for r in lab.json("route", "show", "table", str(TABLE), "proto", str(PROTO))} == \
         {"198.51.100.0/24", "203.0.113.0/25"}
+    wait_for(lambda: not lab.json("route", "show", "table", str(TABLE), "proto", str(PROTO)), timeout=10,
+             what="the BGP routes swept after the hold time")  # by `kernelsync hold` (test_exabgp_hold.py)

@@ -59,7 +59,8 @@ def test_set_announced_on_open_changes_broadcast_withdrawals_kept_for_the_next_s
     streams.open_channel(second, 4.0)
     assert second.sent == ["withdraw route 203.0.113.10/32 next-hop self",
                            "announce route 203.0.113.11/32 next-hop self"]
-    assert feed.counters == {"export_announces": 4, "export_withdraws": 4}  # as decided, and as sent later
+    assert feed.counters == {"export_announces": 4, "export_withdraws": 4,  # as decided, and as sent later
+                             "export_rereads": 0, "export_reread_retries": 0}
     assert StateFile(state).load() == {parse_prefix("203.0.113.11/32"): "withdraw route 203.0.113.11/32 next-hop self"}
     assert feed.show()["announced"] == {"203.0.113.11/32": {"command": "announce route 203.0.113.11/32 next-hop self",
                                                             "source": "kernel filter guests"}}
