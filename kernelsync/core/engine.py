@@ -210,6 +210,9 @@ class Engine:
         ours = self.observed_nh.get(obj.id)
         if (ours is None) if deleted else (ours == obj):
             return
+        if writer == 0:  # the kernel's own change (never a fight): repaired, not counted
+            self.need_repair = True
+            return
         record = self.outside.get(obj.id)
         if record is None:
             record = self.outside[obj.id] = OutsideWrites(since=now)

@@ -302,6 +302,24 @@ def test_another_program_rewriting_our_group_again_and_again_is_not_fought():
     assert kroute(single_kernel, "203.0.113.1/32") == nh and single_engine.counters["fights"] == 0
 
 
+def test_the_kernels_own_changes_to_our_objects_are_repaired_never_fought():
+    """Notifications sent by the kernel itself (port 0) are repaired every time and never count
+    as another program's writes: a link flapping fast must not hold our repairs back."""
+    import attrs
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", dev("a"), dev("b"))
+    ready_run(engine)
+    gid = kroute(kernel, "198.51.100.0/24")
+    ours = kernel.nexthops[gid]
+    shrunk = attrs.evolve(ours, group=ours.group[:1])
+    for t in range(10):
+        kernel.nexthops[gid] = shrunk
+        engine.on_nexthop_event(False, shrunk, 1.0 + t * 0.01, writer=0)
+        engine.run(1.0 + t * 0.01)
+        assert kernel.nexthops[gid] == ours
+    assert engine.counters["outside_writes"] == 0 and engine.counters["fights"] == 0 and not engine.outside
+
+
 def test_records_of_outside_writes_are_forgotten_when_past_or_when_the_object_is():
     import attrs
     engine, kernel = make(hold=1.0)
