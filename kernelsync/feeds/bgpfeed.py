@@ -65,6 +65,7 @@ class BgpFeed(BaseFeed):
         self.read_addresses()
         self.read_routes()
         self.streams.on_open.append(self._opened)
+        self.streams.on_lost.append(self._lines_lost)
         self.streams.consumer = self.on_lines
 
     def _opened(self, channel: Channel, now: float) -> None:
@@ -73,6 +74,14 @@ class BgpFeed(BaseFeed):
             for family in self.settings.families:
                 self.streams.send(channel, route_refresh_command(family), now)
             log.info("%s: asked ExaBGP for a route-refresh of %s", channel.name, ", ".join(self.settings.families))
+
+    def _lines_lost(self, channel: Channel, now: float) -> None:
+        """``channel`` dropped lines (its queue was full): a route-refresh of every family
+        re-sends what they held (RFC 7313 begin/end: what is not re-sent is swept)."""
+        for family in self.settings.families:
+            self.streams.send(channel, route_refresh_command(family), now)
+        log.warning("%s: asked ExaBGP for a route-refresh of %s (lines were dropped)", channel.name,
+                    ", ".join(self.settings.families))
 
     # kernel --------------------------------------------------------------------------------
     def read_addresses(self) -> None:
