@@ -90,8 +90,9 @@ class BgpFeed(BaseFeed):
     def read_routes(self) -> None:
         routes = {}
         for route in self.kernel.dump_table(self.settings.resolve_table):
-            if route.protocol != self.protocol and route.is_unicast and route.legs:
-                routes[(route.family, route.dst, route.plen, route.metric)] = route.legs
+            if route.protocol != self.protocol and (route.legs or not route.is_unicast):
+                # a blackhole, unreachable, prohibit... route: nothing resolves through it (no legs)
+                routes[(route.family, route.dst, route.plen, route.metric)] = route.legs if route.is_unicast else ()
         self.resolver.set_routes(routes)
 
     def on_kernel_change(self, change: KernelChange, now: float) -> None:
@@ -108,11 +109,13 @@ class BgpFeed(BaseFeed):
                 route = event.route
                 if route.protocol == self.protocol or route.table != self.settings.resolve_table:
                     continue
-                if not route.is_unicast or (not route.legs and not event.deleted):
+                if route.is_unicast and not route.legs and not event.deleted:
                     continue
                 self.counters["route_events"] += 1
+                # a blackhole/unreachable/prohibit route replaces the unicast route at its key (or is
+                # more specific): nothing resolves through it (no legs)
                 self.resolver.route_event(event.deleted, route.family, route.dst, route.plen, route.metric,
-                                          route.legs)
+                                          route.legs if route.is_unicast else ())
 
     # lines ---------------------------------------------------------------------------------
     def on_lines(self, channel: Channel, lines: List[Optional[bytes]], now: float) -> None:
