@@ -34,6 +34,7 @@ Every buffer is bounded (issue 12):
 from __future__ import annotations
 
 import collections
+import errno
 import fcntl
 import logging
 import os
@@ -198,13 +199,40 @@ class LineQueue:
         return len(self.items)
 
 
-def listen_unix(path: str, backlog: int) -> socket.socket:
+class SocketInUse(OSError):
+    """Another process answers on the Unix socket path we were to listen on."""
+
+
+def _stale_socket(path: str, probe_timeout: float) -> bool:
+    """Whether the socket at ``path`` is stale (nobody accepts on it).  Raises
+    :class:`SocketInUse` when someone answers (or might: the probe timed out, or was refused
+    access)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    probe.settimeout(probe_timeout)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:  # bound, but nobody listens: left by a process that died
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # a full backlog (timeout), a permission problem...: someone may be there
+        raise SocketInUse(errno.EADDRINUSE, "%s: another process may be listening on it (%s); not removed"
+                          % (path, exc.strerror or exc)) from None
+    finally:
+        probe.close()
+    raise SocketInUse(errno.EADDRINUSE, "%s: another process is listening on it (another kernelsync instance?); "
+                      "not removed: stop it, or give this instance another socket path" % path)
+
+
+def listen_unix(path: str, backlog: int, probe_timeout: float = 1.0) -> socket.socket:
     """A non-blocking Unix stream socket listening at ``path``, reachable by root only: its
-    directory is created 0700, the socket is bound under umask 077 and set to 0600.  An old
-    socket at ``path`` is removed; anything else there is left and the bind fails."""
+    directory is created 0700, the socket is bound under umask 077 and set to 0600.  A socket
+    left at ``path`` by a process that died (a connection is refused) is removed; one that
+    accepts a connection belongs to a live process (another instance): :class:`SocketInUse`
+    names the path and nothing is removed.  Anything else there is left and the bind fails."""
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
+        if stat.S_ISSOCK(os.lstat(path).st_mode) and _stale_socket(path, probe_timeout):
             os.unlink(path)
     except FileNotFoundError:
         pass
@@ -212,6 +240,9 @@ def listen_unix(path: str, backlog: int) -> socket.socket:
     old = os.umask(0o077)
     try:
         sock.bind(path)
+    except OSError:
+        sock.close()
+        raise
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
@@ -712,5 +743,5 @@ class ExabgpStreams(BaseFeed):
 
 
 __all__ = ["ExabgpStreams", "StdinChannel", "RelayChannel", "Channel", "Waker", "AckTracker", "LineSplitter",
-           "LineQueue", "listen_unix", "unix_peer_uid", "truncate", "escape", "MAX_LINE", "MAX_LOGGED_LINE",
+           "LineQueue", "SocketInUse", "listen_unix", "unix_peer_uid", "truncate", "escape", "MAX_LINE", "MAX_LOGGED_LINE",
            "MAX_QUEUED_LINES", "MAX_QUEUED_BYTES", "MAX_QUEUED_COMMANDS", "MAX_RELAY_WBUF", "RELAY_DROPPED"]
