@@ -112,7 +112,7 @@ class LineSplitter:
                 else:
                     pieces[0] = line
             self.parts, self.size = [], 0
-        if pieces and any(len(line) > self.max_line for line in pieces):  # a whole long line in one read
+        if pieces and max(map(len, pieces)) > self.max_line:  # a whole long line in one read
             out = []
             for line in pieces:
                 if len(line) > self.max_line:
