@@ -1,8 +1,15 @@
 """ExaBGP's streams (kernelsync.feeds.channels): replies matched to commands, a stdout nobody
-reads."""
+reads, bounded buffers, long lines, a reader that always ends the stream."""
+import logging
 import os
+import selectors
+import socket
 
-from kernelsync.feeds.channels import AckTracker, StdinChannel, Waker
+import pytest
+
+from kernelsync.feeds.channels import (RELAY_DROPPED, AckTracker, ExabgpStreams, LineQueue, LineSplitter, RelayChannel,
+                                       StdinChannel, Waker)
+from kernelsync.tools.netns import wait_for
 
 
 def test_ack_tracker_matches_replies_in_order():
@@ -58,16 +65,6 @@ def test_a_stdout_nobody_reads_never_blocks_sending():
 
 
 # --- bounded buffers, a reader that always ends the stream (issue 12, defect 8) --------------------
-import logging  # noqa: E402
-import selectors  # noqa: E402
-import socket  # noqa: E402
-import threading  # noqa: E402
-
-import pytest  # noqa: E402
-
-from kernelsync.feeds.channels import (RELAY_DROPPED, ExabgpStreams, LineQueue, LineSplitter,  # noqa: E402
-                                       RelayChannel)
-from kernelsync.tools.netns import wait_for  # noqa: E402
 
 
 def test_line_splitter_joins_lines_across_reads_and_skips_one_too_long(caplog):
