@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import selectors
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from ..core.links import LinkTable
 from ..core.rib import Rib
@@ -75,13 +75,23 @@ class BgpFeed(BaseFeed):
                 self.streams.send(channel, route_refresh_command(family), now)
             log.info("%s: asked ExaBGP for a route-refresh of %s", channel.name, ", ".join(self.settings.families))
 
-    def _lines_lost(self, channel: Channel, now: float) -> None:
-        """``channel`` dropped lines (its queue was full): a route-refresh of every family
-        re-sends what they held (RFC 7313 begin/end: what is not re-sent is swept)."""
-        for family in self.settings.families:
-            self.streams.send(channel, route_refresh_command(family), now)
-        log.warning("%s: asked ExaBGP for a route-refresh of %s (lines were dropped)", channel.name,
-                    ", ".join(self.settings.families))
+    def _lines_lost(self, channel: Channel, now: float, affected: Optional[Dict[str, Set[str]]]) -> None:
+        """``channel`` dropped lines (its queue was full): a route-refresh re-sends what they held
+        (RFC 7313 begin/end: what is not re-sent is swept), of the ``affected`` peers' families
+        (peer address -> families of the dropped UPDATEs), or of every family from every peer
+        (None: a state change, an end-of-RIB or anything else was dropped)."""
+        if affected is None:
+            for family in self.settings.families:
+                self.streams.send(channel, route_refresh_command(family), now)
+            log.warning("%s: asked ExaBGP for a route-refresh of %s (lines were dropped)", channel.name,
+                        ", ".join(self.settings.families))
+            return
+        for peer, families in sorted(affected.items()):
+            for family in self.settings.families:
+                if family in families:
+                    self.streams.send(channel, "neighbor %s %s" % (peer, route_refresh_command(family)), now)
+        log.warning("%s: asked ExaBGP for a route-refresh of %s (UPDATEs were dropped)", channel.name,
+                    "; ".join("%s: %s" % (p, ", ".join(sorted(f))) for p, f in sorted(affected.items())))
 
     # kernel --------------------------------------------------------------------------------
     def read_addresses(self) -> None:

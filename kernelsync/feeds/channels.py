@@ -23,9 +23,12 @@ Every buffer is bounded (issue 12):
   reader never stops reading (ExaBGP writes with blocking writes and freezes its sessions on a
   full pipe): when the queue is full a line is dropped and counted (``lines_dropped``).  Once
   the queue is below half of its bounds again, :class:`ExabgpStreams` tells its
-  :attr:`~ExabgpStreams.on_lost` listeners (the BGP feed asks ExaBGP for a route-refresh of
-  every family, whose begin/end window re-sends and sweeps what was lost).  A full-table burst
-  (130,000 one-prefix UPDATEs, about 100 MB of JSON) fits whole;
+  :attr:`~ExabgpStreams.on_lost` listeners which peers and families the dropped UPDATEs were
+  for (:class:`Lost`), or that anything else was dropped (a state change, an end-of-RIB, a
+  reply): the BGP feed asks ExaBGP for a route-refresh of those peers' families, or of every
+  family from every peer, whose begin/end window re-sends and sweeps what was lost (and replies
+  are no longer matched to commands).  A full-table burst (130,000 one-prefix UPDATEs, about
+  100 MB of JSON) fits whole;
 * a relay (``kernelsync exabgp --relay``) that dropped lines says so in-band
   (:data:`RELAY_DROPPED` line) and the daemon recovers the same way;
 * commands waiting for ExaBGP (stdout) or a relay: at most MAX_QUEUED_COMMANDS, resp.
@@ -37,8 +40,10 @@ import collections
 import errno
 import fcntl
 import logging
+import json
 import os
 import queue
+import re
 import selectors
 import socket
 import stat
@@ -46,7 +51,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
 from .base import BaseFeed, earliest
 
@@ -60,6 +65,10 @@ MAX_RELAY_WBUF = 64 << 20  # bytes of commands waiting for one relay
 MAX_RELAY_READ = 4 << 20  # bytes read from one relay per turn of the loop (the others get theirs)
 #: what a relay sends (instead of ExaBGP's lines) when it had to drop some: ``#kernelsync dropped N``
 RELAY_DROPPED = b"#kernelsync dropped "
+_UPDATE = b'"type": "update"'  # as ExaBGP 4.2 and 5.0 write it
+_PEER = re.compile(rb'"peer"\s*:\s*"([0-9A-Fa-f:.]{2,45})"')
+_FAMILY = re.compile(rb'"(ipv[46] unicast)"\s*:')
+MAX_AFFECTED = 10_000  # (peer, family) pairs remembered; more: everything is refreshed
 RECOVERY_POLL = 0.1  # seconds between looks at a stream that dropped lines, until it has room
 READ_NAP = 0.01  # seconds the stdin reader waits after a short read (fewer, larger reads)
 PIPE_SIZE = 1 << 20  # bytes the stdin pipe may hold (F_SETPIPE_SZ): ExaBGP never waits for a nap
@@ -146,10 +155,66 @@ class LineSplitter:
         self.size = 0
 
 
+class Lost:
+    """What dropped lines were about: ``count`` lines; ``affected``: peer address -> families
+    of the UPDATEs among them, or None when anything else was dropped too (or could not be
+    told): then every peer and family is affected."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.affected: Optional[Dict[str, Set[str]]] = {}
+        self.pairs = 0
+
+    def note(self, line: bytes) -> None:
+        self.count += 1
+        if self.affected is None:
+            return
+        peer = _PEER.search(line) if _UPDATE in line else None
+        families = _FAMILY.findall(line) if peer is not None else ()
+        if not families:  # a state change, an end-of-RIB, a reply, a line we cannot tell
+            self.affected = None
+            return
+        known = self.affected.setdefault(peer.group(1).decode(), set())
+        for family in families:
+            if family.decode() not in known:
+                known.add(family.decode())
+                self.pairs += 1
+        if self.pairs > MAX_AFFECTED:
+            self.affected = None
+
+    def merge(self, count: int, affected: Optional[Dict[str, Set[str]]]) -> None:
+        self.count += count
+        if self.affected is None or affected is None:
+            self.affected = None
+            return
+        for peer, families in affected.items():
+            self.affected.setdefault(peer, set()).update(families)
+
+    def encode(self) -> bytes:
+        """The relay's in-band notice: ``#kernelsync dropped N [{"peer": [families]}]``."""
+        text = RELAY_DROPPED + b"%d" % self.count
+        if self.affected is not None:
+            text += b" " + json.dumps({p: sorted(f) for p, f in self.affected.items()}).encode()
+        return text
+
+    @staticmethod
+    def decode(line: bytes) -> Tuple[int, Optional[Dict[str, Set[str]]]]:
+        """(count, affected) of a notice :meth:`encode` wrote (anything unreadable: everything)."""
+        count, _, rest = line[len(RELAY_DROPPED):].strip().partition(b" ")
+        affected: Optional[Dict[str, Set[str]]] = None
+        if rest:
+            try:
+                data = json.loads(rest)
+                affected = {str(p): {str(f) for f in fams} for p, fams in data.items()}
+            except (ValueError, TypeError, AttributeError):
+                affected = None
+        return (int(count) if count.isdigit() else 1), affected
+
+
 class LineQueue:
     """Lines from the stdin reader thread to the loop, bounded by ``max_lines`` and
     ``max_bytes``.  :meth:`put` never blocks: what does not fit is dropped and counted
-    (:attr:`dropped` in all, :attr:`lost` since the consumer last recovered); ``None`` (the end
+    (:attr:`dropped` in all, :attr:`lost`: :class:`Lost` since :meth:`take_lost`); ``None`` (the end
     of the stream) always fits.  Thread-safe between one producer and one consumer."""
 
     def __init__(self, max_lines: int = MAX_QUEUED_LINES, max_bytes: int = MAX_QUEUED_BYTES) -> None:
@@ -159,7 +224,7 @@ class LineQueue:
         self.items: Deque[Optional[bytes]] = collections.deque()
         self.bytes = 0
         self.dropped = 0
-        self.lost = 0
+        self.lost = Lost()
 
     def put(self, lines: List[bytes]) -> int:
         """Queue ``lines``; returns how many were dropped."""
@@ -175,10 +240,17 @@ class LineQueue:
                     self.items.append(line)
                     self.bytes += len(line)
                     kept += 1
+                else:
+                    self.lost.note(line)
             dropped = len(lines) - kept
             self.dropped += dropped
-            self.lost += dropped
             return dropped
+
+    def take_lost(self) -> Lost:
+        """What was dropped since the last call (and forget it)."""
+        with self.lock:
+            lost, self.lost = self.lost, Lost()
+        return lost
 
     def end(self) -> None:
         with self.lock:
@@ -308,16 +380,14 @@ class StdinChannel:
     @property
     def lost(self) -> int:
         """Lines dropped since the last recovery (:meth:`recovered`)."""
-        return self.lines.lost
+        return self.lines.lost.count
 
     def has_room(self) -> bool:
         return self.lines.has_room()
 
-    def recovered(self) -> int:
-        """A recovery was asked for: returns the lines dropped since the last one."""
-        with self.lines.lock:
-            lost, self.lines.lost = self.lines.lost, 0
-        return lost
+    def recovered(self) -> Lost:
+        """A recovery is asked for: what was dropped since the last one."""
+        return self.lines.take_lost()
 
     def _read(self) -> None:
         """What the pipe holds (up to 64 KB) in one read, split into lines in C: one system call,
@@ -400,7 +470,8 @@ class StdinChannel:
 class RelayChannel:
     """One relay connection (``kernelsync exabgp`` in relay mode) on the daemon's socket.
     ``events``: what the loop's selector waits for (writable too while commands wait).
-    ``lost``: lines the relay said it dropped (:data:`RELAY_DROPPED`), not recovered yet."""
+    ``lost``: lines the relay said it dropped (:data:`RELAY_DROPPED`), not recovered yet
+    (:attr:`dropped`: what they were about)."""
 
     def __init__(self, sock: socket.socket, number: int, max_wbuf: int = MAX_RELAY_WBUF,
                  max_line: int = MAX_LINE) -> None:
@@ -410,7 +481,7 @@ class RelayChannel:
         self.wbuf = bytearray()
         self.max_wbuf = max_wbuf
         self.commands_dropped = 0
-        self.lost = 0
+        self.dropped = Lost()
         self.closed = False
         self.events = selectors.EVENT_READ
         self.callback: Optional[Callable[[float], None]] = None
@@ -444,8 +515,12 @@ class RelayChannel:
     def has_room(self) -> bool:
         return True  # the relay sends its notice once it has room again
 
-    def recovered(self) -> int:
-        lost, self.lost = self.lost, 0
+    @property
+    def lost(self) -> int:
+        return self.dropped.count
+
+    def recovered(self) -> Lost:
+        lost, self.dropped = self.dropped, Lost()
         return lost
 
     @property
@@ -475,8 +550,7 @@ class RelayChannel:
             kept: List[Optional[bytes]] = []
             for line in lines:
                 if line and line.startswith(RELAY_DROPPED):
-                    count = line[len(RELAY_DROPPED):].strip()
-                    self.lost += int(count) if count.isdigit() else 1
+                    self.dropped.merge(*Lost.decode(line))
                 else:
                     kept.append(line)
             lines = kept
@@ -539,6 +613,9 @@ class AckTracker:
 
 #: ``listener(channel, now)``, called when a stream opens
 OpenListener = Callable[[Channel, float], None]
+#: ``listener(channel, now, affected)``, called when a stream that dropped lines has room again:
+#: ``affected`` peer address -> families whose UPDATEs were dropped (None: every peer and family)
+LostListener = Callable[[Channel, float, Optional[Dict[str, Set[str]]]], None]
 #: ``consumer(channel, lines, now)``: lines received (None: the end of the stream)
 LineConsumer = Callable[[Channel, List[Optional[bytes]], float], None]
 
@@ -565,7 +642,7 @@ class ExabgpStreams(BaseFeed):
         self.sel: Optional[selectors.BaseSelector] = None
         self.on_open: List[OpenListener] = []
         self.consumer: Optional[LineConsumer] = None
-        self.on_lost: List[OpenListener] = []
+        self.on_lost: List[LostListener] = []
         self.acks: Dict[Channel, AckTracker] = {}
         self.last_errors: Deque[str] = collections.deque(maxlen=20)
         self.counters: Dict[str, int] = {"acks_done": 0, "acks_error": 0, "relay_connections": 0, "commands": 0,
@@ -680,12 +757,19 @@ class ExabgpStreams(BaseFeed):
         for channel in list(self.channels):
             if getattr(channel, "lost", 0) and not channel.closed and channel.has_room():
                 lost = channel.recovered()
-                self.counters["lines_dropped"] += lost
+                self.counters["lines_dropped"] += lost.count
                 self.counters["loss_recoveries"] += 1
-                log.error("%s: %d line(s) from ExaBGP were dropped (kernelsync was too slow to take them); "
-                          "asking ExaBGP to send everything again", channel.name, lost)
+                if lost.affected is None:
+                    tracker = self.acks.get(channel)
+                    if tracker is not None and tracker.correlate:  # a reply may be among the lost lines
+                        tracker.correlate = False
+                        tracker.pending.clear()
+                log.error("%s: %d line(s) from ExaBGP were dropped (kernelsync was too slow to take them): %s; "
+                          "asking ExaBGP to send them again", channel.name, lost.count,
+                          "UPDATEs of %d peer(s)" % len(lost.affected) if lost.affected is not None
+                          else "not only UPDATEs (replies are no longer matched to commands)")
                 for listener in self.on_lost:
-                    listener(channel, now)
+                    listener(channel, now, lost.affected)
 
     def closed(self, channel: Channel) -> None:
         """The stream ended (its consumer saw the end): forget it."""
@@ -743,5 +827,5 @@ class ExabgpStreams(BaseFeed):
 
 
 __all__ = ["ExabgpStreams", "StdinChannel", "RelayChannel", "Channel", "Waker", "AckTracker", "LineSplitter",
-           "LineQueue", "SocketInUse", "listen_unix", "unix_peer_uid", "truncate", "escape", "MAX_LINE", "MAX_LOGGED_LINE",
+           "LineQueue", "Lost", "SocketInUse", "listen_unix", "unix_peer_uid", "truncate", "escape", "MAX_LINE", "MAX_LOGGED_LINE",
            "MAX_QUEUED_LINES", "MAX_QUEUED_BYTES", "MAX_QUEUED_COMMANDS", "MAX_RELAY_WBUF", "RELAY_DROPPED"]

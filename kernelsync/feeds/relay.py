@@ -10,8 +10,8 @@ announcements) to stdout, flushed.
   (:class:`~kernelsync.feeds.channels.LineQueue`: MAX_QUEUED_LINES lines, MAX_QUEUED_BYTES
   bytes; a full table fits whole).  A line over MAX_LINE bytes is skipped, logged and counted.
   When the daemon is so slow that the queue fills, lines are dropped and counted, and once
-  there is room the relay tells the daemon in-band (``#kernelsync dropped N``): the daemon asks
-  ExaBGP for a route-refresh, which re-sends them.
+  there is room the relay tells the daemon in-band (``#kernelsync dropped N {peer: families}``):
+  the daemon asks ExaBGP for a route-refresh, which re-sends them.
 * While the daemon is unreachable the relay keeps draining stdin, counts the lines it cannot
   deliver (logged), and reconnects with backoff (0.1 s doubling to 2 s).  On every connection the
   daemon asks ExaBGP for a route-refresh (``[exabgp] route_refresh_on_start``), so nothing
@@ -28,7 +28,7 @@ import threading
 import time
 from typing import List, Optional
 
-from .channels import RELAY_DROPPED, LineQueue, LineSplitter
+from .channels import LineQueue, LineSplitter, Lost
 
 log = logging.getLogger("kernelsync.relay")
 
@@ -117,6 +117,7 @@ def main(path: str, rfile=None, lines: Optional[LineQueue] = None, out=None) -> 
     delay = 0.1
     next_try = 0.0
     dropped = 0  # while the daemon was unreachable
+    unsent: Optional[Lost] = None  # a drop notice not delivered yet
     while True:
         if sock is None and time.monotonic() >= next_try:
             try:
@@ -135,18 +136,20 @@ def main(path: str, rfile=None, lines: Optional[LineQueue] = None, out=None) -> 
         data = [line for line in batch if line is not None]
         if sock is None:
             dropped += len(data)
-        elif data or queue.lost:
-            lost = queue.lost
-            payload = b"".join(line + b"\n" for line in data)
-            if lost:  # the queue was full: the daemon asks ExaBGP to send everything again
+        elif data or queue.lost.count or unsent is not None:
+            if queue.lost.count:
+                lost = queue.take_lost()
                 log.error("%d line(s) from ExaBGP were dropped (the daemon was too slow to take them); telling it",
-                          lost)
-                payload = RELAY_DROPPED + b"%d\n" % lost + payload
+                          lost.count)
+                if unsent is not None:
+                    lost.merge(unsent.count, unsent.affected)
+                unsent = lost
+            payload = b"".join(line + b"\n" for line in data)
+            if unsent is not None:  # the queue was full: the daemon asks ExaBGP to send them again
+                payload = unsent.encode() + b"\n" + payload
             try:
                 sock.sendall(payload)
-                if lost:
-                    with queue.lock:
-                        queue.lost -= lost
+                unsent = None
             except OSError as exc:
                 log.warning("lost the kernelsync daemon (%s); reconnecting", exc.strerror or exc)
                 _close(sock)

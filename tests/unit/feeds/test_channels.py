@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from kernelsync.feeds.channels import (RELAY_DROPPED, AckTracker, ExabgpStreams, LineQueue, LineSplitter, RelayChannel,
-                                       StdinChannel, Waker)
+from kernelsync.feeds.channels import (RELAY_DROPPED, AckTracker, ExabgpStreams, LineQueue, LineSplitter, Lost,
+                                       RelayChannel, StdinChannel, Waker)
 from kernelsync.tools.netns import wait_for
 
 
@@ -89,7 +89,7 @@ def test_line_queue_drops_what_does_not_fit_and_counts_it():
     assert q.put([b"a", b"b"]) == 0
     assert q.put([b"c", b"d", b"e"]) == 2
     assert q.put([b"0123456789"]) == 1  # bytes bound
-    assert (q.dropped, q.lost, len(q)) == (3, 3, 3) and not q.has_room()
+    assert (q.dropped, q.lost.count, q.lost.affected, len(q)) == (3, 3, None, 3) and not q.has_room()
     q.end()  # the end of the stream always fits
     assert q.take() == [b"a", b"b", b"c", None] and q.has_room() and q.bytes == 0
 
@@ -111,21 +111,22 @@ def test_a_full_stdin_queue_drops_counts_and_asks_for_a_route_refresh_once_there
     streams.sel = selectors.DefaultSelector()
     got, lost = [], []
     streams.consumer = lambda c, lines, now: got.extend(lines)
-    streams.on_lost.append(lambda c, now: lost.append(c))
+    streams.on_lost.append(lambda c, now, affected: lost.append((c, affected)))
     streams.stdin = channel
     streams.open_channel(channel, 0.0)
-    line = b'{"type": "update", "neighbor": {}}' + b" " * 60 + b"\n"  # 100 bytes
+    line = (b'{"type": "update", "neighbor": {"address": {"peer": "192.0.2.1"}, "message": {"update": {"announce": '
+            b'{"ipv4 unicast": {"192.0.2.1": [{"nlri": "198.51.100.0/24"}]}}}}}}\n')
     os.write(w_in, line * 5000)  # would block if the reader stopped reading (the pipe is smaller)
     wait_for(lambda: channel.lines.dropped == 4000, timeout=10, what="4000 lines dropped")
     assert len(channel.lines) == 1000 and lost == []  # the loop did not run: no recovery yet
     assert streams.deadline() == 0.0 + 0.1  # the loop looks again (RECOVERY_POLL) until there is room
     streams._on_wake(1.0)
-    assert len(got) == 1000 and lost == [channel]  # room again: recovered once
+    assert len(got) == 1000 and lost == [(channel, {"192.0.2.1": {"ipv4 unicast"}})]  # room again: recovered once
     assert streams.counters["lines_dropped"] == 4000 and streams.counters["loss_recoveries"] == 1
     os.write(w_in, line * 10)
     wait_for(lambda: len(channel.lines) == 10, timeout=10, what="lines")
     streams._on_wake(2.0)
-    assert len(got) == 1010 and lost == [channel]  # nothing more lost: no second refresh
+    assert len(got) == 1010 and len(lost) == 1  # nothing more lost: no second refresh
     os.close(w_in)
     wait_for(lambda: None in channel.lines.items, timeout=10, what="end of stream")
     channel.close()
@@ -133,16 +134,47 @@ def test_a_full_stdin_queue_drops_counts_and_asks_for_a_route_refresh_once_there
     waker.close()
 
 
+def _lost(*lines):
+    lost = Lost()
+    for line in lines:
+        lost.note(line)
+    return lost
+
+
+UPDATE_A = (b'{"exabgp": "5.0.0", "type": "update", "neighbor": {"address": {"local": "192.0.2.2", "peer": "192.0.2.1"}, '
+            b'"message": {"update": {"announce": {"ipv4 unicast": {"192.0.2.1": [{"nlri": "198.51.100.0/24"}]}}}}}}')
+WITHDRAW_B = (b'{"exabgp": "4.0.1", "type": "update", "neighbor": {"address": {"local": "2001:db8::2", "peer": '
+              b'"2001:db8::1"}, "message": {"update": {"withdraw": {"ipv6 unicast": [{"nlri": "2001:db8:1::/48"}]}}}}}')
+EOR = b'{"type": "update", "neighbor": {"address": {"peer": "192.0.2.1"}, "message": {"eor": {"afi": "ipv4", "safi": "unicast"}}}}'
+STATE = b'{"type": "state", "neighbor": {"address": {"peer": "192.0.2.1"}, "state": "down"}}'
+
+
+def test_what_dropped_lines_were_about():
+    assert _lost(UPDATE_A, WITHDRAW_B, UPDATE_A).affected == {"192.0.2.1": {"ipv4 unicast"},
+                                                             "2001:db8::1": {"ipv6 unicast"}}
+    for other in (EOR, STATE, b"done", b"error", b"{not json"):  # not an UPDATE of a family: everything
+        assert _lost(UPDATE_A, other).affected is None
+    lost = _lost(UPDATE_A, WITHDRAW_B)
+    assert Lost.decode(lost.encode()) == (2, lost.affected)
+    assert Lost.decode(_lost(STATE).encode()) == (1, None)
+    assert Lost.decode(RELAY_DROPPED + b"5 {broken") == (5, None)
+
+
 def test_a_lost_line_triggers_the_bgp_feeds_route_refresh():
     from tests.unit.feeds.test_bgpfeed import make
     feed, _rib, _kernel, streams, channel = make()
-    channel.lost = 7
     channel.has_room = lambda: True
-    channel.recovered = lambda: 7
-    del channel.sent[:]
-    streams.commit(1.0)
-    assert channel.sent == ["announce route-refresh ipv4 unicast", "announce route-refresh ipv6 unicast"]
-    assert streams.counters["lines_dropped"] == 7
+    for lost, commands in (
+            (_lost(UPDATE_A, WITHDRAW_B), ["neighbor 192.0.2.1 announce route-refresh ipv4 unicast",
+                                           "neighbor 2001:db8::1 announce route-refresh ipv6 unicast"]),
+            (_lost(UPDATE_A, STATE), ["announce route-refresh ipv4 unicast", "announce route-refresh ipv6 unicast"])):
+        channel.lost = lost.count
+        channel.recovered = lambda lost=lost: lost
+        del channel.sent[:]
+        streams.commit(1.0)
+        assert channel.sent == commands
+    assert streams.counters["lines_dropped"] == 4 and streams.counters["loss_recoveries"] == 2
+    assert not streams.acks[channel].correlate  # a reply may have been lost: no longer matched
 
 
 class Exploding:
@@ -194,9 +226,13 @@ def test_relay_channel_bounds_its_buffers_and_reads_the_relays_drop_notice():
     theirs.setblocking(False)
     results = [channel.send("x" * 99) for _ in range(10_000)]  # 1 MB to a relay that does not read
     assert results.count(False) > 0 and len(channel.wbuf) <= 10_000 and channel.commands_dropped == results.count(False)
-    theirs.sendall(b'{"a": 1}\n' + RELAY_DROPPED + b"42\n" + b"y" * 5000 + b'\n{"b": 2}\n')
+    theirs.sendall(b'{"a": 1}\n' + RELAY_DROPPED + b"42\n" + b"y" * 5000 + b'\n{"b": 2}\n'
+                   + _lost(UPDATE_A).encode() + b"\n")
     assert channel.take() == [b'{"a": 1}', b'{"b": 2}']
-    assert channel.lost == 42 and channel.lines_too_long == 1
+    assert channel.lost == 43 and channel.lines_too_long == 1
+    assert channel.recovered().affected is None and channel.lost == 0  # one notice said: everything
+    theirs.sendall(_lost(UPDATE_A).encode() + b"\n")
+    assert channel.take() == [] and channel.recovered().affected == {"192.0.2.1": {"ipv4 unicast"}}
     theirs.close()
     assert channel.take() == [None]
     channel.close()

@@ -5,7 +5,7 @@ import socket
 import threading
 
 from kernelsync.feeds import relay
-from kernelsync.feeds.channels import RELAY_DROPPED, LineQueue
+from kernelsync.feeds.channels import RELAY_DROPPED, LineQueue, Lost
 from kernelsync.tools.netns import wait_for
 
 
@@ -40,7 +40,7 @@ def test_a_slow_daemon_costs_lines_that_are_counted_and_told_never_a_blocked_exa
     thread.join(10)
     assert result == [0]
     lines = bytes(data).split(b"\n")[:-1]
-    notices = [int(l[len(RELAY_DROPPED):]) for l in lines if l.startswith(RELAY_DROPPED)]
+    notices = [Lost.decode(l)[0] for l in lines if l.startswith(RELAY_DROPPED)]
     updates = [l for l in lines if not l.startswith(RELAY_DROPPED)]
     assert notices and sum(notices) == queue.dropped
     assert len(updates) + queue.dropped == sent
