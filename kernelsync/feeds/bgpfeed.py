@@ -81,6 +81,7 @@ class BgpFeed(BaseFeed):
         (peer address -> families of the dropped UPDATEs), or of every family from every peer
         (None: a state change, an end-of-RIB or anything else was dropped)."""
         if affected is None:
+            self.bgp.lines_lost(channel, now)  # a peer's down may be lost: what no refresh re-sends goes
             for family in self.settings.families:
                 self.streams.send(channel, route_refresh_command(family), now)
             log.warning("%s: asked ExaBGP for a route-refresh of %s (lines were dropped)", channel.name,

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from kernelsync.core.model import parse_prefix
 from kernelsync.feeds.channels import (RELAY_DROPPED, AckTracker, ExabgpStreams, LineQueue, LineSplitter, Lost,
                                        RelayChannel, StdinChannel, Waker)
 from kernelsync.tools.netns import wait_for
@@ -236,3 +237,35 @@ def test_relay_channel_bounds_its_buffers_and_reads_the_relays_drop_notice():
     theirs.close()
     assert channel.take() == [None]
     channel.close()
+
+
+def test_when_a_state_change_may_be_lost_what_no_refresh_re_sends_is_flushed_after_the_hold():
+    """A peer's ``down`` among the dropped lines: ExaBGP refreshes only established peers, so
+    the paths of every peer of the stream are stale until a refresh window re-sends them; the
+    rest goes when restart_hold_time is over."""
+    from tests.unit.feeds.bgp_lines import announce, msg
+    from tests.unit.feeds.test_bgpfeed import V4, make, nexthops
+    feed, rib, _kernel, streams, channel = make()
+    V4B = parse_prefix("203.0.113.0/24")
+    feed.on_lines(channel, [announce(["198.51.100.0/24"], "192.0.2.1", peer="192.0.2.1").encode(),
+                            announce(["203.0.113.0/24"], "192.0.2.3", peer="192.0.2.3").encode()], 0.0)
+    feed.commit(1.0)
+    assert nexthops(rib, V4) == [("192.0.2.1", "ha")] and nexthops(rib, V4B) == [("192.0.2.3", "ha")]
+    channel.lost = 2
+    channel.recovered = lambda: _lost(UPDATE_A, STATE)
+    channel.has_room = lambda: True
+    streams.commit(2.0)
+    assert all(p.stale for peer in feed.bgp.peers.values() for p in peer.paths.values())
+    # 192.0.2.1 is up: its refresh window re-sends its path; 192.0.2.3 went down meanwhile: nothing
+    refresh = lambda subtype: msg("refresh", {"route-refresh": {"afi": "ipv4", "safi": "unicast", "subtype": subtype}},
+                                  peer="192.0.2.1")
+    feed.on_lines(channel, [refresh("begin").encode(),
+                            announce(["198.51.100.0/24"], "192.0.2.1", peer="192.0.2.1").encode(),
+                            refresh("end").encode()], 3.0)
+    feed.commit(3.0)
+    hold = feed.settings.restart_hold_time
+    feed.commit(2.0 + hold - 0.1)
+    assert nexthops(rib, V4B) == [("192.0.2.3", "ha")]  # kept while the hold lasts
+    feed.commit(2.0 + hold)
+    feed.commit(2.0 + hold + 1)
+    assert nexthops(rib, V4) == [("192.0.2.1", "ha")] and nexthops(rib, V4B) is None
