@@ -7,6 +7,8 @@ does not stop the other routes.  See ``configs/kernelsync.toml`` for an annotate
 """
 from __future__ import annotations
 
+import ipaddress
+import math
 import tomllib
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -62,6 +64,35 @@ class Config:
     table_feeds: Tuple[TableFeedConfig, ...] = ()
     fpm_feed: Optional[FpmFeedConfig] = None
     warnings: Tuple[str, ...] = ()
+
+
+#: Upper bound of every time setting, in seconds (one year): a larger value is a typo, and
+#: ``select()``/``time.monotonic() + t`` must stay finite.
+MAX_SECONDS = 31_536_000.0
+#: Lower bounds of the times for which 0 (or next to it) makes no sense: a resync or retry every
+#: loop pass is a busy loop; a quiet window of 0 ends a replay at its first frame and sweeps the rest.
+_MIN_SECONDS = {"resync_interval": 0.1, "retry_initial": 0.01, "retry_max": 0.01, "replay_quiet": 0.01,
+                "restart_quiet": 0.01, "half_life": 0.1, "max_suppress": 0.1}
+#: zebra's route priority (RTA_PRIORITY) for every route it installs (FRR's kernel dataplane).
+ZEBRA_METRIC = 20
+#: Bounds of the flap damping penalties (1 per loss): ``suppress`` is a number of losses.
+MAX_PENALTY = 1000.0
+#: ``max_suppress / half_life`` at most this: the penalty ceiling ``reuse * 2 ** ratio`` stays finite.
+MAX_DAMPING_RATIO = 64.0
+
+
+def seconds(value: Any, where: str, minimum: float = 0.0, maximum: float = MAX_SECONDS) -> float:
+    """The one validator of every time setting: ``value`` (TOML int or float) as seconds.
+    Raises ``ValueError`` naming ``where`` for a non-number, nan, inf, a negative value, a value
+    below ``minimum`` (0 where 0 is a busy loop) or above ``maximum`` (default one year)."""
+    if not _is_finite(value) or value < minimum or value > maximum:
+        low = ">= 0" if minimum == 0 else ">= %g" % minimum
+        raise ValueError("%s: must be a number of seconds %s and <= %d, not %r" % (where, low, maximum, value))
+    return float(value)
+
+
+def _seconds_key(key: str, value: Any, where: str) -> float:
+    return seconds(value, where, _MIN_SECONDS.get(key, 0.0))
 
 
 _KERNEL_KEYS = {f.name for f in attrs.fields(KernelConfig)}
@@ -153,15 +184,16 @@ def _bgp(section: Dict[str, Any], problems: List[str]) -> BgpSettings:
             else:
                 values[key] = tuple(value)
         elif key == "families":
-            if not isinstance(value, list) or not value or not all(f in FAMILIES for f in value):
+            if not isinstance(value, list) or not value or not all(isinstance(f, str) and f in FAMILIES for f in value):
                 problems.append("%s: must be a non-empty list of %s, not %r"
                                 % (where, " / ".join(repr(f) for f in FAMILIES), value))
             else:
                 values[key] = tuple(value)
         else:
-            if not _is_num(value) or value < 0:
-                problems.append("%s: must be a number of seconds >= 0, not %r" % (where, value))
-            values[key] = float(value) if _is_num(value) else value
+            try:
+                values[key] = _seconds_key(key, value, where)
+            except ValueError as exc:
+                problems.append(str(exc))
     return BgpSettings() if len(problems) > before else BgpSettings(**values)
 
 
@@ -247,10 +279,7 @@ def _source_settings(item: Dict[str, Any], where: str, default_name: str,
         raise ValueError("%s.distance: admin distance must be an integer 0..255, not %r" % (where, distance))
     out: Dict[str, Any] = {"name": name, "distance": distance, "where": where}
     for key, default in times:
-        value = item.get(key, default)
-        if not _is_num(value) or value < 0:
-            raise ValueError("%s.%s: must be a number of seconds >= 0, not %r" % (where, key, value))
-        out[key] = float(value)
+        out[key] = _seconds_key(key, item.get(key, default), "%s.%s" % (where, key))
     return out
 
 
@@ -303,6 +332,19 @@ def _fpm_feed(item: Any, where: str, kernel: KernelConfig) -> FpmFeedConfig:
     if not isinstance(users, list) or not all(isinstance(u, str) and u or _is_int(u) and u >= 0 for u in users):
         raise ValueError("%s.users: must be a list of user names or uids allowed to connect ([] = anyone), not %r"
                          % (where, users))
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:  # an address parse_address takes and ipaddress does not: be safe
+        loopback = False
+    if not users and not loopback:
+        raise ValueError("%s.users: [] (anyone) with address %s, which is not a loopback address: anyone who "
+                         "reaches it on the network could write the FIB; listen on 127.0.0.1 or ::1, or name the "
+                         "users" % (where, address))
+    if table == kernel.table and kernel.metric == ZEBRA_METRIC:
+        raise ValueError("%s.table: zebra writes its own routes to table %d with metric %d, which are kernelsync's "
+                         "kernel.table and kernel.metric: each would replace the other's routes; use another "
+                         "kernel.table or kernel.metric (see the README, FRR through FPM)"
+                         % (where, table, ZEBRA_METRIC))
     return FpmFeedConfig(address=address, port=port, table=table, protocols=numbers,
                          users=tuple(str(u) for u in users), **out)
 
@@ -348,6 +390,11 @@ def _export(section: Dict[str, Any], problems: List[str]) -> ExportConfig:
 
 
 def _damping(value: Any, where: str) -> DampingSettings:
+    """``[export.damping]``: times (``half_life``, ``max_suppress``) through :func:`seconds`;
+    penalties (``suppress``, ``reuse``) in (0, :data:`MAX_PENALTY`], ``reuse < suppress``;
+    ``max_suppress / half_life`` at most :data:`MAX_DAMPING_RATIO` (the ceiling
+    ``reuse * 2 ** (max_suppress / half_life)`` of :class:`Damping` stays finite) and that ceiling
+    must reach ``suppress`` (otherwise nothing is ever suppressed)."""
     if not isinstance(value, dict):
         raise ValueError("%s: must be a table { half_life = 15, suppress = 3, reuse = 1.5 }, not %r" % (where, value))
     _only_keys(value, where, _DAMPING_KEYS)
@@ -356,12 +403,27 @@ def _damping(value: Any, where: str) -> DampingSettings:
         if key == "enabled":
             if not isinstance(item, bool):
                 raise ValueError("%s.enabled: must be true or false, not %r" % (where, item))
-        elif not _is_num(item) or item <= 0:
-            raise ValueError("%s.%s: must be a number > 0, not %r" % (where, key, item))
-        out[key] = item if key == "enabled" else float(item)
+            out[key] = item
+        elif key in ("half_life", "max_suppress"):
+            out[key] = _seconds_key(key, item, "%s.%s" % (where, key))
+        elif not _is_finite(item) or not 0 < item <= MAX_PENALTY:
+            raise ValueError("%s.%s: must be a penalty > 0 and <= %g (1 per loss), not %r"
+                             % (where, key, MAX_PENALTY, item))
+        else:
+            out[key] = float(item)
     settings = DampingSettings(**out)
     if not settings.reuse < settings.suppress:
-        raise ValueError("%s: reuse (%g) must be below suppress (%g)" % (where, settings.reuse, settings.suppress))
+        raise ValueError("%s.reuse: %g must be below suppress (%g)" % (where, settings.reuse, settings.suppress))
+    ratio = settings.max_suppress / settings.half_life
+    if ratio > MAX_DAMPING_RATIO:
+        raise ValueError("%s.max_suppress: %g is more than %g half-lives (half_life %g): the penalty ceiling "
+                         "reuse * 2 ** (max_suppress / half_life) would overflow"
+                         % (where, settings.max_suppress, MAX_DAMPING_RATIO, settings.half_life))
+    ceiling = settings.reuse * 2 ** ratio
+    if settings.enabled and ceiling < settings.suppress:
+        raise ValueError("%s.max_suppress: %g caps the penalty at %g (reuse * 2 ** (max_suppress / half_life)), "
+                         "below suppress (%g): nothing would ever be suppressed"
+                         % (where, settings.max_suppress, ceiling, settings.suppress))
     return settings
 
 
@@ -489,6 +551,11 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_finite(value: Any) -> bool:
+    """A TOML number other than nan and +-inf (TOML integers have no size limit here)."""
+    return _is_int(value) or isinstance(value, float) and math.isfinite(value)
+
+
 def _table(data: Dict[str, Any], key: str, problems: List[str]) -> Dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
@@ -530,12 +597,18 @@ def _kernel(section: Dict[str, Any], problems: List[str]) -> KernelConfig:
                 problems.append("%s: must be true or false, not %r" % (where, value))
             values[key] = value
         else:
-            if not _is_num(value) or value < 0:
-                problems.append("%s: must be a number of seconds >= 0, not %r" % (where, value))
-            values[key] = float(value) if _is_num(value) else value
+            try:
+                values[key] = _seconds_key(key, value, where)
+            except ValueError as exc:
+                problems.append(str(exc))
     if problems:
         return KernelConfig()
-    return KernelConfig(**values)
+    kernel = KernelConfig(**values)
+    if kernel.retry_max < kernel.retry_initial:
+        problems.append("kernel.retry_max: %g is below retry_initial (%g): the backoff doubles from retry_initial "
+                        "up to retry_max" % (kernel.retry_max, kernel.retry_initial))
+        return KernelConfig()
+    return kernel
 
 
 def _routes(items: Any) -> Tuple[List[StaticRoute], List[str]]:
@@ -629,10 +702,8 @@ def _resilient(value: Any, where: str) -> ResilientSpec:
         raise ValueError("%s.buckets: must be an integer 1..65535, not %r" % (where, buckets))
     timers = {}
     for key, default in (("idle_timer", 120.0), ("unbalanced_timer", 0.0)):
-        timer = value.get(key, default)
-        if not _is_num(timer) or not 0 <= timer <= 42_949_672:
-            raise ValueError("%s.%s: must be seconds 0..42949672, not %r" % (where, key, timer))
-        timers[key] = float(timer)
+        # the kernel's limit: clock_t of 1/100 s in 32 bits
+        timers[key] = seconds(value.get(key, default), "%s.%s" % (where, key), maximum=42_949_672)
     return ResilientSpec(buckets=buckets, **timers)
 
 

@@ -31,7 +31,7 @@ from .export.feed import ExportFeed
 from .feeds.base import BaseFeed, Feed, KernelChange, NexthopEvent, RouteEvent
 from .feeds.bgp import EBGP, IBGP
 from .feeds.bgpfeed import BgpFeed
-from .feeds.channels import ExabgpStreams
+from .feeds.channels import ExabgpStreams, SocketInUse
 from .feeds.fpm import FpmFeed
 from .feeds.static import StaticFeed, StaticRoute
 from .feeds.tablefeed import TableFeed
@@ -203,12 +203,19 @@ class Daemon:
         engine.start(now)
         self._build_feeds(now)
         sel = selectors.DefaultSelector()
-        if self.cfg.control_socket:
-            self.control = ControlServer(self.cfg.control_socket, self.answer)
-            self.control.start(sel)
-        self.claim.register(sel)
-        for feed in self.feeds:
-            feed.start(sel, now)
+        try:  # the control socket and the relay listener: refused if another instance listens there
+            if self.cfg.control_socket:
+                self.control = ControlServer(self.cfg.control_socket, self.answer)
+                self.control.start(sel)
+            self.claim.register(sel)
+            for feed in self.feeds:
+                feed.start(sel, now)
+        except SocketInUse as exc:
+            log.error("cannot start: %s", exc.strerror)
+            if self.control is not None:
+                self.control.close()
+            self.close()
+            return 1
         event_at: Optional[float] = None  # when the first link event not handled yet was read
 
         def notified(t: float) -> None:
@@ -235,7 +242,7 @@ class Daemon:
         for warning in self.cfg.warnings:
             log.warning("%s: %s", self.cfg.filename, warning)
         hold_until = 0.0  # after an unexpected error, wait a little before the next run
-        feeds = self.feeds
+        feeds = self.feeds + ([self.control] if self.control is not None else [])  # control: idle clients
         try:
             while not self.stopping:
                 if self.held is not None and self.held.done and self._swept():

@@ -233,6 +233,18 @@ class BgpRib:
                 peer.state = "down"
                 self._down(peer, now, hold, "ExaBGP stream closed")
 
+    def lines_lost(self, channel: object, now: float) -> None:
+        """Lines of ``channel`` were dropped, not only UPDATEs (a peer's ``down`` may be among
+        them): its peers' paths are stale for ``restart_hold_time`` (at least
+        ``graceful_restart``).  The route-refresh asked meanwhile re-sends and sweeps them per
+        family for every peer that is up; the paths of a peer that does not answer (down) are
+        flushed when the time is over."""
+        hold = max(self.settings.restart_hold_time, self.settings.graceful_restart)
+        for peer in self.peers.values():
+            if peer.channel is channel and peer.paths:
+                self._mark_stale(peer, None)
+                peer.stale_until = now + hold
+
     def _update(self, event: Update, now: float, channel: object) -> None:
         peer = self._peer(event.neighbor, now, channel)
         self.counters["updates"] += 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import selectors
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from ..core.links import LinkTable
 from ..core.port import ResyncNeeded
@@ -69,6 +69,7 @@ class BgpFeed(BaseFeed):
         self.read_addresses()
         self.read_routes()
         self.streams.on_open.append(self._opened)
+        self.streams.on_lost.append(self._lines_lost)
         self.streams.consumer = self.on_lines
 
     def _opened(self, channel: Channel, now: float) -> None:
@@ -78,6 +79,25 @@ class BgpFeed(BaseFeed):
                 self.streams.send(channel, route_refresh_command(family), now)
             log.info("%s: asked ExaBGP for a route-refresh of %s", channel.name, ", ".join(self.settings.families))
 
+    def _lines_lost(self, channel: Channel, now: float, affected: Optional[Dict[str, Set[str]]]) -> None:
+        """``channel`` dropped lines (its queue was full): a route-refresh re-sends what they held
+        (RFC 7313 begin/end: what is not re-sent is swept), of the ``affected`` peers' families
+        (peer address -> families of the dropped UPDATEs), or of every family from every peer
+        (None: a state change, an end-of-RIB or anything else was dropped)."""
+        if affected is None:
+            self.bgp.lines_lost(channel, now)  # a peer's down may be lost: what no refresh re-sends goes
+            for family in self.settings.families:
+                self.streams.send(channel, route_refresh_command(family), now)
+            log.warning("%s: asked ExaBGP for a route-refresh of %s (lines were dropped)", channel.name,
+                        ", ".join(self.settings.families))
+            return
+        for peer, families in sorted(affected.items()):
+            for family in self.settings.families:
+                if family in families:
+                    self.streams.send(channel, "neighbor %s %s" % (peer, route_refresh_command(family)), now)
+        log.warning("%s: asked ExaBGP for a route-refresh of %s (UPDATEs were dropped)", channel.name,
+                    "; ".join("%s: %s" % (p, ", ".join(sorted(f))) for p, f in sorted(affected.items())))
+
     # kernel --------------------------------------------------------------------------------
     def read_addresses(self) -> None:
         self.resolver.set_addresses(self.kernel.dump_addresses())
@@ -85,8 +105,9 @@ class BgpFeed(BaseFeed):
     def read_routes(self) -> None:
         routes = {}
         for route in self.kernel.dump_table(self.settings.resolve_table):
-            if route.protocol != self.protocol and route.is_unicast and route.legs:
-                routes[(route.family, route.dst, route.plen, route.metric)] = route.legs
+            if route.protocol != self.protocol and (route.legs or not route.is_unicast):
+                # a blackhole, unreachable, prohibit... route: nothing resolves through it (no legs)
+                routes[(route.family, route.dst, route.plen, route.metric)] = route.legs if route.is_unicast else ()
         self.resolver.set_routes(routes)
 
     def on_kernel_change(self, change: KernelChange, now: float) -> None:
@@ -119,11 +140,13 @@ class BgpFeed(BaseFeed):
                 route = event.route
                 if route.protocol == self.protocol or route.table != self.settings.resolve_table:
                     continue
-                if not route.is_unicast or (not route.legs and not event.deleted):
+                if route.is_unicast and not route.legs and not event.deleted:
                     continue
                 self.counters["route_events"] += 1
+                # a blackhole/unreachable/prohibit route replaces the unicast route at its key (or is
+                # more specific): nothing resolves through it (no legs)
                 self.resolver.route_event(event.deleted, route.family, route.dst, route.plen, route.metric,
-                                          route.legs)
+                                          route.legs if route.is_unicast else ())
 
     # lines ---------------------------------------------------------------------------------
     def on_lines(self, channel: Channel, lines: List[Optional[bytes]], now: float) -> None:

@@ -12,7 +12,9 @@ A next hop resolves, in this order:
 3. **recursive**: the longest-prefix match among the other routes of the resolution table
    (the default route only with ``via_default``, as FRR's ``ip nht resolve-via-default``): its
    gateways and devices (all legs of a multipath route; a device-only leg means ``via <next
-   hop> dev <leg device>``).
+   hop> dev <leg device>``).  A route that does not forward (blackhole, unreachable, prohibit,
+   throw, ...: given with no legs) wins the match like any other and makes the next hop
+   unresolvable, as in the kernel: traffic to it would be dropped.
 
 :attr:`Resolver.version` increases on every change (of its inputs, or of the link table's
 names), so users re-resolve only when it moved.
@@ -71,7 +73,8 @@ class Resolver:
         self._version += 1
 
     def set_routes(self, routes: Dict[Tuple[int, bytes, int, int], Tuple[Leg, ...]]) -> None:
-        """The whole resolution table: ``(family, dst, plen, metric) -> legs`` (not ours)."""
+        """The whole resolution table: ``(family, dst, plen, metric) -> legs`` (not ours; no
+        legs: a route that does not forward, e.g. a blackhole)."""
         self._routes = {AF_INET: {}, AF_INET6: {}}
         for (family, dst, plen, metric), legs in routes.items():
             self._put(family, dst, plen, metric, legs)
@@ -80,7 +83,8 @@ class Resolver:
 
     def route_event(self, deleted: bool, family: int, dst: bytes, plen: int, metric: int,
                     legs: Tuple[Leg, ...]) -> None:
-        """One RTM_NEWROUTE/RTM_DELROUTE of the resolution table."""
+        """One RTM_NEWROUTE/RTM_DELROUTE of the resolution table (``legs`` empty: a route that
+        does not forward, e.g. a blackhole replacing a unicast route at its key)."""
         if family not in self._routes:
             return
         if deleted:

@@ -96,12 +96,20 @@ def test_table_feed_config():
         assert message in str(err.value)
 
 
+#: [kernel] beside [feed.fpm]: not zebra's table 254 + metric 20
+NOT_ZEBRAS = {"metric": 10}
+
+
+def fpm_config(fpm, **kernel):
+    return config.parse({"feed": {"fpm": fpm}, "kernel": dict(NOT_ZEBRAS, **kernel)})
+
+
 def test_fpm_config_defaults_and_names():
-    cfg = config.parse({"feed": {"fpm": {}}})
+    cfg = fpm_config({})
     assert cfg.fpm_feed == FpmFeedConfig()
     assert (cfg.fpm_feed.address, cfg.fpm_feed.port, cfg.fpm_feed.protocols) == ("127.0.0.1", 2620, (OSPF,))
-    cfg = config.parse({"feed": {"fpm": {"protocols": ["ospf", "bgp", 196], "users": ["frr", 0], "port": 2621,
-                                          "address": "::1", "name": "frr", "distance": 20}}})
+    cfg = fpm_config({"protocols": ["ospf", "bgp", 196], "users": ["frr", 0], "port": 2621,
+                      "address": "::1", "name": "frr", "distance": 20})
     assert cfg.fpm_feed.protocols == (OSPF, 186, ZSTATIC) and cfg.fpm_feed.users == ("frr", "0")
     assert (cfg.fpm_feed.address, cfg.fpm_feed.port, cfg.fpm_feed.name, cfg.fpm_feed.distance) == ("::1", 2621, "frr", 20)
 
@@ -121,18 +129,19 @@ def test_fpm_config_defaults_and_names():
 ])
 def test_fpm_config_errors(fpm, message):
     with pytest.raises(config.ConfigError, match=re.escape(message)):
-        config.parse({"feed": {"fpm": fpm}})
+        fpm_config(fpm)
 
 
 def test_fpm_feed_with_ids_zebra_learns_is_warned():
-    assert "nexthop_id_range" in config.parse({"feed": {"fpm": {}}}).warnings[0]
-    safe = config.parse({"feed": {"fpm": {}}, "kernel": {"nexthop_id_range": [469762048, 470762047]}})
+    assert "nexthop_id_range" in fpm_config({}).warnings[0]
+    safe = fpm_config({}, nexthop_id_range=[469762048, 470762047])
     assert safe.warnings == () and config.parse({}).warnings == ()
 
 
 def test_fpm_and_table_feed_names_must_differ():
     with pytest.raises(config.ConfigError, match="feed.table\\[0\\].name: 'ospf' is already the name of feed.fpm"):
-        config.parse({"feed": {"fpm": {"name": "ospf"}, "table": [{"table": 100, "protocol": "bird", "name": "ospf"}]}})
+        config.parse({"feed": {"fpm": {"name": "ospf"}, "table": [{"table": 100, "protocol": "bird", "name": "ospf"}]},
+                      "kernel": NOT_ZEBRAS})
 
 
 
@@ -167,7 +176,7 @@ def test_export_config_parses():
     ({"kernel": [{"next_hop_ipv4": "2001:db8::1"}]}, "export.kernel[0].next_hop_ipv4: must be \"self\" or an IPv4"),
     ({"kernel": [{"communities": ["65010:70000"]}]}, "export.kernel[0].communities: must be a list"),
     ({"kernel": [{"neighbors": ["peer1"]}]}, "export.kernel[0].neighbors: must be a list of peer addresses"),
-    ({"damping": {"suppress": 1, "reuse": 2}}, "export.damping: reuse (2) must be below suppress (1)"),
+    ({"damping": {"suppress": 1, "reuse": 2}}, "export.damping.reuse: 2 must be below suppress (1)"),
     ({"state_file": "relative.json"}, "export.state_file: must be an absolute path"),
     ({"anycast": [{"prefix": "203.0.113.10/32", "devices": ["a"]}, {"prefix": "203.0.113.10/32", "devices": ["b"]}]},
      "export.anycast[1].prefix: 203.0.113.10/32 is already exported by export.anycast[0]"),
@@ -183,3 +192,106 @@ def test_anycast_prefix_may_not_also_be_a_static_route():
         config.parse({"static": {"route": [{"prefix": "203.0.113.10/32", "nexthops": [{"dev": "tapA"}]}]},
                       "export": {"anycast": [{"prefix": "203.0.113.10/32", "devices": ["tapA"]}]}})
 
+
+
+# --- values that break the loop (issue 12, defect 7) ---------------------------------------------
+
+TIME_KEYS = [("kernel", k) for k in ("group_hold_time", "resync_interval", "verify_delay", "retry_initial",
+                                     "retry_max")] + \
+            [("bgp", k) for k in ("graceful_restart", "restart_hold_time", "startup_wait", "restart_wait",
+                                  "eor_timeout")]
+BAD_TIMES = [float("nan"), float("inf"), float("-inf"), -1, -0.5, 1e400, 10 ** 30, 4e7]
+
+
+@pytest.mark.parametrize("section, key", TIME_KEYS)
+@pytest.mark.parametrize("value", BAD_TIMES, ids=repr)
+def test_global_times_refuse_nan_inf_negative_and_huge(section, key, value):
+    with pytest.raises(config.ConfigError, match=re.escape("%s.%s: must be a number of seconds" % (section, key))):
+        config.parse({section: {key: value}})
+
+
+@pytest.mark.parametrize("where, data", [
+    ("feed.table[0].%s", lambda k, v: {"feed": {"table": [{"table": 100, "protocol": "bird", k: v}]}}),
+    ("feed.fpm.%s", lambda k, v: {"feed": {"fpm": {k: v}}, "kernel": NOT_ZEBRAS}),
+    ("static.route[0].resilient.%s", lambda k, v: {"static": {"route": [
+        {"prefix": "192.0.2.1/32", "nexthops": [{"dev": "a"}], "resilient": {k: v}}]}}),
+    ("export.damping.%s", lambda k, v: {"export": {"damping": {k: v}}}),
+])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0], ids=repr)
+def test_feed_and_timer_times_refuse_nan_inf_negative(where, data, value):
+    keys = {"feed.table[0].%s": ("hold_time", "settle", "restart_quiet"),
+            "feed.fpm.%s": ("hold_time", "settle", "replay_quiet", "resync_after_link"),
+            "static.route[0].resilient.%s": ("idle_timer", "unbalanced_timer"),
+            "export.damping.%s": ("half_life", "max_suppress", "suppress", "reuse")}[where]
+    for key in keys:
+        try:
+            cfg = config.parse(data(key, value))
+        except config.ConfigError as exc:
+            assert (where % key) + ": must be" in str(exc)
+        else:  # static routes are errors of their own
+            assert cfg.route_errors and cfg.route_errors[0].startswith(where % key), (key, cfg.route_errors)
+
+
+@pytest.mark.parametrize("section, key", [("kernel", "resync_interval"), ("kernel", "retry_initial"),
+                                          ("kernel", "retry_max")])
+def test_times_that_would_busy_loop_refuse_zero(section, key):
+    with pytest.raises(config.ConfigError, match=re.escape("%s.%s: must be a number of seconds >=" % (section, key))):
+        config.parse({section: {key: 0}})
+    with pytest.raises(config.ConfigError, match="feed.fpm.replay_quiet: must be"):
+        fpm_config({"replay_quiet": 0})
+    # where 0 means something (flush at once, never, no hold) it stays valid
+    cfg = config.parse({"kernel": {"group_hold_time": 0, "verify_delay": 0}, "bgp": {"graceful_restart": 0}})
+    assert cfg.kernel.group_hold_time == 0 and cfg.bgp.graceful_restart == 0
+
+
+def test_retry_max_below_retry_initial_is_refused():
+    with pytest.raises(config.ConfigError, match="kernel.retry_max: 1 is below retry_initial"):
+        config.parse({"kernel": {"retry_initial": 5, "retry_max": 1}})
+
+
+@pytest.mark.parametrize("damping, message", [
+    ({"max_suppress": 1e6, "half_life": 1}, "export.damping.max_suppress: 1e+06 is more than 64 half-lives"),
+    ({"max_suppress": 20000, "half_life": 15}, "export.damping.max_suppress: 20000 is more than 64"),
+    ({"max_suppress": 1, "half_life": 15}, "below suppress (2.5): nothing would ever be suppressed"),
+    ({"suppress": 1e300}, "export.damping.suppress: must be a penalty > 0 and <= 1000"),
+    ({"reuse": 0}, "export.damping.reuse: must be a penalty > 0"),
+])
+def test_damping_that_would_overflow_or_never_suppress_is_refused(damping, message):
+    from kernelsync.export.exporter import Damping
+    if "overflow" in message or "half-lives" in message:  # what it was refused for
+        with pytest.raises(OverflowError):
+            Damping(DampingSettings(**{k: float(v) for k, v in damping.items()}))
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.parse({"export": {"damping": damping}})
+
+
+def test_fpm_feed_on_zebras_own_table_and_metric_is_refused():
+    message = "feed.fpm.table: zebra writes its own routes to table 254 with metric 20"
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.parse({"feed": {"fpm": {}}})  # defaults: kernel table 254 metric 20, zebra's table 254
+    with pytest.raises(config.ConfigError, match="feed.fpm.table: zebra writes its own routes to table 10 "):
+        config.parse({"feed": {"fpm": {"table": 10}}, "kernel": {"table": 10}})
+    assert config.parse({"feed": {"fpm": {}}, "kernel": {"table": 100}}).fpm_feed.table == 254
+    assert config.parse({"feed": {"fpm": {}}, "kernel": {"metric": 30}}).kernel.metric == 30
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.0.2.1", "2001:db8::1"])
+def test_fpm_open_to_anyone_on_the_network_is_refused(address):
+    with pytest.raises(config.ConfigError, match=re.escape("feed.fpm.users: [] (anyone) with address %s" % address)):
+        fpm_config({"address": address, "users": []})
+    assert fpm_config({"address": address, "users": ["frr"]}).fpm_feed.address == address
+    assert fpm_config({"address": "127.0.0.1", "users": []}).fpm_feed.users == ()
+    assert fpm_config({"address": "::1", "users": []}).fpm_feed.users == ()
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_check_prints_and_run_refuses_with_the_key(tmp_path, command):
+    import subprocess
+    import sys
+    path = tmp_path / "ks.toml"
+    path.write_text("[kernel]\nresync_interval = nan\n[control]\nsocket = '%s'\n" % (tmp_path / "s"))
+    out = subprocess.run([sys.executable, "-m", "kernelsync", command, "-c", str(path)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 2, out
+    assert "%s: kernel.resync_interval: must be a number of seconds >= 0.1 and <= 31536000, not nan" % path \
+        in out.stderr
