@@ -429,6 +429,7 @@ class Chaos:
         dark_seen: Set[str] = set()
         last_dark = None
         deadline = time.monotonic() + opts.deadline
+        converged_at = None
         while True:
             view = self.read()
             expected = oracle.expected_fib(self.route_legs, view.links)
@@ -446,6 +447,10 @@ class Chaos:
             if dark:
                 dark_seen |= dark
                 last_dark = view.at
+            if comparison.ok and converged_at is None:
+                converged_at = view.at
+            elif not comparison.ok:
+                converged_at = None
             waiting = any(view.at - t < opts.repair_wait for t in self.pending_route_del.values())
             if comparison.ok and not waiting:
                 break
@@ -461,7 +466,7 @@ class Chaos:
                                                                "\n  ".join(comparison.diff())), file=sys.stderr)
                 break
             time.sleep(opts.poll)
-        converged_ms = (view.at - started) * 1000
+        converged_ms = ((converged_at or view.at) - started) * 1000
         if restart is not None:
             rep.restart_ms.append(converged_ms)
             stats = self.daemon.stats() or {}

@@ -245,8 +245,8 @@ class LinkModel:
 
 class EventGenerator:
     """``events`` events in steps, from ``seed``: about 60 % single events and 40 % bursts of
-    5-20; exactly ``kills`` kills at seeded places; the late links appear within the first
-    quarter.  Iterate to get :class:`Step` values; the model follows what the events did."""
+    5-20; exactly ``kills`` kills at seeded places, about half of them steps of their own; the
+    late links appear within the first quarter.  Iterate to get :class:`Step` values; the model follows what the events did."""
 
     def __init__(self, seed: int, links: List[str], late: List[str], events: int, kills: int = 0,
                  burst_share: float = 0.4) -> None:
@@ -256,6 +256,9 @@ class EventGenerator:
         for name in late:
             self.model[name] = LinkModel(exists=False, admin=False, carrier=False, addr6=False)
         self.kill_at = set(self.rng.sample(range(events), min(kills, events)))
+        # half the kills are steps of their own, right after a quiet point (a restart that must
+        # write nothing); the others fall inside bursts (events while kernelsync starts again)
+        self.quiet_kills = {i for i in self.kill_at if self.rng.random() < 0.5}
         self.late_at = {name: self.rng.randrange(max(1, events // 4)) for name in late}
         self.burst_share = burst_share
 
@@ -267,6 +270,11 @@ class EventGenerator:
             size = 1
             if left >= 5 and self.rng.random() < self.burst_share:
                 size = self.rng.randint(5, min(20, left))
+                inside = [i for i in self.quiet_kills if done <= i < done + size]
+                if inside:      # a quiet kill is a step of its own: the burst stops before it
+                    size = min(inside) - done
+                    if size < 5:
+                        size = 1
             events = []
             for _ in range(size):
                 events.append(self._next(done))
