@@ -15,10 +15,12 @@ After every step comes a quiet point: the oracle (:mod:`.chaos_oracle`, which im
 kernelsync) reads the kernel with ``ip -j`` until it equals the expectation computed from the
 configuration and the live links and addresses, or the deadline passes (a divergence, printed
 as a diff).  It also measures: convergence time; dark time (a prefix absent while one of its
-legs stayed usable on a link the step did not touch); objects of ours unused past the hold
+legs stayed usable on a link the step did not touch: seen by polling, or in ``ip -ts monitor``
+as its nexthop object deleted before a route write moved it); objects of ours unused past the hold
 time (leaks); foreign routes and nexthops changed (``ip -d -j``, compared as text); writes of
 each restarted daemon (``show stats``) and the time to repair an outside ``ip route del``.  The
-last two are figures; ``--strict-restart-writes`` and ``--strict-route-repair`` make them fail.
+last two are figures, as is darkness during a restart; ``--strict-restart-writes``,
+``--strict-route-repair`` and ``--strict-restart-dark`` make them fail.
 
 Nothing outside the two namespaces is touched; they are deleted at the end (``--keep`` keeps them).
 """
@@ -69,9 +71,11 @@ class Options:
     retry_max: float = 5.0
     repair_wait: float = 1.0             # seconds a quiet point waits for an outside deletion's repair
     strict_restart_writes: bool = False  # a restart after a quiet point must write no route or nexthop
+    strict_restart_dark: bool = False    # no prefix dark during a restart (else only reported)
     strict_route_repair: Optional[float] = None  # seconds: outside `ip route del` repaired within it
     poll: float = 0.01                   # seconds between two reads of a quiet point
     workdir: Optional[str] = None
+    monitor_log: bool = False            # keep ip monitor's lines in WORKDIR/monitor.txt
     keep: bool = False
     verbose: bool = False
     json: bool = False
@@ -122,6 +126,7 @@ class Report:
     read_ms: List[float] = field(default_factory=list)
     divergences: List[dict] = field(default_factory=list)
     dark: List[dict] = field(default_factory=list)
+    restart_dark: List[dict] = field(default_factory=list)   # reported; failures with strict_restart_dark
     leaks: List[dict] = field(default_factory=list)
     foreign_changes: List[dict] = field(default_factory=list)
     restarts: List[dict] = field(default_factory=list)
@@ -151,8 +156,8 @@ class Report:
             "events_noop": dict(self.noops),
             "convergence_ms": figures(self.convergence_ms), "restart_convergence_ms": figures(self.restart_ms),
             "oracle_read_ms": figures(self.read_ms),
-            "divergences": self.divergences, "dark": self.dark,
-            "dark_ms_total": round(sum(d["ms"] for d in self.dark), 1),
+            "divergences": self.divergences, "dark": self.dark, "restart_dark": self.restart_dark,
+
             "leaked_objects": self.leaks, "foreign_changes": self.foreign_changes,
             "restarts": self.restarts,
             "writes_per_restart": {
@@ -215,6 +220,112 @@ class Daemon:
                 return "".join(fh.readlines()[-lines:])
         except OSError:
             return ""
+
+
+class Monitor:
+    """``ip -ts monitor nexthop route`` in the namespace, read by a thread: the kernel's own
+    account of every write, with microsecond timestamps.  The oracle uses it to see what polling
+    misses: a prefix of ours whose nexthop object is deleted while the route still points to it
+    (the kernel then deletes the route silently) is dark until its next RTM_NEWROUTE, however
+    short that is.  :meth:`sync` waits until every line up to now has been read (a marker route in
+    table 250, added and deleted)."""
+
+    MARKER_TABLE = 250
+
+    def __init__(self, ns: NetNS, log: Optional[str] = None) -> None:
+        import threading
+        self.ns = ns
+        self.log = open(log, "a") if log else None
+        self.proc = subprocess.Popen(["ip", "-ts", "-n", ns.name, "monitor", "nexthop", "route"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.lines: List[str] = []
+        self.marks = 0
+        self.read_upto = 0
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._reader, daemon=True)
+        self.thread.start()
+        self.sync()
+
+    def _reader(self) -> None:
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+            if self.log:
+                self.log.write(line)
+
+    def sync(self, timeout: float = 10.0) -> List[str]:
+        """Every line since the last call, once the monitor has caught up with now."""
+        self.marks += 1
+        tag = "metric %d" % self.marks
+        subprocess.run(["ip", "-n", self.ns.name, "-batch", "-"], capture_output=True, text=True,
+                       input="route add 10.255.255.255/32 dev lo table %d proto 99 %s\n"
+                             "route del 10.255.255.255/32 dev lo table %d proto 99 %s\n"
+                             % (self.MARKER_TABLE, tag, self.MARKER_TABLE, tag))
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                found = None
+                for i in range(self.read_upto, len(self.lines)):
+                    line = self.lines[i]
+                    if "table %d" % self.MARKER_TABLE in line and line.rstrip().endswith(tag) \
+                            and "Deleted" not in line:
+                        found = i
+                        break
+                if found is not None:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    found = len(self.lines) - 1
+                    break
+                self.cond.wait(left)
+            out = [line for line in self.lines[self.read_upto:found + 1]
+                   if "table %d" % self.MARKER_TABLE not in line]
+            self.read_upto = found + 1
+            if self.read_upto > 100_000:           # bounded: forget what was read
+                del self.lines[:self.read_upto]
+                self.read_upto = 0
+            return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+        self.thread.join(5)
+        if self.log:
+            self.log.close()
+
+
+def parse_monitor_line(line: str) -> Optional[Tuple[float, str, bool, object, Optional[int]]]:
+    """``[ts] [Deleted ]id N ...`` -> (ts, "nexthop", deleted, N, None); ``[ts] [Deleted ]PREFIX
+    nhid N table T proto P ...`` of our table and protocol -> (ts, "route", deleted, prefix, nhid);
+    anything else None."""
+    import datetime
+    if not line.startswith("["):
+        return None
+    stamp, _, rest = line.partition("] ")
+    try:
+        ts = datetime.datetime.fromisoformat(stamp[1:]).timestamp()
+    except ValueError:
+        return None
+    deleted = rest.startswith("Deleted ")
+    if deleted:
+        rest = rest[len("Deleted "):]
+    tokens = rest.split()
+    if not tokens:
+        return None
+    if tokens[0] == "id" and len(tokens) > 1:
+        return ts, "nexthop", deleted, int(tokens[1]), None
+    words = dict(zip(tokens[1::2], tokens[2::2]))
+    if words.get("table") != str(TABLE) or words.get("proto") != str(PROTO):
+        return None
+    try:
+        family = 6 if ":" in tokens[0] else 4
+        prefix = oracle.canonical_prefix(tokens[0], family)
+    except ValueError:
+        return None
+    nhid = words.get("nhid")
+    return ts, "route", deleted, prefix, int(nhid) if nhid and nhid.isdigit() else None
 
 
 class Chaos:
@@ -318,6 +429,31 @@ class Chaos:
     @staticmethod
     def ours(nh: dict) -> bool:
         return ID_RANGE[0] <= nh["id"] <= ID_RANGE[1] and str(nh.get("protocol")) == str(PROTO)
+
+    def twin_groups(self, view: Optional[View]) -> int:
+        """Groups of ours, in use, whose content (members, weights, type) another group of ours
+        in use has too (two configured sets that differ only in a member whose link is down:
+        the case of defect 11 of issue 12)."""
+        if view is None:
+            return 0
+        used = {r.get("nhid") for r in view.routes.values()}
+        contents = Counter()
+        for nhid in used:
+            nh = view.nexthops.get(nhid)
+            if nh and "group" in nh and self.ours(nh):
+                members = tuple(sorted((json.dumps(view.nexthops.get(m["id"], {}), sort_keys=True), m.get("weight", 1))
+                                       for m in nh["group"]))
+                contents[(members, nh.get("type"), json.dumps(nh.get("resilient_args", {}).get("buckets")))] += 1
+        return sum(n for n in contents.values() if n > 1)
+
+    def refused_gateways(self, view: Optional[View]) -> int:
+        """Configured gateway legs whose device is up with carrier but that the kernel would
+        refuse (no connected subnet: the IPv6 address lost on an admin down is not back)."""
+        if view is None:
+            return 0
+        legs = {(gw, dev) for _, ls, _ in self.route_legs for gw, dev, _ in ls if gw}
+        return sum(1 for gw, dev in legs if dev in view.links and view.links[dev].admin and view.links[dev].carrier
+                   and not oracle.leg_usable(gw, dev, view.links))
 
     # --- events ----------------------------------------------------------------------------
     def _ip(self, target: NetNS, *args: str) -> bool:
@@ -466,6 +602,8 @@ class Chaos:
                                                                "\n  ".join(comparison.diff())), file=sys.stderr)
                 break
             time.sleep(opts.poll)
+        lines = self.monitor.sync()
+        windows = self._monitor_dark(lines, guarded or set(), affected)
         converged_ms = ((converged_at or view.at) - started) * 1000
         if restart is not None:
             rep.restart_ms.append(converged_ms)
@@ -484,9 +622,20 @@ class Chaos:
             if any(e.kind == gen.NEXTHOP_DEL for e in step.events) and not step.burst:
                 rep.nexthop_repair_ms.append(converged_ms)
         if dark_seen:
-            rep.dark.append({"step": step.number if step else 0, "prefixes": len(dark_seen),
+            rep.dark.append({"step": step.number if step else 0, "prefixes": len(dark_seen), "source": "polling",
                              "sample": sorted(dark_seen)[:5], "ms": round((last_dark - started) * 1000, 1),
                              "events": [e.describe() for e in step.events] if step else []})
+        if windows:
+            target = rep.dark if restart is None or opts.strict_restart_dark else rep.restart_dark
+            target.append({"step": step.number if step else 0, "prefixes": len(windows), "source": "ip monitor",
+                             "sample": sorted(windows)[:5], "ms": round(max(windows.values()) * 1000, 3),
+                             "events": [e.describe() for e in step.events] if step else []})
+        if restart is not None:
+            restart["monitor_route_writes"] = sum(1 for x in map(parse_monitor_line, lines) if x and x[1] == "route")
+            restart["monitor_nexthop_writes"] = sum(1 for x in map(parse_monitor_line, lines)
+                                                    if x and x[1] == "nexthop" and not x[2])
+        # the routes' nexthop objects as of this quiet point, for the next step's monitor lines
+        self.nhid_of = {p: r.get("nhid") for p, r in view.routes.items()}
         if opts.strict_route_repair is not None:
             for ms in rep.route_repair_ms[getattr(self, "_repairs_checked", 0):]:
                 if ms > opts.strict_route_repair * 1000:
@@ -501,6 +650,40 @@ class Chaos:
             rep.foreign_changes.append({"step": step.number if step else 0, "before": json.loads(self.foreign_before),
                                         "after": json.loads(foreign)})
             self.foreign_before = foreign
+
+    def _monitor_dark(self, lines: List[str], guarded: Set[str], affected: Set[str]) -> Dict[str, float]:
+        """Prefix -> seconds it was dark by the monitor's account: the object its route pointed
+        to was deleted (RTM_DELNEXTHOP) before an RTM_NEWROUTE moved it elsewhere.  Only
+        guarded prefixes count (a leg stayed usable on a link the step did not touch; the kernel
+        never deleted them silently); not those our own outside deletions hit."""
+        nhid_of = dict(getattr(self, "nhid_of", {}))
+        open_since: Dict[str, float] = {}
+        out: Dict[str, float] = {}
+        last_ts = None
+        for line in lines:
+            parsed = parse_monitor_line(line)
+            if parsed is None:
+                continue
+            ts, what, deleted, key, nhid = parsed
+            last_ts = ts
+            if what == "nexthop":
+                if deleted:
+                    for prefix, used in nhid_of.items():
+                        if used == key and prefix in guarded and prefix not in affected and prefix not in open_since:
+                            open_since[prefix] = ts
+                continue
+            if deleted:
+                nhid_of.pop(key, None)
+                open_since.pop(key, None)
+                continue
+            nhid_of[key] = nhid
+            if key in open_since:
+                out[key] = max(out.get(key, 0.0), ts - open_since.pop(key))
+        for prefix, since in open_since.items():      # still dark when the quiet point ended
+            out[prefix] = max(out.get(prefix, 0.0), (last_ts or since) - since)
+            if self.opts.verbose:
+                print("monitor: %s dark since its nexthop object was deleted" % prefix, file=sys.stderr)
+        return out
 
     def _check_leaks(self, view: View, final: bool = False) -> Set[int]:
         unused = oracle.unused_objects(view.nexthops, view.routes, self.ours)
@@ -526,6 +709,7 @@ class Chaos:
         self.ns = NetNS(unique_name("kschaos"), compat_mode=0)
         self.peer = NetNS(unique_name("kschaosp"))
         self.daemon = None
+        self.monitor = None
         try:
             self._setup()
             self._storm()
@@ -533,6 +717,8 @@ class Chaos:
         finally:
             if self.daemon:
                 self.daemon.stop()
+            if self.monitor:
+                self.monitor.stop()
             if not opts.keep:
                 self.ns.delete()
                 self.peer.delete()
@@ -555,6 +741,7 @@ class Chaos:
                                            resync_interval=opts.resync_interval, verify_delay=opts.verify_delay,
                                            retry_max=opts.retry_max))
         self.daemon = Daemon(self.ns, config, sock, os.path.join(self.workdir, "kernelsync.log"))
+        self.monitor = Monitor(self.ns, os.path.join(self.workdir, "monitor.txt") if opts.monitor_log else None)
         started = time.monotonic()
         self.daemon.start()
         self.quiet_point(None, started, set(), set(), restart={"step": 0, "quiet": False, "initial": True})
@@ -579,7 +766,9 @@ class Chaos:
                 if event.kind == gen.KILL:
                     quiet = (i == len(step.events) - 1 and not self.pending_route_del and quiet_before
                              and i == 0)
-                    restart = {"step": step.number, "quiet": quiet, "events_after_kill": len(step.events) - 1 - i}
+                    restart = {"step": step.number, "quiet": quiet, "events_after_kill": len(step.events) - 1 - i,
+                               "twin_groups": self.twin_groups(self.view),
+                               "refused_gateways": self.refused_gateways(self.view)}
             started = time.monotonic()
             if self.opts.verbose:
                 print("step %d: %s" % (step.number, ", ".join(e.describe() for e in step.events)), file=sys.stderr)
@@ -618,10 +807,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resync_interval in kernelsync's config (default %(default)s)")
     p.add_argument("--strict-restart-writes", action="store_true",
                    help="fail if a restart after a quiet point writes any route or nexthop")
+    p.add_argument("--strict-restart-dark", action="store_true",
+                   help="fail if a prefix goes dark while a restarted kernelsync adopts the kernel's state "
+                        "(ip monitor: its object deleted before the route moved); else reported")
     p.add_argument("--strict-route-repair", type=float, metavar="SECONDS", default=None,
                    help="fail if an outside `ip route del` of ours is not repaired within SECONDS (e.g. 0.05)")
     p.add_argument("--workdir", help="config, socket and kernelsync's log here (default: a new temp dir)")
     p.add_argument("--keep", action="store_true", help="leave the namespaces up at the end")
+    p.add_argument("--monitor-log", action="store_true", help="keep ip -ts monitor's lines in WORKDIR/monitor.txt")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print every step and divergence as it happens")
 
@@ -641,15 +834,25 @@ def format_report(d: dict) -> str:
     lines.append(fig("convergence after a step", d["convergence_ms"]))
     lines.append(fig("convergence after a restart (kill -> SYNCED and kernel = oracle)", d["restart_convergence_ms"]))
     lines.append(fig("oracle read (polling step)", d["oracle_read_ms"]))
+    if d.get("workdir"):
+        lines.append("kernelsync's log and config: %s" % d["workdir"])
     lines.append("divergences: %d" % len(d["divergences"]))
     for div in d["divergences"][:10]:
         lines.append("  step %s (%s): %d prefixes after %.1f s" % (div["step"], "; ".join(div.get("events", [])[:6]),
                                                                    div.get("prefixes", 0), div.get("after_s", 0)))
         lines += ["    " + x for x in div["diff"]]
-    lines.append("dark (a leg stayed up on an untouched link, prefix absent): %d steps, %d prefixes, %.1f ms total"
-                 % (len(d["dark"]), sum(x["prefixes"] for x in d["dark"]), d["dark_ms_total"]))
-    for dk in d["dark"][:5]:
-        lines.append("  step %s: %d prefixes for %.1f ms, e.g. %s" % (dk["step"], dk["prefixes"], dk["ms"], dk["sample"]))
+    lines.append("dark (a leg stayed up on an untouched link, prefix absent; by polling, or by ip monitor: its "
+                 "object deleted before the route moved): %d steps, %d prefixes, worst %.3f ms"
+                 % (len(d["dark"]), sum(x["prefixes"] for x in d["dark"]), max([x["ms"] for x in d["dark"]] or [0])))
+    for dk in d["dark"][:8]:
+        lines.append("  step %s (%s): %d prefixes, up to %.3f ms, e.g. %s; events: %s" % (
+            dk["step"], dk.get("source"), dk["prefixes"], dk["ms"], dk["sample"][:3], "; ".join(dk["events"][:5])))
+    lines.append("dark during restarts (reported; --strict-restart-dark fails on them): %d restarts, %d prefixes, "
+                 "worst %.3f ms" % (len(d["restart_dark"]), sum(x["prefixes"] for x in d["restart_dark"]),
+                                    max([x["ms"] for x in d["restart_dark"]] or [0])))
+    for dk in d["restart_dark"][:5]:
+        lines.append("  step %s: %d prefixes, up to %.3f ms, e.g. %s" % (dk["step"], dk["prefixes"], dk["ms"],
+                                                                         dk["sample"][:3]))
     lines.append("leaked objects (unused past hold time + margin): %d" % len(d["leaked_objects"]))
     for leak in d["leaked_objects"][:5]:
         lines.append("  %s" % json.dumps(leak, sort_keys=True))
@@ -659,9 +862,13 @@ def format_report(d: dict) -> str:
                  "quiet restarts that wrote: %d" % (len(d["restarts"]), json.dumps(w["all"]),
                                                    json.dumps(w["after_quiet_point"]), w["quiet_restarts_writing"]))
     for r in d["restarts"]:
-        lines.append("  step %d%s: %d route writes, %d nexthop writes, %d route dels, %d nexthop dels, converged %.0f ms"
+        lines.append("  step %d%s: %d route writes, %d nexthop writes, %d route dels, %d nexthop dels, converged %.0f ms; "
+                     "at the kill %d groups in use had a twin, %d gateways were refused; "
+                     "ip monitor: %s route and %s nexthop changes"
                      % (r["step"], " (quiet)" if r["quiet"] else " (%d events after kill)" % r["events_after_kill"],
-                        r["routes"], r["nexthops"], r["route_dels"], r["nexthop_dels"], r["converged_ms"]))
+                        r["routes"], r["nexthops"], r["route_dels"], r["nexthop_dels"], r["converged_ms"],
+                        r.get("twin_groups", 0), r.get("refused_gateways", 0), r.get("monitor_route_writes", "?"),
+                        r.get("monitor_nexthop_writes", "?")))
     lines.append(fig("outside `ip route del` repaired after", d["outside_route_del_repair_ms"]) +
                  "; moot (all legs went down first) %d, unrepaired at the end %d"
                  % (d["outside_route_del_moot"], d["outside_route_del_unrepaired_at_end"]))
@@ -682,8 +889,9 @@ def main(args) -> int:
     opts = Options(events=args.events, seed=seed, routes=args.routes, links=args.links, sets=args.sets,
                    kills=args.kills, deadline=args.deadline, hold_time=args.hold_time,
                    resync_interval=args.resync_interval, strict_restart_writes=args.strict_restart_writes,
+                   strict_restart_dark=args.strict_restart_dark,
                    strict_route_repair=args.strict_route_repair, workdir=args.workdir, keep=args.keep,
-                   verbose=args.verbose, json=args.json)
+                   verbose=args.verbose, json=args.json, monitor_log=args.monitor_log)
     print("kernelsync chaos: seed %d, %d events (rerun: kernelsync chaos --seed %d --events %d)"
           % (seed, opts.events, seed, opts.events), file=sys.stderr)
     chaos = Chaos(opts)
