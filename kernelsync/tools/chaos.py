@@ -27,13 +27,11 @@ Nothing outside the two namespaces is touched; they are deleted at the end (``--
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,6 +74,7 @@ class Options:
     poll: float = 0.01                   # seconds between two reads of a quiet point
     workdir: Optional[str] = None
     monitor_log: bool = False            # keep ip monitor's lines in WORKDIR/monitor.txt
+    daemon_log_level: str = "info"
     keep: bool = False
     verbose: bool = False
     json: bool = False
@@ -179,6 +178,7 @@ class Daemon:
         self.ns, self.config, self.sock, self.log = ns, config, sock, log
         self.proc: Optional[subprocess.Popen] = None
         self.starts = 0
+        self.log_level = "info"
 
     def start(self) -> None:
         self.starts += 1
@@ -186,7 +186,7 @@ class Daemon:
             fh.write("=== chaos: start %d\n" % self.starts)
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns.name, sys.executable, "-m", "kernelsync", "--log-level", "info",
+            ["ip", "netns", "exec", self.ns.name, sys.executable, "-m", "kernelsync", "--log-level", self.log_level,
              "run", "-c", self.config], stdout=self.logf, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
@@ -408,14 +408,19 @@ class Chaos:
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             v6 = subprocess.Popen(["ip", "-j", "-6", "-n", self.ns.name, "route", "show", "table", str(TABLE),
                                    "proto", str(PROTO)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            out, err = batch.communicate("nexthop show\nroute show table %d proto %d\naddr show\n" % (TABLE, PROTO))
+            # nexthops before and after the routes: a route written meanwhile may name an object
+            # created after the first dump (or deleted before the second); the union has both,
+            # the later dump's content first
+            out, err = batch.communicate("nexthop show\nroute show table %d proto %d\naddr show\nnexthop show\n"
+                                         % (TABLE, PROTO))
             out6, err6 = v6.communicate()
             docs = oracle.parse_multi_json(out) if batch.returncode == 0 else []
-            if len(docs) == 3 and v6.returncode == 0:
+            if len(docs) == 4 and v6.returncode == 0:
                 break
         else:
             raise RuntimeError("cannot read the kernel: %s %s" % (err, err6))
         nexthops = {n["id"]: n for n in docs[0]}
+        nexthops.update({n["id"]: n for n in docs[3]})
         routes = {}
         for family, items in ((4, docs[1]), (6, json.loads(out6) if out6.strip() else [])):
             for r in items:
@@ -581,6 +586,8 @@ class Chaos:
             comparison = oracle.compare(expected, view.routes, view.nexthops).without(excused)
             dark = {p for p in comparison.missing if p in guarded} | {p for p in comparison.broken if p in guarded}
             if dark:
+                if not dark_seen:
+                    first_dark = {p: comparison.broken.get(p, "absent") for p in sorted(dark)[:3]}
                 dark_seen |= dark
                 last_dark = view.at
             if comparison.ok and converged_at is None:
@@ -623,6 +630,7 @@ class Chaos:
                 rep.nexthop_repair_ms.append(converged_ms)
         if dark_seen:
             rep.dark.append({"step": step.number if step else 0, "prefixes": len(dark_seen), "source": "polling",
+                             "first_seen": first_dark, "at_s": round(time.time(), 3),
                              "sample": sorted(dark_seen)[:5], "ms": round((last_dark - started) * 1000, 1),
                              "events": [e.describe() for e in step.events] if step else []})
         if windows:
@@ -653,7 +661,8 @@ class Chaos:
 
     def _monitor_dark(self, lines: List[str], guarded: Set[str], affected: Set[str]) -> Dict[str, float]:
         """Prefix -> seconds it was dark by the monitor's account: the object its route pointed
-        to was deleted (RTM_DELNEXTHOP) before an RTM_NEWROUTE moved it elsewhere.  Only
+        to was deleted (RTM_DELNEXTHOP) before an RTM_NEWROUTE moved it elsewhere, or the route
+        itself was deleted (RTM_DELROUTE), until its next RTM_NEWROUTE.  Only
         guarded prefixes count (a leg stayed usable on a link the step did not touch; the kernel
         never deleted them silently); not those our own outside deletions hit."""
         nhid_of = dict(getattr(self, "nhid_of", {}))
@@ -672,9 +681,10 @@ class Chaos:
                         if used == key and prefix in guarded and prefix not in affected and prefix not in open_since:
                             open_since[prefix] = ts
                 continue
-            if deleted:
+            if deleted:         # an explicit delete (the kernel's own flush of a link notifies none)
                 nhid_of.pop(key, None)
-                open_since.pop(key, None)
+                if key in guarded and key not in affected and key not in open_since:
+                    open_since[key] = ts
                 continue
             nhid_of[key] = nhid
             if key in open_since:
@@ -741,6 +751,7 @@ class Chaos:
                                            resync_interval=opts.resync_interval, verify_delay=opts.verify_delay,
                                            retry_max=opts.retry_max))
         self.daemon = Daemon(self.ns, config, sock, os.path.join(self.workdir, "kernelsync.log"))
+        self.daemon.log_level = opts.daemon_log_level
         self.monitor = Monitor(self.ns, os.path.join(self.workdir, "monitor.txt") if opts.monitor_log else None)
         started = time.monotonic()
         self.daemon.start()
@@ -815,6 +826,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", help="config, socket and kernelsync's log here (default: a new temp dir)")
     p.add_argument("--keep", action="store_true", help="leave the namespaces up at the end")
     p.add_argument("--monitor-log", action="store_true", help="keep ip -ts monitor's lines in WORKDIR/monitor.txt")
+    p.add_argument("--daemon-log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="kernelsync's log level (its log: WORKDIR/kernelsync.log)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print every step and divergence as it happens")
 
@@ -891,7 +904,8 @@ def main(args) -> int:
                    resync_interval=args.resync_interval, strict_restart_writes=args.strict_restart_writes,
                    strict_restart_dark=args.strict_restart_dark,
                    strict_route_repair=args.strict_route_repair, workdir=args.workdir, keep=args.keep,
-                   verbose=args.verbose, json=args.json, monitor_log=args.monitor_log)
+                   verbose=args.verbose, json=args.json, monitor_log=args.monitor_log,
+                   daemon_log_level=args.daemon_log_level)
     print("kernelsync chaos: seed %d, %d events (rerun: kernelsync chaos --seed %d --events %d)"
           % (seed, opts.events, seed, opts.events), file=sys.stderr)
     chaos = Chaos(opts)

@@ -8,7 +8,7 @@ import pytest
 
 from kernelsync.tools import chaos_gen as gen
 from kernelsync.tools import chaos_oracle as oracle
-from kernelsync.tools.chaos_oracle import Entry, LinkState
+from kernelsync.tools.chaos_oracle import Entry
 
 TOOLS = pathlib.Path(gen.__file__).parent
 
@@ -250,3 +250,52 @@ def test_the_generator_only_brings_up_what_is_down_and_re_creates_what_was_delet
                 s.update(exists=True, admin=True, carrier=True)
             elif e.kind in (gen.ADMIN_FLAP, gen.CARRIER_FLAP):
                 assert s["exists"] and s["admin" if e.kind == gen.ADMIN_FLAP else "carrier"]
+
+
+# --- ip monitor as a witness -------------------------------------------------------------------
+def test_monitor_lines_are_parsed_for_our_table_and_protocol_only():
+    from kernelsync.tools.chaos import parse_monitor_line
+    ts, what, deleted, key, nhid = parse_monitor_line("[2026-12-01T14:24:52.405815] Deleted id 1045 group 1044 proto 200 ")
+    assert (what, deleted, key) == ("nexthop", True, 1045)
+    assert parse_monitor_line("[2026-12-01T14:24:52.405815] id 7 dev c0 scope link proto 200")[1:4] == ("nexthop", False, 7)
+    line = "[2026-12-01T14:24:52.409349] 10.128.79.0/24 nhid 1053 table 100 proto 200 metric 20 "
+    later = parse_monitor_line(line)
+    assert later[1:] == ("route", False, "10.128.79.0/24", 1053)
+    assert abs(later[0] - ts - 0.003534) < 1e-6
+    assert parse_monitor_line("[2026-12-01T14:24:52.4] Deleted 2001:db8::/64 nhid 9 table 100 proto 200 metric 20")[1:] \
+        == ("route", True, "2001:db8::/64", 9)
+    assert parse_monitor_line("[2026-12-01T14:24:52.4] 10.1.0.0/24 nhid 9 table 100 proto 12 metric 20") is None
+    assert parse_monitor_line("[2026-12-01T14:24:52.4] local fe80::1 dev c0 table local proto kernel metric 0") is None
+    assert parse_monitor_line("10.1.0.0/24 nhid 9 table 100 proto 200") is None
+
+
+def test_a_prefix_is_dark_from_its_objects_deletion_until_a_route_write_moves_it():
+    from kernelsync.tools.chaos import Chaos, Options
+    chaos = Chaos(Options(events=1, routes=100))
+    chaos.nhid_of = {"10.1.0.0/24": 5, "10.2.0.0/24": 5, "10.3.0.0/24": 6}
+    lines = ["[2026-12-01T10:00:00.000000] 10.3.0.0/24 nhid 8 table 100 proto 200 metric 20",   # moved first
+             "[2026-12-01T10:00:00.001000] Deleted id 6 group 1/2 proto 200",
+             "[2026-12-01T10:00:00.001000] Deleted id 5 group 1/2 proto 200",
+             "[2026-12-01T10:00:00.004000] id 9 group 1/2 proto 200",
+             "[2026-12-01T10:00:00.005000] 10.1.0.0/24 nhid 9 table 100 proto 200 metric 20"]
+    guarded = {"10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"}
+    dark = chaos._monitor_dark(lines, guarded, set())
+    assert set(dark) == {"10.1.0.0/24", "10.2.0.0/24"}
+    assert abs(dark["10.1.0.0/24"] - 0.004) < 1e-6
+    assert abs(dark["10.2.0.0/24"] - 0.004) < 1e-6          # never re-added: dark until the last line
+    # our own outside deletion, or a prefix with no leg that stayed up, is no darkness of kernelsync's
+    assert chaos._monitor_dark(lines, {"10.3.0.0/24"}, set()) == {}
+    assert set(chaos._monitor_dark(lines, guarded, {"10.2.0.0/24"})) == {"10.1.0.0/24"}
+
+
+def test_a_route_deleted_while_a_leg_stayed_up_is_dark_until_written_again():
+    from kernelsync.tools.chaos import Chaos, Options
+    chaos = Chaos(Options(events=1, routes=100))
+    chaos.nhid_of = {"10.9.0.0/24": 1000}
+    lines = ["[2026-12-01T14:35:17.458018] Deleted 10.9.0.0/24 nhid 1000 table 100 proto 200 metric 20 ",
+             "[2026-12-01T14:35:17.458079] Deleted id 1000 dev c0 scope host proto 200 ",
+             "[2026-12-01T14:35:18.154082] id 1000 dev c0 scope host proto 200 ",
+             "[2026-12-01T14:35:18.154143] 10.9.0.0/24 nhid 1000 table 100 proto 200 metric 20 "]
+    dark = chaos._monitor_dark(lines, {"10.9.0.0/24"}, set())
+    assert abs(dark["10.9.0.0/24"] - 0.696125) < 1e-6
+    assert chaos._monitor_dark(lines, {"10.9.0.0/24"}, {"10.9.0.0/24"}) == {}   # our own `ip route del`
