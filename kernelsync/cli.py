@@ -1,4 +1,4 @@
-"""Command line: ``kernelsync run|check|show|bench|demo``."""
+"""Command line: ``kernelsync run|check|show|bench|chaos|demo``."""
 from __future__ import annotations
 
 import argparse
@@ -122,6 +122,11 @@ def cmd_bench_bgp(args) -> int:
     return bench_bgp_main(args)
 
 
+def cmd_chaos(args) -> int:
+    from .tools.chaos import main as chaos_main
+    return chaos_main(args)
+
+
 def cmd_demo(args) -> int:
     from .tools.demo import main as demo_main
     return demo_main(args)
@@ -178,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .tools.bench_bgp import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_bench_bgp)
+
+    p = sub.add_parser("chaos", help="a seeded storm of link flaps, outside deletions and kill -9s against "
+                                     "a real kernelsync in scratch namespaces, checked by an independent oracle")
+    from .tools.chaos import add_arguments as chaos_arguments
+    chaos_arguments(p)
+    p.set_defaults(func=cmd_chaos)
 
     p = sub.add_parser("demo", help="a self-contained demo in network namespaces (touches nothing else)")
     p.add_argument("--keep", action="store_true", help="leave the namespaces up at the end")
