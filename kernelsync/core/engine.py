@@ -39,7 +39,7 @@ from .fib import FibBuilder
 from .links import LinkChange, LinkTable
 from .model import KNexthop, RouteKey, format_address, format_prefix
 from .nhm import NexthopManager
-from .ops import NEXTHOP_SET, ROUTE_SET, NexthopSet, Op, RouteDel, RouteSet, Target
+from .ops import NEXTHOP_SET, ROUTE_SET, NexthopDel, NexthopSet, Op, RouteDel, RouteSet, Target
 from .planner import Plan, plan
 from .port import Kernel, Refusal, ResyncNeeded
 from .rib import Rib
@@ -149,6 +149,7 @@ class Engine:
         self.gc_at: Optional[float] = None
         self.last_repair_ms: Optional[float] = None
         self.missed_link_change: Optional[LinkChange] = None
+        self._doomed_seen: Set[int] = set()  # what the last full sync spared (_spare_doomed)
         self.outside: Dict[object, OutsideWrites] = {}  # nexthop id or RouteKey -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0, "nexthops_taken_over": 0, "outside_writes": 0,
@@ -405,8 +406,9 @@ class Engine:
             if result.deferred and not allow_delete:
                 log.info("holding back %d deletions until every feed has sent its initial state",
                          result.deferred)
-            self._prune_failures(result.ops, keys)
-            ops = self._due(result.ops, now)
+            ops = self._spare_doomed(result.ops, full=keys is None)
+            self._prune_failures(ops, keys)
+            ops = self._due(ops, now)
             last = Plan(ops=ops, deferred=result.deferred)
             if self.on_plan is not None:
                 self.on_plan(last)
@@ -497,6 +499,44 @@ class Engine:
         """Whether ``obj`` is a plain nexthop on a device the link table says is usable."""
         link = self.links.by_index.get(obj.oif) if not obj.group else None
         return link is not None and link.usable
+
+    def _doomed(self) -> Set[int]:
+        """Our objects the kernel deletes itself: plain nexthops on a device that is down or
+        without carrier, and groups whose every member is such a nexthop."""
+        observed = self.observed_nh
+        plain = {i for i, o in observed.items() if not o.group and not self._link_usable(o)}
+        if not plain:
+            return plain
+        return plain | {i for i, o in observed.items() if o.group and all(m in plain for m, _w in o.group)}
+
+    def _spare_doomed(self, ops: List[Op], full: bool) -> List[Op]:
+        """``ops`` without the deletions of what the kernel deletes itself (:meth:`_doomed`):
+        our routes on such an object, and the object.  A carrier flap shorter than the kernel's
+        own handling of it (linkwatch) leaves them in place: a link read in that window sees
+        the carrier off, and deleting the link's routes then made them dark until the next
+        read (80-700 ms in the chaos storm); when the carrier loss is real the kernel deletes
+        them within milliseconds.  A full sync spares them once: what is still there, still
+        doomed, at the next full sync is deleted (the kernel did not, for whatever reason)."""
+        if not self.observed_nh:
+            return ops
+        doomed = self._doomed()
+        if full:
+            spare = doomed - self._doomed_seen
+            self._doomed_seen = doomed
+        else:
+            spare = doomed
+        if not spare:
+            return ops
+        observed_routes = self.observed_routes
+        out = []
+        for op in ops:
+            if isinstance(op, RouteDel):
+                if observed_routes.get(op.key) in spare:
+                    continue
+            elif isinstance(op, NexthopDel) and op.nexthop.id in spare:
+                continue
+            out.append(op)
+        return out
 
     def _plannable(self, observed: Dict[int, KNexthop]) -> Dict[int, KNexthop]:
         """``observed`` without our plain nexthops on devices that are down or without carrier:

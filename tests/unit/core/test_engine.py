@@ -5,7 +5,7 @@ import errno
 import pytest
 
 from kernelsync.core.model import AF_INET, KNexthop, ResilientSpec, parse_prefix
-from kernelsync.core.ops import NEXTHOP_DEL, NEXTHOP_SET, ROUTE_SET, Target
+from kernelsync.core.ops import NEXTHOP_DEL, NEXTHOP_SET, ROUTE_DEL, ROUTE_SET, Target
 from kernelsync.core.port import ResyncNeeded
 from kernelsync.kernel.fake import FakeKernel
 from tests.support.fakes import PROTO, dev, flap, kroute, make, nexthop_on, ready_run, route, via
@@ -234,8 +234,9 @@ def test_a_link_that_changes_between_our_link_read_and_nexthop_dump_is_read_agai
 
 def test_nexthops_the_kernel_is_about_to_delete_are_left_to_it():
     """After a carrier loss the kernel deletes the device's nexthops a moment later (linkwatch):
-    deleting them ourselves would race with it (ENOENT).  A repair leaves them; a full sync
-    deletes any still there."""
+    deleting them ourselves would race with it (ENOENT).  A repair leaves them, and so does the
+    first full sync (the verification after the event); one still there at the next full sync
+    is deleted."""
     import attrs
     engine, kernel = make()
     route(engine, "198.51.100.0/24", dev("a"), dev("b"))
@@ -247,10 +248,42 @@ def test_nexthops_the_kernel_is_about_to_delete_are_left_to_it():
     repair = engine.run(1.0)
     assert not [op for op in repair.ops if op.kind is NEXTHOP_DEL]
     assert b_nh in kernel.nexthops and len(kernel.nexthops[kroute(kernel, "198.51.100.0/24")].group) == 1
-    engine.request_full_sync()  # the nexthop is still there at the verification: ours to delete
-    full = engine.run(2.0)
+    engine.request_full_sync()  # the verification: still there, spared once
+    assert not [op for op in engine.run(2.0).ops if op.kind is NEXTHOP_DEL] and b_nh in kernel.nexthops
+    engine.request_full_sync()  # the next full sync: still there, still carrierless: ours to delete
+    full = engine.run(3.0)
     assert [op.nexthop.id for op in full.ops if op.kind is NEXTHOP_DEL] == [b_nh]
     assert b_nh not in kernel.nexthops and kernel.stats.failures == 0
+
+
+def test_a_carrier_flap_shorter_than_the_kernels_handling_of_it_costs_no_route():
+    """A read that catches a carrier off for a moment the kernel never acts on (linkwatch saw
+    the carrier back) must not delete the link's routes: they kept forwarding in the kernel, and
+    deleting them left them dark until the next read (the chaos storm: 84 prefixes, 80 ms).
+    Neither the repair nor the verification deletes; the carrier back, nothing is written."""
+    import attrs
+    engine, kernel = make()
+    route(engine, "198.51.100.0/24", dev("b"))
+    route(engine, "198.51.101.0/24", dev("b"), dev("c"))
+    ready_run(engine)
+    b = kernel.index("b")
+    before = dict(kernel.routes)
+    kernel.links[b] = attrs.evolve(kernel.links[b], carrier=False)  # the kernel will not flush: back soon
+    engine.on_link_event(1.0)
+    repair = engine.run(1.0)
+    assert not [op for op in repair.ops if op.kind in (ROUTE_DEL, NEXTHOP_DEL)]
+    engine.request_full_sync()
+    verify = engine.run(1.3)
+    assert not [op for op in verify.ops if op.kind in (ROUTE_DEL, NEXTHOP_DEL)]
+    assert kernel.routes.keys() == before.keys()
+    kernel.links[b] = attrs.evolve(kernel.links[b], carrier=True)
+    engine.on_link_event(1.4)
+    writes = kernel.stats.writes.copy()
+    engine.run(1.4)
+    engine.request_full_sync()
+    engine.run(2.0)
+    assert kernel.routes == before
+    assert kernel.stats.writes["route-set"] == writes["route-set"] and kernel.stats.writes["route-del"] == writes["route-del"]
 
 
 def test_another_program_rewriting_our_group_again_and_again_is_not_fought():
