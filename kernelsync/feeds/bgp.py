@@ -19,8 +19,10 @@
 * **Readiness**: the BGP sources count as ready (deletions may start, kernel routes of ours
   that BGP did not give are swept) once ``startup_wait`` has passed and no peer is waiting
   for an end-of-RIB or the end of a refresh.  After a restart of kernelsync the peers are
-  unknown until they answer the route-refresh it asks for, so the wait is at least
-  ``restart_wait``, and a peer first heard from then is waiting for that answer.
+  unknown until they answer the route-refresh it asks for when an ExaBGP stream opens, so the
+  wait lasts until ``restart_wait`` after a stream opened (a relay may connect late), or, with
+  no stream at all, ``restart_hold_time`` after start (the routes in the kernel are held as
+  long as stale paths would be); a peer first heard from then is waiting for that answer.
 * **The wait follows progress** (as a graceful-restart selection deferral, RFC 4724 4.1 and
   FRR's ``select-defer-time``): a wait for a family's end-of-RIB (or refresh end) gives up
   only after ``eor_timeout`` seconds with nothing heard from that peer in that family
@@ -159,6 +161,7 @@ class BgpRib:
         self.dirty: Dict[Prefix, None] = {}  # an insertion-ordered set, as Rib.dirty
         self.selected: Dict[Prefix, Tuple[str, Tuple[BgpPath, ...]]] = {}  # prefix -> (source, ECMP set)
         self.ready = False
+        self.stream_at: Optional[float] = None  # when an ExaBGP stream last opened
         self._waited = False  # a tick has seen the start-up wait over
         self._res_version = -1
         self._resolved: Dict[tuple, Optional[Tuple[NexthopSpec, ...]]] = {}
@@ -250,6 +253,11 @@ class BgpRib:
             log.info("peer %s: %s; flushing its %d paths", peer.address, why, len(peer.paths))
             self.counters["peer_flushes"] += 1
             self._remove(peer, list(peer.paths))
+
+    def stream_opened(self, now: float) -> None:
+        """An ExaBGP stream opened (kernelsync asked it for a route-refresh): after a restart,
+        readiness waits ``restart_wait`` from here for the peers to answer."""
+        self.stream_at = now
 
     def channel_closed(self, channel: object, now: float) -> None:
         """The ExaBGP stream ``channel`` ended (relay lost or ExaBGP restarting): its peers'
@@ -355,8 +363,20 @@ class BgpRib:
         times = [self.wait_ends(peer, f) for peer in self.peers.values() for f in peer.pending]
         times += [peer.stale_until for peer in self.peers.values() if peer.stale_until is not None]
         if not self.ready and (not self._waited or not any(peer.pending for peer in self.peers.values())):
-            times.append(self.started + self.wait)
+            times.append(self.wait_over_at())
         return min(times) if times else None
+
+    def wait_over_at(self) -> float:
+        """When the start-up wait is over (s): ``startup_wait`` after start; after a restart
+        also ``restart_wait`` after an ExaBGP stream opened, or, while none has,
+        ``restart_hold_time`` after start."""
+        due = self.started + self.wait
+        if self.restart:
+            if self.stream_at is not None:
+                due = max(due, self.stream_at + self.settings.restart_wait)
+            else:
+                due = max(due, self.started + self.settings.restart_hold_time)
+        return due
 
     def tick(self, now: float) -> None:
         """Expire waits: end-of-RIB timeouts, stale paths past their time; readiness."""
@@ -379,7 +399,7 @@ class BgpRib:
                 self.counters["stale_swept"] += len(stale)
                 self._remove(peer, stale)
                 peer.stale_until = None
-        if now >= self.started + self.wait:
+        if not self._waited and now >= self.wait_over_at():
             self._waited = True
         if not self.ready and self._waited and not any(peer.pending for peer in self.peers.values()):
             self.ready = True

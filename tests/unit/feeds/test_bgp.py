@@ -333,6 +333,7 @@ def test_after_a_restart_a_peer_first_heard_waits_for_its_refresh():
     bgp = BgpRib(rib, lab_resolver(), BgpSettings(startup_wait=1, restart_wait=3, eor_timeout=10), 0.0,
                  restart=True)
     parser = Parser()
+    bgp.stream_opened(0.0)  # ExaBGP's stream (stdin, or a relay) and our route-refresh request
     for line in [announce(["198.51.100.0/24"], "192.0.2.1")]:
         bgp.handle(parser.parse(line), 0.5)
     bgp.tick(3.0)
