@@ -36,7 +36,7 @@ def _read_stdin(q: "queue.Queue[Optional[bytes]]") -> None:
     q.put(None)
 
 
-def _commands_to_stdout(sock: socket.socket) -> None:
+def _commands_to_stdout(sock: socket.socket, lines: "queue.Queue") -> None:
     out = sys.stdout.buffer
     reader = sock.makefile("rb")
     try:
@@ -45,6 +45,7 @@ def _commands_to_stdout(sock: socket.socket) -> None:
             out.flush()
     except (OSError, ValueError):
         pass
+    lines.put(("closed", sock))  # the daemon is gone: reconnect now, not at ExaBGP's next line
 
 
 def _connect(path: str) -> socket.socket:
@@ -68,7 +69,7 @@ def main(path: str) -> int:
         if sock is None and time.monotonic() >= next_try:
             try:
                 sock = _connect(path)
-                threading.Thread(target=_commands_to_stdout, args=(sock,), daemon=True).start()
+                threading.Thread(target=_commands_to_stdout, args=(sock, lines), daemon=True).start()
                 log.info("relaying ExaBGP to %s%s", path,
                          " (%d lines were dropped while it was unreachable)" % dropped if dropped else "")
                 delay, dropped = 0.1, 0
@@ -80,6 +81,13 @@ def main(path: str) -> int:
         try:
             line = lines.get(timeout=None if sock is not None else max(0.0, next_try - time.monotonic()))
         except queue.Empty:
+            continue
+        if isinstance(line, tuple):  # ("closed", socket): the daemon closed that connection
+            if line[1] is sock:
+                log.warning("the kernelsync daemon closed the connection; reconnecting")
+                sock.close()
+                sock = None
+                next_try = 0.0
             continue
         if line is None:
             if sock is not None:
