@@ -641,6 +641,10 @@ def main(args) -> int:
         return 2
     if not (kslab.which("bird") and kslab.which("birdc") and kslab.exabgp_installed("5.0")):
         kslab.install_requirements(("5.0",))
+    # stopped by SIGTERM or SIGINT (even started in the background, where SIGINT is ignored):
+    # unwind, so the lab's daemons and namespaces are removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     chaos = Chaos(args.kills, seed, groups=args.groups, group_size=args.group_size, stable=args.stable,
                   churn_interval=args.churn_interval, max_delay=args.max_delay, quiet_every=args.quiet_every,
