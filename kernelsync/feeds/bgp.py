@@ -181,11 +181,11 @@ class BgpRib:
             self._state(event, now, channel)
         elif isinstance(event, EndOfRib):
             self.counters["eor"] += 1
-            peer = self._peer(event.neighbor, now, channel)
+            peer = self._heard_from(event.neighbor, now, channel)
             self._heard(peer, event.family, now)
             self._end_window(peer, event.family, "end-of-RIB")
         elif isinstance(event, Refresh):
-            peer = self._peer(event.neighbor, now, channel)
+            peer = self._heard_from(event.neighbor, now, channel)
             self._heard(peer, event.family, now)
             if event.subtype == "begin":
                 self.counters["refresh_windows"] += 1
@@ -201,6 +201,12 @@ class BgpRib:
         af = FAMILIES.get(family)
         if af is not None:
             peer.heard[af] = now
+
+    def _heard_from(self, neighbor: Neighbor, now: float, channel: object) -> Peer:
+        """The peer of a routing message (UPDATE, end-of-RIB, refresh): its session is up."""
+        peer = self._peer(neighbor, now, channel)
+        peer.state = "up"
+        return peer
 
     def _peer(self, neighbor: Neighbor, now: float, channel: object) -> Peer:
         peer = self.peers.get(neighbor.peer)
@@ -270,6 +276,8 @@ class BgpRib:
 
     def _update(self, event: Update, now: float, channel: object) -> None:
         peer = self._peer(event.neighbor, now, channel)
+        if peer.state != "up":
+            peer.state = "up"  # routes from it: its session is up (a new stream after ours was lost)
         self.counters["updates"] += 1
         heard = peer.heard  # progress of the families in this UPDATE (first and last NLRI:
         # ExaBGP lists NLRIs family by family, and there are two unicast families)

@@ -344,3 +344,24 @@ def test_after_a_restart_a_peer_first_heard_waits_for_its_refresh():
                 "afi": afi, "safi": "unicast", "subtype": sub}})), 4.0)
     bgp.tick(4.0)
     assert bgp.ready
+
+
+def test_paths_from_a_new_stream_are_held_again_when_that_stream_is_lost():
+    # relay lost, back (its peers send again), lost again: the paths must be held stale for
+    # restart_hold_time again, not kept for ever under a peer still marked down
+    feed = Feed(restart_hold_time=60)
+    first, second = object(), object()
+    for line in (msg("state", {"state": "up"}), announce(["198.51.100.0/24"], "192.0.2.1")):
+        feed.bgp.handle(feed.parser.parse(line), 0.0, first)
+    feed.bgp.channel_closed(first, 1.0)
+    rr = lambda sub: msg("refresh", {"direction": "receive", "route-refresh": {"afi": "ipv4", "safi": "unicast",
+                                                                                "subtype": sub}})
+    for line in (rr("begin"), announce(["198.51.100.0/24"], "192.0.2.1"), rr("end")):
+        feed.bgp.handle(feed.parser.parse(line), 2.0, second)
+    peer = feed.bgp.peers["192.0.2.1"]
+    assert peer.state == "up" and not any(p.stale for p in peer.paths.values())
+    feed.bgp.channel_closed(second, 10.0)
+    assert peer.state == "down" and peer.stale_until == 70.0
+    feed.bgp.tick(70.0)
+    feed.bgp.commit()
+    assert feed.nexthops(V4) is None
