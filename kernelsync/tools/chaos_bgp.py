@@ -417,7 +417,10 @@ class Chaos:
                     return ready, time.monotonic() - t0
                 time.sleep(0.02)
             expected = bird_expected(self.lab)
-            self.divergences.append(diff(expected, kernel_routes(self.lab.host)))
+            bgp = self.query("show bgp")
+            self.divergences.append("BIRD sessions Established: %s; kernelsync BGP ready: %s\n%s" % (
+                self.lab.established(), None if bgp is None else bgp.get("ready"),
+                diff(expected, kernel_routes(self.lab.host))))
             return ready, None
         finally:
             if paused:
