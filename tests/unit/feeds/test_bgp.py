@@ -365,3 +365,34 @@ def test_paths_from_a_new_stream_are_held_again_when_that_stream_is_lost():
     feed.bgp.tick(70.0)
     feed.bgp.commit()
     assert feed.nexthops(V4) is None
+
+
+def test_restart_race_a_peer_answers_one_family_late():
+    # the small-lab race (captured order after a respawn, ADD-PATH): both peers answer the
+    # IPv4 refresh at once, but BIRD begins 192.0.2.9's IPv6 refresh 1.3 s later.  Readiness
+    # came at restart_wait with that peer's IPv6 path missing, so the reconcile took it out
+    # of the kernel's group (route moved to the other peer's nexthop and back).
+    rib = Rib()
+    bgp = BgpRib(rib, lab_resolver(), BgpSettings(startup_wait=1, restart_wait=2, eor_timeout=10), 0.0,
+                 restart=True)
+    parser = Parser()
+    rr = lambda afi, sub, **peer: msg("refresh", {"direction": "receive", "route-refresh": {
+        "afi": afi, "safi": "unicast", "subtype": sub}}, **peer)
+    v6 = lambda nh, **peer: announce([{"nlri": "2001:db8:100::/48", "path-information": "0.0.0.3"}], nh,
+                                     family="ipv6 unicast", **peer)
+    v4 = lambda nh, **peer: announce([{"nlri": "198.51.100.0/24", "path-information": "0.0.0.2"}], nh, **peer)
+    events = [(1.0, rr("ipv4", "begin")), (1.0, v4("192.0.2.1")), (1.0, rr("ipv4", "end")),
+              (1.0, rr("ipv6", "begin")), (1.0, v6("2001:db8:a::1")), (1.0, rr("ipv6", "end")),
+              (1.0, rr("ipv4", "begin", **B)), (1.0, v4("192.0.2.9", **B)), (1.0, rr("ipv4", "end", **B)),
+              (2.3, rr("ipv6", "begin", **B)), (2.3, v6("2001:db8:b::1", **B)), (2.3, rr("ipv6", "end", **B))]
+    bgp.stream_opened(0.0)
+    for when, line in events:
+        if not bgp.ready:
+            bgp.tick(when)
+        if bgp.ready:
+            break
+        bgp.handle(parser.parse(line), when)
+    bgp.tick(2.3)
+    assert bgp.ready
+    bgp.commit()
+    assert len(bgp.by_prefix[V6]) == 2, "ready before 192.0.2.9 re-sent its IPv6 path"
