@@ -43,6 +43,9 @@ Loss: ``ip monitor route`` runs in H throughout; a ``Deleted`` of one of our rou
 kill and the next convergence, for a prefix whose group was announced without a break from
 ``MARGIN`` s before the kill until that convergence, is a prefix lost during the respawn.
 
+Rewrites: the same monitor's other messages for such prefixes in that window (a route
+replaced, e.g. moved to another nexthop group by a restart that rebuilt only part of its RIB).
+
 Writes per quiet adoption: the respawned process's ``show stats`` writes (route-set,
 route-del, and all nexthop writes), read once it is ready, converged and 1 s has passed; and
 the route messages ``ip monitor`` saw in that window, an independent count.
@@ -52,8 +55,8 @@ window of the wall clock (``int(time) & ~63``; "Too many death"), so kills are p
 per window, none in the last 2 s of one.
 
 Output: kills by kind, convergence (median, p99, max), prefixes lost, writes per quiet adoption,
-divergences; the exit status is 1 if any of lost prefixes, divergences or quiet writes is
-non-zero.  Needs root; everything runs in scratch namespaces and is removed at the end.
+divergences; the exit status is 1 if any of lost prefixes, rewrites, divergences or quiet
+writes is non-zero.  Needs root; everything runs in scratch namespaces and is removed at the end.
 """
 from __future__ import annotations
 
@@ -187,6 +190,7 @@ class Monitor:
     def __init__(self, ns) -> None:
         self.deleted: List[Tuple[float, str]] = []
         self.messages: List[float] = []
+        self.changed: List[Tuple[float, str]] = []  # routes added or replaced
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(["ip", "-n", ns.name, "monitor", "route"], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -210,6 +214,16 @@ class Monitor:
                     except ValueError:
                         continue
                     self.deleted.append((now, str(net)))
+                else:
+                    try:
+                        net = ipaddress.ip_network(text.split()[0], strict=False)
+                    except ValueError:
+                        continue
+                    self.changed.append((now, str(net)))
+
+    def changes(self, start: float, end: float) -> List[Tuple[float, str]]:
+        with self.lock:
+            return [(t, p) for t, p in self.changed if start <= t <= end]
 
     def deletions(self, start: float, end: float) -> List[Tuple[float, str]]:
         with self.lock:
@@ -455,12 +469,21 @@ class Chaos:
                  what="ExaBGP to respawn kernelsync")
         return t_kill, time.monotonic() - t_kill
 
-    def lost(self, t_kill: float, t_end: float) -> List[str]:
-        steady = self.churn.steady(t_kill - MARGIN, t_end)
+    def steady_prefixes(self, t_kill: float, t_end: float) -> Set[str]:
         keep = set(self.stable4) | set(self.stable6)
-        for g in steady:
+        for g in self.churn.steady(t_kill - MARGIN, t_end):
             keep.update(self.groups[g])
+        return keep
+
+    def lost(self, t_kill: float, t_end: float) -> List[str]:
+        keep = self.steady_prefixes(t_kill, t_end)
         return sorted({p for _, p in self.monitor.deletions(t_kill, t_end) if p in keep})
+
+    def rewritten(self, t_kill: float, t_end: float) -> List[str]:
+        """Prefixes announced throughout whose route was written (replaced: e.g. moved to
+        another nexthop group) between the kill and convergence: a restart should leave them."""
+        keep = self.steady_prefixes(t_kill, t_end)
+        return sorted({p for _, p in self.monitor.changes(t_kill, t_end) if p in keep})
 
     # the run ---------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -549,6 +572,7 @@ class Chaos:
             record["converge_s"] = None if conv is None else round(conv, 3)
             window_start = pending["t"] if pending else t_kill
             record["lost"] = self.lost(window_start, t_end)
+            record["steady_rewritten"] = len(self.rewritten(window_start, t_end))
             if pending is not None:
                 pending["joined"] = i + 1
                 pending = None
@@ -561,9 +585,10 @@ class Chaos:
                 record["monitor_messages"] = self.monitor.count(t_kill, time.monotonic())
                 self.churn.resume()
             self.records.append(record)
-            self.say("kill %3d %-5s ready %s  converged %s  lost %d%s"
+            self.say("kill %3d %-5s ready %s  converged %s  lost %d  steady rewritten %d%s"
                      % (i + 1, record["kind"], "%.2f s" % ready if ready is not None else "NEVER",
                         "%.2f s" % conv if conv is not None else "NEVER (divergence)", len(record["lost"]),
+                        record["steady_rewritten"],
                         "  writes %d (ip monitor: %d)" % (record["route_writes"], record["monitor_messages"])
                         if quiet else ""))
         for r in self.records:
@@ -583,6 +608,7 @@ class Chaos:
             "ready_s": {"median": percentile(ready, 0.5), "p99": percentile(ready, 0.99),
                         "max": max(ready) if ready else None, "n": len(ready)},
             "lost_prefixes": len(lost), "lost_examples": lost[:10],
+            "steady_rewritten": sum(r.get("steady_rewritten", 0) for r in self.records),
             "quiet_route_writes": [r.get("route_writes") for r in quiet],
             "quiet_monitor_messages": [r.get("monitor_messages") for r in quiet],
             "quiet_writes": [r.get("writes") for r in quiet],
@@ -606,6 +632,8 @@ def summary(report: dict) -> str:
         "max %s" % (c["n"], fmt(c["median"]), fmt(c["p99"]), fmt(c["max"])),
         "prefixes lost during respawn (announced throughout, deleted from the kernel): %d%s" % (
             report["lost_prefixes"], " e.g. %s" % report["lost_examples"] if report["lost_prefixes"] else ""),
+        "routes of prefixes announced throughout rewritten during respawn (summed over kills): %d" % (
+            report["steady_rewritten"]),
         "writes per quiet adoption (route-set + route-del): %s (max %s); ip monitor route messages: %s" % (
             qw, max(qw) if qw else "-", report["quiet_monitor_messages"]),
         "divergences: %d" % len(report["divergences"]),
@@ -615,7 +643,7 @@ def summary(report: dict) -> str:
 
 
 def failed(report: dict) -> bool:
-    return bool(report["lost_prefixes"] or report["divergences"]
+    return bool(report["lost_prefixes"] or report["divergences"] or report["steady_rewritten"]
                 or any(w for w in report["quiet_route_writes"])
                 or any(r.get("error") for r in report["records"]))
 
