@@ -74,6 +74,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
+from ..control import query
 from . import lab as kslab
 from .netns import wait_for
 
@@ -362,10 +363,11 @@ class Chaos:
 
     def start_daemon(self) -> None:
         """relay mode: ``kernelsync run`` in H (appending to ks.log)."""
-        self.daemon = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.host.name, *self.ks_argv, "run", "-c", self.conf],
-            env=dict(os.environ, PYTHONPATH=self.package_dir), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.workdir, "ks.out"), "ab"))
+        with open(os.path.join(self.workdir, "ks.out"), "ab") as err:
+            self.daemon = subprocess.Popen(
+                ["ip", "netns", "exec", self.lab.host.name, *self.ks_argv, "run", "-c", self.conf],
+                env=dict(os.environ, PYTHONPATH=self.package_dir), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=err)
 
     def stop_daemon(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:
@@ -390,7 +392,6 @@ class Chaos:
         return out
 
     def query(self, what: str):
-        from ..control import query
         try:
             return query(self.sock, what, timeout=5.0)
         except (OSError, ValueError):
