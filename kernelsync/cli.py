@@ -1,4 +1,4 @@
-"""Command line: ``kernelsync run|check|show|bench|chaos|demo``."""
+"""Command line: ``kernelsync run|exabgp|hold|check|show|bench|bench-bgp|chaos|chaos-bgp|demo``."""
 from __future__ import annotations
 
 import argparse
@@ -127,6 +127,11 @@ def cmd_chaos(args) -> int:
     return chaos_main(args)
 
 
+def cmd_chaos_bgp(args) -> int:
+    from .tools.chaos_bgp import main as chaos_bgp_main
+    return chaos_bgp_main(args)
+
+
 def cmd_demo(args) -> int:
     from .tools.demo import main as demo_main
     return demo_main(args)
@@ -189,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .tools.chaos import add_arguments as chaos_arguments
     chaos_arguments(p)
     p.set_defaults(func=cmd_chaos)
+
+    p = sub.add_parser("chaos-bgp", help="kill -9 kernelsync N times under BGP feed load (BIRD churning, ExaBGP respawning it); checks the kernel against BIRD's exported routes")
+    from .tools.chaos_bgp import add_arguments as chaos_bgp_arguments
+    chaos_bgp_arguments(p)
+    p.set_defaults(func=cmd_chaos_bgp)
 
     p = sub.add_parser("demo", help="a self-contained demo in network namespaces (touches nothing else)")
     p.add_argument("--keep", action="store_true", help="leave the namespaces up at the end")

@@ -18,9 +18,18 @@
   the RIB as source ``ebgp`` (admin distance 20) or ``ibgp`` (200).
 * **Readiness**: the BGP sources count as ready (deletions may start, kernel routes of ours
   that BGP did not give are swept) once ``startup_wait`` has passed and no peer is waiting
-  for an end-of-RIB or the end of a refresh (each wait bounded by ``eor_timeout``).  After a
-  restart of kernelsync the peers are unknown until they answer the route-refresh it asks
-  for, so the wait is at least ``restart_wait``.
+  for an end-of-RIB or the end of a refresh.  After a restart of kernelsync the peers are
+  unknown until they answer the route-refresh it asks for when an ExaBGP stream opens, so the
+  wait lasts until ``restart_wait`` after a stream opened (a relay may connect late), or, with
+  no stream at all, ``restart_hold_time`` after start (the routes in the kernel are held as
+  long as stale paths would be); a peer first heard from then is waiting for that answer.
+* **The wait follows progress** (as a graceful-restart selection deferral, RFC 4724 4.1 and
+  FRR's ``select-defer-time``): a wait for a family's end-of-RIB (or refresh end) gives up
+  only after ``eor_timeout`` seconds with nothing heard from that peer in that family
+  (UPDATEs, end-of-RIB, refresh markers), or ``eor_max_wait`` seconds after it began,
+  whichever is first.  A peer sending a large table slowly (ExaBGP passes one-prefix UPDATEs
+  at about 5,000/s) is therefore never swept half-way; a silent one is given up after
+  ``eor_timeout``.
 """
 from __future__ import annotations
 
@@ -52,7 +61,8 @@ class BgpSettings:
     restart_hold_time: float = 60.0
     startup_wait: float = 2.0
     restart_wait: float = 5.0
-    eor_timeout: float = 10.0
+    eor_timeout: float = 10.0  # silence (nothing of the family from the peer) that ends a wait
+    eor_max_wait: float = 360.0  # upper bound of one wait, as FRR's select-defer-time
     local_asns: Tuple[int, ...] = ()
     families: Tuple[str, ...] = ("ipv4 unicast", "ipv6 unicast")
     resolve_table: int = 254
@@ -76,11 +86,13 @@ class BgpPath:
 
 
 class Peer:
-    """A BGP neighbour as ExaBGP reports it.  ``pending``: family -> time we stop waiting for
-    its end-of-RIB (or refresh end); ``stale_until``: when stale paths are flushed."""
+    """A BGP neighbour as ExaBGP reports it.  ``pending``: family -> time (s) we began waiting
+    for its end-of-RIB (or refresh end); ``heard``: family -> time (s) of the last message of
+    that family from the peer (the progress that extends a wait); ``stale_until``: when stale
+    paths are flushed."""
 
     __slots__ = ("address", "neighbor", "state", "ebgp", "local_packed", "sort_key", "paths", "pending",
-                 "stale_until", "channel", "counters")
+                 "heard", "stale_until", "channel", "counters")
 
     def __init__(self, neighbor: Neighbor, channel: object) -> None:
         self.address = neighbor.peer
@@ -98,6 +110,7 @@ class Peer:
             self.sort_key = (9, 0)
         self.paths: Dict[PathKey, BgpPath] = {}
         self.pending: Dict[str, float] = {}
+        self.heard: Dict[int, float] = {}  # address family (AF_INET/AF_INET6) -> time
         self.stale_until: Optional[float] = None
         self.channel = channel
         self.counters = {"announced": 0, "withdrawn": 0, "looped": 0}
@@ -141,19 +154,21 @@ class BgpRib:
         self.resolver = resolver
         self.settings = settings
         self.started = now
+        self.restart = restart
         self.wait = max(settings.startup_wait, settings.restart_wait) if restart else settings.startup_wait
         self.peers: Dict[str, Peer] = {}
         self.by_prefix: Dict[Prefix, Dict[Tuple[str, int], BgpPath]] = {}
         self.dirty: Dict[Prefix, None] = {}  # an insertion-ordered set, as Rib.dirty
         self.selected: Dict[Prefix, Tuple[str, Tuple[BgpPath, ...]]] = {}  # prefix -> (source, ECMP set)
         self.ready = False
+        self.stream_at: Optional[float] = None  # when an ExaBGP stream last opened
         self._waited = False  # a tick has seen the start-up wait over
         self._res_version = -1
         self._resolved: Dict[tuple, Optional[Tuple[NexthopSpec, ...]]] = {}
         self._nh_users: Dict[tuple, Set[Prefix]] = {}
         self._path_cache: Dict[Tuple[NexthopSpec, ...], Tuple[Path, ...]] = {}
         self.counters = {"updates": 0, "announced": 0, "withdrawn": 0, "looped": 0, "eor": 0,
-                         "refresh_windows": 0, "stale_swept": 0, "peer_flushes": 0, "unresolved": 0}
+                         "refresh_windows": 0, "eor_timeouts": 0, "stale_swept": 0, "peer_flushes": 0, "unresolved": 0}
         rib.add_source(EBGP, settings.ebgp_distance)
         rib.add_source(IBGP, settings.ibgp_distance)
 
@@ -166,25 +181,46 @@ class BgpRib:
             self._state(event, now, channel)
         elif isinstance(event, EndOfRib):
             self.counters["eor"] += 1
-            peer = self._peer(event.neighbor, now, channel)
+            peer = self._heard_from(event.neighbor, now, channel)
+            self._heard(peer, event.family, now)
             self._end_window(peer, event.family, "end-of-RIB")
         elif isinstance(event, Refresh):
-            peer = self._peer(event.neighbor, now, channel)
+            peer = self._heard_from(event.neighbor, now, channel)
+            self._heard(peer, event.family, now)
             if event.subtype == "begin":
                 self.counters["refresh_windows"] += 1
                 self._mark_stale(peer, event.family)
-                peer.pending[event.family] = now + self.settings.eor_timeout
+                peer.pending[event.family] = now
             else:
                 self._end_window(peer, event.family, "route-refresh end")
         elif isinstance(event, Shutdown):
             log.info("ExaBGP is shutting down")
+
+    @staticmethod
+    def _heard(peer: Peer, family: str, now: float) -> None:
+        af = FAMILIES.get(family)
+        if af is not None:
+            peer.heard[af] = now
+
+    def _heard_from(self, neighbor: Neighbor, now: float, channel: object) -> Peer:
+        """The peer of a routing message (UPDATE, end-of-RIB, refresh): its session is up."""
+        peer = self._peer(neighbor, now, channel)
+        peer.state = "up"
+        return peer
 
     def _peer(self, neighbor: Neighbor, now: float, channel: object) -> Peer:
         peer = self.peers.get(neighbor.peer)
         if peer is None:
             peer = self.peers[neighbor.peer] = Peer(neighbor, channel)
             peer.state = "up"  # heard from it: up (a respawned process hears no state message)
-            log.info("peer %s (AS %d) known from its messages", neighbor.peer, neighbor.peer_as)
+            if self.restart and not self.ready:
+                # we asked every peer for a route-refresh of each family: its answer (begin,
+                # the paths, end) is the Adj-RIB-In we lost; wait for it as for an end-of-RIB
+                peer.pending = {f: now for f in self.settings.families}
+                log.info("peer %s (AS %d) known from its messages; waiting for its route-refresh of %s",
+                         neighbor.peer, neighbor.peer_as, ", ".join(peer.pending))
+            else:
+                log.info("peer %s (AS %d) known from its messages", neighbor.peer, neighbor.peer_as)
         elif peer.neighbor is not neighbor and peer.neighbor != neighbor:
             peer.neighbor = neighbor
             peer.ebgp = neighbor.ebgp
@@ -196,7 +232,7 @@ class BgpRib:
         peer = self._peer(event.neighbor, now, channel)
         if event.state == "up":
             peer.state = "up"
-            peer.pending = {f: now + self.settings.eor_timeout for f in self.settings.families}
+            peer.pending = {f: now for f in self.settings.families}
             log.info("peer %s up (AS %d, %s); waiting for end-of-RIB for %s", peer.address,
                      event.neighbor.peer_as, "eBGP" if peer.ebgp else "iBGP", ", ".join(peer.pending))
         elif event.state == "down":
@@ -224,6 +260,11 @@ class BgpRib:
             self.counters["peer_flushes"] += 1
             self._remove(peer, list(peer.paths))
 
+    def stream_opened(self, now: float) -> None:
+        """An ExaBGP stream opened (kernelsync asked it for a route-refresh): after a restart,
+        readiness waits ``restart_wait`` from here for the peers to answer."""
+        self.stream_at = now
+
     def channel_closed(self, channel: object, now: float) -> None:
         """The ExaBGP stream ``channel`` ended (relay lost or ExaBGP restarting): its peers'
         paths are kept stale for ``restart_hold_time`` (at least ``graceful_restart``)."""
@@ -247,13 +288,21 @@ class BgpRib:
 
     def _update(self, event: Update, now: float, channel: object) -> None:
         peer = self._peer(event.neighbor, now, channel)
+        if peer.state != "up":
+            peer.state = "up"  # routes from it: its session is up (a new stream after ours was lost)
         self.counters["updates"] += 1
+        heard = peer.heard  # progress of the families in this UPDATE (first and last NLRI:
+        # ExaBGP lists NLRIs family by family, and there are two unicast families)
         if event.withdraw:
+            heard[event.withdraw[0][0][0]] = now
+            heard[event.withdraw[-1][0][0]] = now
             self._remove(peer, event.withdraw)
             self.counters["withdrawn"] += len(event.withdraw)
             peer.counters["withdrawn"] += len(event.withdraw)
         if not event.announce:
             return
+        heard[event.announce[0][0][0]] = now
+        heard[event.announce[-1][0][0]] = now
         attrs_ = event.attrs
         as_path = attrs_.as_path
         local_asns = self.settings.local_asns
@@ -319,23 +368,50 @@ class BgpRib:
             peer.stale_until = None
 
     # timers --------------------------------------------------------------------------------
+    def wait_ends(self, peer: Peer, family: str) -> float:
+        """When the wait of ``peer`` for ``family``'s end-of-RIB (or refresh end) gives up (s):
+        ``eor_timeout`` after the later of its start and the last message of that family from
+        the peer, at most ``eor_max_wait`` after its start."""
+        began = peer.pending[family]
+        heard = peer.heard.get(FAMILIES.get(family), began)
+        return min(began + self.settings.eor_max_wait, max(began, heard) + self.settings.eor_timeout)
+
     def deadline(self) -> Optional[float]:
         """When :meth:`tick` has work next (None: only after events).  Once the start-up wait
         is over, readiness waits for the peers' end-of-RIBs (their timeouts are in here) and is
         due again only when none is pending: never a time in the past meanwhile."""
-        times = [t for peer in self.peers.values() for t in peer.pending.values()]
+        times = [self.wait_ends(peer, f) for peer in self.peers.values() for f in peer.pending]
         times += [peer.stale_until for peer in self.peers.values() if peer.stale_until is not None]
         if not self.ready and (not self._waited or not any(peer.pending for peer in self.peers.values())):
-            times.append(self.started + self.wait)
+            times.append(self.wait_over_at())
         return min(times) if times else None
+
+    def wait_over_at(self) -> float:
+        """When the start-up wait is over (s): ``startup_wait`` after start; after a restart
+        also ``restart_wait`` after an ExaBGP stream opened, or, while none has,
+        ``restart_hold_time`` after start."""
+        due = self.started + self.wait
+        if self.restart:
+            if self.stream_at is not None:
+                due = max(due, self.stream_at + self.settings.restart_wait)
+            else:
+                due = max(due, self.started + self.settings.restart_hold_time)
+        return due
 
     def tick(self, now: float) -> None:
         """Expire waits: end-of-RIB timeouts, stale paths past their time; readiness."""
         for peer in self.peers.values():
-            for family, until in list(peer.pending.items()):
-                if until <= now:
-                    log.warning("peer %s: no end-of-RIB for %s within %.0f s; sweeping its stale paths",
-                                peer.address, family, self.settings.eor_timeout)
+            for family in list(peer.pending):
+                if self.wait_ends(peer, family) <= now:
+                    began = peer.pending[family]
+                    if now - began >= self.settings.eor_max_wait:
+                        why = "within %.0f s (eor_max_wait)" % self.settings.eor_max_wait
+                    else:
+                        why = "and nothing of that family for %.0f s (eor_timeout; waited %.0f s)" % (
+                            self.settings.eor_timeout, now - began)
+                    log.warning("peer %s: no end-of-RIB for %s %s; sweeping its stale paths",
+                                peer.address, family, why)
+                    self.counters["eor_timeouts"] += 1
                     self._end_window(peer, family, "end-of-RIB timeout")
             if peer.stale_until is not None and peer.stale_until <= now:
                 stale = [k for k, p in peer.paths.items() if p.stale]
@@ -343,7 +419,7 @@ class BgpRib:
                 self.counters["stale_swept"] += len(stale)
                 self._remove(peer, stale)
                 peer.stale_until = None
-        if now >= self.started + self.wait:
+        if not self._waited and now >= self.wait_over_at():
             self._waited = True
         if not self.ready and self._waited and not any(peer.pending for peer in self.peers.values()):
             self.ready = True

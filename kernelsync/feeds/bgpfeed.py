@@ -73,6 +73,7 @@ class BgpFeed(BaseFeed):
         self.streams.consumer = self.on_lines
 
     def _opened(self, channel: Channel, now: float) -> None:
+        self.bgp.stream_opened(now)
         self.streams.send(channel, "version", now)
         if self.refresh_on_start:
             for family in self.settings.families:

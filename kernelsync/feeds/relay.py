@@ -78,7 +78,10 @@ class StdinReader:
         return self.lines.take()
 
 
-def _commands_to_stdout(sock: socket.socket, out=None) -> None:
+def _commands_to_stdout(sock: socket.socket, out, closed: List[socket.socket], wake: threading.Event) -> None:
+    """The command thread: the daemon's lines -> ExaBGP's stdin.  When the daemon closes the
+    connection, ``sock`` goes on ``closed`` and the main loop is woken to reconnect now rather
+    than at ExaBGP's next line (a quiet stream: a minute or more)."""
     out = out if out is not None else sys.stdout.buffer
     reader = sock.makefile("rb")
     try:
@@ -87,6 +90,8 @@ def _commands_to_stdout(sock: socket.socket, out=None) -> None:
             out.flush()
     except Exception as exc:  # the daemon went away, or stdout did: logged, the main loop reconnects
         log.warning("passing commands to ExaBGP stopped: %s: %s", type(exc).__name__, exc)
+    closed.append(sock)
+    wake.set()
 
 
 def _connect(path: str) -> socket.socket:
@@ -118,11 +123,19 @@ def main(path: str, rfile=None, lines: Optional[LineQueue] = None, out=None) -> 
     next_try = 0.0
     dropped = 0  # while the daemon was unreachable
     unsent: Optional[Lost] = None  # a drop notice not delivered yet
+    closed: List[socket.socket] = []  # connections the daemon closed (the command thread's word)
     while True:
+        while closed:
+            if closed.pop() is sock:
+                log.warning("the kernelsync daemon closed the connection; reconnecting")
+                _close(sock)
+                sock = None
+                next_try = 0.0
         if sock is None and time.monotonic() >= next_try:
             try:
                 sock = _connect(path)
-                threading.Thread(target=_commands_to_stdout, args=(sock, out), daemon=True).start()
+                threading.Thread(target=_commands_to_stdout, args=(sock, out, closed, reader.ready),
+                                 daemon=True).start()
                 log.info("relaying ExaBGP to %s%s", path,
                          " (%d lines were dropped while it was unreachable)" % dropped if dropped else "")
                 delay, dropped = 0.1, 0

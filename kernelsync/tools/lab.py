@@ -39,11 +39,13 @@ API::
 
     with BgpLab(exabgp_version="5.0", process_argv=[...], v4_prefixes=[...],
                 v6_prefixes=[...], add_path=True, workdir=None, exabgp_settings=None,
-                timeout=15.0, hosts=1, process_argv2=None, router_kernel=False) as lab:
+                timeout=15.0, hosts=1, process_argv2=None, router_kernel=False,
+                statics={}) as lab:
         lab.established()            # {"hA": True, "hB": True}
         lab.birdc("show", "route")   # birdc output (str)
         lab.disable_session("hB"); lab.enable_session("hB")
         lab.set_prefixes(v4, v6)     # rewrite BIRD's statics, ``birdc configure``
+        lab.birdc("disable", "g1")   # a static protocol of ``statics`` off: its routes withdrawn
         lab.link("hb", "down")       # host-side link ha/hb down|up (hb is in H2 if hosts=2)
         lab.wait_established()       # both sessions (or the named ones) Established again
         lab.stop_exabgp(host=None)   # SIGTERM ExaBGP only (its process gets the shutdown);
@@ -93,6 +95,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -415,6 +418,10 @@ class BgpLab(LabContext):
         router_kernel: BIRD also runs ``protocol kernel`` for IPv4 and IPv6 that exports the
             routes it learned over BGP (only those) into R's main table with ``merge paths
             on``: equal paths for one prefix from H and H2 become one multipath route.
+        statics: more static protocols, name -> prefixes of one family (blackhole routes,
+            exported on both sessions like ``s4``/``s6``), to switch on and off with
+            ``birdc enable|disable NAME`` (route churn).  ValueError for a bad or reserved
+            name, an empty list, or mixed families.
 
     Files in ``workdir``: ``bird.conf``, ``bird.log``, ``bird.ctl``, ``bird.pid``,
     ``exabgp.conf``, ``exabgp.log``, ``exabgp.pid``, ``exabgp.out`` (its stdout/stderr),
@@ -428,7 +435,8 @@ class BgpLab(LabContext):
                  exabgp_settings: Optional[Mapping[str, object]] = None,
                  timeout: float = 15.0, hosts: int = 1,
                  process_argv2: Optional[Sequence[str]] = None,
-                 router_kernel: bool = False) -> None:
+                 router_kernel: bool = False,
+                 statics: Optional[Mapping[str, Iterable[str]]] = None) -> None:
         _check_version(exabgp_version)
         if hosts not in (1, 2):
             raise ValueError("hosts must be 1 or 2, not %r" % (hosts,))
@@ -442,6 +450,16 @@ class BgpLab(LabContext):
         self.v6_prefixes = _prefixes(v6_prefixes, 6, "v6_prefixes")
         self.add_path = add_path
         self.router_kernel = bool(router_kernel)
+        self.statics: Dict[str, Tuple[int, List[str]]] = {}
+        for name, prefixes in (statics or {}).items():
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,30}", name) or name in (
+                    "s4", "s6", "k4", "k6", "host", "device") + SESSIONS:
+                raise ValueError("statics: %r is not a usable protocol name" % (name,))
+            prefixes = list(prefixes)
+            version = ipaddress.ip_network(prefixes[0], strict=False).version if prefixes else 0
+            if not version:
+                raise ValueError("statics: %s has no prefixes" % name)
+            self.statics[name] = (version, _prefixes(prefixes, version, "statics %s" % name))
         self.exabgp_settings = dict(exabgp_settings or {})
         self.timeout = timeout
         self._own_workdir = workdir is None
@@ -595,7 +613,9 @@ class BgpLab(LabContext):
             % dict(log=self._path("bird.log"), rid=ROUTER_ID, ras=ROUTER_AS, has=HOST_AS,
                    kernel=self._bird_kernel_conf() if self.router_kernel else "",
                    s4=statics("s4", "ipv4", self.v4_prefixes),
-                   s6=statics("s6", "ipv6", self.v6_prefixes),
+                   s6=statics("s6", "ipv6", self.v6_prefixes) + "".join(
+                       statics(name, "ipv%d" % version, prefixes)
+                       for name, (version, prefixes) in self.statics.items()),
                    sessions="".join(sessions)))
 
     @staticmethod

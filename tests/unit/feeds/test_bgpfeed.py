@@ -77,3 +77,39 @@ def test_resolver_follows_route_notifications_and_rereads_when_notifications_wer
     assert kernel.dumps["table"] == tables + 1 and nexthops(rib, V4) is None  # (the dump has no such route)
     feed.on_kernel_change(KernelChange(links=NO_CHANGE), 4.0)  # a link event re-reads addresses
     assert kernel.dumps["addresses"] == 3  # at start, when notifications were lost, on the link event
+
+
+def test_restart_holds_bgp_until_a_stream_opened_and_answered():
+    # kernelsync run restarted (its routes adopted) while the relay has not reconnected yet:
+    # BGP must not count as complete with no stream (that would sweep every BGP route)
+    links = LinkTable({4: Link(index=4, name="ha", up=True, carrier=True)})
+    kernel = DumpingKernel(addresses=[IfAddress(AF_INET, 4, A4("192.0.2.2"), 29)])
+    rib = Rib()
+    streams = ExabgpStreams()
+    settings = BgpSettings(startup_wait=1, restart_wait=2, restart_hold_time=60)
+    feed = BgpFeed(rib, settings, kernel, 200, links, streams, 0.0, restart=True)
+    sel = selectors.DefaultSelector()
+    feed.start(sel, 0.0)
+    streams.start(sel, 0.0)
+    feed.commit(5.0)
+    assert not feed.bgp.ready and feed.deadline() == 60.0  # no stream: held for restart_hold_time
+    channel = RecordingChannel()
+    streams.open_channel(channel, 30.0)  # the relay is back
+    assert feed.deadline() == 32.0
+    feed.commit(31.9)
+    assert not feed.bgp.ready
+    feed.commit(32.0)
+    assert feed.bgp.ready and rib.all_ready
+
+
+def test_restart_without_any_stream_gives_up_after_restart_hold_time():
+    links = LinkTable({})
+    rib = Rib()
+    streams = ExabgpStreams()
+    feed = BgpFeed(rib, BgpSettings(startup_wait=1, restart_wait=2, restart_hold_time=60), DumpingKernel(), 200,
+                   links, streams, 0.0, restart=True)
+    feed.start(selectors.DefaultSelector(), 0.0)
+    feed.commit(59.9)
+    assert not feed.bgp.ready
+    feed.commit(60.0)
+    assert feed.bgp.ready
