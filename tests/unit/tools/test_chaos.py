@@ -269,6 +269,17 @@ def test_monitor_lines_are_parsed_for_our_table_and_protocol_only():
     assert parse_monitor_line("10.1.0.0/24 nhid 9 table 100 proto 200") is None
 
 
+def test_an_outside_route_deletion_is_timed_from_its_delete_to_the_re_add_in_the_monitor():
+    from kernelsync.tools.chaos import monitor_repairs
+    lines = ["[2026-12-01T14:24:52.400000] Deleted 10.1.0.0/24 nhid 9 table 100 proto 200 metric 20",
+             "[2026-12-01T14:24:52.401000] Deleted 10.2.0.0/24 nhid 9 table 100 proto 200 metric 20",
+             "[2026-12-01T14:24:52.402000] 10.3.0.0/24 nhid 9 table 100 proto 200 metric 20",
+             "[2026-12-01T14:24:52.403500] 10.1.0.0/24 nhid 9 table 100 proto 200 metric 20",
+             "[2026-12-01T14:24:52.404000] 10.1.0.0/24 nhid 7 table 100 proto 200 metric 20"]
+    repairs = monitor_repairs(lines, ["10.1.0.0/24", "10.2.0.0/24"])  # 10.2 never came back: moot
+    assert len(repairs) == 1 and abs(repairs[0] - 3.5) < 1e-3
+
+
 def test_a_prefix_is_dark_from_its_objects_deletion_until_a_route_write_moves_it():
     from kernelsync.tools.chaos import Chaos, Options
     chaos = Chaos(Options(events=1, routes=100))
