@@ -271,6 +271,38 @@ class LineQueue:
         return len(self.items)
 
 
+def pump_lines(rfile, splitter: "LineSplitter", lines: "LineQueue", queued: Callable[[], None],
+               ended: Callable[[], None], nap: float = 0.0) -> None:
+    """A reader thread's body: ``rfile`` (ExaBGP's stdin pipe) read to its end, up to 64 KB per
+    read, split by ``splitter`` and put on ``lines`` (bounded: what does not fit is dropped and
+    counted there); ``queued()`` after lines were put, then, whatever ended the stream (EOF, an
+    error of any kind: logged), the last partial line is flushed, ``lines.end()`` and
+    ``ended()``, always: a reader that died silently left ExaBGP blocked on a full pipe.
+    ``nap``: seconds to wait after a short read, so that lines gather (fewer, larger reads)."""
+    try:
+        while True:
+            data = rfile.read1(1 << 16)
+            if not data:
+                break
+            batch = splitter.feed(data)
+            if batch:
+                lines.put(batch)
+                queued()
+            if nap and len(data) < 1 << 16:
+                time.sleep(nap)
+    except BaseException as exc:  # noqa: B902 - the end is signalled whatever it was
+        log.error("reading stdin failed: %s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, OSError))
+    finally:
+        try:
+            rest = splitter.end()
+            if rest:
+                lines.put(rest)
+        except Exception as exc:
+            log.error("reading stdin: the last line is lost: %s: %s", type(exc).__name__, exc)
+        lines.end()  # end of stream, always
+        ended()
+
+
 class SocketInUse(OSError):
     """Another process answers on the Unix socket path we were to listen on."""
 
@@ -401,29 +433,11 @@ class StdinChannel:
             fcntl.fcntl(self.rfile.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         except Exception:  # not a pipe, or more than this process may have: the pipe stays as it is
             pass
-        try:
-            while True:
-                data = self.rfile.read1(1 << 16)
-                if not data:
-                    break
-                lines = self.splitter.feed(data)
-                if lines:
-                    self.lines.put(lines)
-                    if not self.pending:  # one wake-up per burst (a drop wakes too: the loop recovers)
-                        self.pending = True
-                        self.waker.wake()
-                if len(data) < 1 << 16:
-                    time.sleep(READ_NAP)
-        except BaseException as exc:  # noqa: B902 - the thread must signal the end, whatever it was
-            log.error("reading stdin failed: %s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, OSError))
-        finally:
-            try:
-                rest = self.splitter.end()
-                if rest:
-                    self.lines.put(rest)
-            except Exception as exc:
-                log.error("reading stdin: the last line is lost: %s: %s", type(exc).__name__, exc)
-            self.lines.end()  # end of stream, always
+        pump_lines(self.rfile, self.splitter, self.lines, self._queued, self.waker.wake, READ_NAP)
+
+    def _queued(self) -> None:
+        if not self.pending:  # one wake-up per burst (a drop wakes too: the loop recovers)
+            self.pending = True
             self.waker.wake()
 
     def _write(self) -> None:

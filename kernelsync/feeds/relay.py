@@ -28,7 +28,7 @@ import threading
 import time
 from typing import List, Optional
 
-from .channels import LineQueue, LineSplitter, Lost
+from .channels import LineQueue, LineSplitter, Lost, pump_lines
 
 log = logging.getLogger("kernelsync.relay")
 
@@ -49,26 +49,7 @@ class StdinReader:
         return self
 
     def _run(self) -> None:
-        try:
-            while True:
-                data = self.rfile.read1(1 << 16)
-                if not data:
-                    break
-                lines = self.splitter.feed(data)
-                if lines:
-                    self.lines.put(lines)
-                    self.ready.set()
-        except BaseException as exc:  # noqa: B902 - the end of the stream is signalled whatever happened
-            log.error("reading stdin failed: %s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, OSError))
-        finally:
-            try:
-                rest = self.splitter.end()
-                if rest:
-                    self.lines.put(rest)
-            except Exception as exc:
-                log.error("reading stdin: the last line is lost: %s: %s", type(exc).__name__, exc)
-            self.lines.end()
-            self.ready.set()
+        pump_lines(self.rfile, self.splitter, self.lines, self.ready.set, self.ready.set)
 
     def take(self, timeout: Optional[float]) -> List[Optional[bytes]]:
         """What was queued (waits up to ``timeout`` seconds for something; None: forever)."""
