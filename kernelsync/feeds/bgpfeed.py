@@ -237,6 +237,10 @@ class BgpFeed(BaseFeed):
             if now < self._dirty_since + COMMIT_DELAY and len(self.bgp.dirty) < COMMIT_MAX:
                 return  # more of the burst is coming: one decision and one kernel batch for it all
         if self.bgp.pending():
+            if self._dirty_since is not None and stdin is not None and stdin.pending:
+                # on_lines deferred stdin's lines to this burst's commit, which comes early (the
+                # resolver changed, or COMMIT_MAX): take them now, nothing else would wake us
+                self.feed(stdin, stdin.take(), now)
             self._dirty_since = None
             self.bgp.commit()
             self.recursive_in_use = self.resolver.route_hits > 0

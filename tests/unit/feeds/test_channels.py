@@ -61,6 +61,7 @@ def test_a_stdout_nobody_reads_never_blocks_sending():
         assert data == (command + "\n").encode() * 20_000
         channel.close()
     os.close(r_out)
+    channel.reader.join(10)  # its last act is a wake-up: the waker must still be open
     waker.close()
 
 
@@ -132,6 +133,7 @@ def test_a_full_stdin_queue_drops_counts_and_asks_for_a_route_refresh_once_there
     wait_for(lambda: None in channel.lines.items, timeout=10, what="end of stream")
     channel.close()
     os.close(r_out)
+    channel.reader.join(10)  # its last act is a wake-up: the waker must still be open
     waker.close()
 
 
@@ -218,6 +220,7 @@ def test_the_command_queue_is_bounded():
     os.close(w_in)
     channel.close()
     os.close(r_out)  # the writer fails (EPIPE) and goes on
+    channel.reader.join(10)  # its last act is a wake-up: the waker must still be open
     waker.close()
 
 
