@@ -203,7 +203,7 @@ def parse_nexthop(data, offset: int, end: int, strict: bool = False) -> Optional
     """One RTM_NEWNEXTHOP/DELNEXTHOP body -> :class:`KNexthop` (None without NHA_ID).
     ``struct.error`` if an attribute is shorter than its type needs.  ``strict``: also
     :class:`DecodeError` unless nhm_family is AF_UNSPEC, AF_INET or AF_INET6, NHA_GATEWAY holds
-    an address of that family, NHA_GROUP whole ``struct nexthop_grp`` s."""
+    an address of that family, NHA_GROUP whole ``struct nexthop_grp`` s of ids other than 0."""
     family, _scope, protocol, _resvd, _flags = NHMSG.unpack_from(data, offset)
     if strict:
         _check_nexthop(data, offset, end, family)
@@ -251,8 +251,11 @@ def _check_nexthop(data, offset: int, end: int, family: int) -> None:
         if nla_type == NHA_GATEWAY and ADDRESS_BYTES.get(family) != stop - start:
             raise DecodeError("NHA_GATEWAY of %d bytes in a nexthop of family %d (want %s)"
                               % (stop - start, family, ADDRESS_BYTES.get(family, "AF_INET or AF_INET6")))
-        if nla_type == NHA_GROUP and ((stop - start) % NEXTHOP_GRP.size or stop == start):
-            raise DecodeError("NHA_GROUP of %d bytes, not a list of 8-byte struct nexthop_grp" % (stop - start))
+        if nla_type == NHA_GROUP:
+            if (stop - start) % NEXTHOP_GRP.size or stop == start:
+                raise DecodeError("NHA_GROUP of %d bytes, not a list of 8-byte struct nexthop_grp" % (stop - start))
+            if any(member == 0 for member, _w in unpack_group(data[start:stop])):
+                raise DecodeError("NHA_GROUP holds nexthop id 0")
 
 
 def nexthop_dump_request() -> bytes:

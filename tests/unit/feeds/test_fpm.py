@@ -457,7 +457,9 @@ def golden_multipath():
     in zebra's captured stream (an IPv4 /24 over two gateways)."""
     import json
 
-    for line in open(os.path.join(GOLDEN, "zebra-8.4-multipath.jsonl")):
+    with open(os.path.join(GOLDEN, "zebra-8.4-multipath.jsonl")) as fh:
+        lines = fh.read().splitlines()
+    for line in lines:
         data = bytes.fromhex(json.loads(line)["hex"])[4:]
         start = 0
         while start < len(data):
