@@ -269,11 +269,8 @@ class Parser:
             return EndOfRib(neighbor, "%s %s" % (_word(eor["afi"], "eor.afi"), _word(eor["safi"], "eor.safi")))
         update = message["update"]
         announced = update.get("announce", _NOTHING)
-        withdrawn = update.get("withdraw", _NOTHING)
         if type(announced) is not dict:
             raise FeedError("update.announce is %s, not an object" % _show(announced))
-        if type(withdrawn) is not dict:
-            raise FeedError("update.withdraw is %s, not an object" % _show(withdrawn))
         skipped: List[str] = []
         announce: List[Announce] = []
         withdraw: List[Tuple[Prefix, int]] = []
@@ -287,19 +284,26 @@ class Parser:
             if bgp_attrs is None:
                 bgp_attrs = self._attributes(update.get("attribute", _NOTHING))
             self._announce(af, family, by_nexthop, announce, withdraw, bad)
-        for family, nlris in withdrawn.items():
-            af = FAMILIES.get(family)
-            if af is None:
-                skipped.append(family)
-                continue
-            self._withdraw(af, family, nlris, withdraw, bad)
-        if type(bgp_attrs) is FeedError:  # bad path attributes: every NLRI announced is withdrawn
-            why = "%s (its NLRIs are treated as withdrawn)" % bgp_attrs
-            bad.extend(BadNlri("update.attribute", why, a.prefix, a.path_id) for a in announce)
-            withdraw.extend((a.prefix, a.path_id) for a in announce)
-            announce, bgp_attrs = [], None
-        return Update(neighbor, bgp_attrs, tuple(announce), tuple(withdraw) if withdraw else (),
-                      tuple(skipped) if skipped else (), tuple(bad) if bad else ())
+        if "withdraw" in update:
+            withdrawn = update["withdraw"]
+            if type(withdrawn) is not dict:
+                raise FeedError("update.withdraw is %s, not an object" % _show(withdrawn))
+            for family, nlris in withdrawn.items():
+                af = FAMILIES.get(family)
+                if af is None:
+                    skipped.append(family)
+                    continue
+                self._withdraw(af, family, nlris, withdraw, bad)
+        if bad or type(bgp_attrs) is FeedError:
+            if type(bgp_attrs) is FeedError:  # bad path attributes: every NLRI announced is withdrawn
+                why = "%s (its NLRIs are treated as withdrawn)" % bgp_attrs
+                bad.extend(BadNlri("update.attribute", why, a.prefix, a.path_id) for a in announce)
+                withdraw.extend((a.prefix, a.path_id) for a in announce)
+                announce, bgp_attrs = [], None
+            return Update(neighbor, bgp_attrs, tuple(announce), tuple(withdraw), tuple(skipped), tuple(bad))
+        # Update(...) without a call (its generated __new__ costs more)
+        return _new_tuple(Update, (neighbor, bgp_attrs, tuple(announce), tuple(withdraw) if withdraw else (),
+                                   tuple(skipped) if skipped else (), ()))
 
     def _announce(self, af: int, family: str, by_nexthop: dict, out: List[Announce],
                   withdraw: List[Tuple[Prefix, int]], bad: List[BadNlri]) -> None:
