@@ -10,6 +10,13 @@
 import pathlib
 
 import pytest
+from hypothesis import settings
+
+# hypothesis (the fuzz tests): CI's default is bounded and derandomized (the same examples every
+# run); ``--hypothesis-profile=long`` is the long, random run (see tests/unit/feeds/test_fuzz_*.py)
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("long", max_examples=50_000, deadline=None, print_blob=True)
+settings.load_profile("ci")
 
 NETNS_DIR = pathlib.Path(__file__).parent / "netns"
 

@@ -18,6 +18,10 @@ metric, whatever its protocol) is refused with EEXIST instead of overwritten.
 
 :attr:`target` names what an operation writes (a :class:`Target`: a route key or a nexthop
 id): failures and retries are kept per target.
+
+``describe()`` never raises, whatever the values (an address of the wrong length for its
+family, an unknown family, a field that is not a number): it is what the failure log prints
+when the kernel refuses a write, and a refusal must never break the engine's loop.
 """
 from __future__ import annotations
 
@@ -63,6 +67,17 @@ def _route_text(key: RouteKey) -> str:
     return "%s table %d metric %d" % (format_prefix((family, dst, plen)), table, metric)
 
 
+def _described(label: str, text, op) -> str:
+    """``label`` + ``text()``; if the values cannot be described (``text`` raises), their repr."""
+    try:
+        return "%s %s" % (label, text())
+    except Exception:
+        try:
+            return "%s %r" % (label, tuple(op))
+        except Exception:  # pragma: no cover - a repr that fails: say so, do not raise
+            return "%s (values that cannot be printed)" % label
+
+
 class NexthopSet(NamedTuple):
     """Create (``replace`` False: NLM_F_EXCL) or replace our nexthop object or group."""
 
@@ -75,7 +90,7 @@ class NexthopSet(NamedTuple):
         return Target("nh", self.nexthop.id)
 
     def describe(self) -> str:
-        return "nexthop-set %s" % self.nexthop.describe()
+        return _described("nexthop-set", self.nexthop.describe, self)
 
 
 class RouteSet(NamedTuple):
@@ -92,7 +107,7 @@ class RouteSet(NamedTuple):
         return Target("route", self.key)
 
     def describe(self) -> str:
-        return "route-set %s nhid %d" % (_route_text(self.key), self.nh_id)
+        return _described("route-set", lambda: "%s nhid %d" % (_route_text(self.key), self.nh_id), self)
 
 
 class RouteDel(NamedTuple):
@@ -106,7 +121,7 @@ class RouteDel(NamedTuple):
         return Target("route", self.key)
 
     def describe(self) -> str:
-        return "route-del %s" % _route_text(self.key)
+        return _described("route-del", lambda: _route_text(self.key), self)
 
 
 class NexthopDel(NamedTuple):
@@ -120,7 +135,7 @@ class NexthopDel(NamedTuple):
         return Target("nh", self.nexthop.id)
 
     def describe(self) -> str:
-        return "nexthop-del %s" % self.nexthop.describe()
+        return _described("nexthop-del", self.nexthop.describe, self)
 
 
 Op = Union[NexthopSet, RouteSet, RouteDel, NexthopDel]

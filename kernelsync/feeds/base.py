@@ -117,6 +117,16 @@ class BaseFeed:
         pass
 
 
+def escape_text(text: str) -> str:
+    """``text`` with every character that is not printable (NUL, ESC, CR, LF, DEL, other C0/C1
+    controls, unicode separators) and the backslash written as in a Python string literal
+    (``\\x00``, ``\\x1b``, ``\\r``, ``\\\\``): what a feed sent, safe for one log line.  The
+    one helper every feed uses for text that came from outside."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join("\\\\" if c == "\\" else c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def earliest(*times: Optional[float]) -> Optional[float]:
     """The earliest of ``times`` that is not None (None if all are)."""
     due = None
@@ -126,4 +136,4 @@ def earliest(*times: Optional[float]) -> Optional[float]:
     return due
 
 
-__all__ = ["Feed", "BaseFeed", "KernelChange", "RouteEvent", "NexthopEvent", "earliest"]
+__all__ = ["Feed", "BaseFeed", "KernelChange", "RouteEvent", "NexthopEvent", "earliest", "escape_text"]

@@ -3,8 +3,9 @@ the kernel reads that next-hop resolution needs.
 
 Lines come from :class:`~kernelsync.feeds.channels.ExabgpStreams` (ExaBGP's pipe or relays);
 each goes through :class:`~kernelsync.feeds.exabgp.Parser`; a bad line is logged with its
-(truncated) text, counted and skipped, and only the bad part of an UPDATE is dropped (unknown
-families are skipped, the rest is used).  When a stream opens, kernelsync asks ExaBGP for its
+(truncated, control bytes escaped) text, counted and skipped, and only the bad part of an UPDATE
+is dropped (unknown families are skipped, the rest is used); a bad NLRI is treated as withdrawn
+(RFC 7606), counted in ``bad_nlri`` and logged with its field.  When a stream opens, kernelsync asks ExaBGP for its
 version and a route-refresh of each family, so that a respawned process or a reconnected relay
 rebuilds its Adj-RIB-In (ExaBGP replays nothing by itself).
 
@@ -23,10 +24,10 @@ from typing import Dict, List, Optional, Set
 from ..core.links import LinkTable
 from ..core.port import ResyncNeeded
 from ..core.rib import Rib
-from .base import BaseFeed, KernelChange, earliest
+from .base import BaseFeed, KernelChange, earliest, escape_text
 from .bgp import BgpRib, BgpSettings
 from .channels import Channel, ExabgpStreams, truncate
-from .exabgp import Ack, FeedError, Parser, Version, route_refresh_command
+from .exabgp import Ack, FeedError, Parser, Update, Version, route_refresh_command
 from .resolve import Resolver
 
 log = logging.getLogger("kernelsync.exabgp")
@@ -60,7 +61,8 @@ class BgpFeed(BaseFeed):
         self.hold_until_ready = restart
         self._dirty_since: Optional[float] = None  # first change not committed yet
         self._bad_logged = 0
-        self.counters: Dict[str, int] = {"lines": 0, "bad_lines": 0, "skipped_families": 0, "route_events": 0}
+        self.counters: Dict[str, int] = {"lines": 0, "bad_lines": 0, "bad_nlri": 0, "skipped_families": 0,
+                                         "route_events": 0}
         self.counters.update(rereads=0, reread_retries=0)  # full re-reads after lost notifications; failed dumps
         self._reread_due: Optional[float] = None  # a re-read whose dump failed (ResyncNeeded): again then
 
@@ -189,20 +191,42 @@ class BgpFeed(BaseFeed):
             if skipped:
                 self.counters["skipped_families"] += 1
                 self._bad(channel, raw, "family %s not handled (skipped; the rest of the update is used)"
-                          % ", ".join(skipped), count=False)
+                          % ", ".join(map(escape_text, skipped)), count=False)
+            if type(event) is Update and event.bad:
+                event = self._bad_nlri(channel, raw, event)
             try:
                 handle(event, now, channel)
             except Exception as exc:  # a bug on one line must not stop the feed
                 log.exception("%s: applying a line failed", channel.name)
                 self._bad(channel, raw, exc)
 
-    def _bad(self, channel: Channel, raw: bytes, why, count: bool = True) -> None:
+    def _bad_nlri(self, channel: Channel, raw: bytes, event: Update) -> Update:
+        """Count and log the UPDATE's refused NLRIs (treated as withdrawn, RFC 7606); one whose
+        path id could not be read withdraws every path of its prefix from that peer."""
+        bad = event.bad
+        self.counters["bad_nlri"] += len(bad)
+        listed = "; ".join(b.describe() for b in bad[:3]) + (" and %d more" % (len(bad) - 3) if len(bad) > 3 else "")
+        self._bad(channel, raw, "%d NLRI refused and treated as withdrawn: %s" % (len(bad), listed), count=False,
+                  what="update used in part")
+        address = event.neighbor.peer
+        extra = []
+        for b in bad:
+            if b.prefix is not None and b.path_id is None:
+                extra.extend((b.prefix, path_id) for peer, path_id in self.bgp.by_prefix.get(b.prefix, ())
+                             if peer == address)
+        return event._replace(withdraw=event.withdraw + tuple(extra)) if extra else event
+
+    def _bad(self, channel: Channel, raw: bytes, why, count: bool = True, what: str = "skipped line") -> None:
+        """Log a bad line (at most 100, then every 1000th): ``why`` (a FeedError or our text:
+        what came from the line is escaped in it already; anything else is escaped here) and
+        the line, truncated, control bytes escaped."""
         if count:
             self.counters["bad_lines"] += 1
         self._bad_logged += 1
         if self._bad_logged <= 100 or self._bad_logged % 1000 == 0:
             text = raw.decode("utf-8", errors="replace").rstrip("\n")
-            log.warning("%s: skipped line (%s): %s%s", channel.name, why, truncate(text),
+            why = why if isinstance(why, (str, FeedError)) else escape_text(str(why))
+            log.warning("%s: %s (%s): %s%s", channel.name, what, why, escape_text(truncate(text)),
                         " [further bad lines are logged every 1000th]" if self._bad_logged == 100 else "")
 
     # cycle ---------------------------------------------------------------------------------

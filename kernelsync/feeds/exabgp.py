@@ -16,19 +16,33 @@ segments; 4.2 writes route-refresh families as ``"afi": ""ipv4""`` (invalid JSON
 here).  An IPv6 NLRI listed under both a global and a link-local (``fe80::``) next hop (a 32-byte
 MP_REACH next hop, RFC 2545) becomes one announcement carrying both.
 
-Every malformed input raises :class:`FeedError` whose message names the problem; the caller
-logs it with the (truncated) line, counts it and goes on.
+Every malformed input raises :class:`FeedError` whose message names the field and the problem
+(``neighbor.asn.peer is a string, not an AS number``), never a Python exception; the caller logs
+it with the (truncated, escaped) line, counts it and goes on.  A broken structure refuses the
+whole line; a bad NLRI in an UPDATE refuses only that NLRI (RFC 7606's treat-as-withdraw, in
+its spirit): :attr:`Update.bad` lists it (:class:`BadNlri`, its field and why), the rest of the
+UPDATE is used, and what can still be named of it is withdrawn: ``(prefix, path id)`` in
+:attr:`Update.withdraw` when both are readable, a :class:`BadNlri` with ``path_id`` None when
+only the prefix is (every path of that prefix from the peer).  A bad next hop or bad path
+attributes (origin, as-path, med, local-preference) make every NLRI they carry withdrawn.
+
+Numbers are what ExaBGP writes: a path id (RFC 7911, a 32-bit unsigned integer) is a dotted
+quad (``"0.0.0.2"``) or a JSON integer in 0..2**32-1 (floats, booleans, signs, other strings
+refused); a prefix length is plain ASCII digits within the family's range (``"+24"``, ``" 24"``,
+``"2_4"``, fullwidth digits refused).
 """
 from __future__ import annotations
 
 import json
 import re
 import socket
+import struct
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import attrs
 
 from ..core.model import AF_INET, AF_INET6, Prefix
+from .base import escape_text
 
 FAMILIES = {"ipv4 unicast": AF_INET, "ipv6 unicast": AF_INET6}
 FAMILY_NAMES = {v: k for k, v in FAMILIES.items()}
@@ -96,16 +110,34 @@ class Announce(NamedTuple):
     link_local: Optional[bytes]
 
 
+class BadNlri(NamedTuple):
+    """An NLRI of an UPDATE that cannot be used: ``where`` names it (``update.announce.ipv4
+    unicast[192.0.2.1][2]``, control bytes escaped), ``why`` says what is wrong; ``prefix``:
+    the prefix if it can still be read (else None), ``path_id``: its path id if it can be read
+    too (then ``(prefix, path_id)`` is in :attr:`Update.withdraw`), None if not (every path of
+    ``prefix`` from the peer is to be withdrawn)."""
+
+    where: str
+    why: str
+    prefix: Optional[Prefix]
+    path_id: Optional[int]
+
+    def describe(self) -> str:
+        return "%s: %s" % (self.where, self.why)
+
+
 class Update(NamedTuple):
     """A BGP UPDATE: ``announce`` (NLRIs with ``attrs``) and ``withdraw`` (``(prefix, path_id)``);
-    ``skipped``: families present but not handled (e.g. ``ipv4 flow``).  A tuple: one is built
-    per UPDATE on the hot path (an attrs class took three times as long)."""
+    ``skipped``: families present but not handled (e.g. ``ipv4 flow``); ``bad``: NLRIs refused
+    (:class:`BadNlri`; treated as withdrawn).  A tuple: one is built per UPDATE on the hot path
+    (an attrs class took three times as long)."""
 
     neighbor: Neighbor
     attrs: Optional[BgpAttrs]
     announce: Tuple[Announce, ...]
     withdraw: Tuple[Tuple[Prefix, int], ...]
     skipped: Tuple[str, ...] = ()
+    bad: Tuple[BadNlri, ...] = ()
 
 
 @attrs.frozen
@@ -204,20 +236,25 @@ class Parser:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             if isinstance(exc, FeedError):
                 raise
-            raise FeedError("%s message: %s %s" % (kind, type(exc).__name__, exc)) from None
-        raise FeedError("unknown message type %r" % (kind,))
+            raise FeedError("%s message: %s" % (_show(kind), _broken(msg, kind))) from None
+        raise FeedError("unknown message type %s" % (_show(kind),))
 
     # pieces --------------------------------------------------------------------------------
     def _neighbor(self, nb: dict) -> Neighbor:
         address, asn = nb["address"], nb["asn"]
         key = (address["peer"], address["local"], asn["peer"], asn["local"])
-        found = self._neighbors.get(key)
+        try:
+            found = self._neighbors.get(key)
+        except TypeError:  # an unhashable value (a list): checked below
+            found = None
         if found is None:
             peer, local, peer_as, local_as = key
-            if not isinstance(peer, str) or not isinstance(local, str):
-                raise FeedError("neighbor.address must hold strings, not %r" % (address,))
-            if not _is_asn(peer_as) or not _is_asn(local_as):
-                raise FeedError("neighbor.asn must hold AS numbers, not %r" % (asn,))
+            for name, value in (("address.peer", peer), ("address.local", local)):
+                if not isinstance(value, str):
+                    raise FeedError("neighbor.%s is %s, not an address string" % (name, _show(value)))
+            for name, value in (("asn.peer", peer_as), ("asn.local", local_as)):
+                if not _is_asn(value):
+                    raise FeedError("neighbor.%s is %s, not an AS number" % (name, _show(value)))
             found = self._neighbors[key] = Neighbor(peer, local, peer_as, local_as)
         return found
 
@@ -229,68 +266,113 @@ class Parser:
         message = nb["message"]
         if "eor" in message:
             eor = message["eor"]
-            return EndOfRib(neighbor, "%s %s" % (_word(eor["afi"]), _word(eor["safi"])))
+            return EndOfRib(neighbor, "%s %s" % (_word(eor["afi"], "eor.afi"), _word(eor["safi"], "eor.safi")))
         update = message["update"]
+        announced = update.get("announce", _NOTHING)
+        if type(announced) is not dict:
+            raise FeedError("update.announce is %s, not an object" % _show(announced))
         skipped: List[str] = []
         announce: List[Announce] = []
         withdraw: List[Tuple[Prefix, int]] = []
+        bad: List[BadNlri] = []
         bgp_attrs = None
-        for family, by_nexthop in update.get("announce", _NOTHING).items():
+        for family, by_nexthop in announced.items():
             af = FAMILIES.get(family)
             if af is None:
                 skipped.append(family)
                 continue
             if bgp_attrs is None:
                 bgp_attrs = self._attributes(update.get("attribute", _NOTHING))
-            self._announce(af, by_nexthop, announce)
+            self._announce(af, family, by_nexthop, announce, withdraw, bad)
         if "withdraw" in update:
-            for family, nlris in update["withdraw"].items():
+            withdrawn = update["withdraw"]
+            if type(withdrawn) is not dict:
+                raise FeedError("update.withdraw is %s, not an object" % _show(withdrawn))
+            for family, nlris in withdrawn.items():
                 af = FAMILIES.get(family)
                 if af is None:
                     skipped.append(family)
                     continue
-                for nlri in nlris:
-                    withdraw.append(self._nlri(af, nlri))
-        return Update(neighbor, bgp_attrs, tuple(announce), tuple(withdraw) if withdraw else (),
-                      tuple(skipped) if skipped else ())
+                self._withdraw(af, family, nlris, withdraw, bad)
+        if bad or type(bgp_attrs) is FeedError:
+            if type(bgp_attrs) is FeedError:  # bad path attributes: every NLRI announced is withdrawn
+                why = "%s (its NLRIs are treated as withdrawn)" % bgp_attrs
+                bad.extend(BadNlri("update.attribute", why, a.prefix, a.path_id) for a in announce)
+                withdraw.extend((a.prefix, a.path_id) for a in announce)
+                announce, bgp_attrs = [], None
+            return Update(neighbor, bgp_attrs, tuple(announce), tuple(withdraw), tuple(skipped), tuple(bad))
+        # Update(...) without a call (its generated __new__ costs more)
+        return _new_tuple(Update, (neighbor, bgp_attrs, tuple(announce), tuple(withdraw) if withdraw else (),
+                                   tuple(skipped) if skipped else (), ()))
 
-    def _announce(self, af: int, by_nexthop: dict, out: List[Announce]) -> None:
+    def _announce(self, af: int, family: str, by_nexthop: dict, out: List[Announce],
+                  withdraw: List[Tuple[Prefix, int]], bad: List[BadNlri]) -> None:
         """``{next hop: [nlri, ...]}`` -> announcements; an NLRI under both a global and a
         link-local next hop is one announcement carrying both (RFC 2545).
 
         Hot path: one next hop (every IPv4 UPDATE) and NLRIs whose prefix was seen before cost
-        two dict lookups each; an NLRI listed twice is merged as with several next hops."""
+        two dict lookups each; an NLRI listed twice, or anything wrong, goes the careful way
+        (:meth:`_announce_merged`), which refuses only the bad NLRIs."""
         if type(by_nexthop) is not dict or len(by_nexthop) != 1:
-            self._announce_merged(af, by_nexthop, out)
+            self._announce_merged(af, family, by_nexthop, out, withdraw, bad)
             return
         ((nh_text, nlris),) = by_nexthop.items()
-        nexthop = self._address(nh_text)
+        if type(nlris) is not list:
+            self._announce_merged(af, family, by_nexthop, out, withdraw, bad)
+            return
         start = len(out)
         prefixes = self._prefixes[af]
         append = out.append
-        for nlri in nlris:
-            if type(nlri) is dict:
-                text = nlri["nlri"]
-                info = nlri.get("path-information")
-                path_id = 0 if info is None else _path_id(info)
-                prefix = prefixes.get(text)
-                if prefix is None:
-                    prefix = self._new_prefix(af, text)
-            else:
-                prefix, path_id = self._nlri(af, nlri)
-            append(_new_tuple(Announce, (prefix, path_id, nexthop, None)))  # Announce(...), without a call
+        try:
+            nexthop = self._address(nh_text)
+            for nlri in nlris:
+                if type(nlri) is dict:
+                    text = nlri["nlri"]
+                    info = nlri.get("path-information")
+                    path_id = 0 if info is None else _path_id(info)
+                    prefix = prefixes.get(text)
+                    if prefix is None:
+                        prefix = self._new_prefix(af, text)
+                else:
+                    prefix, path_id = self._nlri(af, nlri)
+                append(_new_tuple(Announce, (prefix, path_id, nexthop, None)))  # Announce(...), without a call
+        except (FeedError, KeyError, TypeError):  # a bad NLRI (or an unhashable one): the careful way
+            del out[start:]
+            self._announce_merged(af, family, by_nexthop, out, withdraw, bad)
+            return
         count = len(out) - start
         if count > 1 and len({(a.prefix, a.path_id) for a in out[start:]}) != count:
             del out[start:]  # an NLRI listed twice: merged as below
-            self._announce_merged(af, by_nexthop, out)
+            self._announce_merged(af, family, by_nexthop, out, withdraw, bad)
 
-    def _announce_merged(self, af: int, by_nexthop: dict, out: List[Announce]) -> None:
+    def _announce_merged(self, af: int, family: str, by_nexthop, out: List[Announce],
+                         withdraw: List[Tuple[Prefix, int]], bad: List[BadNlri]) -> None:
+        if type(by_nexthop) is not dict:
+            bad.append(BadNlri("update.announce.%s" % family, "%s, not an object of next hops" % _show(by_nexthop),
+                               None, None))
+            return
         seen: Dict[Tuple[Prefix, int], int] = {}
         for nh_text, nlris in by_nexthop.items():
-            nexthop = self._address(nh_text)
-            ll = is_link_local(nexthop[1])
-            for nlri in nlris:
-                prefix, path_id = self._nlri(af, nlri)
+            where = "update.announce.%s[%s]" % (family, escape_text(nh_text))
+            try:
+                nexthop: Optional[Tuple[int, bytes]] = self._address(nh_text)
+                nh_error = ""
+            except FeedError as exc:
+                nexthop, nh_error = None, "next hop %s (its NLRIs are treated as withdrawn)" % exc
+            if type(nlris) is not list:
+                bad.append(BadNlri(where, "%s, not a list of NLRIs" % _show(nlris), None, None))
+                continue
+            ll = nexthop is not None and is_link_local(nexthop[1])
+            for i, nlri in enumerate(nlris):
+                try:
+                    prefix, path_id = self._nlri(af, nlri)
+                except FeedError as exc:
+                    bad.append(BadNlri("%s[%d]" % (where, i), str(exc), self._readable(af, nlri), None))
+                    continue
+                if nexthop is None:
+                    bad.append(BadNlri("%s[%d]" % (where, i), nh_error, prefix, path_id))
+                    withdraw.append((prefix, path_id))
+                    continue
                 key = (prefix, path_id)
                 index = seen.get(key)
                 if index is None:
@@ -304,37 +386,79 @@ class Parser:
                     out[index] = Announce(prefix, path_id, nexthop, first.nexthop[1])
                 # else: the same NLRI twice under two global next hops: the first one counts
 
+    def _withdraw(self, af: int, family: str, nlris, out: List[Tuple[Prefix, int]], bad: List[BadNlri]) -> None:
+        """``[nlri, ...]`` of ``update.withdraw.<family>`` -> ``(prefix, path id)``; a bad NLRI
+        is listed in ``bad`` (with its prefix if readable: every path of it is withdrawn)."""
+        start = len(out)
+        if type(nlris) is list:
+            try:
+                for nlri in nlris:
+                    out.append(self._nlri(af, nlri))
+                return
+            except FeedError:
+                del out[start:]
+        where = "update.withdraw.%s" % family
+        if type(nlris) is not list:
+            bad.append(BadNlri(where, "%s, not a list of NLRIs" % _show(nlris), None, None))
+            return
+        for i, nlri in enumerate(nlris):
+            try:
+                out.append(self._nlri(af, nlri))
+            except FeedError as exc:
+                bad.append(BadNlri("%s[%d]" % (where, i), str(exc), self._readable(af, nlri), None))
+
     def _nlri(self, af: int, nlri) -> Tuple[Prefix, int]:
-        if isinstance(nlri, str):  # exabgp.api.compact
+        """One NLRI (``{"nlri": "198.51.100.0/24", "path-information": "0.0.0.2"}``, or the
+        prefix text alone: ``exabgp.api.compact``) -> ``(prefix, path id)``; FeedError."""
+        if type(nlri) is str:  # exabgp.api.compact
             text, path_id = nlri, 0
-        else:
-            text = nlri["nlri"]
+        elif type(nlri) is dict:
+            text = nlri.get("nlri")
+            if text is None:
+                raise FeedError("no nlri field")
             info = nlri.get("path-information")
             path_id = 0 if info is None else _path_id(info)
-        prefix = self._prefixes[af].get(text)
+        else:
+            raise FeedError("nlri %s is not a prefix string" % _show(nlri))
+        prefix = self._prefixes[af].get(text) if type(text) is str else None
         if prefix is None:
             prefix = self._new_prefix(af, text)
         return prefix, path_id
 
+    def _readable(self, af: int, nlri) -> Optional[Prefix]:
+        """The prefix of a refused NLRI if it can be read (its path id may be what is wrong)."""
+        text = nlri if type(nlri) is str else nlri.get("nlri") if type(nlri) is dict else None
+        try:
+            return self._new_prefix(af, text)
+        except FeedError:
+            return None
+
     def _new_prefix(self, af: int, text) -> Prefix:
-        """A prefix not in ``af``'s cache: checked (its family too), then cached for ``af``."""
-        if not isinstance(text, str):
-            raise FeedError("nlri %r is not a prefix string" % (text,))
+        """A prefix not in ``af``'s cache: checked (its family too), then cached for ``af``.
+        The length is plain ASCII digits (``int()`` would take ``+24``, `` 24``, ``2_4`` and
+        other scripts' digits)."""
+        if type(text) is not str:
+            raise FeedError("nlri %s is not a prefix string" % _show(text))
         address, slash, length = text.partition("/")
         family = AF_INET6 if ":" in address else AF_INET
         try:
             packed = socket.inet_pton(family, address)
-            plen = int(length) if slash else len(packed) * 8
         except (OSError, ValueError):
-            raise FeedError("nlri %r is not a prefix" % (text,)) from None
+            raise FeedError("nlri %s is not a prefix" % _show(text)) from None
         bits = len(packed) * 8
+        if not slash:
+            plen = bits
+        elif length.isdigit() and length.isascii() and len(length) <= 3:
+            plen = int(length)
+        else:
+            raise FeedError("nlri %s is not a prefix (length %s is not a number)" % (_show(text), _show(length)))
         host_route = plen == bits  # no host bits; the usual case in a large table
-        if not host_route and not 0 <= plen <= bits:
-            raise FeedError("nlri %r is not a prefix (length %d)" % (text, plen))
+        if not host_route and plen > bits:
+            raise FeedError("nlri %s is not a prefix (length %d)" % (_show(text), plen))
         if family != af:
-            raise FeedError("nlri %r does not belong to %s" % (text, FAMILY_NAMES[af]))
+            raise FeedError("nlri %s does not belong to %s" % (_show(text), FAMILY_NAMES[af]))
         if not host_route and _host_bits(packed, plen):
-            raise FeedError("nlri %r has host bits set" % (text,))
+            raise FeedError("nlri %s has host bits set" % (_show(text),))
         prefix = (family, packed, plen)
         cache = self._prefixes[af]
         if len(cache) < 1 << 20:  # per family (a full IPv4 table and a full IPv6 one fit)
@@ -344,30 +468,38 @@ class Parser:
     def _address(self, text) -> Tuple[int, bytes]:
         found = self._addr.get(text)
         if found is None:
-            if not isinstance(text, str):
-                raise FeedError("next hop %r is not an address string" % (text,))
+            if type(text) is not str:
+                raise FeedError("next hop %s is not an address string" % _show(text))
             family = AF_INET6 if ":" in text else AF_INET
             try:
                 found = (family, socket.inet_pton(family, text))
-            except OSError:
-                raise FeedError("%r is not an IP address" % (text,)) from None
+            except (OSError, ValueError):
+                raise FeedError("%s is not an IP address" % _show(text)) from None
             if len(self._addr) < 1 << 16:
                 self._addr[text] = found
         return found
 
-    def _attributes(self, attr: dict) -> BgpAttrs:
-        if not isinstance(attr, dict):
-            raise FeedError("attribute is %r, not an object" % (attr,))
+    def _attributes(self, attr: dict) -> Union[BgpAttrs, FeedError]:
+        """``update.attribute`` -> :class:`BgpAttrs`, or the FeedError naming what is wrong
+        (returned: the UPDATE's NLRIs are then withdrawn, RFC 7606 treat-as-withdraw)."""
+        if type(attr) is not dict:
+            return FeedError("update.attribute is %s, not an object" % _show(attr))
         origin = attr.get("origin", "igp")
-        if origin not in ORIGINS:
-            raise FeedError("unknown origin %r" % (origin,))
+        if type(origin) is not str or origin not in ORIGINS:
+            return FeedError("update.attribute.origin %s is not igp, egp or incomplete" % _show(origin))
         med = attr.get("med")
         local_pref = attr.get("local-preference")
         if med is not None and not _is_u32(med):
-            raise FeedError("med is %r, not a 32-bit integer" % (med,))
+            return FeedError("update.attribute.med %s is not a 32-bit unsigned integer" % _show(med))
         if local_pref is not None and not _is_u32(local_pref):
-            raise FeedError("local-preference is %r, not a 32-bit integer" % (local_pref,))
-        path, length = _as_path(attr.get("as-path", ()))
+            return FeedError("update.attribute.local-preference %s is not a 32-bit unsigned integer" % _show(local_pref))
+        raw_path = attr.get("as-path", ())
+        try:
+            path, length = _as_path(raw_path)
+        except FeedError as exc:
+            return FeedError("update.attribute.as-path: %s" % exc)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            return FeedError("update.attribute.as-path %s is not an AS path" % _show(raw_path))
         key = (origin, path, length, med, local_pref)
         found = self._attrs.get(key)
         if found is None:
@@ -388,7 +520,8 @@ class Parser:
         subtype = rr.get("subtype")
         if subtype not in ("begin", "end"):
             return None
-        return Refresh(neighbor, "%s %s" % (_word(rr["afi"]), _word(rr["safi"])), subtype)
+        return Refresh(neighbor, "%s %s" % (_word(rr["afi"], "route-refresh.afi"), _word(rr["safi"], "route-refresh.safi")),
+                       subtype)
 
 
 # json.loads without its Python layers (two regex matches and three calls per line): the same C
@@ -462,7 +595,7 @@ def _as_path(value) -> Tuple[Tuple[int, ...], int]:
             seg = value[index]
             element, asns = seg["element"], seg["value"]
             if not isinstance(asns, list) or not all(_is_asn(a) for a in asns):
-                raise FeedError("as-path segment %r is not a list of AS numbers" % (seg,))
+                raise FeedError("segment %s is not a list of AS numbers" % _show(seg))
             if element == "as-sequence":
                 path.extend(asns)
                 length += len(asns)
@@ -470,7 +603,7 @@ def _as_path(value) -> Tuple[Tuple[int, ...], int]:
                 path.extend(asns)
                 length += 1 if asns else 0
             elif element not in ("confed-sequence", "confed-set", "as-confed-sequence", "as-confed-set"):
-                raise FeedError("unknown as-path segment %r" % (element,))
+                raise FeedError("unknown segment type %s" % _show(element))
         return tuple(path), length
     if isinstance(value, (list, tuple)):
         for item in value:
@@ -481,9 +614,9 @@ def _as_path(value) -> Tuple[Tuple[int, ...], int]:
                 path.extend(item)
                 length += 1 if item else 0
             else:
-                raise FeedError("as-path element %r is not an AS number" % (item,))
+                raise FeedError("element %s is not an AS number" % _show(item))
         return tuple(path), length
-    raise FeedError("as-path is %r, not a list or object" % (value,))
+    raise FeedError("%s, not a list or object" % _show(value))
 
 
 def _is_asn(value) -> bool:
@@ -493,19 +626,89 @@ def _is_asn(value) -> bool:
 _is_u32 = _is_asn
 
 
-def _word(value) -> str:
-    if not isinstance(value, str) or not value or len(value) > 32:
-        raise FeedError("%r is not an AFI/SAFI name" % (value,))
+def _word(value, where: str) -> str:
+    if type(value) is not str or not value or len(value) > 32 or not value.isprintable():
+        raise FeedError("%s %s is not an AFI/SAFI name" % (where, _show(value)))
     return value
 
 
 def _path_id(info) -> int:
-    if isinstance(info, int) and not isinstance(info, bool) and 0 <= info <= 0xFFFFFFFF:
+    """``path-information`` (RFC 7911 path identifier, a 32-bit unsigned integer) as ExaBGP
+    writes it: a dotted quad (``"0.0.0.2"``, strict: four decimal octets, no leading zeros, no
+    spaces) or a JSON integer in 0..2**32-1.  Anything else (a float, ``1e400``, a boolean, a
+    sign, another string) is a FeedError naming the value."""
+    if type(info) is str:
+        try:
+            return _U32BE(_inet_pton(AF_INET, info))[0]
+        except (OSError, ValueError):
+            pass
+    elif type(info) is int and 0 <= info <= 0xFFFFFFFF:
         return info
+    raise FeedError("path-information %s is not a 32-bit unsigned integer" % _show(info))
+
+
+_inet_pton = socket.inet_pton
+_U32BE = struct.Struct("!I").unpack
+_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+          type(None): "null"}
+_SHOWN = 60  # characters of a value a message quotes
+
+
+def _show(value) -> str:
+    """A JSON value for a message: a scalar as its repr (``'abc'``, ``1e400`` -> ``inf``; control
+    bytes escaped by repr), cut to _SHOWN characters; an object or a list by its kind."""
+    if type(value) is dict or type(value) is list:
+        return _KINDS[type(value)]
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+
+
+_MISSING = object()
+
+
+def _broken(msg: dict, kind) -> str:
+    """Names the first field of ``msg`` whose structure is wrong (the message's own decoder
+    failed on it): ``neighbor.message.update is a list, not an object``.  Cold path."""
+    def check(parent, path: str, key: str, want=dict):
+        value = parent.get(key, _MISSING) if type(parent) is dict else _MISSING
+        if value is _MISSING:
+            raise _Found("%s.%s is missing" % (path, key) if path else "%s is missing" % key)
+        if want is not None and type(value) is not want:
+            raise _Found("%s%s is %s, not %s" % (path + "." if path else "", key, _KINDS.get(type(value), "a value"),
+                                                 _KINDS[want]))
+        return value
+
     try:
-        return int.from_bytes(socket.inet_aton(info), "big") if isinstance(info, str) and info.count(".") == 3 else int(info)
-    except (OSError, ValueError, TypeError):
-        raise FeedError("path-information %r is not a path id" % (info,)) from None
+        nb = check(msg, "", "neighbor")
+        address, asn = check(nb, "neighbor", "address"), check(nb, "neighbor", "asn")
+        for sub in ("peer", "local"):
+            check(address, "neighbor.address", sub, None)
+            check(asn, "neighbor.asn", sub, None)
+        if kind == "update":
+            message = check(nb, "neighbor", "message")
+            if "eor" in message:
+                eor = check(message, "neighbor.message", "eor")
+                check(eor, "neighbor.message.eor", "afi", None)
+                check(eor, "neighbor.message.eor", "safi", None)
+            else:
+                update = check(message, "neighbor.message", "update")
+                for part in ("announce", "withdraw", "attribute"):
+                    if part in update:
+                        check(update, "update", part)
+        elif kind == "state":
+            check(nb, "neighbor", "state", None)
+        elif kind == "refresh":
+            rr = nb.get("route-refresh", (nb.get("message") or {}).get("route-refresh"))
+            if type(rr) is dict:
+                check(rr, "route-refresh", "afi", None)
+                check(rr, "route-refresh", "safi", None)
+    except _Found as found:
+        return str(found)
+    return "malformed (a field of an unexpected type)"
+
+
+class _Found(Exception):
+    pass
 
 
 def _host_bits(packed: bytes, plen: int) -> bool:
@@ -524,5 +727,6 @@ def route_refresh_command(family: str) -> str:
     return "announce route-refresh %s" % family
 
 
-__all__ = ["Parser", "Version", "FeedError", "BgpAttrs", "Neighbor", "PeerState", "Announce", "Update", "EndOfRib",
+__all__ = ["Parser", "Version", "FeedError", "BgpAttrs", "Neighbor", "PeerState", "Announce", "Update", "BadNlri",
+           "EndOfRib",
            "Refresh", "Shutdown", "Ack", "FAMILIES", "is_link_local", "route_refresh_command"]

@@ -49,10 +49,21 @@ zebra makes meanwhile arrive with the replay.
 
 **Who may feed the FIB**: a TCP port on the loopback is open to every local user.  A connection
 is accepted only from a socket owned by one of ``users`` (default ``frr`` and ``root``; zebra
-runs as ``frr``), looked up in ``/proc/net/tcp``; an empty list accepts anyone.
+runs as ``frr``), looked up in ``/proc/net/tcp``; an empty list accepts anyone.  Refused
+connections are counted (``refused``) and logged at most once per REFUSED_LOG_INTERVAL seconds
+(with how many were refused meanwhile): a local program dialling in a loop cannot fill the log.
+
+**What is decoded is valid**: routes and nexthop objects are decoded strictly
+(:func:`kernelsync.kernel.codec.parse_route` with ``strict``): a family other than IPv4, IPv6
+(or MPLS, ignored), an address of the wrong length for its family (RTA_DST, RTA_GATEWAY,
+RTA_PREFSRC, RTA_SRC, NHA_GATEWAY, the gateways of RTA_MULTIPATH legs, RTA_VIA), a prefix
+length beyond 32/128, bits set beyond the prefix length (refused: zebra never sends them, and
+the kernel refuses an IPv4 one), a multipath leg running past its attribute or an attribute
+past its leg is a malformed frame, with the error naming the field.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pwd
@@ -67,7 +78,7 @@ from ..core.links import LinkTable
 from ..core.model import KNexthop, KRoute, Path, Prefix, format_prefix
 from ..core.rib import Rib
 from ..kernel.codec import (NEXTHOP_MESSAGES, NHMSG, NLA, NLMSGHDR, ROUTE_MESSAGES, RTM_DELROUTE, RTM_NEWNEXTHOP,
-                            RTM_NEWROUTE, RTMSG, parse_nexthop, parse_route)
+                            RTM_NEWROUTE, RTMSG, DecodeError, parse_nexthop, parse_route)
 from .base import BaseFeed, KernelChange
 from .routesource import RouteSource, route_paths
 
@@ -86,6 +97,7 @@ ZEBRA_IGNORED_IDS = (0x10000000, 0x3FFFFFFF)
 RT_TABLE_MAIN = 254
 RTPROT_OSPF = 188  # FRR's route protocol numbers, zebra/rt_netlink.h
 READ_BYTES = 256 * 1024
+REFUSED_LOG_INTERVAL = 60.0  # seconds between two warnings about refused connections
 
 
 @attrs.frozen
@@ -100,10 +112,10 @@ class _Shape:
     addresses: frozenset
 
 
-_ROUTE = _Shape("route", RTMSG.size, parse_route,
+_ROUTE = _Shape("route", RTMSG.size, functools.partial(parse_route, strict=True),
                 frozenset((4, 6, 15, 30)),  # RTA_OIF, RTA_PRIORITY, RTA_TABLE, RTA_NH_ID
                 frozenset((1, 5)))  # RTA_DST, RTA_GATEWAY
-_NEXTHOP = _Shape("nexthop", NHMSG.size, parse_nexthop,
+_NEXTHOP = _Shape("nexthop", NHMSG.size, functools.partial(parse_nexthop, strict=True),
                   frozenset((1, 5)),  # NHA_ID, NHA_OIF
                   frozenset((6,)))  # NHA_GATEWAY
 
@@ -142,11 +154,18 @@ class FpmFeedConfig:
 
 
 def _describe(mtype: int, item: Union[KRoute, KNexthop, None]) -> str:
+    """A decoded message for the debug log (never raises: the text of a value that cannot be
+    described is its repr)."""
     if mtype in ROUTE_MESSAGES:
         if item is None:
             return "route (other family)"
-        return "%s %s" % ("NEWROUTE" if mtype == RTM_NEWROUTE else "DELROUTE", item.describe())
-    return "%s %s" % ("NEWNEXTHOP" if mtype == RTM_NEWNEXTHOP else "DELNEXTHOP", item.describe())
+        kind = "NEWROUTE" if mtype == RTM_NEWROUTE else "DELROUTE"
+    else:
+        kind = "NEWNEXTHOP" if mtype == RTM_NEWNEXTHOP else "DELNEXTHOP"
+    try:
+        return "%s %s" % (kind, item.describe())
+    except Exception:
+        return "%s %r" % (kind, item)
 
 
 def _frame_text(frame: bytes) -> str:
@@ -257,6 +276,8 @@ class FpmStream:
             return shape.parse(frame, body, stop)
         except struct.error as exc:
             raise self._error(frame, "%s attribute payload too short (%s)" % (what, exc)) from None
+        except DecodeError as exc:
+            raise self._error(frame, "%s message at byte %d: %s" % (what, body - NLMSGHDR.size, exc)) from None
 
     def _error(self, frame: bytes, why: str) -> FpmError:
         return FpmError("frame %d: %s: %s" % (self.counters["frames"], why, _frame_text(frame)))
@@ -413,6 +434,8 @@ class FpmFeed(BaseFeed):
         self.counters = {"connections": 0, "refused": 0, "disconnects": 0, "malformed": 0, "replays": 0,
                          "resyncs": 0}
         self.last_error = ""
+        self.refused_log_at = 0.0  # the next refused connection is logged from then on
+        self.refused_unlogged = 0  # connections refused since the last warning
 
     # setup ---------------------------------------------------------------------------------
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
@@ -463,10 +486,8 @@ class FpmFeed(BaseFeed):
         peer = "%s port %d" % (addr[0], addr[1])
         ok, who = self._allowed(conn)
         if not ok:
-            self.counters["refused"] += 1
-            log.warning("%s: connection from %s (%s) refused: only %s may feed the FIB (users)",
-                        self.cfg.where, peer, who, ", ".join(self.cfg.users))
             conn.close()
+            self._refused(now, peer, who)
             return
         if self.conn is not None:
             self._drop(now, "a new connection from %s replaces it" % peer)
@@ -479,6 +500,19 @@ class FpmFeed(BaseFeed):
         self.counters["connections"] += 1
         self.sel.register(conn, selectors.EVENT_READ, self._on_readable)
         log.info("%s: zebra connected from %s (%s): collecting its FIB replay", self.cfg.where, peer, who)
+
+    def _refused(self, now: float, peer: str, who: str) -> None:
+        """Count a refused connection; warn at most once per REFUSED_LOG_INTERVAL."""
+        self.counters["refused"] += 1
+        if now < self.refused_log_at:
+            self.refused_unlogged += 1
+            return
+        more = self.refused_unlogged
+        self.refused_unlogged = 0
+        self.refused_log_at = now + REFUSED_LOG_INTERVAL
+        log.warning("%s: connection from %s (%s) refused: only %s may feed the FIB (users)%s", self.cfg.where, peer,
+                    who, ", ".join(self.cfg.users),
+                    "; %d more refused since the last report" % more if more else "")
 
     def _drop(self, now: Optional[float], why: str) -> None:
         """Close the connection; the routes stay, stale, for the hold time (``now`` None: at

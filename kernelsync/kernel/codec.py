@@ -8,13 +8,17 @@ nexthop.h (``struct nhmsg``, NHA_*, ``struct nexthop_grp``, NHA_RES_GROUP_*), if
 BPF).  Messages are in host byte order; addresses are packed in network order.
 
 Decoders take ``(data, offset, end)``: the message body (after the 16-byte ``nlmsghdr``) within
-a receive buffer, so a dump is parsed in place.  The hot path (route and nexthop writes by the
+a receive buffer, so a dump is parsed in place.  The kernel's messages are trusted; messages
+from another program (zebra's FPM stream) are decoded with ``strict=True``: whatever is decoded
+then is semantically valid (families, address lengths, prefix length, no host bits, nested
+RTA_MULTIPATH legs within their attribute), else :class:`DecodeError` names the field.  The hot path (route and nexthop writes by the
 hundred thousand, our own routes read back) is hand-packed: :func:`encode_chunk` packs a
 batch of operations into one buffer for one ``send()``; :func:`read_route_keys` reads our
 routes from a dump reply.
 """
 from __future__ import annotations
 
+import socket
 import struct
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -54,6 +58,9 @@ NEXTHOP_MESSAGES = frozenset((RTM_NEWNEXTHOP, RTM_DELNEXTHOP))
 
 # route attributes, scopes, tables
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA, RTA_NH_ID = 1, 4, 5, 6, 9, 15, 18, 30
+RTA_SRC, RTA_PREFSRC = 2, 7
+AF_MPLS = 28  # an MPLS route (zebra's FPM stream sends its LSPs): not ours, ignored
+ADDRESS_BYTES = {AF_INET: 4, AF_INET6: 16}
 RT_SCOPE_UNIVERSE = 0
 RT_TABLE_COMPAT = 252  # rtm_table of a table above 255 (the number is in RTA_TABLE)
 
@@ -106,6 +113,11 @@ ADD_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL  # not seen as ours: never
 CHUNK_BYTES = 256 * 1024
 
 
+class DecodeError(ValueError):
+    """A message from another program that decodes but says something impossible (strict
+    decoding); the text names the field: ``RTA_DST of 16 bytes in an AF_INET route (want 4)``."""
+
+
 # attributes ---------------------------------------------------------------------------------
 def nla(nla_type: int, payload: bytes) -> bytes:
     """One attribute (``struct nlattr`` + payload, padded to 4 bytes)."""
@@ -121,6 +133,21 @@ def iter_nlas(data, offset: int, end: int) -> Iterator[Tuple[int, int, int]]:
         length, nla_type = unpack(data, offset)
         if length < 4:
             break
+        yield nla_type & 0x3FFF, offset + 4, offset + length
+        offset += (length + 3) & ~3
+
+
+def _strict_nlas(data, offset: int, end: int, where: str) -> Iterator[Tuple[int, int, int]]:
+    """:func:`iter_nlas` for a message from another program: DecodeError (naming ``where``)
+    unless the attributes tile ``data[offset:end]`` exactly (padding aside)."""
+    unpack = NLA.unpack_from
+    while offset < end:
+        if end - offset < 4:
+            raise DecodeError("%s: %d bytes at the end, not an attribute" % (where, end - offset))
+        length, nla_type = unpack(data, offset)
+        if length < 4 or offset + length > end:
+            raise DecodeError("%s: attribute %d of length %d runs past its %d bytes" % (
+                where, nla_type & 0x3FFF, length, end - offset))
         yield nla_type & 0x3FFF, offset + 4, offset + length
         offset += (length + 3) & ~3
 
@@ -172,10 +199,14 @@ def encode_nexthop_del(seq: int, nh_id: int, flags: int) -> bytes:
     return message(RTM_DELNEXTHOP, flags, seq, NHMSG.pack(0, 0, 0, 0, 0) + nla(NHA_ID, U32.pack(nh_id)))
 
 
-def parse_nexthop(data, offset: int, end: int) -> Optional[KNexthop]:
+def parse_nexthop(data, offset: int, end: int, strict: bool = False) -> Optional[KNexthop]:
     """One RTM_NEWNEXTHOP/DELNEXTHOP body -> :class:`KNexthop` (None without NHA_ID).
-    ``struct.error`` if an attribute is shorter than its type needs."""
+    ``struct.error`` if an attribute is shorter than its type needs.  ``strict``: also
+    :class:`DecodeError` unless nhm_family is AF_UNSPEC, AF_INET or AF_INET6, NHA_GATEWAY holds
+    an address of that family, NHA_GROUP whole ``struct nexthop_grp`` s of ids other than 0."""
     family, _scope, protocol, _resvd, _flags = NHMSG.unpack_from(data, offset)
+    if strict:
+        _check_nexthop(data, offset, end, family)
     nh_id = oif = 0
     gateway = None
     group: Tuple[Tuple[int, int], ...] = ()
@@ -211,6 +242,20 @@ def parse_nexthop(data, offset: int, end: int) -> Optional[KNexthop]:
     return KNexthop(id=nh_id, family=0 if group else family, protocol=protocol, oif=oif,
                     gateway=gateway, group=group, grp_type=grp_type,
                     res=res if grp_type == GRP_RES else None, blackhole=blackhole, fdb=fdb)
+
+
+def _check_nexthop(data, offset: int, end: int, family: int) -> None:
+    if family not in ADDRESS_BYTES and family != 0:
+        raise DecodeError("nhm_family %d is not AF_INET, AF_INET6 or AF_UNSPEC" % family)
+    for nla_type, start, stop in _strict_nlas(data, offset + NHMSG.size, end, "nexthop"):
+        if nla_type == NHA_GATEWAY and ADDRESS_BYTES.get(family) != stop - start:
+            raise DecodeError("NHA_GATEWAY of %d bytes in a nexthop of family %d (want %s)"
+                              % (stop - start, family, ADDRESS_BYTES.get(family, "AF_INET or AF_INET6")))
+        if nla_type == NHA_GROUP:
+            if (stop - start) % NEXTHOP_GRP.size or stop == start:
+                raise DecodeError("NHA_GROUP of %d bytes, not a list of 8-byte struct nexthop_grp" % (stop - start))
+            if any(member == 0 for member, _w in unpack_group(data[start:stop])):
+                raise DecodeError("NHA_GROUP holds nexthop id 0")
 
 
 def nexthop_dump_request() -> bytes:
@@ -252,13 +297,26 @@ def _via(data, start: int, stop: int) -> Tuple[Optional[int], Optional[bytes]]:
     return U16.unpack_from(data, start)[0], bytes(data[start + 2:stop])
 
 
-def parse_route(data, offset: int, end: int) -> Optional[KRoute]:
+def parse_route(data, offset: int, end: int, strict: bool = False) -> Optional[KRoute]:
     """One RTM_NEWROUTE/DELROUTE body -> :class:`KRoute` (None for families other than IPv4 and
     IPv6).  ``legs``: RTA_GATEWAY/RTA_VIA + RTA_OIF, or every RTA_MULTIPATH ``struct
-    rtnexthop`` (its RTA_GATEWAY/RTA_VIA).  ``struct.error`` on a truncated attribute."""
+    rtnexthop`` (its RTA_GATEWAY/RTA_VIA).  ``struct.error`` on a truncated attribute.
+
+    ``strict`` (a message from another program): :class:`DecodeError` naming the field unless
+    rtm_family is AF_INET or AF_INET6 (AF_MPLS: None, as before), RTA_DST, RTA_SRC,
+    RTA_PREFSRC and RTA_GATEWAY hold an address of the route's family, rtm_dst_len is at most
+    32/128 and the destination has no bit set beyond it (refused, as the kernel refuses an IPv4
+    one: zebra never sends one), RTA_VIA is ``struct rtvia`` of AF_INET or AF_INET6 with an
+    address of that family, every attribute ends within the message, and RTA_MULTIPATH is
+    whole ``struct rtnexthop`` s (rtnh_len >= 8) each ending within the attribute, whose nested
+    attributes end within the leg."""
     family, plen, _src, _tos, table, proto, _scope, rtype, _flags = RTMSG.unpack_from(data, offset)
     if family not in (AF_INET, AF_INET6):
+        if strict and family != AF_MPLS:
+            raise DecodeError("rtm_family %d is not AF_INET, AF_INET6 or AF_MPLS" % family)
         return None
+    if strict:
+        _check_route(data, offset, end, family, plen)
     dst = bytes(4 if family == AF_INET else 16)
     metric = nh_id = oif = 0
     gw: Tuple[Optional[int], Optional[bytes]] = (None, None)
@@ -295,6 +353,65 @@ def parse_route(data, offset: int, end: int) -> Optional[KRoute]:
     if not legs and oif:
         legs.append(Leg(gw[0], gw[1], oif))
     return KRoute(family, dst, plen, table, proto, rtype, metric, tuple(legs), nh_id)
+
+
+def _check_route(data, offset: int, end: int, family: int, plen: int) -> None:
+    """The checks of :func:`parse_route`'s ``strict``, on the raw message (cold path: FPM)."""
+    alen = ADDRESS_BYTES[family]
+    if plen > alen * 8:
+        raise DecodeError("rtm_dst_len %d is more than %d" % (plen, alen * 8))
+    dst = bytes(alen)
+    for nla_type, start, stop in _strict_nlas(data, offset + RTMSG.size, end, "route"):
+        if nla_type in _ROUTE_ADDRESSES:
+            if stop - start != alen:
+                raise DecodeError("%s of %d bytes in an %s route (want %d)" % (
+                    _ROUTE_ADDRESSES[nla_type], stop - start, _FAMILY[family], alen))
+            if nla_type == RTA_DST:
+                dst = bytes(data[start:stop])
+        elif nla_type == RTA_VIA:
+            _check_via(data, start, stop, "RTA_VIA")
+        elif nla_type == RTA_MULTIPATH:
+            _check_multipath(data, start, stop, alen, family)
+    if plen < alen * 8 and int.from_bytes(dst, "big") & ((1 << (alen * 8 - plen)) - 1):
+        raise DecodeError("RTA_DST %s/%d has bits set beyond its length" % (socket.inet_ntop(family, dst), plen))
+
+
+_ROUTE_ADDRESSES = {RTA_DST: "RTA_DST", RTA_SRC: "RTA_SRC", RTA_PREFSRC: "RTA_PREFSRC", RTA_GATEWAY: "RTA_GATEWAY"}
+_FAMILY = {AF_INET: "AF_INET", AF_INET6: "AF_INET6"}
+
+
+def _check_via(data, start: int, stop: int, where: str) -> None:
+    if stop - start < 2:
+        raise DecodeError("%s of %d bytes, shorter than struct rtvia" % (where, stop - start))
+    via_family = U16.unpack_from(data, start)[0]
+    want = ADDRESS_BYTES.get(via_family)
+    if want is None:
+        raise DecodeError("%s family %d is not AF_INET or AF_INET6" % (where, via_family))
+    if stop - start - 2 != want:
+        raise DecodeError("%s address of %d bytes for %s (want %d)" % (where, stop - start - 2, _FAMILY[via_family],
+                                                                         want))
+
+
+def _check_multipath(data, start: int, stop: int, alen: int, family: int) -> None:
+    off, leg = start, 0
+    while off < stop:
+        if stop - off < RTNEXTHOP.size:
+            raise DecodeError("RTA_MULTIPATH leg %d: %d bytes left, shorter than struct rtnexthop" % (leg, stop - off))
+        length = RTNEXTHOP.unpack_from(data, off)[0]
+        if length < RTNEXTHOP.size:
+            raise DecodeError("RTA_MULTIPATH leg %d: rtnh_len %d is shorter than struct rtnexthop" % (leg, length))
+        if off + length > stop:
+            raise DecodeError("RTA_MULTIPATH leg %d: rtnh_len %d runs past the attribute (%d bytes left)"
+                              % (leg, length, stop - off))
+        leg_end = off + length
+        for sub, s0, s1 in _strict_nlas(data, off + RTNEXTHOP.size, leg_end, "RTA_MULTIPATH leg %d" % leg):
+            if sub == RTA_GATEWAY and s1 - s0 != alen:
+                raise DecodeError("RTA_MULTIPATH leg %d: RTA_GATEWAY of %d bytes in an %s route (want %d)"
+                                  % (leg, s1 - s0, _FAMILY[family], alen))
+            if sub == RTA_VIA:
+                _check_via(data, s0, s1, "RTA_MULTIPATH leg %d: RTA_VIA" % leg)
+        off += (length + 3) & ~3
+        leg += 1
 
 
 def read_route_keys(buf, batch: Sequence[Tuple[int, int, int]], family: int, table: int, protocol: int,

@@ -5,15 +5,15 @@ Structure-aware: documents made of the real sections and keys with values of ran
 (as data and as text).  Properties: nothing but :class:`config.ConfigError` escapes, and a
 configuration that is accepted holds only finite, in-range values (times, damping, FPM safety).
 
-CI runs a bounded, derandomized number of examples (``KS_FUZZ_EXAMPLES``, default 40 per
-test, about a second each); a longer run is a command::
+The number of examples follows the hypothesis profile of tests/conftest.py, a fifth of its
+``max_examples`` (a document costs more than a feed line): CI's ``ci`` profile, bounded and
+derandomized, gives 40 per test (about a second each); the long random run is a command::
 
-    KS_FUZZ_EXAMPLES=20000 python3 -m pytest tests/unit/test_config_fuzz.py -q
+    python3 -m pytest tests/unit/test_config_fuzz.py -q --hypothesis-profile=long
 """
 import datetime
 import ipaddress
 import math
-import os
 import pathlib
 import tempfile
 import tomllib
@@ -29,8 +29,7 @@ from kernelsync.export.exporter import Damping
 EXAMPLE_PATH = pathlib.Path(__file__).parents[2] / "configs" / "kernelsync.toml"
 EXAMPLE_TEXT = EXAMPLE_PATH.read_text()
 EXAMPLE = tomllib.loads(EXAMPLE_TEXT)
-EXAMPLES = int(os.environ.get("KS_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=os.environ.get("KS_FUZZ_RANDOM") is None,
+FUZZ = settings(max_examples=max(1, settings.default.max_examples // 5), deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 #: every time setting (seconds) of every section, by its key

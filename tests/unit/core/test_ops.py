@@ -34,3 +34,39 @@ def test_the_planners_fast_route_writes_are_ordinary_route_sets():
     assert (op.key, op.nh_id, op.replace, op.kind) == (KEY, 7, True, ROUTE_SET)
     (op,) = plan({}, {}, {KEY: 7}, {}, route_keys=[KEY]).ops
     assert type(op) is RouteSet and op == RouteSet(KEY, 7, False)
+
+
+BAD_KEYS = [(100, AF_INET, bytes(16), 200, 20), (100, 99, b"\1\2", 8, 20), (None, AF_INET, b"\1\2\3\4", 32, "x"),
+            (100, AF_INET, "not bytes", 24, 20)]
+BAD_NEXTHOPS = [KNexthop(id=7, family=AF_INET, protocol=200, oif=3, gateway=b"\x0a\0\x0c"),
+                KNexthop(id=7, family=99, protocol=200, oif=3, gateway=b"\1"),
+                KNexthop(id=None, family=0, protocol=200, oif="x", gateway=bytes(4))]
+
+
+def test_describe_never_raises_whatever_the_values():
+    """Issue 12 defect 5: describing an operation (the failure log of a kernel refusal) must
+    not raise on values a feed got wrong (a 16-byte IPv4 destination, family 99, a 3-byte
+    gateway, a field that is not a number); the text still says what the operation is."""
+    ops = ([RouteSet(k, 7, False) for k in BAD_KEYS] + [RouteSet(KEY, None, False)] + [RouteDel(k) for k in BAD_KEYS]
+           + [NexthopSet(nh, True) for nh in BAD_NEXTHOPS] + [NexthopDel(nh) for nh in BAD_NEXTHOPS])
+    for op in ops:
+        text = op.describe()
+        assert text.startswith(op.kind.label + " ") and len(text) > len(op.kind.label) + 1
+
+
+def test_engine_logs_a_refusal_of_such_an_operation_and_goes_on(caplog):
+    """A kernel refusal of a route with a broken key: the failure log describes it and
+    engine.run does not raise, now and on the retry."""
+    import errno
+
+    from kernelsync.core.model import Path
+    from tests.support.fakes import dev, make, ready_run
+
+    engine, kernel = make(retry_initial=1.0)
+    kernel.fail_next(lambda op: op.kind is ROUTE_SET, errno.EINVAL, times=5)
+    engine.rib.update("static", (AF_INET, bytes(16), 24), (Path((dev("a"),)),))  # a 16-byte IPv4 destination
+    with caplog.at_level("DEBUG", logger="kernelsync"):
+        ready_run(engine, 0.0)
+        engine.run(1.0)
+    assert "route-set" in caplog.text and "kernel refused" in caplog.text
+    assert engine.failures

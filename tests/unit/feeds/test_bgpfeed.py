@@ -113,3 +113,44 @@ def test_restart_without_any_stream_gives_up_after_restart_hold_time():
     assert not feed.bgp.ready
     feed.commit(60.0)
     assert feed.bgp.ready
+
+
+def test_bad_nlri_is_treated_as_withdrawn_counted_and_logged_escaped(caplog):
+    """Issue 12 defect 6: a bad NLRI does not discard its UPDATE: the valid prefixes are used,
+    the bad one is withdrawn (every path of its prefix from that peer when its path id cannot
+    be read), counted in bad_nlri and logged with its field, control bytes escaped."""
+    feed, rib, kernel, streams, channel = make()
+    feed.commit(0.0)
+    v4b = parse_prefix("203.0.113.0/25")
+    first = announce([{"nlri": "198.51.100.0/24", "path-information": "0.0.0.2"},
+                      {"nlri": "198.51.100.0/24", "path-information": "0.0.0.3"}], "192.0.2.1")
+    feed.on_lines(channel, [first.encode()], 1.0)
+    feed.commit(1.0)
+    feed.commit(1.0 + COMMIT_DELAY)
+    assert nexthops(rib, V4) == [("192.0.2.1", "ha")] and len(feed.bgp.by_prefix[V4]) == 2
+    second = announce([{"nlri": "198.51.100.0/24", "path-information": 1e400}, "203.0.113.0/25",
+                       {"nlri": "198.51.100.7/24\x1b[2J\x00"}], "192.0.2.1")
+    with caplog.at_level("WARNING", logger="kernelsync.exabgp"):
+        feed.on_lines(channel, [second.encode()], 2.0)
+    feed.commit(2.0)
+    feed.commit(2.0 + COMMIT_DELAY)
+    assert nexthops(rib, V4) is None and V4 not in feed.bgp.by_prefix  # both paths withdrawn
+    assert nexthops(rib, v4b) == [("192.0.2.1", "ha")]  # the valid NLRI of the same UPDATE is used
+    assert feed.counters["bad_nlri"] == 2 and feed.counters["bad_lines"] == 0
+    assert feed.show()["counters"]["bad_nlri"] == 2
+    (record,) = [r for r in caplog.records if "treated as withdrawn" in r.getMessage()]
+    text = record.getMessage()
+    assert ("update.announce.ipv4 unicast[192.0.2.1][0]: path-information inf is not a 32-bit unsigned integer"
+            in text)
+    assert "update.announce.ipv4 unicast[192.0.2.1][2]: nlri '198.51.100.7/24\\x1b[2J\\x00' is not a prefix" in text
+    assert not any(c in text for c in "\x00\x1b\r")
+
+
+def test_bad_line_is_logged_with_control_bytes_escaped(caplog):
+    feed, rib, kernel, streams, channel = make()
+    with caplog.at_level("WARNING", logger="kernelsync.exabgp"):
+        feed.on_lines(channel, [b"{nope\x00\x1b[31m\r\xff"], 1.0)
+    (record,) = caplog.records
+    text = record.getMessage()
+    assert feed.counters["bad_lines"] == 1 and "{nope\\x00\\x1b[31m\\r\ufffd" in text, text
+    assert not any(c in text for c in "\x00\x1b\r")

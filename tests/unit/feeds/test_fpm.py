@@ -444,3 +444,171 @@ def test_resync_after_link_events_rereads_zebra_and_writes_nothing_unchanged(har
     h.tick(10.0)
     assert h.feed.show()["resyncs"] == 1  # no link event since: no more
     sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# semantically broken routes (issue 12 defect 5): real frames of zebra, mutated, and built ones
+
+GOLDEN = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "golden", "fpm")
+
+
+def golden_multipath():
+    """``(rtmsg, [(attribute type, payload), ...])`` of the first RTM_NEWROUTE with RTA_MULTIPATH
+    in zebra's captured stream (an IPv4 /24 over two gateways)."""
+    import json
+
+    with open(os.path.join(GOLDEN, "zebra-8.4-multipath.jsonl")) as fh:
+        lines = fh.read().splitlines()
+    for line in lines:
+        data = bytes.fromhex(json.loads(line)["hex"])[4:]
+        start = 0
+        while start < len(data):
+            length, kind = struct.unpack_from("=IH", data, start)
+            attrs, off = [], start + 16 + 12
+            while kind == RTM_NEWROUTE and off < start + length:
+                alen, atype = struct.unpack_from("=HH", data, off)
+                attrs.append((atype & 0x3FFF, data[off + 4:off + alen]))
+                off += (alen + 3) & ~3
+            if any(t == 9 for t, _ in attrs):
+                return data[start + 16:start + 28], attrs
+            start += (length + 3) & ~3
+    raise AssertionError("no multipath route in the capture")
+
+
+def legs_of(mp):
+    """RTA_MULTIPATH payload -> [(rtnexthop header, nested bytes)]."""
+    legs, off = [], 0
+    while off < len(mp):
+        length = struct.unpack_from("=H", mp, off)[0]
+        legs.append((mp[off:off + 8], mp[off + 8:off + length]))
+        off += (length + 3) & ~3
+    return legs
+
+
+def rebuild(rtmsg, attrs):
+    return frame(_msg(RTM_NEWROUTE, rtmsg + b"".join(_nla(t, p) for t, p in attrs)))
+
+
+def mutated(what):
+    """The golden multipath route with one mutation ``what``."""
+    rtmsg, attrs = golden_multipath()
+    attrs = list(attrs)
+    at = {t: i for i, (t, _) in enumerate(attrs)}
+    if what == "dst16":  # IPv4 route with a 16-byte RTA_DST
+        attrs[at[1]] = (1, attrs[at[1]][1] + bytes(12))
+    elif what == "plen200":
+        rtmsg = rtmsg[:1] + bytes([200]) + rtmsg[2:]
+    elif what == "hostbits":
+        attrs[at[1]] = (1, attrs[at[1]][1][:3] + b"\x07")
+    elif what == "family99":
+        rtmsg = bytes([99]) + rtmsg[1:]
+    elif what in ("gw3", "via1", "via99", "leg-past", "nested-past", "rtnh-short", "leg-tail"):
+        legs = legs_of(attrs[at[9]][1])
+        head, nested = legs[0]
+        if what == "gw3":  # a 3-byte gateway inside the first leg
+            nested = _nla(5, b"\x0a\x00\x0c")
+        elif what == "via1":  # a 1-byte RTA_VIA
+            nested = _nla(18, b"\x02")
+        elif what == "via99":
+            nested = _nla(18, struct.pack("=H", 99) + bytes(4))
+        mp = b""
+        for i, (h, n) in enumerate([(head, nested)] + legs[1:]):
+            mp += struct.pack("=H", 8 + len(n)) + h[2:] + n
+        if what == "leg-past":  # the last leg says it is longer than what is left of the attribute
+            last = len(mp) - 16
+            mp = mp[:last] + struct.pack("=H", 40) + mp[last + 2:]
+        elif what == "nested-past":  # the first leg's RTA_GATEWAY runs past the leg
+            mp = mp[:8] + struct.pack("=H", 12) + mp[10:]
+        elif what == "rtnh-short":
+            mp = struct.pack("=H", 4) + mp[2:]
+        elif what == "leg-tail":
+            mp += b"\0" * 4
+        attrs[at[9]] = (9, mp)
+    elif what == "gw16":  # one leg, an IPv4 route with a 16-byte RTA_GATEWAY
+        attrs[at[9]] = (5, bytes(16))
+    elif what == "prefsrc16":
+        attrs.append((7, bytes(16)))
+    elif what == "via-top1":
+        attrs[at[9]] = (18, b"\x02")
+    return rebuild(rtmsg, attrs)
+
+
+def test_golden_multipath_route_is_taken_as_captured():
+    s = FpmStream(254, (OSPF,))
+    s.feed(mutated("none"))
+    ((prefix, route),) = s.routes.items()
+    assert prefix[2] == 24 and len(route.legs) == 2
+
+
+@pytest.mark.parametrize("what, why", [
+    ("dst16", "RTA_DST of 16 bytes in an AF_INET route \\(want 4\\)"),
+    ("plen200", "rtm_dst_len 200 is more than 32"),
+    ("hostbits", "RTA_DST 192.0.2.7/24 has bits set beyond its length"),
+    ("family99", "rtm_family 99 is not AF_INET, AF_INET6 or AF_MPLS"),
+    ("gw3", "RTA_MULTIPATH leg 0: RTA_GATEWAY of 3 bytes in an AF_INET route \\(want 4\\)"),
+    ("via1", "RTA_MULTIPATH leg 0: RTA_VIA of 1 bytes, shorter than struct rtvia"),
+    ("via99", "RTA_MULTIPATH leg 0: RTA_VIA family 99 is not AF_INET or AF_INET6"),
+    ("leg-past", "RTA_MULTIPATH leg 1: rtnh_len 40 runs past the attribute \\(16 bytes left\\)"),
+    ("nested-past", "RTA_MULTIPATH leg 0: attribute 5 of length 12 runs past its 8 bytes"),
+    ("rtnh-short", "RTA_MULTIPATH leg 0: rtnh_len 4 is shorter than struct rtnexthop"),
+    ("leg-tail", "RTA_MULTIPATH leg 2: 4 bytes left, shorter than struct rtnexthop"),
+    ("gw16", "RTA_GATEWAY of 16 bytes in an AF_INET route"),
+    ("prefsrc16", "RTA_PREFSRC of 16 bytes in an AF_INET route"),
+    ("via-top1", "RTA_VIA of 1 bytes"),
+])
+def test_semantically_broken_route_is_a_malformed_frame_naming_the_field(what, why):
+    """Issue 12 defect 5: zebra's real multipath route, mutated, is refused whole with an error
+    naming the field (the feed's policy for a malformed frame: the connection closes, the routes
+    stay); the state is unchanged."""
+    s = FpmStream(254, (OSPF,))
+    s.feed(frame(route("198.51.100.0/24", [(R3, 3)])))
+    before = (dict(s.routes), dict(s.nexthops), dict(s.counters))
+    with pytest.raises(FpmError, match="route message at byte 0: " + why):
+        s.feed(mutated(what))
+    assert (s.routes, s.nexthops) == before[:2] and s.counters["routes_added"] == before[2]["routes_added"]
+
+
+@pytest.mark.parametrize("message, why", [
+    (None, None),  # AF_INET with a 16-byte gateway: built below
+    (_msg(RTM_NEWNEXTHOP, struct.pack("=BBBBI", 99, 0, 11, 0, 0) + _nla(1, struct.pack("=I", 5))), "nhm_family 99"),
+    (_msg(RTM_NEWNEXTHOP, struct.pack("=BBBBI", 0, 0, 11, 0, 0) + _nla(1, struct.pack("=I", 5))
+          + _nla(2, b"\1\0\0\0\0")), "NHA_GROUP of 5 bytes"),
+    (_msg(RTM_NEWNEXTHOP, struct.pack("=BBBBI", 2, 0, 11, 0, 0) + _nla(1, struct.pack("=I", 5))
+          + _nla(5, struct.pack("=I", 2)) + _nla(6, b"\x0a\0\x0c")), "attribute 6 at byte 40: payload of 3 bytes"),
+], ids=["gateway16", "family99", "group5", "gateway3"])
+def test_broken_nexthop_object_is_a_malformed_frame(message, why):
+    if why is None:
+        body = struct.pack("=BBBBI", AF_INET, 0, 11, 0, 0) + _nla(1, struct.pack("=I", 5)) + _nla(
+            5, struct.pack("=I", 2)) + _nla(6, socket.inet_pton(socket.AF_INET6, "2001:db8::1"))
+        message, why = _msg(RTM_NEWNEXTHOP, body), "NHA_GATEWAY of 16 bytes in a nexthop of family 2 \\(want 4\\)"
+    s = FpmStream(254, (OSPF,))
+    with pytest.raises(FpmError, match=why):
+        s.feed(frame(message))
+    assert s.nexthops == {}
+
+
+def test_mpls_and_ipv6_routes_still_decode():
+    s = FpmStream(254, (OSPF,))
+    mpls = _msg(RTM_NEWROUTE, struct.pack("=BBBBBBBBI", 28, 20, 0, 0, 254, OSPF, 0, 1, 0) + _nla(1, b"\0\1\x41\0"))
+    s.feed(frame(mpls, route("2001:db8:1::/48", [("fe80::1", 2), ("fe80::2", 3)])))
+    assert s.counters["ignored"] == 1 and list(s.routes) == [parse_prefix("2001:db8:1::/48")]
+
+
+def test_refused_connections_are_logged_at_most_once_a_minute(harness, caplog):
+    """Issue 12 defect 9 (FPM part): a program dialling in a loop is counted, not logged each time."""
+    from kernelsync.feeds.fpm import REFUSED_LOG_INTERVAL
+
+    h = harness(users=["no-such-user-here"])
+    with caplog.at_level("WARNING", logger="kernelsync.fpm"):
+        for i in range(5):
+            sock = socket.create_connection(("127.0.0.1", h.cfg.port))
+            h.pump(lambda: h.feed.show()["refused"] == i + 1)
+            sock.close()
+        assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+        h.now += REFUSED_LOG_INTERVAL
+        sock = socket.create_connection(("127.0.0.1", h.cfg.port))
+        h.pump(lambda: h.feed.show()["refused"] == 6)
+        sock.close()
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 2 and refused[1].endswith("; 4 more refused since the last report")
+    assert h.feed.conn is None

@@ -146,3 +146,22 @@ def test_link_admin_message():
     length, mtype, flags, seq, _ = codec.NLMSGHDR.unpack_from(raw)
     assert (length, mtype, seq) == (len(raw), codec.RTM_NEWLINK, 3) and flags & codec.NLM_F_ACK
     assert codec.IFINFOMSG.unpack_from(raw, 16) == (0, 0, 7, 0, codec.IFF_UP)  # change mask IFF_UP, flags 0
+
+
+def test_strict_decoding_refuses_what_the_kernel_decoding_takes():
+    """parse_route/parse_nexthop with ``strict`` (messages from another program: FPM) name the
+    bad field; without it (the kernel's messages) the decoders are unchanged."""
+    from kernelsync.kernel.codec import NHMSG, RTMSG, DecodeError, nla, parse_nexthop, parse_route
+
+    body = RTMSG.pack(99, 24, 0, 0, 254, 188, 0, 1, 0) + nla(1, b"\xc6\x33\x64\x00")
+    assert parse_route(body, 0, len(body)) is None
+    with pytest.raises(DecodeError, match="rtm_family 99"):
+        parse_route(body, 0, len(body), strict=True)
+    body = RTMSG.pack(2, 24, 0, 0, 254, 188, 0, 1, 0) + nla(1, b"\xc6\x33\x64\x01")
+    assert parse_route(body, 0, len(body)).plen == 24
+    with pytest.raises(DecodeError, match="RTA_DST 198.51.100.1/24 has bits set"):
+        parse_route(body, 0, len(body), strict=True)
+    body = NHMSG.pack(2, 0, 11, 0, 0) + nla(1, b"\5\0\0\0") + nla(6, bytes(16))
+    assert parse_nexthop(body, 0, len(body)).gateway == bytes(16)
+    with pytest.raises(DecodeError, match="NHA_GATEWAY of 16 bytes"):
+        parse_nexthop(body, 0, len(body), strict=True)
