@@ -96,9 +96,9 @@ class FibBuilder:
                                 new = ((source, entries_for(prefix[0], paths)),)
                                 single[id(paths)] = (prefix[0], source, new)
                             except ValueError:
-                                new = self._candidates(prefix, entry)
+                                new = self._candidates(prefix, entry, now)
                     else:
-                        new = self._candidates(prefix, entry)
+                        new = self._candidates(prefix, entry, now)
                 except IdRangeExhausted:
                     # no id for its set: the prefix keeps its route as it is and stays pending,
                     # retried when ids are freed (hold ends) or at the next full sync
@@ -200,14 +200,21 @@ class FibBuilder:
             claims[claim] = claims.get(claim, 0) + n
         self.nhm.vote(claims)
 
-    def _candidates(self, prefix: Prefix, entry) -> Tuple[Tuple[str, Entry], ...]:
+    def _candidates(self, prefix: Prefix, entry, now: float) -> Tuple[Tuple[str, Entry], ...]:
         """``((source, entry), ...)`` best admin distance first; a source whose paths cannot be
-        resolved (say an IPv6 route over an IPv4 nexthop) is logged once and left out."""
+        resolved (say an IPv6 route over an IPv4 nexthop) is logged once and left out.  Raises
+        IdRangeExhausted when a source's set finds no free id; the entries just created for the
+        sources before it are then unused from ``now`` (freed at their hold end, not leaked)."""
         distance = self.rib.distance
         cands = []
         for source, paths in sorted(entry.items(), key=lambda i: (distance[i[0]], i[0])):
             try:
                 cands.append((source, self.nhm.entries_for(prefix[0], paths)))
+            except IdRangeExhausted:
+                for _source, made in cands:
+                    if not made.users and made.unused_since is None:
+                        made.unused_since = now
+                raise
             except ValueError as exc:
                 if self.errors.get((prefix, source)) != str(exc):
                     log.error("route %s from %s not usable: %s", format_prefix(prefix), source, exc)

@@ -364,6 +364,7 @@ class NexthopManager:
     def _drop_fresh(self, keys: List[NhKey]) -> None:
         """Forget the nexthop entries just created for ``keys`` that nothing uses (their group
         could not get an id)."""
+        dropped = False
         for key in keys:
             nh = self.nexthops.get(key)
             if nh is not None and not nh.users and not nh.groups:
@@ -371,6 +372,9 @@ class NexthopManager:
                 del self.by_id[nh.id]
                 self.by_dev[key[2]].discard(nh)
                 self._set_cache.clear()
+                dropped = True
+        if dropped:
+            self.released()  # their ids are free again: the range is no longer known full
 
     def unuse(self, entry: Entry, prefix: Prefix, now: float) -> None:
         entry.users.discard(prefix)

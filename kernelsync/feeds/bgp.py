@@ -274,17 +274,28 @@ class BgpRib:
                 peer.state = "down"
                 self._down(peer, now, hold, "ExaBGP stream closed")
 
-    def lines_lost(self, channel: object, now: float) -> None:
-        """Lines of ``channel`` were dropped, not only UPDATEs (a peer's ``down`` may be among
-        them): its peers' paths are stale for ``restart_hold_time`` (at least
-        ``graceful_restart``).  The route-refresh asked meanwhile re-sends and sweeps them per
-        family for every peer that is up; the paths of a peer that does not answer (down) are
-        flushed when the time is over."""
+    def lines_lost(self, channel: object, now: float, affected: Optional[Dict[str, Set[str]]] = None) -> None:
+        """Lines of ``channel`` were dropped: the paths they may have changed are stale for
+        ``restart_hold_time`` (at least ``graceful_restart``), those of ``affected`` (peer
+        address -> families of the dropped UPDATEs) or, when other lines were dropped too
+        (None: a peer's ``down`` may be among them), every path of the channel's peers.  The
+        route-refresh asked meanwhile re-sends them: a peer with enhanced route-refresh (RFC
+        7313) sweeps the rest at its refresh end; with plain route-refresh (RFC 2918, no end
+        marker) what was not re-sent (a lost withdraw) is flushed when the time is over, and so
+        are the paths of a peer that does not answer (down)."""
         hold = max(self.settings.restart_hold_time, self.settings.graceful_restart)
+        until = now + hold
         for peer in self.peers.values():
-            if peer.channel is channel and peer.paths:
+            if peer.channel is not channel or not peer.paths:
+                continue
+            if affected is None:
                 self._mark_stale(peer, None)
-                peer.stale_until = now + hold
+            elif peer.address in affected:
+                for family in affected[peer.address]:
+                    self._mark_stale(peer, family)
+            else:
+                continue
+            peer.stale_until = until if peer.stale_until is None else max(peer.stale_until, until)
 
     def _update(self, event: Update, now: float, channel: object) -> None:
         peer = self._peer(event.neighbor, now, channel)

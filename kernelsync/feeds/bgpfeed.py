@@ -94,6 +94,7 @@ class BgpFeed(BaseFeed):
             log.warning("%s: asked ExaBGP for a route-refresh of %s (lines were dropped)", channel.name,
                         ", ".join(self.settings.families))
             return
+        self.bgp.lines_lost(channel, now, affected)  # a lost withdraw: what no refresh re-sends goes
         for peer, families in sorted(affected.items()):
             for family in self.settings.families:
                 if family in families:

@@ -132,3 +132,46 @@ def test_prefixes_that_find_no_nexthop_id_wait_for_one_and_the_others_go(caplog)
         assert {kernel.links[kernel.nexthops[m].oif].name for m, _ in kernel.nexthops[nh_id].group} == devs
     assert all(kroute(kernel, "203.0.113.%d/32" % i) is None for i in (1, 2, 5, 6))
     assert len(kernel.nexthops) == 5 and engine.fib.exhaustions == 1
+
+
+def test_a_group_that_finds_no_id_gives_back_its_members_ids_to_the_next_prefix():
+    """The members created for a group that then found no id were dropped, but the range stayed
+    marked full: a later prefix needing one id waited for ever while that id was free."""
+    kernel = FakeKernel(PROTO)
+    for name in "abcd":
+        kernel.add_link(name)
+    engine, kernel = make(kernel, id_range=(1000, 1003), hold=10.0)
+    for i, name in enumerate("abc"):
+        route(engine, "203.0.113.%d/32" % i, dev(name))
+    ready_run(engine, 0.0)
+    route(engine, "198.51.100.0/24", dev("a"), dev("d"))  # d's nexthop takes the last id, its group finds none
+    route(engine, "198.51.101.0/24", via("192.0.2.9", "a"))  # one id: the one d's nexthop gave back
+    engine.run(1.0)
+    engine.request_full_sync()
+    engine.run(2.0)
+    assert kroute(kernel, "198.51.101.0/24") == 1003
+    assert list(engine.fib.starved) == [parse_prefix("198.51.100.0/24")]
+
+
+def test_an_entry_made_for_a_prefix_that_then_waits_for_an_id_is_not_leaked():
+    """Two sources for one prefix: the first source's new entry took the last id, the second
+    found none.  The first entry was left with no user and no unused time, so it was never
+    freed, even after the prefix was withdrawn: its id and its kernel object leaked."""
+    kernel = FakeKernel(PROTO)
+    for name in "abcd":
+        kernel.add_link(name)
+    engine, kernel = make(kernel, id_range=(1000, 1003), hold=10.0)
+    engine.rib.add_source("bgp", 20)
+    for i, name in enumerate("abc"):
+        route(engine, "203.0.113.%d/32" % i, dev(name))
+    ready_run(engine, 0.0)
+    route(engine, "198.51.100.0/24", dev("d"))
+    route(engine, "198.51.100.0/24", dev("e"), source="bgp")
+    engine.run(1.0)
+    engine.rib.withdraw("static", parse_prefix("198.51.100.0/24"))
+    engine.rib.withdraw("bgp", parse_prefix("198.51.100.0/24"))
+    engine.run(2.0)
+    for t in (20.0, 100.0):
+        engine.request_full_sync()
+        engine.run(t)
+    assert sorted(kernel.nexthops) == [1000, 1001, 1002] and sorted(engine.nhm.by_id) == [1000, 1001, 1002]

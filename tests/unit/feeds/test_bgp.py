@@ -396,3 +396,20 @@ def test_restart_race_a_peer_answers_one_family_late():
     assert bgp.ready
     bgp.commit()
     assert len(bgp.by_prefix[V6]) == 2, "ready before 192.0.2.9 re-sent its IPv6 path"
+
+
+def test_dropped_updates_leave_their_paths_stale_until_a_plain_refresh_re_sends_them():
+    """UPDATEs of one peer and family were dropped (the stdin queue was full), a withdraw among
+    them.  A peer with plain route-refresh (RFC 2918) re-sends its routes without begin/end:
+    what it does not re-send must still go when the stale time is over, and nothing else."""
+    feed = Feed(restart_hold_time=60)
+    feed.lines(announce(["198.51.100.0/24", "203.0.113.0/25"], "192.0.2.1"),
+               announce(["2001:db8:100::/48"], "2001:db8:a::1", family="ipv6 unicast"))
+    feed.bgp.lines_lost(None, 1.0, {"192.0.2.1": {"ipv4 unicast"}})  # 203.0.113.0/25's withdraw was lost
+    feed.lines(announce(["198.51.100.0/24"], "192.0.2.1"), now=2.0)  # the refresh: no begin, no end
+    feed.bgp.tick(60.9)
+    feed.bgp.commit()
+    assert feed.nexthops(V4B) is not None  # held stale meanwhile
+    feed.bgp.tick(61.0)
+    feed.bgp.commit()
+    assert feed.nexthops(V4B) is None and feed.nexthops(V4) and feed.nexthops(V6)
