@@ -138,6 +138,10 @@ def _make_set(rng: random.Random, kind: str, family: int, devs: List[str], index
     return NexthopSet(family, tuple(legs), kind, buckets)
 
 
+RETRY_LATE = 2_000  # attempts at a set on the late device before any device will do
+RETRY_KIND = 4_000  # attempts at one kind of set before another kind is drawn
+
+
 def make_topology(seed: int, links: int = 8, routes: int = 2000, sets: int = 48) -> Topology:
     """``links`` veth links c0..c{links-1} plus one that appears later (:data:`LATE`), ``sets``
     distinct nexthop sets (every kind of :data:`KINDS` in both families where it applies, some
@@ -160,13 +164,19 @@ def make_topology(seed: int, links: int = 8, routes: int = 2000, sets: int = 48)
     for n, (kind, family) in enumerate(plan):
         if kind == "ipv6-gateway-for-ipv4":
             family = 4
+        tries = 0  # for this set: a kind with few distinct sets left gives up the late device, then its kind
         while True:
             attempts += 1
+            tries += 1
             if attempts > 100_000:
                 raise ValueError("cannot make %d distinct sets over %d links" % (sets, links))
+            if tries % RETRY_KIND == 0:
+                kind, family = rng.choice(KINDS), rng.choice((4, 6))
+                if kind == "ipv6-gateway-for-ipv4":
+                    family = 4
             nhset = _make_set(rng, kind, family, devs, index)
             # the late device must be in a few sets from the start
-            if n % 9 == 0 and LATE not in {leg.dev for leg in nhset.legs}:
+            if n % 9 == 0 and tries < RETRY_LATE and LATE not in {leg.dev for leg in nhset.legs}:
                 continue
             key = (family, frozenset(nhset.legs), nhset.buckets)
             if key not in seen:
