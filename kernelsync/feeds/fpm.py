@@ -43,9 +43,11 @@ and during a flap zebra may hold no OSPF route at all for a moment), so they are
 **Re-reading after flaps** (``resync_after_link``, off by default): FRR 8.4's stream has been
 seen to miss an update after quick link flaps (zebra's RIB had the ECMP route again, the
 stream's last word was one leg).  FPM has no request to resend, so the feed closes the
-connection that many seconds after the last link event; zebra reconnects (within 3 s) and
-replays, and the replay window above makes that cost no write where nothing changed.  Changes
-zebra makes meanwhile arrive with the replay.
+connection that many seconds after the last link event, or after the stream's last route
+change that follows it (within RESYNC_FOLLOW seconds of the event, the replays excepted: OSPF
+converges seconds after the link, and the update zebra misses may be among its changes);
+zebra reconnects (within 3 s) and replays, and the replay window above makes that cost no
+write where nothing changed.  Changes zebra makes meanwhile arrive with the replay.
 
 **Who may feed the FIB**: a TCP port on the loopback is open to every local user.  A connection
 is accepted only from a socket owned by one of ``users`` (default ``frr`` and ``root``; zebra
@@ -98,6 +100,7 @@ RT_TABLE_MAIN = 254
 RTPROT_OSPF = 188  # FRR's route protocol numbers, zebra/rt_netlink.h
 READ_BYTES = 256 * 1024
 REFUSED_LOG_INTERVAL = 60.0  # seconds between two warnings about refused connections
+RESYNC_FOLLOW = 15.0  # seconds after a link event during which route changes put the re-read off
 
 
 @attrs.frozen
@@ -430,6 +433,7 @@ class FpmFeed(BaseFeed):
         self.deleted_at = 0.0  # when the first deletion not applied yet came
         self.started = 0.0
         self.resync_at: Optional[float] = None  # re-read zebra's FIB then (after link events)
+        self.link_event_at = -RESYNC_FOLLOW  # the last link event
         self.unusable: Set[Prefix] = set()  # prefixes whose route could not be expressed (logged once)
         self.counters = {"connections": 0, "refused": 0, "disconnects": 0, "malformed": 0, "replays": 0,
                          "resyncs": 0}
@@ -551,10 +555,18 @@ class FpmFeed(BaseFeed):
                 return
             try:
                 had_deleted = bool(stream.deleted)
+                changes = stream.counters["routes_added"] + stream.counters["routes_deleted"]
                 if stream.feed(data):
                     self.last_frame = now
                     if stream.deleted and not had_deleted:
                         self.deleted_at = now
+                    if now - self.link_event_at <= RESYNC_FOLLOW and not self.replaying \
+                            and self.cfg.resync_after_link > 0 \
+                            and stream.counters["routes_added"] + stream.counters["routes_deleted"] != changes:
+                        # routing is still converging after the link event (OSPF's updates come
+                        # seconds later, and the one zebra misses may be among them): the re-read
+                        # waits for the stream's last change
+                        self.resync_at = now + self.cfg.resync_after_link
             except FpmError as exc:
                 self.counters["malformed"] += 1
                 self.last_error = str(exc)
@@ -569,6 +581,7 @@ class FpmFeed(BaseFeed):
     def on_kernel_change(self, change: KernelChange, now: float) -> None:
         if not change.link_event:
             return
+        self.link_event_at = now
         if self.cfg.resync_after_link > 0:
             self.resync_at = now + self.cfg.resync_after_link
         if change.links is not None and change.links.names_changed and self.stream is not None:

@@ -446,6 +446,37 @@ def test_resync_after_link_events_rereads_zebra_and_writes_nothing_unchanged(har
     sock.close()
 
 
+def test_resync_after_link_waits_for_the_streams_last_change_after_the_event(harness):
+    """OSPF converges seconds after the link: zebra's replay at the first re-read carried the LAN
+    over one leg, the update that put the second leg back was missed by the stream (FRR 8.4, CI
+    run of issue 12).  Route changes within RESYNC_FOLLOW s of a link event put the re-read off
+    until the stream has been quiet for resync_after_link; replays and later changes do not."""
+    from kernelsync.feeds.fpm import RESYNC_FOLLOW
+    h = harness(users=[], resync_after_link=1.0)
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)
+    event = h.now
+    h.tick(0.5)
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)])))  # OSPF still converging
+    h.tick(0.0)
+    assert h.feed.deadline() == pytest.approx(h.now + 1.0)  # put off: 1 s after that change
+    h.tick(0.9)
+    assert h.feed.show()["resyncs"] == 0
+    h.tick(0.2)
+    assert sock.recv(10) == b"" and h.feed.show()["resyncs"] == 1
+    sock = h.connect()  # the replay: no more put-off
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])) + frame(route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert not h.feed.show()["resync_pending"]
+    h.tick(event + RESYNC_FOLLOW + 0.1 - h.now)
+    h.send(sock, frame(route("203.0.113.0/24", [(R2, 2)])))  # long after the event: not a reason
+    h.tick(0.1)
+    assert not h.feed.show()["resync_pending"] and h.feed.show()["resyncs"] == 1
+    sock.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # semantically broken routes (issue 12 defect 5): real frames of zebra, mutated, and built ones
 
