@@ -214,32 +214,10 @@ class Engine:
         if writer == 0:  # the kernel's own change (never a fight): repaired, not counted
             self.need_repair = True
             return
-        record = self.outside.get(obj.id)
-        if record is None:
-            record = self.outside[obj.id] = OutsideWrites(since=now)
-        elif now - record.since > FIGHT_WINDOW:
-            record.since, record.recent = now, 0
-            if record.held_until is not None and now - record.held_until > FIGHT_WINDOW:
-                record.hold = 0.0  # a quiet spell: the next fight starts from the first hold again
-        record.total += 1
-        record.recent += 1
-        record.writer = writer
-        record.theirs = "deleted" if deleted else obj.describe()
-        record.ours = ours.describe() if ours is not None else "-"
-        self.counters["outside_writes"] += 1
-        if record.recent < FIGHT_WRITES:
+        if not self._outside_write(obj.id, "nexthop id %d" % obj.id, writer, now,
+                                   "deleted" if deleted else obj.describe(), ours.describe() if ours is not None else "-",
+                                   "zebra learning our objects does this: see the README, FRR"):
             self.need_repair = True
-            return
-        if record.held_until is None or record.held_until <= now:  # a new hold, twice the last
-            record.hold = min(max(record.hold * 2, FIGHT_HOLD_INITIAL), FIGHT_HOLD_MAX)
-            record.held_until = now + record.hold
-        if not record.warned:
-            record.warned = True
-            self.counters["fights"] += 1
-            log.warning("nexthop id %d: another program (netlink port %d) rewrote it %d times within %.0f s: it "
-                        "wrote %s, we had %s; rewriting it at most once per hold (%.0f s, doubling to %.0f s) instead "
-                        "of fighting (zebra learning our objects does this: see the README, FRR)", obj.id, writer,
-                        record.recent, FIGHT_WINDOW, record.theirs, record.ours, record.hold, FIGHT_HOLD_MAX)
 
     def on_route_event(self, deleted: bool, key: RouteKey, nh_id: int, now: float, writer: int) -> None:
         """RTM_NEWROUTE/DELROUTE of our protocol in our table written by another program
@@ -261,33 +239,41 @@ class Engine:
             routes[key] = nh_id
             self._by_nh.setdefault(nh_id, set()).add(key)
         self.dirty.add(key)
-        if writer == 0:
-            return
+        if writer:
+            self._outside_write(key, "route %s" % format_prefix(key[1:4]), writer, now,
+                                "deleted" if deleted else "nhid %d" % nh_id, "nhid %d" % old if old is not None else "-",
+                                "another instance owning our table and protocol?")
+
+    def _outside_write(self, key: object, what: str, writer: int, now: float, theirs: str, ours: str,
+                       hint: str) -> bool:
+        """Count another program's write (netlink port ``writer``) to our object or route
+        ``key`` (a nexthop id or a RouteKey) in its :class:`OutsideWrites`.  Returns True when
+        it is a fight: FIGHT_WRITES within FIGHT_WINDOW; the object is then held (rewritten at
+        most once per hold, FIGHT_HOLD_INITIAL doubling to FIGHT_HOLD_MAX) and the first such
+        write is warned, with both views (``theirs``, ``ours``) and ``hint``."""
         record = self.outside.get(key)
         if record is None:
             record = self.outside[key] = OutsideWrites(since=now)
         elif now - record.since > FIGHT_WINDOW:
             record.since, record.recent = now, 0
             if record.held_until is not None and now - record.held_until > FIGHT_WINDOW:
-                record.hold = 0.0
+                record.hold = 0.0  # a quiet spell: the next fight starts from the first hold again
         record.total += 1
         record.recent += 1
-        record.writer = writer
-        record.theirs = "deleted" if deleted else "nhid %d" % nh_id
-        record.ours = "nhid %d" % old if old is not None else "-"
+        record.writer, record.theirs, record.ours = writer, theirs, ours
         self.counters["outside_writes"] += 1
         if record.recent < FIGHT_WRITES:
-            return
-        if record.held_until is None or record.held_until <= now:
+            return False
+        if record.held_until is None or record.held_until <= now:  # a new hold, twice the last
             record.hold = min(max(record.hold * 2, FIGHT_HOLD_INITIAL), FIGHT_HOLD_MAX)
             record.held_until = now + record.hold
         if not record.warned:
             record.warned = True
             self.counters["fights"] += 1
-            log.warning("route %s: another program (netlink port %d) wrote it %d times within %.0f s (%s, we had %s): "
-                        "rewriting it at most once per hold (%.0f s, doubling to %.0f s) instead of fighting "
-                        "(another instance owning our table and protocol?)", format_prefix(key[1:4]), writer,
-                        record.recent, FIGHT_WINDOW, record.theirs, record.ours, record.hold, FIGHT_HOLD_MAX)
+            log.warning("%s: another program (netlink port %d) wrote it %d times within %.0f s: it wrote %s, we had "
+                        "%s; rewriting it at most once per hold (%.0f s, doubling to %.0f s) instead of fighting (%s)",
+                        what, writer, record.recent, FIGHT_WINDOW, theirs, ours, record.hold, FIGHT_HOLD_MAX, hint)
+        return True
 
     def request_full_sync(self) -> None:
         self.need_full = True

@@ -76,7 +76,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ..control import query
 from . import lab as kslab
-from .netns import wait_for
+from .netns import kernelsync_pids, wait_for
 
 TABLE = 100
 PROTO = 200
@@ -380,16 +380,7 @@ class Chaos:
 
     def pids(self) -> List[int]:
         """kernelsync processes ExaBGP runs in H (stdin mode)."""
-        out = []
-        for pid in subprocess.run(["ip", "netns", "pids", self.lab.host.name], capture_output=True,
-                                  text=True).stdout.split():
-            try:
-                cmdline = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if b"kernelsync" in cmdline and b"exabgp" in cmdline:
-                out.append(int(pid))
-        return out
+        return kernelsync_pids(self.lab.host.name, "exabgp")
 
     def query(self, what: str):
         try:

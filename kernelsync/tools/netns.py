@@ -100,4 +100,19 @@ def unique_name(prefix: str) -> str:
     return "%s-%d-%s" % (prefix, os.getpid(), os.urandom(3).hex())
 
 
-__all__: List[str] = ["NetNS", "setns", "wait_for", "unique_name"]
+def kernelsync_pids(namespace: str, subcommand: str) -> List[int]:
+    """Pids of the ``kernelsync SUBCOMMAND`` processes (``exabgp``, ``hold``, ...) running in
+    the network namespace ``namespace`` (``ip netns pids``, then each one's command line)."""
+    out = []
+    for pid in subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True).stdout.split():
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                cmdline = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if b"kernelsync" in cmdline and subcommand.encode() in cmdline:
+            out.append(int(pid))
+    return out
+
+
+__all__: List[str] = ["NetNS", "setns", "wait_for", "unique_name", "kernelsync_pids"]

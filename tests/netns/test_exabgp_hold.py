@@ -5,12 +5,11 @@ a detached ``kernelsync hold`` that owns the key, then are swept; ExaBGP started
 the hold -> its new process asks the holder to hand over, adopts the routes: zero route writes,
 no route leaves the kernel."""
 import os
-import subprocess
 import time
 
 import pytest
 
-from kernelsync.tools.netns import wait_for
+from kernelsync.tools.netns import kernelsync_pids, wait_for
 from tests.netns.test_exabgp_lab import Host, _monitor, daemons, full  # noqa: F401 (daemons: a fixture)
 from tests.support.netns import PROTO
 
@@ -19,15 +18,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 def holders(ns):
     """Pids of ``kernelsync hold`` processes in the namespace."""
-    out = []
-    for pid in subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True, text=True).stdout.split():
-        try:
-            cmdline = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"kernelsync" in cmdline and b"hold" in cmdline:
-            out.append(int(pid))
-    return out
+    return kernelsync_pids(ns.name, "hold")
 
 
 def hold_host(tmp_path, hold):

@@ -14,7 +14,7 @@ import pytest
 
 from kernelsync.control import query
 from kernelsync.tools.lab import BgpLab, install_requirements
-from kernelsync.tools.netns import wait_for
+from kernelsync.tools.netns import kernelsync_pids, wait_for
 from tests.support.netns import ID_RANGE, PROTO, TABLE, add_foreign, foreign_state, need_root
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -144,16 +144,7 @@ class Host:
 
     def kernelsync_pids(self):
         """Pids of the kernelsync processes ExaBGP runs (not a daemon we started)."""
-        out = []
-        for pid in subprocess.run(["ip", "netns", "pids", self.ns.name], capture_output=True,
-                                  text=True).stdout.split():
-            try:
-                cmdline = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
-            except OSError:
-                continue
-            if b"kernelsync" in cmdline and b"exabgp" in cmdline:
-                out.append(int(pid))
-        return out
+        return kernelsync_pids(self.ns.name, "exabgp")
 
 
 def full(v4=BOTH4, v6=BOTH6, prefixes4=V4, prefixes6=V6):

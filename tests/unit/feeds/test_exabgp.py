@@ -213,7 +213,7 @@ def _withdraw_line(family, nlris):
 def test_cached_prefix_of_the_other_family_is_rejected(seen, wrong):
     """A prefix text seen under one family is refused under the other exactly as when it was never
     seen (the prefix cache is no way around the family check), in announces and withdraws."""
-    from kernelsync.feeds.exabgp import FeedError, Parser
+    from kernelsync.feeds.exabgp import Parser
 
     family, nexthop, text = wrong
     if isinstance(nexthop, tuple):
