@@ -13,7 +13,7 @@ from kernelsync.core.ops import RouteDel
 from kernelsync.kernel.codec import ROUTE_MESSAGES, RTM_DELROUTE, RTM_NEWROUTE, parse_route
 from kernelsync.kernel.netlink import RouteEventSocket, RtNetlink
 from kernelsync.tools.netns import wait_for
-from tests.support.netns import PROTO, TABLE, our_routes, static_routes, write_config
+from tests.support.netns import PROTO, TABLE, monitor_lines_until_now, our_routes, static_routes, write_config
 
 pytestmark = pytest.mark.netns
 
@@ -74,12 +74,7 @@ def test_our_route_deleted_from_outside_is_back_at_once(lab, tmp_path, daemon_fa
         for _ in range(2):
             ns.ip("route", "del", "198.51.100.0/24", "table", str(TABLE), "proto", str(PROTO))
             wait_for(lambda: "198.51.100.0/24" in our_routes(ns), timeout=1.0, what="our route back")
-        ns.ip("route", "add", "198.18.0.0/32", "dev", "v0", "table", "103")  # a marker: all seen
-        lines = []
-        for line in monitor.stdout:
-            lines.append(line)
-            if "198.18.0.0" in line:
-                break
+        lines = monitor_lines_until_now(ns, monitor)
     finally:
         monitor.kill()
     deleted_at = None

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from kernelsync.tools.netns import wait_for
-from tests.support.netns import TABLE, our_nexthops, our_routes, write_config
+from tests.support.netns import TABLE, monitor_lines_until_now, our_nexthops, our_routes, write_config
 
 pytestmark = pytest.mark.netns
 
@@ -114,12 +114,7 @@ def test_admin_distance_hands_over_without_a_gap(ospf_ns, tmp_path, daemon_facto
         time.sleep(0.1)  # ip monitor subscribes asynchronously; no event to wait on
         ns.ip("route", "del", "10.99.0.0/16", "table", "102", "proto", "static")
         wait_for(lambda: group_of(ns, "10.99.0.0/16") == [("10.0.0.2", "v0")], timeout=2, what="OSPF took over")
-        ns.ip("route", "add", "198.18.0.0/32", "dev", "v0", "table", "103")  # a marker: all seen
-        lines = []
-        for line in monitor.stdout:
-            lines.append(line)
-            if "198.18.0.0" in line:
-                break
+        lines = monitor_lines_until_now(ns, monitor)
     finally:
         monitor.kill()
     ours = [l for l in lines if "10.99.0.0/16" in l and "table %d" % TABLE in l]

@@ -165,5 +165,17 @@ def route_gateways(namespace, prefix, table):
     return sorted(m.get("gateway") for m in members)
 
 
+def monitor_lines_until_now(namespace, monitor):
+    """The lines ``monitor`` (an ``ip monitor route`` Popen with a text stdout pipe) printed up
+    to now: a marker route is added in table 103 and the lines are read until it shows."""
+    namespace.ip("route", "add", "198.18.0.0/32", "dev", "v0", "table", "103")
+    lines = []
+    for line in monitor.stdout:
+        lines.append(line)
+        if "198.18.0.0" in line:
+            break
+    return lines
+
+
 def wait_for_state(predicate, timeout=1.0, what="kernel state"):
     return wait_for(predicate, timeout=timeout, interval=0.005, what=what)
