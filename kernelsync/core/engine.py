@@ -383,8 +383,7 @@ class Engine:
                     keys.update(dict.fromkeys(more))
             self.dirty = set()
             allow_delete = self.dumped and self.rib.all_ready
-            observed_nh = self.observed_nh if keys is None else self._plannable(self.observed_nh)
-            result = plan(self.fib.desired_nexthops(), observed_nh, self.fib.routes,
+            result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
                           self.observed_routes, route_keys=keys, allow_delete=allow_delete)
             if keys is None and allow_delete:
                 self.nhm.end_adoption()  # every feed is in: whatever was not adopted is stale
@@ -501,8 +500,9 @@ class Engine:
         own handling of it (linkwatch) leaves them in place: a link read in that window sees
         the carrier off, and deleting the link's routes then made them dark until the next
         read (80-700 ms in the chaos storm); when the carrier loss is real the kernel deletes
-        them within milliseconds.  A full sync spares them once: what is still there, still
-        doomed, at the next full sync is deleted (the kernel did not, for whatever reason)."""
+        them within milliseconds; deleting them too would only race with it (ENOENT).  A full
+        sync spares them once: what is still there, still doomed, at the next full sync is
+        deleted (the kernel did not, for whatever reason)."""
         if not self.observed_nh:
             return ops
         doomed = self._doomed()
@@ -523,16 +523,6 @@ class Engine:
                 continue
             out.append(op)
         return out
-
-    def _plannable(self, observed: Dict[int, KNexthop]) -> Dict[int, KNexthop]:
-        """``observed`` without our plain nexthops on devices that are down or without carrier:
-        the kernel deletes those itself (at once on admin down, a moment later on carrier loss),
-        so deleting them too would only race with it (ENOENT).  A full sync, later, deletes any
-        that are still there."""
-        doomed = {i for i, o in observed.items() if not o.group and not self._link_usable(o)}
-        if not doomed:
-            return observed
-        return {i: o for i, o in observed.items() if i not in doomed}
 
     def _dump_all(self) -> None:
         """Full read: links (a missed link event is caught here too, and kept for the feeds:
