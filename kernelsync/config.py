@@ -306,7 +306,7 @@ def _fpm_feed(item: Any, where: str, kernel: KernelConfig) -> FpmFeedConfig:
         raise ValueError("%s: must be a table ([feed.fpm]), not %r" % (where, item))
     _only_keys(item, where, _FPM_KEYS)
     out: Dict[str, Any] = _source_settings(item, where, "fpm", (("hold_time", 60.0), ("settle", 0.2),
-                                                                    ("replay_quiet", 1.0), ("resync_after_link", 0.0)))
+                                                                    ("replay_quiet", 1.0), ("resync_after_link", 2.0)))
     address = item.get("address", "127.0.0.1")
     try:
         parse_address(address)

@@ -127,6 +127,19 @@ def escape_text(text: str) -> str:
     return "".join("\\\\" if c == "\\" else c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+#: A burst of deletions is applied ``settle`` seconds after its last deletion, but never later
+#: than SETTLE_CAP times ``settle`` after its first: a daemon stopping with a large table deletes
+#: for longer than ``settle`` (its routes must all be seen gone at once), and a steady trickle of
+#: deletions cannot hold the others back forever.
+SETTLE_CAP = 10
+
+
+def settle_due(first: float, last: float, settle: float) -> float:
+    """When a burst of deletions that began at ``first`` and last grew at ``last`` is applied
+    (seconds on the loop's clock; see SETTLE_CAP)."""
+    return min(last + settle, first + SETTLE_CAP * settle)
+
+
 def earliest(*times: Optional[float]) -> Optional[float]:
     """The earliest of ``times`` that is not None (None if all are)."""
     due = None
@@ -136,4 +149,5 @@ def earliest(*times: Optional[float]) -> Optional[float]:
     return due
 
 
-__all__ = ["Feed", "BaseFeed", "KernelChange", "RouteEvent", "NexthopEvent", "earliest", "escape_text"]
+__all__ = ["Feed", "BaseFeed", "KernelChange", "RouteEvent", "NexthopEvent", "earliest", "escape_text", "settle_due",
+           "SETTLE_CAP"]

@@ -21,33 +21,43 @@ nexthop ids live in the connection only: nothing of zebra's numbering reaches th
 **Each connection is a mark-and-sweep window.**  zebra replays its whole FIB whenever it
 (re)connects.  On connect the feed's routes become stale; the replay is collected and, once the
 stream has been quiet for ``replay_quiet`` seconds, applied in one go: what came back unchanged
-costs no kernel write, what did not come back is swept.  After that, changes apply as they come,
-except deletions, which wait ``settle`` seconds (one batch for a burst; a stopping zebra deletes
-its routes just before it closes the connection, and those deletions are then never applied).
+costs no kernel write, what did not come back is swept.  After that, changes apply as they come:
+**additions and replaces at once** (no added convergence; a replace is DEL + NEW in one frame),
+**deletions once the burst is over**: ``settle`` seconds after its last deletion
+(:func:`kernelsync.feeds.base.settle_due`), in one batch.
+
+**An orderly stop of FRR is not a withdrawal.**  FRR stops ospfd first: zebra withdraws every
+OSPF route over FPM, and closes the connection when it stops itself, seconds later.  A burst of
+deletions that leaves zebra with no route of a protocol it had routes of is taken for that
+daemon stopping: those routes are kept as stale for ``hold_time`` (counter ``stops``), the FIB
+does not flap, and their return costs no write.  Not within STOP_AFTER_LINK seconds of a link
+event that changed a link (the topology took the last path: those deletions are real), nor with
+``hold_time = 0``.  A withdrawal of some prefixes while others of the protocol remain applies.
 
 **Losing zebra** (connection closed, reset, or a malformed frame, which closes the connection
 with an error naming the frame): the routes stay installed, stale, for ``hold_time`` seconds
 from the loss (a loss during a stale period does not extend it); zebra reconnects within 3 s of
 a restart.  While routes are stale, the new connection's state (zebra's FIB filling again as
-its daemons reconnect: one leg of an ECMP route first) is held until every stale prefix is back
-and the stream has been quiet for ``replay_quiet``, or until the hold time ends, when what has
-not come back is swept: a restart that ends where it began writes nothing.  Until the first
-replay is applied (or ``hold_time`` after start, if zebra never comes), the source is not ready,
-so the engine deletes nothing it installed before a restart of kernelsync.
+its daemons reconnect: one leg of an ECMP route first) is held for the stale prefixes until
+every one is back and the stream has been quiet for ``replay_quiet``, or until the hold time
+ends, when what has not come back is swept: a restart that ends where it began writes nothing.
+While zebra stays connected with routes stale (its ospfd stopped), changes of other prefixes
+apply meanwhile.  Until the first replay is applied (or ``hold_time``
+after start, if zebra never comes), the source is not ready, so the engine deletes nothing it
+installed before a restart of kernelsync.
 
-**zebra is the authority while connected**: its deletions are real (a routing daemon of FRR
-stopping makes zebra delete that daemon's routes, unless FRR's own graceful restart keeps them;
-and during a flap zebra may hold no OSPF route at all for a moment), so they are followed, after
-``settle``.
-
-**Re-reading after flaps** (``resync_after_link``, off by default): FRR 8.4's stream has been
-seen to miss an update after quick link flaps (zebra's RIB had the ECMP route again, the
-stream's last word was one leg).  FPM has no request to resend, so the feed closes the
-connection that many seconds after the last link event, or after the stream's last route
-change that follows it (within RESYNC_FOLLOW seconds of the event, the replays excepted: OSPF
-converges seconds after the link, and the update zebra misses may be among its changes);
-zebra reconnects (within 3 s) and replays, and the replay window above makes that cost no
-write where nothing changed.  Changes zebra makes meanwhile arrive with the replay.
+**Re-reading after flaps** (``resync_after_link``, 2 s by default, 0 = off): FRR 8.4's stream
+misses updates after link flaps, with nothing else writing to kernelsync's objects (seen in the
+lab: after a carrier flap the LAN went back to an ECMP group zebra had sent before, zebra's RIB
+had both legs, and the stream's last word was one leg).  FPM has no request to resend, so a link
+event makes a re-read owed: once zebra has been quiet for ``resync_after_link`` seconds since
+the event, or since its last change within RESYNC_FOLLOW seconds of the event (OSPF converges
+seconds after the link, and the update zebra misses is among its changes), the feed closes the
+connection; zebra reconnects (within 3 s) and replays.  The debt is paid only by a replay that
+began after that much quiet: a link event while zebra is away or replaying, or changes after a
+replay, owe another.  A re-read's replay is the truth: applied whole, unchanged routes cost no
+write, and prefixes zebra no longer has are withdrawn at once.  Changes zebra makes while it
+reconnects arrive with the replay.
 
 **Who may feed the FIB**: a TCP port on the loopback is open to every local user.  A connection
 is accepted only from a socket owned by one of ``users`` (default ``frr`` and ``root``; zebra
@@ -72,7 +82,7 @@ import pwd
 import selectors
 import socket
 import struct
-from typing import Dict, List, Mapping, Optional, Set, Tuple, Union
+from typing import Container, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 import attrs
 
@@ -81,7 +91,7 @@ from ..core.model import KNexthop, KRoute, Path, Prefix, format_prefix
 from ..core.rib import Rib
 from ..kernel.codec import (NEXTHOP_MESSAGES, NHMSG, NLA, NLMSGHDR, ROUTE_MESSAGES, RTM_DELROUTE, RTM_NEWNEXTHOP,
                             RTM_NEWROUTE, RTMSG, DecodeError, parse_nexthop, parse_route)
-from .base import BaseFeed, KernelChange
+from .base import BaseFeed, KernelChange, settle_due
 from .routesource import RouteSource, route_paths
 
 log = logging.getLogger("kernelsync.fpm")
@@ -101,6 +111,9 @@ RTPROT_OSPF = 188  # FRR's route protocol numbers, zebra/rt_netlink.h
 READ_BYTES = 256 * 1024
 REFUSED_LOG_INTERVAL = 60.0  # seconds between two warnings about refused connections
 RESYNC_FOLLOW = 15.0  # seconds after a link event during which route changes put the re-read off
+#: Seconds after a link event during which zebra withdrawing every route of a protocol is taken
+#: for the topology (the last path gone), not for that protocol's daemon stopping.
+STOP_AFTER_LINK = 15.0
 
 
 @attrs.frozen
@@ -138,8 +151,8 @@ class FpmFeedConfig:
     """``[feed.fpm]``: listen on ``address``:``port`` (TCP) for zebra; keep routes of ``table``
     whose protocol is in ``protocols`` (numbers; names are resolved by the config) as RIB source
     ``name`` with admin distance ``distance``; ``hold_time``, ``settle`` and ``replay_quiet`` in
-    seconds (see the module docstring); ``resync_after_link``: seconds after the last link event
-    at which zebra's whole FIB is read again (0: never);
+    seconds (see the module docstring); ``resync_after_link``: seconds of quiet after link events
+    after which zebra's whole FIB is read again (0: never);
     ``users``: user names or uids allowed to connect (empty: anyone)."""
 
     address: str = "127.0.0.1"
@@ -151,9 +164,15 @@ class FpmFeedConfig:
     hold_time: float = 60.0
     settle: float = 0.2
     replay_quiet: float = 1.0
-    resync_after_link: float = 0.0
+    resync_after_link: float = 2.0
     users: Tuple[str, ...] = ("frr", "root")
     where: str = "feed.fpm"
+
+
+def _changes(stream: "FpmStream") -> int:
+    """How many route and nexthop messages the stream has applied (a change since a count)."""
+    c = stream.counters
+    return c["routes_added"] + c["routes_deleted"] + c["nexthops_added"] + c["nexthops_deleted"]
 
 
 def _describe(mtype: int, item: Union[KRoute, KNexthop, None]) -> str:
@@ -193,7 +212,8 @@ class FpmStream:
         self.users: Dict[int, Set[Prefix]] = {}  # nexthop id -> prefixes whose route names it
         self.groups_of: Dict[int, Set[int]] = {}  # member id -> ids of the groups holding it
         self.dirty: Dict[Prefix, None] = {}
-        self.deleted: Set[Prefix] = set()  # prefixes deleted and not back since take_dirty
+        self.deleted: Dict[Prefix, int] = {}  # prefix -> protocol, of those deleted and not back (all dirty)
+        self.per_protocol: Dict[int, int] = {}  # protocol -> how many of self.routes have it
         self.counters = {"frames": 0, "routes_added": 0, "routes_deleted": 0, "nexthops_added": 0,
                          "nexthops_deleted": 0, "ignored": 0}
 
@@ -298,7 +318,8 @@ class FpmStream:
             self.counters["routes_added"] += 1
             self._forget(prefix)
             self.routes[prefix] = route
-            self.deleted.discard(prefix)
+            self.per_protocol[route.protocol] = self.per_protocol.get(route.protocol, 0) + 1
+            self.deleted.pop(prefix, None)
             if route.nh_id:
                 self.users.setdefault(route.nh_id, set()).add(prefix)
             self.dirty[prefix] = None
@@ -306,22 +327,28 @@ class FpmStream:
         # a deletion, or the prefix now comes from a protocol we do not take: not ours any more
         if new:
             self.counters["ignored"] += 1
-        if self._forget(prefix):
+        old = self._forget(prefix)
+        if old is not None:
             self.counters["routes_deleted"] += 1
-            self.deleted.add(prefix)
+            self.deleted[prefix] = old.protocol
             self.dirty[prefix] = None
 
-    def _forget(self, prefix: Prefix) -> bool:
+    def _forget(self, prefix: Prefix) -> Optional[KRoute]:
         old = self.routes.pop(prefix, None)
         if old is None:
-            return False
+            return None
+        left = self.per_protocol[old.protocol] - 1
+        if left:
+            self.per_protocol[old.protocol] = left
+        else:
+            del self.per_protocol[old.protocol]
         if old.nh_id:
             users = self.users.get(old.nh_id)
             if users is not None:
                 users.discard(prefix)
                 if not users:
                     del self.users[old.nh_id]
-        return True
+        return old
 
     def _nexthop(self, nh: KNexthop, new: bool) -> None:
         old = self.nexthops.get(nh.id)
@@ -346,9 +373,24 @@ class FpmStream:
                 self.dirty[prefix] = None
 
     def take_dirty(self) -> Dict[Prefix, None]:
+        """Every prefix changed since the last take (deleted ones included)."""
         dirty, self.dirty = self.dirty, {}
         self.deleted.clear()
         return dirty
+
+    def take_present(self, held: Container[Prefix] = ()) -> List[Prefix]:
+        """The changed prefixes zebra has a route for (additions, replaces, nexthop changes),
+        except those in ``held``; the deletions stay pending."""
+        if len(self.dirty) == len(self.deleted):
+            return []
+        taken = [p for p in self.dirty if p not in self.deleted and p not in held]
+        for prefix in taken:
+            del self.dirty[prefix]
+        return taken
+
+    def has_present(self) -> bool:
+        """Whether a changed prefix is not a deletion."""
+        return len(self.dirty) > len(self.deleted)
 
     def mark_all_dirty(self) -> None:
         """Every route is looked at again (interface names changed)."""
@@ -431,12 +473,17 @@ class FpmFeed(BaseFeed):
         self.full = False  # the next commit applies zebra's whole state (a replay ended)
         self.last_frame = 0.0
         self.deleted_at = 0.0  # when the first deletion not applied yet came
+        self.deleted_last = 0.0  # and the last one
         self.started = 0.0
-        self.resync_at: Optional[float] = None  # re-read zebra's FIB then (after link events)
+        self.reread_owed = False  # zebra's FIB is to be read again (link events since the last re-read)
+        self.quiet_from = 0.0  # the re-read waits for zebra to be quiet since then (last link event or change)
+        self.replay_started = 0.0  # when the current connection came
+        self.rereading = False  # the current connection is our re-read: its replay is the truth, nothing held
         self.link_event_at = -RESYNC_FOLLOW  # the last link event
+        self.link_change_at = -STOP_AFTER_LINK  # the last link event that changed a link's usability
         self.unusable: Set[Prefix] = set()  # prefixes whose route could not be expressed (logged once)
         self.counters = {"connections": 0, "refused": 0, "disconnects": 0, "malformed": 0, "replays": 0,
-                         "resyncs": 0}
+                         "resyncs": 0, "stops": 0}
         self.last_error = ""
         self.refused_log_at = 0.0  # the next refused connection is logged from then on
         self.refused_unlogged = 0  # connections refused since the last warning
@@ -500,7 +547,7 @@ class FpmFeed(BaseFeed):
         self.peer = peer
         self.stream = FpmStream(self.cfg.table, self.cfg.protocols)
         self.replaying = True
-        self.last_frame = now
+        self.last_frame = self.replay_started = now
         self.counters["connections"] += 1
         self.sel.register(conn, selectors.EVENT_READ, self._on_readable)
         log.info("%s: zebra connected from %s (%s): collecting its FIB replay", self.cfg.where, peer, who)
@@ -526,7 +573,7 @@ class FpmFeed(BaseFeed):
             return
         self.conn = None
         self.stream = None
-        self.replaying = self.full = False
+        self.replaying = self.full = self.rereading = False
         if self.sel is not None:
             self.sel.unregister(conn)
         conn.close()
@@ -555,18 +602,21 @@ class FpmFeed(BaseFeed):
                 return
             try:
                 had_deleted = bool(stream.deleted)
-                changes = stream.counters["routes_added"] + stream.counters["routes_deleted"]
+                deletions = stream.counters["routes_deleted"]
+                changes = _changes(stream)
                 if stream.feed(data):
                     self.last_frame = now
-                    if stream.deleted and not had_deleted:
-                        self.deleted_at = now
-                    if now - self.link_event_at <= RESYNC_FOLLOW and not self.replaying \
-                            and self.cfg.resync_after_link > 0 \
-                            and stream.counters["routes_added"] + stream.counters["routes_deleted"] != changes:
+                    if stream.deleted and stream.counters["routes_deleted"] != deletions:
+                        self.deleted_last = now
+                        if not had_deleted:
+                            self.deleted_at = now
+                    if (now - self.link_event_at <= RESYNC_FOLLOW and not self.replaying
+                            and self.cfg.resync_after_link > 0 and _changes(stream) != changes):
                         # routing is still converging after the link event (OSPF's updates come
-                        # seconds later, and the one zebra misses may be among them): the re-read
-                        # waits for the stream's last change
-                        self.resync_at = now + self.cfg.resync_after_link
+                        # seconds later, and the one zebra misses may be among them): a re-read
+                        # is owed, once zebra has been quiet since this change
+                        self.reread_owed = True
+                        self.quiet_from = now
             except FpmError as exc:
                 self.counters["malformed"] += 1
                 self.last_error = str(exc)
@@ -582,8 +632,11 @@ class FpmFeed(BaseFeed):
         if not change.link_event:
             return
         self.link_event_at = now
+        if change.lost or change.links.changed:
+            self.link_change_at = now
         if self.cfg.resync_after_link > 0:
-            self.resync_at = now + self.cfg.resync_after_link
+            self.reread_owed = True
+            self.quiet_from = now
         if change.links is not None and change.links.names_changed and self.stream is not None:
             self.stream.mark_all_dirty()  # a device came, went or was renamed: look at every route again
 
@@ -596,26 +649,30 @@ class FpmFeed(BaseFeed):
         stream = self.stream
         if not self.source.rib.ready.get(self.cfg.name) and not self.replaying:
             times.append(self.started + self.cfg.hold_time)
-        if self.resync_at is not None and self.conn is not None:
-            times.append(self.resync_at)
+        if self.reread_owed and self.conn is not None and not self.replaying:
+            times.append(self.quiet_from + self.cfg.resync_after_link)
         if self.replaying:
             times.append(self.last_frame + self.cfg.replay_quiet)
         elif stream is not None and (stream.dirty or self.full):
-            if stream.deleted:
-                times.append(self.deleted_at + self.cfg.settle)
-            elif not self.source.stale:
-                times.append(0.0)
-            elif self.source.all_back(stream.routes):  # recovering: held until zebra is quiet
-                times.append(self.last_frame + self.cfg.replay_quiet)
+            settled = self._settled(stream)
+            if self.source.stale:
+                if self.source.all_back(stream.routes):  # recovering: held until zebra is quiet
+                    times.append(max(self.last_frame + self.cfg.replay_quiet, settled or 0.0))
+                if not self.full and any(p not in stream.deleted and p not in self.source.stale for p in stream.dirty):
+                    times.append(0.0)
+            elif self.full or not stream.deleted:
+                times.append(settled or 0.0)
+            else:
+                times.append(0.0 if stream.has_present() else settled)
         return min(times) if times else None
 
     def commit(self, now: float) -> None:
-        if self.resync_at is not None and now >= self.resync_at:
-            self.resync_at = None
-            if self.conn is not None and not self.replaying:
-                self.counters["resyncs"] += 1
-                self._drop(now, "re-reading zebra's whole FIB %.1f s after link events (resync_after_link): zebra "
-                                "replays it when it reconnects" % self.cfg.resync_after_link)
+        if (self.reread_owed and self.conn is not None and not self.replaying
+                and now >= self.quiet_from + self.cfg.resync_after_link):
+            self.counters["resyncs"] += 1
+            self._drop(now, "re-reading zebra's whole FIB: quiet for %.1f s after link events (resync_after_link); "
+                            "zebra replays it when it reconnects" % self.cfg.resync_after_link)
+            self.rereading = True
         stream = self.stream
         if (stream is not None and not self.replaying and self.source.stale_until is not None
                 and now >= self.source.stale_until):
@@ -640,18 +697,36 @@ class FpmFeed(BaseFeed):
             self.replaying = False
             self.full = True
             self.counters["replays"] += 1
+            if self.reread_owed and self.replay_started >= self.quiet_from + self.cfg.resync_after_link:
+                self.reread_owed = False  # zebra had been quiet that long when this replay began: it is the re-read
             log.info("%s: FIB replay from %s over (%d frames, %d routes taken, %d nexthop objects)", self.cfg.where,
                      self.peer, stream.counters["frames"], len(stream.routes), len(stream.nexthops))
-        if stream.deleted and now < self.deleted_at + self.cfg.settle:
-            return  # deletions settle: zebra may be stopping (the connection closes) or replacing
-        if self.source.stale and not (self.source.all_back(stream.routes)
-                                      and now >= self.last_frame + self.cfg.replay_quiet):
-            return  # routes are stale: hold zebra's partial states until every one is back
+        settled = self._settled(stream)
+        held = self.source.stale and not self.rereading and not (
+            self.source.all_back(stream.routes) and now >= self.last_frame + self.cfg.replay_quiet)
+        if held or (settled is not None and now < settled):
+            # deletions settle (zebra may be stopping: the connection closes, or its daemons'
+            # routes all go), and while routes are stale zebra's partial states of them are held
+            # until every one is back; additions and replaces of the rest are applied at once
+            if not self.full:
+                self._apply(stream.take_present(self.source.stale if held else ()), stream)
+            return
+        deleted = dict(stream.deleted)
         dirty = stream.take_dirty()
         if self.full:
             self._apply_all(stream)
             return
-        for prefix in dirty:
+        kept = self._stopped(stream, deleted, now)
+        self._apply([p for p in dirty if p not in kept], stream)
+
+    def _settled(self, stream: FpmStream) -> Optional[float]:
+        """When the pending deletions are due (None: there are none)."""
+        if not stream.deleted:
+            return None
+        return settle_due(self.deleted_at, self.deleted_last, self.cfg.settle)
+
+    def _apply(self, prefixes: List[Prefix], stream: FpmStream) -> None:
+        for prefix in prefixes:
             paths = stream.paths(prefix, self.links.names)
             if paths is not None:
                 self.source.update(prefix, paths)
@@ -661,10 +736,29 @@ class FpmFeed(BaseFeed):
             if prefix in stream.routes:
                 self._unusable(prefix, stream)
 
+    def _stopped(self, stream: FpmStream, deleted: Dict[Prefix, int], now: float) -> Set[Prefix]:
+        """A burst of deletions that took every route of a protocol zebra gave us is that
+        protocol's daemon stopping (FRR stops ospfd first, zebra withdraws its routes, and closes
+        the connection seconds later), not a withdrawal: keep them stale for ``hold_time``
+        (:meth:`RouteSource.keep_stale`) and return them.  Not within STOP_AFTER_LINK seconds
+        of a link event (the topology took the last path), nor with ``hold_time`` 0."""
+        if self.cfg.hold_time <= 0 or now - self.link_change_at < STOP_AFTER_LINK:
+            return set()
+        protocols = {proto for proto in deleted.values() if proto not in stream.per_protocol}
+        gone = {p for p, proto in deleted.items() if proto in protocols and p in self.source.routes}
+        if not gone:
+            return set()
+        self.counters["stops"] += 1
+        self.source.keep_stale(gone, now)
+        log.warning("%s: zebra withdrew every route of protocol %s at once (its daemon stopped?): keeping %d "
+                    "routes as stale for %.0f s", self.cfg.where, ",".join(map(str, sorted(protocols))), len(gone),
+                    self.cfg.hold_time)
+        return gone
+
     def _apply_all(self, stream: FpmStream) -> None:
         """zebra's whole state (after a replay, or a recovery): make it the source's; sweep
         what did not come back."""
-        self.full = False
+        self.full = self.rereading = False
         routes, bad = stream.all_paths(self.links.names)
         self.unusable = set()
         for prefix in bad:
@@ -690,7 +784,7 @@ class FpmFeed(BaseFeed):
                 "distance": self.cfg.distance, "stream": dict(stream.counters) if stream else None,
                 "zebra_routes": len(stream.routes) if stream else 0,
                 "zebra_nexthops": len(stream.nexthops) if stream else 0,
-                "resync_pending": self.resync_at is not None and self.conn is not None,
+                "resync_pending": self.reread_owed,
                 "last_error": self.last_error, **self.source.show(), **self.counters}
 
 

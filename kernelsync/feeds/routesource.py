@@ -104,20 +104,32 @@ class RouteSource:
 
     def lost(self, now: float) -> None:
         """The source went away (its routes vanished, its connection closed): keep what it had
-        as stale for ``hold_time`` from now, or, when it goes away again while routes are still
-        stale, until the stale period already running ends (a source that keeps failing cannot
-        keep its routes forever).  Its routes stay in the RIB meanwhile."""
+        as stale (:meth:`keep_stale`).  Its routes stay in the RIB meanwhile."""
+        self.keep_stale(list(self.routes), now)
+
+    def keep_stale(self, prefixes: Iterable[Prefix], now: float) -> int:
+        """Part of the source went away (a routing daemon behind it stopped and its routes were
+        withdrawn together): keep those of ``prefixes`` it has as stale for ``hold_time`` from
+        now, or, when routes are stale already, until the stale period already running ends (a
+        source that keeps failing cannot keep its routes forever).  They stay in the RIB
+        meanwhile; with ``hold_time`` 0 they are withdrawn at once.  Returns how many."""
         if self.hold_time <= 0:
-            for prefix in list(self.routes):
+            gone = [p for p in prefixes if p in self.routes]
+            for prefix in gone:
                 self.withdraw(prefix)
-            return
-        fresh = not self.stale  # a loss during a stale period does not extend it
-        if self.routes:
+            return len(gone)
+        fresh = not self.stale
+        moved = 0
+        for prefix in prefixes:
+            paths = self.routes.pop(prefix, None)
+            if paths is not None:
+                self.stale[prefix] = paths
+                moved += 1
+        if moved:
             self.counters["stale_periods"] += 1
-        self.stale.update(self.routes)
-        self.routes = {}
-        if fresh or self.stale_until is None:
+        if self.stale and (fresh or self.stale_until is None):
             self.stale_until = now + self.hold_time
+        return moved
 
     def sweep(self) -> int:
         """End the stale period: withdraw what did not come back."""

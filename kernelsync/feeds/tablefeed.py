@@ -12,8 +12,12 @@ of its protocol in its table when it starts).
 
 * **Silent deletions**: the kernel deletes the source's routes over a link that goes down without
   a notification, so every link event makes the feed read the source table again.
-* **Daemon restarts**: deletions are applied after ``settle`` seconds (one batch for a burst).
-  If by then the table holds nothing of the source (the daemon stopped: BIRD removes its routes
+* **No added convergence**: a route added or replaced in the table is applied at once (BIRD's
+  replace of an ECMP route by one path after a remote failure arrives in the same burst as its
+  deletions, and does not wait for them).
+* **Daemon restarts**: a prefix the table no longer has a route for is withdrawn ``settle``
+  seconds after the burst of deletions ends (one batch for a burst; see
+  :func:`kernelsync.feeds.base.settle_due`).  If by then the table holds nothing of the source (the daemon stopped: BIRD removes its routes
   on SIGTERM, and deletes them again when it starts), the last state is kept as stale for
   ``hold_time`` seconds (:class:`kernelsync.feeds.routesource.RouteSource`): the FIB does not flap,
   and routes that come back unchanged cost no write.  The table losing its last route of the
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import selectors
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, Optional, Set, Tuple
 
 import attrs
 
@@ -36,7 +40,7 @@ from ..core.links import LinkTable
 from ..core.model import KNexthop, KRoute, Prefix, format_prefix
 from ..core.port import ResyncNeeded
 from ..core.rib import Rib
-from .base import BaseFeed, KernelChange, NexthopEvent, earliest
+from .base import BaseFeed, KernelChange, NexthopEvent, earliest, settle_due
 from .routesource import RouteSource, paths_of
 
 log = logging.getLogger("kernelsync.tablefeed")
@@ -76,8 +80,10 @@ class TableFeed(BaseFeed):
         self.source = RouteSource(rib, cfg.name, cfg.distance, cfg.hold_time)
         self.table: Dict[TableKey, KRoute] = {}  # as the kernel has it
         self.nexthops: Dict[int, KNexthop] = {}
+        self.prefixes: Dict[Prefix, Dict[TableKey, KRoute]] = {}  # self.table by prefix
         self.dirty: Set[Prefix] = set()
         self.deleted_at: Optional[float] = None  # first deletion not applied yet
+        self.deleted_last = 0.0  # the last one
         self.reread = False
         self.read_nexthops = False
         self.last_event = 0.0
@@ -97,6 +103,9 @@ class TableFeed(BaseFeed):
         """Dump the source table (the kernel filters by table and protocol) and apply it."""
         routes = self.kernel.dump_table(self.cfg.table, self.cfg.protocol)
         self.table = {_key(r): r for r in routes}
+        self.prefixes = {}
+        for key, route in self.table.items():
+            self.prefixes.setdefault(route.prefix, {})[key] = route
         if any(r.nh_id for r in routes) and (self.read_nexthops or not self.nexthops):
             self.nexthops = self.kernel.dump_nexthops()
         self.read_nexthops = False
@@ -134,14 +143,28 @@ class TableFeed(BaseFeed):
             self.last_event = now
             key = _key(route)
             if event.deleted:
-                if self.table.pop(key, None) is not None and self.deleted_at is None:
-                    self.deleted_at = now
+                if self.table.pop(key, None) is not None:
+                    self._index(key, route.prefix, None)
+                    self.deleted_last = now
+                    if self.deleted_at is None:
+                        self.deleted_at = now
             else:
                 self.table[key] = route
+                self._index(key, route.prefix, route)
                 if route.nh_id and route.nh_id not in self.nexthops:
                     self.read_nexthops = True
                     self.reread = True
             self.dirty.add(route.prefix)
+
+    def _index(self, key: TableKey, prefix: Prefix, route: Optional[KRoute]) -> None:
+        """Keep :attr:`prefixes` in step with :attr:`table` (``route`` None: deleted)."""
+        routes = self.prefixes.setdefault(prefix, {})
+        if route is not None:
+            routes[key] = route
+        else:
+            routes.pop(key, None)
+            if not routes:
+                del self.prefixes[prefix]
 
     def on_nexthop_event(self, event: NexthopEvent, now: float) -> None:
         """Another program's nexthop object changed: the source's routes on one change with it."""
@@ -154,16 +177,21 @@ class TableFeed(BaseFeed):
         due = None
         if self.reread:
             due = self.retry_at or 0.0
-        elif self.deleted_at is not None:
-            due = self.deleted_at + self.cfg.settle
-        elif self.dirty and not self.source.stale:
-            due = 0.0
-        elif self.dirty and self.source.all_back(self._present()):  # held while stale: until the table is quiet
-            due = self.last_event + self.cfg.restart_quiet
+        elif self.dirty:
+            if self.source.stale:  # held while stale: until every prefix is back and the table is quiet
+                if self.source.all_back(self.prefixes):
+                    due = earliest(self.last_event + self.cfg.restart_quiet, self._settled())
+            elif any(p in self.prefixes for p in self.dirty):
+                due = 0.0  # additions and replaces: at once
+            else:
+                due = self._settled()
         return earliest(self.source.deadline(), due)
 
-    def _present(self) -> Set[Prefix]:
-        return {r.prefix for r in self.table.values()}
+    def _settled(self) -> Optional[float]:
+        """When the pending deletions are due (None: there are none)."""
+        if self.deleted_at is None:
+            return None
+        return settle_due(self.deleted_at, self.deleted_last, self.cfg.settle)
 
     def commit(self, now: float) -> None:
         swept = self.source.tick(now)
@@ -182,27 +210,30 @@ class TableFeed(BaseFeed):
             else:
                 self.retry_at = None
             return
-        if not self.dirty or (self.deleted_at is not None and now < self.deleted_at + self.cfg.settle):
+        if not self.dirty:
+            self.deleted_at = None
             return
-        self.deleted_at = None
-        if self.source.stale and not (self.source.all_back(self._present())
-                                      and now >= self.last_event + self.cfg.restart_quiet):
-            return  # the source is converging again after a restart: hold its partial states
-        dirty, self.dirty = self.dirty, set()
-        if self._lost_if_empty(now):
-            return
-        by_prefix: Dict[Prefix, List[KRoute]] = {}
-        for route in self.table.values():
-            if route.prefix in dirty:
-                by_prefix.setdefault(route.prefix, []).append(route)
-        fresh = paths_of([r for routes in by_prefix.values() for r in routes], self.nexthops, self.links.names)
+        settled = self.deleted_at is None or now >= self._settled()
+        if self.source.stale:
+            if not (settled and self.source.all_back(self.prefixes) and now >= self.last_event + self.cfg.restart_quiet):
+                return  # the source is converging again after a restart: hold its partial states
+        if settled:
+            dirty, self.dirty = self.dirty, set()
+            self.deleted_at = None
+            if self._lost_if_empty(now):
+                return
+        else:  # deletions settle; what the table has a route for is applied at once
+            dirty = {p for p in self.dirty if p in self.prefixes}
+            self.dirty -= dirty
+        fresh = paths_of([r for p in dirty for r in self.prefixes.get(p, {}).values()], self.nexthops,
+                         self.links.names)
         for prefix in dirty:
             paths = fresh.get(prefix)
             if paths is not None:
                 self.source.update(prefix, paths)
             elif prefix in self.source.routes:
                 self.source.withdraw(prefix)
-            if prefix in by_prefix and paths is None:
+            if prefix in self.prefixes and paths is None:
                 log.warning("%s: route %s cannot be used (unknown device or nexthop object)",
                             self.cfg.where, format_prefix(prefix))
 

@@ -3,8 +3,10 @@
 which installs the OSPF routes in its own table as shared groups.  With and without
 ``fpm use-next-hop-groups``; repeated link flaps (FRR's own kernel group has been seen to stay
 stale there); zebra and ospfd stopped and restarted within the hold time."""
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -48,8 +50,9 @@ def ours(ns):
 class Lab:
     """FRR's OSPF lab with kernelsync on r1 as zebra's FPM server."""
 
-    def __init__(self, tmp_path, nexthop_groups=True):
+    def __init__(self, tmp_path, nexthop_groups=True, resync_after_link=1.0):
         self.tmp = tmp_path
+        self.resync_after_link = resync_after_link
         self.lab = OspfLab("frr", workdir=str(tmp_path / "lab"), fpm_nexthop_groups=nexthop_groups)
         self.sock = str(tmp_path / "ks.sock")
         self.ks = None
@@ -62,7 +65,8 @@ class Lab:
                 "[kernel]", "table = %d" % OUR_TABLE, "protocol = %d" % PROTO,
                 "nexthop_id_range = [%d, %d]" % ID_RANGE, "verify_delay = 0.3",
                 "[control]", 'socket = "%s"' % self.sock,
-                "[feed.fpm]", 'name = "ospf"', "hold_time = 30", "replay_quiet = 0.3", "resync_after_link = 1.0"]) + "\n")
+                "[feed.fpm]", 'name = "ospf"', "hold_time = 30", "replay_quiet = 0.3",
+                "resync_after_link = %s" % self.resync_after_link]) + "\n")
             self.ks = subprocess.Popen(["ip", "netns", "exec", self.lab.r1.name, sys.executable, "-m", "kernelsync",
                                         "--log-level", "debug", "--log-file", str(self.tmp / "ks.log"), "run", "-c",
                                         str(conf)])
@@ -94,6 +98,18 @@ class Lab:
     def writes(self):
         return query(self.sock, "show stats")["writes"]
 
+    def stats(self):
+        return query(self.sock, "show stats")
+
+    def holds(self, predicate, what, seconds):
+        """``predicate`` stays true for ``seconds`` (polled): a state that holds over time, not
+        at one sampled instant."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not predicate():
+                raise AssertionError("%s: stopped holding\n%s" % (what, self.state()))
+            time.sleep(0.1)
+
     def log(self):
         try:
             return (self.tmp / "ks.log").read_text()[-4000:]
@@ -122,8 +138,18 @@ class Lab:
         return True
 
 
+#: seconds kernelsync's groups must stay equal to zebra's selection after each flap (the issue's
+#: 10 s in a long run: KS_FRR_STABLE=10)
+STABLE = float(os.environ.get("KS_FRR_STABLE", "1.0"))
+FLAPS = [("link", "e12", [NH_R3]), ("link", "e13", [NH_R2]), ("peer_link", "e12", [NH_R3]),
+         ("peer_link", "e13", [NH_R2])] * 2 + [("link", "e12", [NH_R3]), ("peer_link", "e13", [NH_R2])]
+
+
 @pytest.mark.parametrize("nexthop_groups", [True, False], ids=["nexthop-groups", "multipath"])
 def test_frr_fpm_group_follows_repeated_link_flaps(frr, tmp_path, nexthop_groups):
+    """10 flaps (admin down and carrier loss, on both links): after each, kernelsync's groups are
+    zebra's selection and stay so (polled for STABLE seconds); zebra never writes to our objects
+    and kernelsync's writes are a few per flap, not a fight; no re-read of zebra's FIB needed."""
     with Lab(tmp_path, nexthop_groups) as lab:
         assert ours(lab.r1) >= OSPF_PREFIXES
         assert group(lab.r1, STUB_R2) == [NH_R2] and group(lab.r1, STUB_R3) == [NH_R3]
@@ -131,32 +157,46 @@ def test_frr_fpm_group_follows_repeated_link_flaps(frr, tmp_path, nexthop_groups
         assert feed["connections"] == 1 and feed["malformed"] == 0 and feed["stream"]["frames"] > 0
         if nexthop_groups:
             assert feed["zebra_nexthops"] >= 3  # zebra's objects arrived over FPM, ours are our own
-        # admin down, carrier loss, on both links, twice: after every flap, kernelsync's groups are
-        # zebra's selection, and the LAN has the members the topology allows
-        flaps = [("link", "e12", [NH_R3]), ("link", "e13", [NH_R2]), ("peer_link", "e12", [NH_R3]),
-                 ("peer_link", "e13", [NH_R2])] * 2
-        for how, name, left in flaps:
-            getattr(lab.lab, how)(name, "down")
-            lab.wait(lambda: group(lab.r1) == left and lab.matches_zebra(), "%s %s down: group %s" % (how, name, left))
-            getattr(lab.lab, how)(name, "up")
-            lab.wait(lambda: group(lab.r1) == BOTH and lab.matches_zebra(), "%s %s up: both members" % (how, name))
-        # the last flap's re-read (resync_after_link, 1 s after it) over: zebra back and replayed
-        lab.wait(lambda: (lambda f: f and f["connected"] and not f["replaying"] and not f["resync_pending"]
-                          and f["stale"] == 0)(lab.feed()), "the re-read after the last flap over")
+        before = lab.stats()
+        for how, name, left in FLAPS:
+            for state, want in (("down", left), ("up", BOTH)):
+                getattr(lab.lab, how)(name, state)
+                what = "%s %s %s: group %s = zebra's selection" % (how, name, state, want)
+                lab.wait(lambda: group(lab.r1) == want and lab.matches_zebra(), what)
+                lab.holds(lambda: group(lab.r1) == want and lab.matches_zebra(), what, STABLE)
+        after = lab.stats()
         feed = lab.feed()
         # every connection after the first is a re-read after link events (resync_after_link)
+        lab.wait(lambda: not lab.feed()["resync_pending"], "the re-read after the last flap over")
+        feed = lab.feed()
         assert feed["stale"] == 0 and feed["malformed"] == 0 and feed["disconnects"] == feed["resyncs"] >= 1, feed
-        assert feed["connections"] == feed["replays"] == 1 + feed["resyncs"], feed
+        assert feed["connections"] == feed["replays"] == 1 + feed["resyncs"] and feed["stops"] == 0, feed
+        assert lab.matches_zebra(), lab.state()
+        # no fight: nobody else wrote to our objects, and our writes are O(flaps)
+        assert after["outside_writes"] == before["outside_writes"] == 0 and after["fights"] == 0, after
+        writes = sum(after["writes"].values()) - sum(before["writes"].values())
+        assert writes <= 12 * len(FLAPS), (writes, before["writes"], after["writes"])
+        print("%d flaps: %d kernel writes (%s)" % (len(FLAPS), writes, after["writes"]))
 
 
-def test_frr_zebra_restart_keeps_routes_and_writes_nothing(frr, tmp_path):
-    """FRR stops (ospfd, then zebra: zebra deletes ospfd's routes over FPM and closes the
-    connection within the settle time): the routes stay, stale; zebra's replay after the
-    restart brings the same state back and not one kernel write happens."""
+@pytest.mark.parametrize("usual_order", [True, False], ids=["ospfd-then-zebra", "at-once"])
+def test_frr_stop_and_start_keeps_routes_and_writes_nothing(frr, tmp_path, usual_order):
+    """FRR stops the usual way: ospfd first (zebra withdraws every OSPF route over FPM), zebra
+    seconds later (it closes the connection); or both at once.  Either way the routes stay,
+    stale; zebra's replay after the restart brings the same state back and not one kernel write
+    happens."""
     with Lab(tmp_path) as lab:
         lab.wait(lambda: lab.matches_zebra() and ours(lab.r1) >= OSPF_PREFIXES, "all OSPF prefixes installed")
         installed = ours(lab.r1)
         writes = lab.writes()
+        if usual_order:
+            lab.lab.stop_daemon("r1", ["ospfd"])
+            lab.wait(lambda: lab.feed()["stops"] == 1, "zebra's withdrawal of every OSPF route taken for a stop")
+            assert lab.feed()["stale"] == len(installed) and lab.feed()["connected"]
+            assert ours(lab.r1) == installed and lab.writes() == writes
+            stopped = time.monotonic()
+            lab.wait(lambda: time.monotonic() > stopped + 2.0 and lab.feed()["stale"] == len(installed),
+                     "ospfd stopped for 2 s, routes still stale")  # as a service manager spaces them
         lab.lab.stop_daemon("r1")
         lab.wait(lambda: lab.feed()["connected"] is None, "FPM connection closed", timeout=10)
         assert lab.feed()["stale"] == len(installed)
@@ -165,4 +205,4 @@ def test_frr_zebra_restart_keeps_routes_and_writes_nothing(frr, tmp_path):
         lab.wait(lambda: lab.feed()["replays"] == 2 and lab.feed()["stale"] == 0, "zebra reconnected and replayed",
                  timeout=30)
         assert ours(lab.r1) == installed and group(lab.r1) == BOTH
-        assert lab.writes() == writes, "a zebra restart that ends where it began wrote to the kernel"
+        assert lab.writes() == writes, "an FRR restart that ends where it began wrote to the kernel"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from kernelsync.core.links import NO_CHANGE, LinkTable
+from kernelsync.core.links import NO_CHANGE, LinkChange, LinkTable
 from kernelsync.core.model import AF_INET, Link, parse_prefix
 from kernelsync.core.rib import Rib
 from kernelsync.feeds.base import KernelChange
@@ -189,7 +189,7 @@ class Harness:
         self.rib = Rib()
         self.rib.add_source("static", 1)
         self.rib.set_ready("static")
-        self.cfg = FpmFeedConfig(port=free_port(), hold_time=30.0, replay_quiet=1.0, **cfg)
+        self.cfg = FpmFeedConfig(port=free_port(), **{"hold_time": 30.0, "replay_quiet": 1.0, **cfg})
         self.links = LinkTable({i: Link(index=i, name=n, up=True, carrier=True) for i, n in IFNAMES.items()})
         self.feed = FpmFeed(self.rib, self.cfg, self.links)
         self.sel = selectors.DefaultSelector()
@@ -315,21 +315,107 @@ def test_deletions_settle_and_a_stopping_zebra_leaves_its_routes_stale(harness):
     assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 1 and h.rib.take_dirty() == {}
 
 
-def test_zebra_is_followed_while_connected_even_to_no_route_at_all(harness):
-    """ospfd stopping, or a flap during which zebra holds no OSPF route for a moment: zebra's
-    deletions are real (FRR's own graceful restart is what keeps routes over a daemon restart)."""
+def test_zebra_is_followed_after_a_link_event_even_to_no_route_at_all(harness):
+    """A flap during which zebra holds no OSPF route for a moment (the topology took the last
+    path): zebra's deletions are real, and what comes back is applied at once, not held."""
     h = harness(users=[])
     sock = h.connect()
     both = [(R2, 2), (R3, 3)]
     h.send(sock, frame(route("192.0.2.0/24", both), route("10.0.12.0/24", [(None, 2)], proto=CONNECTED)))
     h.tick(1.1)
     h.rib.take_dirty()
+    e12_down = LinkChange(before={"e12": Link(index=2, name="e12", up=True, carrier=True)}, changed=frozenset({"e12"}),
+                          names_changed=False)
+    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now - 20.0)  # link notifications that change nothing
+    h.feed.on_kernel_change(KernelChange(links=e12_down), h.now)
+    h.tick(1.0)
     h.send(sock, frame(route("192.0.2.0/24", both, delete=True)))
     h.tick(0.3)
     assert h.rib_paths(LAN) is None and h.feed.show()["stale"] == 0 and list(h.rib.take_dirty()) == [LAN]
     h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))  # back: applied at once, not held
     h.tick()
     assert gws(h.rib_paths(LAN)) == [R3]
+    sock.close()
+
+
+def test_additions_and_replaces_are_applied_at_once_while_deletions_settle(harness):
+    """A remote failure: zebra replaces the LAN's ECMP route by one path (DEL + NEW in one
+    frame) and deletes what was behind r2, in one burst.  The replace does not wait."""
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("198.51.100.0/24", [(R2, 2)]),
+                       route("10.255.0.2/32", [(R2, 2)])))
+    h.tick(1.1)
+    h.rib.take_dirty()
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)], delete=True)))
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)], delete=True), route("192.0.2.0/24", [(R3, 3)])))
+    assert h.feed.deadline() == 0.0
+    h.tick()
+    assert gws(h.rib_paths(LAN)) == [R3] and list(h.rib.take_dirty()) == [LAN]  # at once
+    h.tick(0.1)
+    h.send(sock, frame(route("10.255.0.2/32", [(R2, 2)], delete=True)))  # the burst goes on
+    h.tick(0.15)
+    assert h.rib_paths(parse_prefix("198.51.100.0/24")) is not None  # 0.2 s after the burst's last deletion
+    assert h.feed.deadline() == pytest.approx(h.now + 0.05)
+    h.tick(0.06)
+    assert set(h.rib.take_dirty()) == {parse_prefix("198.51.100.0/24"), parse_prefix("10.255.0.2/32")}
+    assert h.feed.show()["stale"] == 0 and h.feed.show()["stops"] == 0
+    sock.close()
+
+
+def test_zebra_withdrawing_every_ospf_route_is_ospfd_stopping_kept_stale_and_its_return_writes_nothing(harness):
+    """FRR stops in its usual order: ospfd first, zebra withdraws every OSPF route, and closes
+    the connection about 2 s later; FRR starts again.  Nothing reaches the RIB."""
+    h = harness(users=[])
+    sock = h.connect()
+    both = [(R2, 2), (R3, 3)]
+    ospf = [route("192.0.2.0/24", both), route("198.51.100.0/24", [(R2, 2)])]
+    h.send(sock, frame(*ospf, route("10.0.12.0/24", [(None, 2)], proto=CONNECTED)))
+    h.tick(1.1)
+    h.rib.take_dirty()
+    h.tick(20.0)  # long after any link change
+    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # a link notification that changes nothing
+    h.send(sock, frame(route("192.0.2.0/24", both, delete=True)))
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)], delete=True)))
+    h.tick(0.25)
+    stopped = h.now
+    assert h.rib.take_dirty() == {} and gws(h.rib_paths(LAN)) == [R2, R3]
+    assert h.feed.show()["stale"] == 2 and h.feed.show()["stops"] == 1
+    h.tick(1.8)
+    sock.close()  # zebra stops
+    h.pump(lambda: h.feed.conn is None)
+    h.tick(0.5)
+    assert h.feed.source.stale_until == pytest.approx(stopped + 30.0)  # the stop's stale period goes on
+    sock = h.connect()  # FRR back: zebra's replay has its connected routes, OSPF converges after
+    h.send(sock, frame(route("10.0.12.0/24", [(None, 2)], proto=CONNECTED)))
+    h.tick(1.1)
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))  # one leg first: held
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {} and gws(h.rib_paths(LAN)) == [R2, R3]
+    h.send(sock, frame(*ospf))
+    h.tick(1.1)
+    assert h.rib.take_dirty() == {} and h.feed.show()["stale"] == 0
+    sock.close()
+
+
+def test_a_few_withdrawals_while_others_remain_apply_and_so_do_stops_with_hold_time_0(harness):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)]), route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(21.1)
+    h.rib.take_dirty()
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)], delete=True)))
+    h.tick(0.25)
+    assert list(h.rib.take_dirty()) == [parse_prefix("198.51.100.0/24")] and h.feed.show()["stale"] == 0
+    sock.close()
+    h2 = harness(users=[], hold_time=0)
+    sock = h2.connect()
+    h2.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h2.tick(21.1)
+    h2.rib.take_dirty()
+    h2.send(sock, frame(route("192.0.2.0/24", [(R2, 2)], delete=True)))
+    h2.tick(0.25)
+    assert list(h2.rib.take_dirty()) == [LAN] and h2.feed.show()["stale"] == 0
     sock.close()
 
 
@@ -435,12 +521,13 @@ def test_resync_after_link_events_rereads_zebra_and_writes_nothing_unchanged(har
     assert h.feed.deadline() == pytest.approx(h.now + 2.0) and h.feed.show()["resync_pending"]
     h.tick(2.0)
     assert sock.recv(10) == b"" and h.feed.show()["resyncs"] == 1  # closed: zebra will replay
-    assert not h.feed.show()["resync_pending"]
+    assert h.feed.show()["resync_pending"]  # until the replay is in
     assert gws(h.rib_paths(LAN)) == [R2] and h.feed.show()["stale"] == 1
+    h.tick(3.0)
     sock = h.connect()
     h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
     h.tick(1.1)
-    assert h.rib.take_dirty() == {} and h.feed.show()["stale"] == 0
+    assert h.rib.take_dirty() == {} and h.feed.show()["stale"] == 0 and not h.feed.show()["resync_pending"]
     h.tick(10.0)
     assert h.feed.show()["resyncs"] == 1  # no link event since: no more
     sock.close()
@@ -474,6 +561,39 @@ def test_resync_after_link_waits_for_the_streams_last_change_after_the_event(har
     h.send(sock, frame(route("203.0.113.0/24", [(R2, 2)])))  # long after the event: not a reason
     h.tick(0.1)
     assert not h.feed.show()["resync_pending"] and h.feed.show()["resyncs"] == 1
+    sock.close()
+
+
+def test_a_link_event_while_zebra_replays_still_gets_its_reread_and_the_reread_is_the_truth(harness):
+    """The link comes back while zebra is away (or replaying): its re-read is not dropped, and
+    waits until zebra has been quiet that long; the re-read's replay is applied whole at once
+    (a prefix gone meanwhile does not hold the rest back as stale)."""
+    h = harness(users=[], resync_after_link=1.0)
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # e12 down
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)], delete=True)))
+    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))
+    h.tick(1.0)
+    h.tick(0.1)
+    assert h.feed.show()["resyncs"] == 1 and sock.recv(10) == b""
+    h.rib.take_dirty()
+    sock = h.connect()  # zebra back, replaying, when the link comes up
+    h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))
+    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # e12 up, during the replay
+    h.tick(0.5)
+    h.tick(0.6)  # the replay is over: applied whole, 198.51.100.0/24 swept, nothing held
+    assert gws(h.rib_paths(LAN)) == [R3] and h.rib_paths(parse_prefix("198.51.100.0/24")) is None
+    assert h.feed.show()["stale"] == 0 and h.feed.show()["resync_pending"]  # this replay began before the quiet
+    h.tick(1.0)  # OSPF converged, but the stream missed the LAN's second leg: the re-read brings it
+    assert h.feed.show()["resyncs"] == 2 and sock.recv(10) == b""
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("198.51.100.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    assert gws(h.rib_paths(LAN)) == [R2, R3] and not h.feed.show()["resync_pending"]
+    h.tick(20.0)
+    assert h.feed.show()["resyncs"] == 2
     sock.close()
 
 
