@@ -479,8 +479,7 @@ class FpmFeed(BaseFeed):
         self.quiet_from = 0.0  # the re-read waits for zebra to be quiet since then (last link event or change)
         self.replay_started = 0.0  # when the current connection came
         self.rereading = False  # the current connection is our re-read: its replay is the truth, nothing held
-        self.link_event_at = -RESYNC_FOLLOW  # the last link event
-        self.link_change_at = -STOP_AFTER_LINK  # the last link event that changed a link's usability
+        self.link_change_at = float("-inf")  # the last link event that changed a link's usability
         self.unusable: Set[Prefix] = set()  # prefixes whose route could not be expressed (logged once)
         self.counters = {"connections": 0, "refused": 0, "disconnects": 0, "malformed": 0, "replays": 0,
                          "resyncs": 0, "stops": 0}
@@ -610,7 +609,7 @@ class FpmFeed(BaseFeed):
                         self.deleted_last = now
                         if not had_deleted:
                             self.deleted_at = now
-                    if (now - self.link_event_at <= RESYNC_FOLLOW and not self.replaying
+                    if (now - self.link_change_at <= RESYNC_FOLLOW and not self.replaying
                             and self.cfg.resync_after_link > 0 and _changes(stream) != changes):
                         # routing is still converging after the link event (OSPF's updates come
                         # seconds later, and the one zebra misses may be among them): a re-read
@@ -631,12 +630,11 @@ class FpmFeed(BaseFeed):
     def on_kernel_change(self, change: KernelChange, now: float) -> None:
         if not change.link_event:
             return
-        self.link_event_at = now
-        if change.lost or change.links.changed:
+        if change.lost or change.links.changed:  # not notifications that changed no link's usability
             self.link_change_at = now
-        if self.cfg.resync_after_link > 0:
-            self.reread_owed = True
-            self.quiet_from = now
+            if self.cfg.resync_after_link > 0:
+                self.reread_owed = True
+                self.quiet_from = now
         if change.links is not None and change.links.names_changed and self.stream is not None:
             self.stream.mark_all_dirty()  # a device came, went or was renamed: look at every route again
 

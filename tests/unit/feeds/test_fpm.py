@@ -20,6 +20,9 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_NEWNEXTHOP, RTM_DELNEXTHOP = 24, 25, 104, 105
 OSPF, CONNECTED, ZSTATIC = 188, 2, 196
 IFNAMES = {2: "e12", 3: "e13", 4: "tap1"}
 LAN = parse_prefix("192.0.2.0/24")
+#: a link notification that changed e12's usability (a flap)
+E12_CHANGED = LinkChange(before={"e12": Link(index=2, name="e12", up=True, carrier=True)}, changed=frozenset({"e12"}),
+                         names_changed=False)
 R2, R3 = "10.0.12.2", "10.0.13.2"
 
 
@@ -324,10 +327,8 @@ def test_zebra_is_followed_after_a_link_event_even_to_no_route_at_all(harness):
     h.send(sock, frame(route("192.0.2.0/24", both), route("10.0.12.0/24", [(None, 2)], proto=CONNECTED)))
     h.tick(1.1)
     h.rib.take_dirty()
-    e12_down = LinkChange(before={"e12": Link(index=2, name="e12", up=True, carrier=True)}, changed=frozenset({"e12"}),
-                          names_changed=False)
     h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now - 20.0)  # link notifications that change nothing
-    h.feed.on_kernel_change(KernelChange(links=e12_down), h.now)
+    h.feed.on_kernel_change(KernelChange(links=E12_CHANGED), h.now)
     h.tick(1.0)
     h.send(sock, frame(route("192.0.2.0/24", both, delete=True)))
     h.tick(0.3)
@@ -515,9 +516,11 @@ def test_resync_after_link_events_rereads_zebra_and_writes_nothing_unchanged(har
     h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
     h.tick(1.1)
     h.rib.take_dirty()
-    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # a link event (nothing left changed)
+    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # a link notification that changed nothing
+    assert not h.feed.show()["resync_pending"]
+    h.feed.on_kernel_change(KernelChange(links=E12_CHANGED), h.now)  # a link event
     h.tick(1.0)
-    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # a second flap: counted from the last
+    h.feed.on_kernel_change(KernelChange(links=E12_CHANGED), h.now)  # a second flap: counted from the last
     assert h.feed.deadline() == pytest.approx(h.now + 2.0) and h.feed.show()["resync_pending"]
     h.tick(2.0)
     assert sock.recv(10) == b"" and h.feed.show()["resyncs"] == 1  # closed: zebra will replay
@@ -543,7 +546,7 @@ def test_resync_after_link_waits_for_the_streams_last_change_after_the_event(har
     sock = h.connect()
     h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
     h.tick(1.1)
-    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)
+    h.feed.on_kernel_change(KernelChange(links=E12_CHANGED), h.now)
     event = h.now
     h.tick(0.5)
     h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)])))  # OSPF still converging
@@ -572,7 +575,7 @@ def test_a_link_event_while_zebra_replays_still_gets_its_reread_and_the_reread_i
     sock = h.connect()
     h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("198.51.100.0/24", [(R2, 2)])))
     h.tick(1.1)
-    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # e12 down
+    h.feed.on_kernel_change(KernelChange(links=E12_CHANGED), h.now)  # e12 down
     h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)], delete=True)))
     h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))
     h.tick(1.0)
@@ -581,7 +584,7 @@ def test_a_link_event_while_zebra_replays_still_gets_its_reread_and_the_reread_i
     h.rib.take_dirty()
     sock = h.connect()  # zebra back, replaying, when the link comes up
     h.send(sock, frame(route("192.0.2.0/24", [(R3, 3)])))
-    h.feed.on_kernel_change(KernelChange(links=NO_CHANGE), h.now)  # e12 up, during the replay
+    h.feed.on_kernel_change(KernelChange(links=E12_CHANGED), h.now)  # e12 up, during the replay
     h.tick(0.5)
     h.tick(0.6)  # the replay is over: applied whole, 198.51.100.0/24 swept, nothing held
     assert gws(h.rib_paths(LAN)) == [R3] and h.rib_paths(parse_prefix("198.51.100.0/24")) is None
