@@ -653,7 +653,7 @@ class FpmFeed(BaseFeed):
             times.append(self.last_frame + self.cfg.replay_quiet)
         elif stream is not None and (stream.dirty or self.full):
             settled = self._settled(stream)
-            if self.source.stale:
+            if self.source.stale and not self.rereading:
                 if self.source.all_back(stream.routes):  # recovering: held until zebra is quiet
                     times.append(max(self.last_frame + self.cfg.replay_quiet, settled or 0.0))
                 if not self.full and any(p not in stream.deleted and p not in self.source.stale for p in stream.dirty):
