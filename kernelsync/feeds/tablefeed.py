@@ -17,7 +17,8 @@ of its protocol in its table when it starts).
   deletions, and does not wait for them).
 * **Daemon restarts**: a prefix the table no longer has a route for is withdrawn ``settle``
   seconds after the burst of deletions ends (one batch for a burst; see
-  :func:`kernelsync.feeds.base.settle_due`).  If by then the table holds nothing of the source (the daemon stopped: BIRD removes its routes
+  :func:`kernelsync.feeds.base.settle_due`).  If by then the table holds nothing of the source
+  (the daemon stopped: BIRD removes its routes
   on SIGTERM, and deletes them again when it starts), the last state is kept as stale for
   ``hold_time`` seconds (:class:`kernelsync.feeds.routesource.RouteSource`): the FIB does not flap,
   and routes that come back unchanged cost no write.  The table losing its last route of the
@@ -180,7 +181,7 @@ class TableFeed(BaseFeed):
         elif self.dirty:
             if self.source.stale:  # held while stale: until every prefix is back and the table is quiet
                 if self.source.all_back(self.prefixes):
-                    due = earliest(self.last_event + self.cfg.restart_quiet, self._settled())
+                    due = max(self.last_event + self.cfg.restart_quiet, self._settled() or 0.0)
             elif any(p in self.prefixes for p in self.dirty):
                 due = 0.0  # additions and replaces: at once
             else:

@@ -104,6 +104,8 @@ def test_every_route_gone_is_a_stopping_daemon_kept_stale_and_its_return_writes_
            (False, route("10.255.0.2/32", R2)))
     feed.commit(15.0)
     assert feed.deadline() == pytest.approx(16.0)  # restart_quiet
-    feed.commit(16.0)
+    events(feed, 15.05, (True, route("192.0.2.0/24", R2, R3)), (False, route("192.0.2.0/24", R2, R3)))
+    assert feed.deadline() == pytest.approx(16.05)  # quiet, and the deletion settled: both
+    feed.commit(16.05)
     assert {p: gws(rib, p) for p in (LAN, STUB, LOOP)} == before and rib.take_dirty() == {}
     assert feed.source.show()["stale"] == 0
