@@ -34,7 +34,13 @@ does not flap, and their return costs no write.  Not within STOP_AFTER_LINK seco
 event that changed a link (the topology took the last path: those deletions are real), nor with
 ``hold_time = 0``.  A withdrawal of some prefixes while others of the protocol remain applies.
 
-**Losing zebra** (connection closed, reset, or a malformed frame, which closes the connection
+**A frame that cannot be decoded** (its netlink content: see below) is skipped whole, logged
+with its bytes and counted (``skipped``); the connection stays, because zebra would send the same
+frame again on every reconnect (FRR 8.4 sends nexthop objects of family AF_UNSPEC with a gateway:
+refusing those closed the connection every 3 s, for good).  Only a broken FPM header (version,
+type, length: the frames can no longer be told apart) closes the connection.
+
+**Losing zebra** (connection closed, reset, or a broken FPM header, which closes the connection
 with an error naming the frame): the routes stay installed, stale, for ``hold_time`` seconds
 from the loss (a loss during a stale period does not extend it); zebra reconnects within 3 s of
 a restart.  While routes are stale, the new connection's state (zebra's FIB filling again as
@@ -71,7 +77,9 @@ connections are counted (``refused``) and logged at most once per REFUSED_LOG_IN
 RTA_PREFSRC, RTA_SRC, NHA_GATEWAY, the gateways of RTA_MULTIPATH legs, RTA_VIA), a prefix
 length beyond 32/128, bits set beyond the prefix length (refused: zebra never sends them, and
 the kernel refuses an IPv4 one), a multipath leg running past its attribute or an attribute
-past its leg is a malformed frame, with the error naming the field.
+past its leg makes the frame one that cannot be decoded (skipped), with the error naming the
+field.  An AF_UNSPEC nexthop object with a 4- or 16-byte NHA_GATEWAY takes the family its
+length gives (what zebra means).
 """
 from __future__ import annotations
 
@@ -215,12 +223,16 @@ class FpmStream:
         self.deleted: Dict[Prefix, int] = {}  # prefix -> protocol, of those deleted and not back (all dirty)
         self.per_protocol: Dict[int, int] = {}  # protocol -> how many of self.routes have it
         self.counters = {"frames": 0, "routes_added": 0, "routes_deleted": 0, "nexthops_added": 0,
-                         "nexthops_deleted": 0, "ignored": 0}
+                         "nexthops_deleted": 0, "ignored": 0, "skipped": 0}
+        self.last_error = ""  # why the last frame skipped was skipped
 
     # decoding ------------------------------------------------------------------------------
     def feed(self, data: bytes) -> int:
-        """Append ``data`` and apply every complete frame; returns how many.  FpmError on a
-        malformed frame (the stream cannot be trusted after it: close the connection)."""
+        """Append ``data`` and apply every complete frame; returns how many.  A frame whose
+        netlink content cannot be decoded is skipped whole (counter ``skipped``, ``last_error``,
+        logged with its bytes; a replace in it is not half applied).  FpmError on a broken FPM
+        header (version, type, length): the frames cannot be told apart after it, close the
+        connection."""
         buf = self.buffer
         buf += data
         offset = done = 0
@@ -237,7 +249,13 @@ class FpmStream:
                 frame = bytes(buf[offset + 4:offset + length])
                 offset += length
                 self.counters["frames"] += 1
-                self._apply_frame(frame)
+                try:
+                    self._apply_frame(frame)
+                except FpmError as exc:  # the frame's content: the stream's framing is intact
+                    self.counters["skipped"] += 1
+                    self.last_error = str(exc)
+                    log.error("FPM frame %d skipped whole (the connection stays: zebra would send it again on "
+                              "every reconnect): %s", self.counters["frames"], exc)
                 done += 1
         finally:
             del buf[:offset]
@@ -600,11 +618,14 @@ class FpmFeed(BaseFeed):
                 self._drop(now, "zebra closed it")
                 return
             try:
+                skipped = stream.counters["skipped"]
                 had_deleted = bool(stream.deleted)
                 deletions = stream.counters["routes_deleted"]
                 changes = _changes(stream)
                 if stream.feed(data):
                     self.last_frame = now
+                    if stream.counters["skipped"] != skipped:
+                        self.last_error = stream.last_error
                     if stream.deleted and stream.counters["routes_deleted"] != deletions:
                         self.deleted_last = now
                         if not had_deleted:

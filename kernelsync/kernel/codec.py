@@ -203,7 +203,9 @@ def parse_nexthop(data, offset: int, end: int, strict: bool = False) -> Optional
     """One RTM_NEWNEXTHOP/DELNEXTHOP body -> :class:`KNexthop` (None without NHA_ID).
     ``struct.error`` if an attribute is shorter than its type needs.  ``strict``: also
     :class:`DecodeError` unless nhm_family is AF_UNSPEC, AF_INET or AF_INET6, NHA_GATEWAY holds
-    an address of that family, NHA_GROUP whole ``struct nexthop_grp`` s of ids other than 0."""
+    an address of that family (with AF_UNSPEC: of 4 or 16 bytes, whose length gives the family:
+    FRR 8.4's zebra sends such objects over FPM), NHA_GROUP whole ``struct nexthop_grp`` s of
+    ids other than 0."""
     family, _scope, protocol, _resvd, _flags = NHMSG.unpack_from(data, offset)
     if strict:
         _check_nexthop(data, offset, end, family)
@@ -239,18 +241,23 @@ def parse_nexthop(data, offset: int, end: int, strict: bool = False) -> Optional
                    vals.get(NHA_RES_GROUP_UNBALANCED_TIMER, 0))
     if not nh_id:
         return None
+    if not family and gateway is not None and not group:
+        family = _FAMILY_OF_LENGTH.get(len(gateway), 0)
     return KNexthop(id=nh_id, family=0 if group else family, protocol=protocol, oif=oif,
                     gateway=gateway, group=group, grp_type=grp_type,
                     res=res if grp_type == GRP_RES else None, blackhole=blackhole, fdb=fdb)
+
+
+_FAMILY_OF_LENGTH = {length: family for family, length in ADDRESS_BYTES.items()}
 
 
 def _check_nexthop(data, offset: int, end: int, family: int) -> None:
     if family not in ADDRESS_BYTES and family != 0:
         raise DecodeError("nhm_family %d is not AF_INET, AF_INET6 or AF_UNSPEC" % family)
     for nla_type, start, stop in _strict_nlas(data, offset + NHMSG.size, end, "nexthop"):
-        if nla_type == NHA_GATEWAY and ADDRESS_BYTES.get(family) != stop - start:
+        if nla_type == NHA_GATEWAY and ADDRESS_BYTES.get(family or _FAMILY_OF_LENGTH.get(stop - start)) != stop - start:
             raise DecodeError("NHA_GATEWAY of %d bytes in a nexthop of family %d (want %s)"
-                              % (stop - start, family, ADDRESS_BYTES.get(family, "AF_INET or AF_INET6")))
+                              % (stop - start, family, ADDRESS_BYTES.get(family, "4 or 16")))
         if nla_type == NHA_GROUP:
             if (stop - start) % NEXTHOP_GRP.size or stop == start:
                 raise DecodeError("NHA_GROUP of %d bytes, not a list of 8-byte struct nexthop_grp" % (stop - start))

@@ -3,6 +3,7 @@
 TCP connection on the loopback (no kernel, no root).  Frames captured from FRR's zebra:
 tests/golden; FRR itself: tests/netns/test_frr.py."""
 import os
+import re
 import selectors
 import socket
 import struct
@@ -168,12 +169,29 @@ RTMSG = struct.pack("=BBBBBBBBI", 2, 24, 0, 0, 254, OSPF, 0, 1, 0)
 ], ids=["version", "type", "length", "message-length", "trailing", "rtmsg", "nla-length", "u32", "address",
         "no-id"])
 def test_malformed_frames_are_refused_whole(bad, why):
+    """A broken FPM header raises (the connection closes: frames can no longer be told apart);
+    a frame whose content cannot be decoded is skipped whole, and the next frame is taken."""
     s = FpmStream(254, (OSPF,))
     s.feed(frame(route("198.51.100.0/24", [(R3, 3)])))
     before = dict(s.routes)
-    with pytest.raises(FpmError, match=why):
-        s.feed(bad)
+    if why.startswith(("header", "type", "length 3")):
+        with pytest.raises(FpmError, match=why):
+            s.feed(bad)
+    else:
+        assert_skipped(s, bad, why)
+        s.feed(frame(route("192.0.2.0/24", [(R2, 2)])))
+        assert set(s.routes) == set(before) | {LAN}
+        return
     assert s.routes == before
+
+
+def assert_skipped(s, data, why):
+    """``data`` (one frame) is skipped whole by the stream ``s``: counted, the error matching
+    ``why``, nothing of it taken."""
+    before = (dict(s.routes), dict(s.nexthops), s.counters["skipped"])
+    assert s.feed(data) == 1
+    assert s.counters["skipped"] == before[2] + 1 and re.search(why, s.last_error), s.last_error
+    assert (s.routes, s.nexthops) == before[:2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,6 +453,21 @@ def test_malformed_frame_closes_the_connection_and_the_routes_stay_until_the_hol
     assert gws(h.rib_paths(LAN)) == [R2]
     h.tick(1.1)  # the hold time is over: swept
     assert h.rib_paths(LAN) is None and h.feed.show()["swept"] == 1
+
+
+def test_a_frame_that_cannot_be_decoded_is_skipped_and_the_connection_stays(harness, caplog):
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2)])))
+    h.tick(1.1)
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)]), _msg(RTM_NEWROUTE, RTMSG + _nla(1, b"\xc0\0\2")))
+           + frame(route("203.0.113.0/24", [(R3, 3)])))
+    h.tick()
+    assert h.feed.conn is not None and h.feed.show()["stream"]["skipped"] == 1
+    assert "payload of 3 bytes" in h.feed.show()["last_error"] and "skipped whole" in caplog.text
+    assert h.rib_paths(parse_prefix("198.51.100.0/24")) is None  # the frame's good route too: whole
+    assert gws(h.rib_paths(parse_prefix("203.0.113.0/24"))) == [R3]
+    sock.close()
 
 
 def test_losses_during_a_stale_period_do_not_extend_it(harness):
@@ -716,10 +749,9 @@ def test_semantically_broken_route_is_a_malformed_frame_naming_the_field(what, w
     stay); the state is unchanged."""
     s = FpmStream(254, (OSPF,))
     s.feed(frame(route("198.51.100.0/24", [(R3, 3)])))
-    before = (dict(s.routes), dict(s.nexthops), dict(s.counters))
-    with pytest.raises(FpmError, match="route message at byte 0: " + why):
-        s.feed(mutated(what))
-    assert (s.routes, s.nexthops) == before[:2] and s.counters["routes_added"] == before[2]["routes_added"]
+    routes_added = s.counters["routes_added"]
+    assert_skipped(s, mutated(what), "route message at byte 0: " + why)
+    assert s.counters["routes_added"] == routes_added
 
 
 @pytest.mark.parametrize("message, why", [
@@ -736,9 +768,27 @@ def test_broken_nexthop_object_is_a_malformed_frame(message, why):
             5, struct.pack("=I", 2)) + _nla(6, socket.inet_pton(socket.AF_INET6, "2001:db8::1"))
         message, why = _msg(RTM_NEWNEXTHOP, body), "NHA_GATEWAY of 16 bytes in a nexthop of family 2 \\(want 4\\)"
     s = FpmStream(254, (OSPF,))
-    with pytest.raises(FpmError, match=why):
-        s.feed(frame(message))
+    assert_skipped(s, frame(message), why)
     assert s.nexthops == {}
+
+
+def test_zebra_nexthop_of_family_unspec_with_a_gateway_takes_the_gateways_family():
+    """FRR 8.4's zebra sends some nexthop objects with nhm_family AF_UNSPEC and an NHA_GATEWAY
+    (seen in its replay once it had learned kernel nexthop objects); the gateway's length says
+    its family.  Refusing them closed the connection on every replay, for good."""
+    s = FpmStream(254, (OSPF,))
+    body = struct.pack("=BBBBI", 0, 0, 11, 0, 0) + _nla(1, struct.pack("=I", 57)) + _nla(
+        5, struct.pack("=I", 2)) + _nla(6, socket.inet_aton(R2))
+    s.feed(frame(_msg(RTM_NEWNEXTHOP, body), route("192.0.2.0/24", nh_id=57)))
+    assert s.counters["skipped"] == 0 and s.nexthops[57].family == AF_INET
+    assert gws(s.paths(LAN, IFNAMES)) == [R2]
+    body6 = struct.pack("=BBBBI", 0, 0, 11, 0, 0) + _nla(1, struct.pack("=I", 58)) + _nla(
+        5, struct.pack("=I", 2)) + _nla(6, socket.inet_pton(socket.AF_INET6, "fe80::1"))
+    s.feed(frame(_msg(RTM_NEWNEXTHOP, body6)))
+    assert s.nexthops[58].family == socket.AF_INET6
+    body5 = struct.pack("=BBBBI", 0, 0, 11, 0, 0) + _nla(1, struct.pack("=I", 59)) + _nla(
+        5, struct.pack("=I", 2)) + _nla(6, b"\x0a\0\x0c\x02\x01")
+    assert_skipped(s, frame(_msg(RTM_NEWNEXTHOP, body5)), "payload of 5 bytes")
 
 
 def test_mpls_and_ipv6_routes_still_decode():
