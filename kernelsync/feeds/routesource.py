@@ -19,9 +19,11 @@ come back when the hold time ends is swept.
 """
 from __future__ import annotations
 
-from typing import Container, Dict, Iterable, Mapping, Optional, Tuple
+import datetime
+from typing import Container, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..core.model import GRP_MPATH, KNexthop, KRoute, NexthopSpec, Path, Prefix, ResilientSpec
+from ..core.model import (GRP_MPATH, KNexthop, KRoute, NexthopSpec, Path, Prefix, ResilientSpec, format_address,
+                          format_prefix, prefix_within)
 from ..core.rib import Rib
 
 
@@ -144,9 +146,45 @@ class RouteSource:
             return self.sweep()
         return 0
 
-    def show(self) -> dict:
-        return {"routes": len(self.routes), "stale": len(self.stale), "stale_until": self.stale_until,
-                **self.counters}
+    def show(self, now: Optional[float] = None, wall: Optional[float] = None) -> dict:
+        """Counts and counters.  ``stale_until`` is on the caller's monotonic clock; given
+        ``now`` (that clock) and ``wall`` (``time.time()`` at the same instant), also the
+        seconds left of the stale period (``stale_for``) and its end as UTC ISO 8601 time
+        (``stale_until_utc``, ``2026-12-01T17:40:03Z``); both None when nothing is stale."""
+        out = {"routes": len(self.routes), "stale": len(self.stale), "stale_until": self.stale_until,
+               **self.counters}
+        if now is not None:
+            left = None if self.stale_until is None else max(0.0, self.stale_until - now)
+            out["stale_for"] = None if left is None else round(left, 1)
+            out["stale_until_utc"] = None if left is None or wall is None else utc_text(wall + left)
+        return out
+
+    def show_routes(self, within: Optional[Prefix] = None) -> List[dict]:
+        """The source's routes, sorted by prefix: ``{"prefix", "stale", "paths"}`` each, ``stale``
+        True for a route kept from before the source went away that has not come back, each
+        path ``{"nexthops": [{"gateway", "dev", "weight"}], "resilient"}`` (gateway None for a
+        device-only nexthop, resilient None unless a resilient group was asked for).
+        ``within``: only that prefix and its more specifics."""
+        items = [(p, paths, False) for p, paths in self.routes.items()]
+        items += [(p, paths, True) for p, paths in self.stale.items() if p not in self.routes]
+        if within is not None:
+            items = [i for i in items if prefix_within(i[0], within)]
+        items.sort(key=lambda i: (i[0][0], i[0][1], i[0][2]))
+        return [{"prefix": format_prefix(p), "stale": stale, "paths": [_path_view(path) for path in paths]}
+                for p, paths, stale in items]
+
+
+def _path_view(path: Path) -> dict:
+    return {"nexthops": [{"gateway": format_address(nh.gw_family, nh.gateway), "dev": nh.dev, "weight": nh.weight}
+                         for nh in path.nexthops],
+            "resilient": None if path.resilient is None else {
+                "buckets": path.resilient.buckets, "idle_timer": path.resilient.idle_timer,
+                "unbalanced_timer": path.resilient.unbalanced_timer}}
+
+
+def utc_text(epoch: float) -> str:
+    """Seconds since the epoch -> ``2026-12-01T17:40:03Z`` (UTC, whole seconds)."""
+    return datetime.datetime.fromtimestamp(round(epoch), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def paths_of(routes: Iterable[KRoute], nexthops: Mapping[int, KNexthop],
@@ -165,4 +203,4 @@ def paths_of(routes: Iterable[KRoute], nexthops: Mapping[int, KNexthop],
     return {p: paths for p, (_m, paths) in best.items()}
 
 
-__all__ = ["RouteSource", "route_paths", "paths_of"]
+__all__ = ["RouteSource", "route_paths", "paths_of", "utc_text"]
