@@ -159,3 +159,17 @@ def test_cli_sends_the_request_and_prints_the_listing(tmp_path, monkeypatch, cap
     assert args.func(args) == 1  # the daemon's error: host bits set
     args = parser.parse_args(["show", "fib", "192.0.2.0/24", "-c", str(conf)])
     assert args.func(args) == 2  # a prefix with another view
+
+
+def test_the_fpm_feed_lists_its_routes_too():
+    from kernelsync.core.model import NexthopSpec, Path
+    from kernelsync.feeds.fpm import FpmFeed, FpmFeedConfig
+    d, table_feed, _ = daemon()
+    fpm = FpmFeed(d.engine.rib, FpmFeedConfig(name="frr"), d.engine.links)
+    fpm.source.update(parse_prefix("10.99.0.0/16"), (Path((NexthopSpec(A4("10.0.0.2"), AF_INET, "v0", 3),)),))
+    d.feeds.append(fpm)
+    out = d.answer("show feeds routes 10.0.0.0/8")
+    assert out["ospf"]["routes"] == []
+    assert out["frr"]["routes"] == [{"prefix": "10.99.0.0/16", "stale": False, "paths": [
+        {"nexthops": [{"gateway": "10.0.0.2", "dev": "v0", "weight": 3}], "resilient": None}]}]
+    assert (out["frr"]["stale_for"], out["frr"]["stale_until_utc"], out["frr"]["zebra_routes"]) == (None, None, 0)
