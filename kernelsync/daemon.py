@@ -518,7 +518,8 @@ class Daemon:
         now, wall = time.monotonic(), time.time()
         out = {}
         for feed in feeds:
-            out[feed.name] = view = feed.show(now, wall)
+            out[feed.name] = view = feed.show()
+            view.update(feed.source.show_times(now, wall))
             if words:
                 view["routes"] = feed.source.show_routes(within)
         return out

@@ -683,8 +683,7 @@ class FpmFeed(BaseFeed):
             log.warning("%s: zebra's route %s cannot be used (not unicast, or an unknown device or nexthop object): "
                         "%s", self.cfg.where, format_prefix(prefix), stream.routes[prefix].describe())
 
-    def show(self, now: Optional[float] = None, wall: Optional[float] = None) -> dict:
-        """``show feeds``: see :meth:`RouteSource.show` (``now``, ``wall``: readable times)."""
+    def show(self) -> dict:
         stream = self.stream
         return {"listen": "%s port %d" % (self.cfg.address, self.cfg.port), "connected": self.peer if self.conn else None,
                 "replaying": self.replaying, "table": self.cfg.table, "protocols": list(self.cfg.protocols),
@@ -692,7 +691,7 @@ class FpmFeed(BaseFeed):
                 "zebra_routes": len(stream.routes) if stream else 0,
                 "zebra_nexthops": len(stream.nexthops) if stream else 0,
                 "resync_pending": self.resync_at is not None and self.conn is not None,
-                "last_error": self.last_error, **self.source.show(now, wall), **self.counters}
+                "last_error": self.last_error, **self.source.show(), **self.counters}
 
 
 __all__ = ["FpmFeed", "FpmFeedConfig", "FpmStream", "FpmError", "tcp_peer_uid", "FPM_HEADER", "ZEBRA_IGNORED_IDS",

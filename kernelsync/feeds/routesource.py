@@ -146,18 +146,19 @@ class RouteSource:
             return self.sweep()
         return 0
 
-    def show(self, now: Optional[float] = None, wall: Optional[float] = None) -> dict:
-        """Counts and counters.  ``stale_until`` is on the caller's monotonic clock; given
-        ``now`` (that clock) and ``wall`` (``time.time()`` at the same instant), also the
-        seconds left of the stale period (``stale_for``) and its end as UTC ISO 8601 time
-        (``stale_until_utc``, ``2026-12-01T17:40:03Z``); both None when nothing is stale."""
-        out = {"routes": len(self.routes), "stale": len(self.stale), "stale_until": self.stale_until,
-               **self.counters}
-        if now is not None:
-            left = None if self.stale_until is None else max(0.0, self.stale_until - now)
-            out["stale_for"] = None if left is None else round(left, 1)
-            out["stale_until_utc"] = None if left is None or wall is None else utc_text(wall + left)
-        return out
+    def show(self) -> dict:
+        return {"routes": len(self.routes), "stale": len(self.stale), "stale_until": self.stale_until,
+                **self.counters}
+
+    def show_times(self, now: float, wall: float) -> dict:
+        """The stale period's end for people: ``stale_for``, seconds left (``stale_until`` is on
+        the caller's monotonic clock, ``now``), and ``stale_until_utc``, its end as UTC ISO 8601
+        time (``2026-12-01T17:40:03Z``; ``wall`` is ``time.time()`` at ``now``); both None when
+        nothing is stale."""
+        if self.stale_until is None:
+            return {"stale_for": None, "stale_until_utc": None}
+        left = max(0.0, self.stale_until - now)
+        return {"stale_for": round(left, 1), "stale_until_utc": utc_text(wall + left)}
 
     def show_routes(self, within: Optional[Prefix] = None) -> List[dict]:
         """The source's routes, sorted by prefix: ``{"prefix", "stale", "paths"}`` each, ``stale``

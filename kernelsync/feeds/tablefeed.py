@@ -206,10 +206,9 @@ class TableFeed(BaseFeed):
                 log.warning("%s: route %s cannot be used (unknown device or nexthop object)",
                             self.cfg.where, format_prefix(prefix))
 
-    def show(self, now: Optional[float] = None, wall: Optional[float] = None) -> dict:
-        """``show feeds``: see :meth:`RouteSource.show` (``now``, ``wall``: readable times)."""
+    def show(self) -> dict:
         return {"table": self.cfg.table, "protocol": self.cfg.protocol, "distance": self.cfg.distance,
-                **self.source.show(now, wall), **self.counters}
+                **self.source.show(), **self.counters}
 
 
 def _key(route: KRoute) -> TableKey:

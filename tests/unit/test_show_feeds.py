@@ -118,12 +118,17 @@ def test_stale_routes_are_marked_and_their_end_is_readable():
     assert "  198.51.100.0/24 via 10.0.0.2 dev v0\n" in text
 
 
-def test_route_source_show_without_a_clock_is_as_before():
+def test_route_source_show_is_as_before_and_times_come_apart():
     from kernelsync.core.rib import Rib
     source = RouteSource(Rib(), "ospf", 110, 10.0)
     assert source.show() == {"routes": 0, "stale": 0, "stale_until": None, "updates": 0, "withdrawals": 0,
                              "stale_periods": 0, "swept": 0}
     assert utc_text(0) == "1970-01-01T00:00:00Z"
+    assert source.show_times(5.0, 1000.0) == {"stale_for": None, "stale_until_utc": None}
+    source.update(parse_prefix("192.0.2.0/24"), ())
+    source.lost(5.0)
+    assert source.show_times(7.5, 1000.0) == {"stale_for": 7.5, "stale_until_utc": "1970-01-01T00:16:48Z"}
+    assert source.show_times(99.0, 1000.0)["stale_for"] == 0.0  # overdue: never negative
 
 
 def test_prefix_within():
