@@ -84,8 +84,14 @@ def cmd_show(args) -> int:
     if cfg is None:
         return 2
     from .control import query
+    request = "show %s" % args.what
+    if args.routes or args.prefix:
+        if args.what != "feeds":
+            print("--routes and PREFIX go with 'show feeds' only", file=sys.stderr)
+            return 2
+        request += " routes" + (" %s" % args.prefix if args.prefix else "")
     try:
-        data = query(cfg.control_socket, "show %s" % args.what)
+        data = query(cfg.control_socket, request)
         source = "daemon"
     except OSError as exc:
         if args.what in ("rib", "stats", "bgp", "export", "feeds"):
@@ -97,9 +103,44 @@ def cmd_show(args) -> int:
         source = "kernel"
     if args.json:
         print(json.dumps(data, indent=1))
+    elif args.what == "feeds" and "error" not in data:
+        print_feeds(data)
     else:
         _print_table(data, "%s (from the %s)" % (args.what, source))
-    return 0
+    return 0 if not (isinstance(data, dict) and "error" in data) else 1
+
+
+def print_feeds(data: dict, out=None) -> None:
+    """``show feeds`` as text: per feed its settings and counters on one line, its stale state as
+    ``stale: 2 routes for 42 s (until 2026-12-01T17:40:03Z)``, then its routes (with --routes),
+    one a line: ``  192.0.2.0/24 via 10.0.0.2 dev v0, dev v3 weight 2 [stale]``."""
+    out = out or sys.stdout
+    for name, feed in data.items():
+        print("# feed %s" % name, file=out)
+        routes = feed.get("routes")
+        skip = ("routes", "stale", "stale_until", "stale_for", "stale_until_utc")
+        print("  ".join("%s=%s" % (k, json.dumps(v) if isinstance(v, (dict, list)) else v)
+                        for k, v in feed.items() if k not in skip), file=out)
+        count = feed.get("routes") if not isinstance(routes, list) else sum(1 for r in routes if not r["stale"])
+        line = "routes: %s" % (count if not isinstance(routes, list) else "%d listed" % len(routes))
+        if feed.get("stale"):
+            line += "; stale: %d routes" % feed["stale"]
+            if feed.get("stale_for") is not None:
+                line += " for %.0f s" % feed["stale_for"]
+            if feed.get("stale_until_utc"):
+                line += " (until %s)" % feed["stale_until_utc"]
+        else:
+            line += "; nothing stale"
+        print(line, file=out)
+        for route in routes if isinstance(routes, list) else ():
+            legs = []
+            for path in route["paths"]:
+                for nh in path["nexthops"]:
+                    leg = ("via %s dev %s" % (nh["gateway"], nh["dev"])) if nh["gateway"] else "dev %s" % nh["dev"]
+                    legs.append(leg + ("" if nh["weight"] == 1 else " weight %d" % nh["weight"]))
+                if path.get("resilient"):
+                    legs[-1] += " (resilient, %d buckets)" % path["resilient"]["buckets"]
+            print("  %s %s%s" % (route["prefix"], ", ".join(legs), " [stale]" if route["stale"] else ""), file=out)
 
 
 def _print_table(data, title: str) -> None:
@@ -173,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="show the RIB, the FIB, the nexthop objects, BGP, the exported set or the route feeds (kernel tables, FPM)")
     p.add_argument("what", choices=["rib", "fib", "nexthops", "stats", "bgp", "export", "feeds"])
+    p.add_argument("prefix", nargs="?", metavar="PREFIX",
+                   help="feeds: list only the routes within PREFIX (PREFIX itself and its more specifics; "
+                        "a bare address is a host route); implies --routes")
+    p.add_argument("--routes", action="store_true", help="feeds: list each feed's routes, with their nexthops and "
+                                                         "whether they are stale")
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)

@@ -25,7 +25,7 @@ import attrs
 from .config import Config
 from .control import ControlServer
 from .core.engine import Engine
-from .core.model import format_prefix
+from .core.model import SCOPE_NAME, format_prefix, parse_prefix
 from .core.port import ResyncNeeded
 from .export.feed import ExportFeed
 from .feeds.base import BaseFeed, Feed, KernelChange, NexthopEvent, RouteEvent
@@ -436,7 +436,7 @@ class Daemon:
                 if route.table == kcfg.table and writer != self.kernel.portid:
                     self.counters["route_events_ours"] += 1
                     engine.on_route_event(mtype == RTM_DELROUTE, (route.table, route.family, route.dst, route.plen,
-                                                                  route.metric), route.nh_id, now, writer)
+                                                                  route.metric), route.nh_id, now, writer, route.scope)
         link_change = None
         if link:
             link_change = engine.on_link_event(now)
@@ -501,6 +501,29 @@ class Daemon:
             return {"error": "nothing to export: no [[export.anycast]] or [[export.kernel]] in the configuration"}
         return self.export.show()
 
+    def show_feeds(self, feeds: List[Feed], args: str = "") -> dict:
+        """``show feeds [routes [PREFIX]]``: each route feed's counters, stale state (with its
+        end as seconds left, ``stale_for``, and UTC time, ``stale_until_utc``) and, with
+        ``routes``, its routes (:meth:`RouteSource.show_routes`): all, or those within PREFIX
+        (PREFIX itself and its more specifics)."""
+        words = args.split()
+        if words and words[0] != "routes" or len(words) > 2:
+            return {"error": "usage: show feeds [routes [PREFIX]]"}
+        within = None
+        if len(words) == 2:
+            try:
+                within = parse_prefix(words[1])
+            except ValueError as exc:
+                return {"error": "show feeds routes: %s" % exc}
+        now, wall = time.monotonic(), time.time()
+        out = {}
+        for feed in feeds:
+            out[feed.name] = view = feed.show()
+            view.update(feed.source.show_times(now, wall))
+            if words:
+                view["routes"] = feed.source.show_routes(within)
+        return out
+
     def answer(self, request: str):
         """One control request (see :mod:`kernelsync.control`) -> its JSON-able answer."""
         engine = self.engine
@@ -511,7 +534,9 @@ class Daemon:
             views["show export"] = self.show_export
         route_feeds = [f for f in self.feeds if isinstance(f, (TableFeed, FpmFeed))]
         if route_feeds:
-            views["show feeds"] = lambda: {f.name: f.show() for f in route_feeds}
+            views["show feeds"] = lambda: self.show_feeds(route_feeds)
+            if request.startswith("show feeds "):
+                return self.show_feeds(route_feeds, request[len("show feeds "):])
         if request in views:
             result = views[request]()
             if request == "show stats":
@@ -532,8 +557,11 @@ def show_from_kernel(cfg: Config, what: str) -> list:
     nl = RtNetlink(k.protocol)
     try:
         if what == "fib":
-            return [{"prefix": format_prefix(key[1:4]), "table": key[0], "metric": key[4], "nhid": nh}
-                    for key, nh in nl.dump_routes(k.table, k.protocol).items()]
+            scopes: dict = {}
+            routes = nl.dump_routes(k.table, k.protocol, scopes)
+            return [{"prefix": format_prefix(key[1:4]), "table": key[0], "metric": key[4], "nhid": nh,
+                     "scope": SCOPE_NAME.get(scopes.get(key, 0), str(scopes.get(key)))}
+                    for key, nh in routes.items()]
         first, last = k.nexthop_id_range
         return [{"id": o.id, "object": o.describe()} for o in nl.dump_nexthops().values()
                 if o.protocol == k.protocol and first <= o.id <= last]

@@ -37,7 +37,7 @@ import attrs
 
 from .fib import FibBuilder
 from .links import LinkChange, LinkTable
-from .model import KNexthop, RouteKey, format_address, format_prefix
+from .model import RT_SCOPE_UNIVERSE, SCOPE_NAME, KNexthop, RouteKey, format_address, format_prefix
 from .nhm import NexthopManager
 from .ops import NEXTHOP_SET, ROUTE_SET, NexthopDel, NexthopSet, Op, RouteDel, RouteSet, Target
 from .planner import Plan, plan
@@ -138,6 +138,8 @@ class Engine:
         self.fib = FibBuilder(self.rib, self.nhm, kcfg.table, kcfg.metric)
         self.observed_nh: Dict[int, KNexthop] = {}
         self.observed_routes: Dict[RouteKey, int] = {}
+        # rtm_scope of our routes in the kernel, for those not RT_SCOPE_UNIVERSE (device-only)
+        self.observed_scopes: Dict[RouteKey, int] = {}
         self._by_nh: Dict[int, Set[RouteKey]] = {}
         self.failures: Dict[Target, Failure] = {}
         self.dirty: Set[RouteKey] = set()
@@ -219,29 +221,39 @@ class Engine:
                                    "zebra learning our objects does this: see the README, FRR"):
             self.need_repair = True
 
-    def on_route_event(self, deleted: bool, key: RouteKey, nh_id: int, now: float, writer: int) -> None:
+    def on_route_event(self, deleted: bool, key: RouteKey, nh_id: int, now: float, writer: int,
+                       scope: int = RT_SCOPE_UNIVERSE) -> None:
         """RTM_NEWROUTE/DELROUTE of our protocol in our table written by another program
         (``writer``: its netlink port; 0: the kernel itself, e.g. IPv6 routes of a downed link):
         the observed view follows it and the route is repaired at once.  Another program's
         writes are counted as outside writes; one that deletes or rewrites the same route again
         and again (another instance owning our routes) is not fought: the route is written at
         most once per hold, as for nexthop objects (:class:`OutsideWrites`, keyed by the
-        RouteKey), warned once.  Echoes of our own writes are not passed here."""
+        RouteKey), warned once.  Echoes of our own writes are not passed here.  ``scope``: the
+        route's rtm_scope (a rewrite that changes only the scope is a change)."""
         routes = self.observed_routes
+        scopes = self.observed_scopes
         old = routes.get(key)
-        if (old is None) if deleted else (old == nh_id):
+        old_scope = scopes.get(key, RT_SCOPE_UNIVERSE)
+        if (old is None) if deleted else (old == nh_id and old_scope == scope):
             return
         if old is not None and old in self._by_nh:
             self._by_nh[old].discard(key)
         if deleted:
             del routes[key]
+            scopes.pop(key, None)
         else:
             routes[key] = nh_id
+            if scope:
+                scopes[key] = scope
+            else:
+                scopes.pop(key, None)
             self._by_nh.setdefault(nh_id, set()).add(key)
         self.dirty.add(key)
         if writer:
             self._outside_write(key, "route %s" % format_prefix(key[1:4]), writer, now,
-                                "deleted" if deleted else "nhid %d" % nh_id, "nhid %d" % old if old is not None else "-",
+                                "deleted" if deleted else _route_view(nh_id, scope),
+                                _route_view(old, old_scope) if old is not None else "-",
                                 "another instance owning our table and protocol?")
 
     def _outside_write(self, key: object, what: str, writer: int, now: float, theirs: str, ours: str,
@@ -384,7 +396,8 @@ class Engine:
             self.dirty = set()
             allow_delete = self.dumped and self.rib.all_ready
             result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
-                          self.observed_routes, route_keys=keys, allow_delete=allow_delete)
+                          self.observed_routes, route_keys=keys, allow_delete=allow_delete,
+                          scopes=self.nhm.scopes(), observed_scopes=self.observed_scopes)
             if keys is None and allow_delete:
                 self.nhm.end_adoption()  # every feed is in: whatever was not adopted is stale
                 self.fib.route_hints = {}
@@ -468,6 +481,7 @@ class Engine:
             # the kernel deletes every route on a deleted nexthop or group, silently (IPv4)
             for key in self._by_nh.pop(nh_id, ()):
                 if self.observed_routes.pop(key, None) is not None:
+                    self.observed_scopes.pop(key, None)
                     self.dirty.add(key)
                     lost += 1
         if lost:
@@ -531,8 +545,10 @@ class Engine:
         if change.changed or change.names_changed:
             self.missed_link_change = change.merged_after(self.missed_link_change)
         self._dump_nexthops()
-        routes = self.kernel.dump_routes(self.kcfg.table, self.kcfg.protocol)
+        scopes: Dict[RouteKey, int] = {}
+        routes = self.kernel.dump_routes(self.kcfg.table, self.kcfg.protocol, scopes)
         self.observed_routes = routes
+        self.observed_scopes = scopes
         by_nh: Dict[int, Set[RouteKey]] = {}
         for key, nh_id in routes.items():
             s = by_nh.get(nh_id)
@@ -604,6 +620,7 @@ class Engine:
         refused_at = {r.index: r for r in refused}
         observed_nh = self.observed_nh
         routes = self.observed_routes
+        scopes = self.observed_scopes
         by_nh = self._by_nh
         failures = self.failures
         last_nh, last_set = None, set()  # routes in a batch mostly share a few nexthop ids
@@ -634,6 +651,10 @@ class Engine:
                     if s is not None:
                         s.discard(key)
                 routes[key] = nh_id
+                if op.scope:
+                    scopes[key] = op.scope
+                elif scopes:
+                    scopes.pop(key, None)
                 if nh_id != last_nh:
                     last_set = by_nh.get(nh_id)
                     if last_set is None:
@@ -642,6 +663,8 @@ class Engine:
                 last_set.add(key)
             elif cls is RouteDel:
                 old = routes.pop(op.key, None)
+                if scopes:
+                    scopes.pop(op.key, None)
                 if old is not None and old in by_nh:
                     by_nh[old].discard(op.key)
             elif cls is NexthopSet:
@@ -663,6 +686,7 @@ class Engine:
                 self.nhm.released()
                 for key in by_nh.pop(obj.id, ()):
                     routes.pop(key, None)
+                    scopes.pop(key, None)
 
     def _park_unused(self, refused: Dict[tuple, List[Failure]]) -> None:
         """A refused nexthop or group that no route uses is not retried: its failure record
@@ -787,11 +811,14 @@ class Engine:
 
     def show_fib(self) -> List[dict]:
         out = []
+        scopes = self.nhm.scopes()
         for key, nh_id in self.fib.routes.items():
             table, family, dst, plen, metric = key
             obs = self.observed_routes.get(key)
+            scope = scopes.get(nh_id, RT_SCOPE_UNIVERSE)
             out.append({"prefix": format_prefix((family, dst, plen)), "table": table, "metric": metric,
-                        "nhid": nh_id, "installed": obs == nh_id})
+                        "nhid": nh_id, "scope": SCOPE_NAME.get(scope, str(scope)),
+                        "installed": obs == nh_id and self.observed_scopes.get(key, RT_SCOPE_UNIVERSE) == scope})
         return out
 
     def show_nexthops(self) -> List[dict]:
@@ -828,6 +855,11 @@ class Engine:
                                    for i, r in self.outside.items() if r.warned},
                 "last_repair_ms": self.last_repair_ms, "id_range_exhaustions": self.fib.exhaustions,
                 "prefixes_waiting_for_id": len(self.fib.starved), **self.counters}
+
+
+def _route_view(nh_id: int, scope: int) -> str:
+    """``nhid 7`` or ``nhid 7 scope link``: a route of ours as a log line shows it."""
+    return "nhid %d%s" % (nh_id, " scope %s" % SCOPE_NAME.get(scope, scope) if scope else "")
 
 
 def _describe(op: Op) -> str:

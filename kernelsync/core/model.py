@@ -34,6 +34,12 @@ GRP_MPATH = 0
 GRP_RES = 1
 # route types, include/uapi/linux/rtnetlink.h (enum rtm_type): the only one that forwards
 RTN_UNICAST = 1
+# route scopes, include/uapi/linux/rtnetlink.h (enum rt_scope_t): a route whose every nexthop is
+# device-only is on-link (``ip route add P dev X`` writes RT_SCOPE_LINK, BIRD too); the kernel
+# stores and reports IPv6 routes as RT_SCOPE_UNIVERSE whatever is written
+RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_LINK = 253
+SCOPE_NAME = {RT_SCOPE_UNIVERSE: "global", 200: "site", RT_SCOPE_LINK: "link", 254: "host", 255: "nowhere"}
 
 #: Kernel route protocol names (``/etc/iproute2/rt_protos``, include/uapi/linux/rtnetlink.h
 #: RTPROT_*); 186..197 are FRR's (zebra/rt_netlink.h), zstatic is FRR staticd's.
@@ -59,6 +65,18 @@ def parse_prefix(text: str) -> Prefix:
 def format_prefix(prefix: Prefix) -> str:
     family, dst, plen = prefix
     return "%s/%d" % (socket.inet_ntop(family, dst), plen)
+
+
+def prefix_within(prefix: Prefix, outer: Prefix) -> bool:
+    """Whether ``prefix`` is ``outer`` or one of its more specifics (same family, at least as
+    long, the same first ``outer`` bits): ``192.0.2.64/26`` is within ``192.0.2.0/24``."""
+    family, dst, plen = prefix
+    ofamily, odst, oplen = outer
+    if family != ofamily or plen < oplen:
+        return False
+    bits = len(dst) * 8
+    mask = ((1 << oplen) - 1) << (bits - oplen)
+    return int.from_bytes(dst, "big") & mask == int.from_bytes(odst, "big") & mask
 
 
 def parse_address(text: str) -> Tuple[int, bytes]:
@@ -205,7 +223,7 @@ class KRoute(NamedTuple):
     ``table``: RTA_TABLE (or rtm_table); ``protocol``: rtm_protocol (RT_PROTOCOLS); ``type``:
     rtm_type (RTN_UNICAST forwards); ``metric``: RTA_PRIORITY; ``legs``: its :class:`Leg` s
     (empty for a route on a nexthop object with ``nexthop_compat_mode=0``); ``nh_id``: RTA_NH_ID
-    (0: none)."""
+    (0: none); ``scope``: rtm_scope (RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, ...)."""
 
     family: int
     dst: bytes
@@ -216,6 +234,7 @@ class KRoute(NamedTuple):
     metric: int
     legs: Tuple[Leg, ...]
     nh_id: int
+    scope: int = RT_SCOPE_UNIVERSE
 
     @property
     def prefix(self) -> Prefix:

@@ -30,7 +30,7 @@ import logging
 from typing import Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from .links import LinkChange, LinkTable
-from .model import AF_INET6, GRP_MPATH, GRP_RES, KNexthop, Path, Prefix, ResilientSpec
+from .model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, KNexthop, Path, Prefix, ResilientSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,24 @@ class IdRangeExhausted(RuntimeError):
     pass
 
 
-class NhEntry:
-    """A kernel nexthop object we manage.  ``users``: prefixes using it alone (not in a group)."""
+def nexthop_scope(key: NhKey) -> int:
+    """rtm_scope of a route on the nexthop ``key``: RT_SCOPE_LINK for a device-only IPv4
+    nexthop (as ``ip route add P dev X`` and BIRD write it), else RT_SCOPE_UNIVERSE (a gateway;
+    IPv6, whose routes the kernel keeps universe whatever is written)."""
+    return RT_SCOPE_LINK if key[1] is None and key[0] == AF_INET else RT_SCOPE_UNIVERSE
 
-    __slots__ = ("key", "id", "users", "groups", "unused_since", "failed")
+
+class NhEntry:
+    """A kernel nexthop object we manage.  ``users``: prefixes using it alone (not in a group);
+    ``scope``: rtm_scope of the routes on it (:func:`nexthop_scope`)."""
+
+    __slots__ = ("key", "id", "users", "groups", "unused_since", "failed", "scope")
     is_group = False
 
     def __init__(self, key: NhKey, nh_id: int) -> None:
         self.key = key
         self.id = nh_id
+        self.scope = nexthop_scope(key)
         self.users: Set[Prefix] = set()
         self.groups: Set["GroupEntry"] = set()
         self.unused_since: Optional[float] = None
@@ -61,14 +70,18 @@ class NhEntry:
 
 
 class GroupEntry:
-    """A kernel nexthop group we manage; ``members`` = [(NhEntry, weight)] in key order."""
+    """A kernel nexthop group we manage; ``members`` = [(NhEntry, weight)] in key order;
+    ``scope``: rtm_scope of the routes on it, RT_SCOPE_LINK when every member of the set (active
+    or not: the scope does not change with a link) is device-only IPv4, else RT_SCOPE_UNIVERSE."""
 
-    __slots__ = ("key", "id", "users", "members", "resilient", "unused_since")
+    __slots__ = ("key", "id", "users", "members", "resilient", "unused_since", "scope")
     is_group = True
 
     def __init__(self, key: GroupKey, gid: int, members: List[Tuple[NhEntry, int]]) -> None:
         self.key = key
         self.id = gid
+        scopes = {nexthop_scope(k) for k, _w in key[0]}
+        self.scope = scopes.pop() if len(scopes) == 1 else RT_SCOPE_UNIVERSE
         self.users: Set[Prefix] = set()
         self.members = members
         self.resilient: Optional[ResilientSpec] = key[1]
@@ -436,6 +449,11 @@ class NexthopManager:
         return True
 
     # desired kernel objects ----------------------------------------------------------------
+    def scopes(self) -> Dict[int, int]:
+        """id -> rtm_scope of the routes on that entry, for the entries whose routes are not
+        RT_SCOPE_UNIVERSE (device-only IPv4 nexthops and groups of them)."""
+        return {i: e.scope for i, e in self.by_id.items() if e.scope}
+
     def desired(self) -> Dict[int, KNexthop]:
         """id -> kernel object for every entry that is kept and can be in the kernel now.
 
@@ -475,4 +493,4 @@ def _res_tuple(res: Optional[ResilientSpec]) -> Optional[Tuple[int, int, int]]:
     return (res.buckets, int(round(res.idle_timer * 100)), int(round(res.unbalanced_timer * 100)))
 
 
-__all__ = ["NexthopManager", "NhEntry", "GroupEntry", "IdRangeExhausted"]
+__all__ = ["NexthopManager", "NhEntry", "GroupEntry", "IdRangeExhausted", "nexthop_scope"]

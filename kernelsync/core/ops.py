@@ -6,7 +6,7 @@ so that nobody reads a field by position.  ``kind`` is a class attribute, not a 
 
 * :class:`NexthopSet` ``(nexthop, replace)``: RTM_NEWNEXTHOP, a plain nexthop or a group
   (``struct nhmsg`` + NHA_*, include/uapi/linux/nexthop.h);
-* :class:`RouteSet` ``(key, nh_id, replace)``: RTM_NEWROUTE with RTA_NH_ID;
+* :class:`RouteSet` ``(key, nh_id, replace, scope)``: RTM_NEWROUTE with RTA_NH_ID and rtm_scope;
 * :class:`RouteDel` ``(key)``: RTM_DELROUTE, with our protocol (the kernel only deletes a route
   of that protocol);
 * :class:`NexthopDel` ``(nexthop)``: RTM_DELNEXTHOP.
@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 from typing import Dict, NamedTuple, Union
 
-from .model import KNexthop, RouteKey, format_prefix
+from .model import RT_SCOPE_UNIVERSE, SCOPE_NAME, KNexthop, RouteKey, format_prefix
 
 
 
@@ -95,11 +95,13 @@ class NexthopSet(NamedTuple):
 
 class RouteSet(NamedTuple):
     """Create or replace our route ``key`` = ``(table, family, dst, plen, metric)`` on
-    nexthop object ``nh_id``."""
+    nexthop object ``nh_id``, with rtm_scope ``scope`` (RT_SCOPE_UNIVERSE 0, or RT_SCOPE_LINK
+    253 for a route on device-only nexthops)."""
 
     key: RouteKey
     nh_id: int
     replace: bool
+    scope: int = RT_SCOPE_UNIVERSE
     kind = ROUTE_SET
 
     @property
@@ -107,7 +109,9 @@ class RouteSet(NamedTuple):
         return Target("route", self.key)
 
     def describe(self) -> str:
-        return _described("route-set", lambda: "%s nhid %d" % (_route_text(self.key), self.nh_id), self)
+        return _described("route-set", lambda: "%s nhid %d%s" % (
+            _route_text(self.key), self.nh_id, " scope %s" % SCOPE_NAME.get(self.scope, self.scope) if self.scope else ""),
+            self)
 
 
 class RouteDel(NamedTuple):

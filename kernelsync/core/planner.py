@@ -42,13 +42,19 @@ class Plan:
 
 def plan(desired_nh: Dict[int, KNexthop], observed_nh: Dict[int, KNexthop],
          desired_routes: Dict[RouteKey, int], observed_routes: Dict[RouteKey, int],
-         route_keys: Optional[Iterable[RouteKey]] = None, allow_delete: bool = True) -> Plan:
+         route_keys: Optional[Iterable[RouteKey]] = None, allow_delete: bool = True,
+         scopes: Optional[Dict[int, int]] = None, observed_scopes: Optional[Dict[RouteKey, int]] = None) -> Plan:
     """Ordered operations that turn ``observed`` into ``desired``.
 
     ``observed_*`` hold only what is ours (our protocol, table(s) and ID range): whatever is
     not in them is never touched.  ``route_keys`` limits the route diff to those keys (an
     incremental pass); ``None`` diffs every route (full sync).  Observed routes map to their
     nexthop id, or 0 for a route of ours that has no RTA_NH_ID (it gets replaced).
+
+    Scopes (rtm_scope) are sparse, absent meaning RT_SCOPE_UNIVERSE: ``scopes`` maps a desired
+    nexthop id to the scope of the routes on it (RT_SCOPE_LINK for device-only nexthops),
+    ``observed_scopes`` an observed route key to its scope.  A route on the right nexthop with
+    the wrong scope is rewritten (NLM_F_REPLACE changes the scope in place).
     """
     result = Plan()
     ops = result.ops
@@ -71,13 +77,24 @@ def plan(desired_nh: Dict[int, KNexthop], observed_nh: Dict[int, KNexthop],
     ops.extend(groups)
 
     route_deletes: List[Op] = []
+    scopes = scopes or {}
+    observed_scopes = observed_scopes or {}
     if route_keys is None:
         get = observed_routes.get
         append = ops.append
-        for key, nh_id in desired_routes.items():
-            have = get(key)
-            if have != nh_id:
-                append(_new(RouteSet, (key, nh_id, have is not None)))
+        if not scopes and not observed_scopes:  # every route universe, wanted and seen
+            for key, nh_id in desired_routes.items():
+                have = get(key)
+                if have != nh_id:
+                    append(_new(RouteSet, (key, nh_id, have is not None, 0)))
+        else:
+            scope_of = scopes.get
+            seen_scope = observed_scopes.get
+            for key, nh_id in desired_routes.items():
+                have = get(key)
+                scope = scope_of(nh_id, 0)
+                if have != nh_id or seen_scope(key, 0) != scope:
+                    append(_new(RouteSet, (key, nh_id, have is not None, scope)))
         for key in observed_routes:
             if key not in desired_routes:
                 route_deletes.append(RouteDel(key))
@@ -86,8 +103,9 @@ def plan(desired_nh: Dict[int, KNexthop], observed_nh: Dict[int, KNexthop],
             want = desired_routes.get(key)
             have = observed_routes.get(key, _MISSING)
             if want is not None:
-                if have != want:
-                    ops.append(_new(RouteSet, (key, want, have is not _MISSING)))
+                scope = scopes.get(want, 0)
+                if have != want or observed_scopes.get(key, 0) != scope:
+                    ops.append(_new(RouteSet, (key, want, have is not _MISSING, scope)))
             elif have is not _MISSING:
                 route_deletes.append(RouteDel(key))
 

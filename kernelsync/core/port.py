@@ -52,8 +52,9 @@ class Kernel(Protocol):
     * ``dump_links``: ifindex -> :class:`Link` (RTM_GETLINK);
     * ``dump_nexthops``: every nexthop object in the namespace, ours and others': id ->
       :class:`KNexthop` (RTM_GETNEXTHOP);
-    * ``dump_routes(table, protocol)``: the routes of that table and protocol, ``RouteKey ->
-      nexthop id`` (0: a route without RTA_NH_ID);
+    * ``dump_routes(table, protocol, scopes=None)``: the routes of that table and protocol,
+      ``RouteKey -> nexthop id`` (0: a route without RTA_NH_ID); ``scopes``, if given, gets
+      ``RouteKey -> rtm_scope`` of those whose scope is not RT_SCOPE_UNIVERSE;
     * ``apply(ops, on_chunk)``: write ``ops`` in order; returns every :class:`Refusal`;
       ``on_chunk`` is called in the caller's thread for each answered chunk, in order.
 
@@ -66,7 +67,8 @@ class Kernel(Protocol):
 
     def dump_links(self) -> Dict[int, Link]: ...
     def dump_nexthops(self) -> Dict[int, KNexthop]: ...
-    def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]: ...
+    def dump_routes(self, table: int, protocol: int,
+                    scopes: Optional[Dict[RouteKey, int]] = None) -> Dict[RouteKey, int]: ...
     def apply(self, ops: Sequence[Op], on_chunk: Optional[ChunkCallback] = None) -> List[Refusal]: ...
 
 

@@ -19,9 +19,11 @@ come back when the hold time ends is swept.
 """
 from __future__ import annotations
 
-from typing import Container, Dict, Iterable, Mapping, Optional, Tuple
+import datetime
+from typing import Container, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..core.model import GRP_MPATH, KNexthop, KRoute, NexthopSpec, Path, Prefix, ResilientSpec
+from ..core.model import (GRP_MPATH, KNexthop, KRoute, NexthopSpec, Path, Prefix, ResilientSpec, format_address,
+                          format_prefix, prefix_within)
 from ..core.rib import Rib
 
 
@@ -160,6 +162,43 @@ class RouteSource:
         return {"routes": len(self.routes), "stale": len(self.stale), "stale_until": self.stale_until,
                 **self.counters}
 
+    def show_times(self, now: float, wall: float) -> dict:
+        """The stale period's end for people: ``stale_for``, seconds left (``stale_until`` is on
+        the caller's monotonic clock, ``now``), and ``stale_until_utc``, its end as UTC ISO 8601
+        time (``2026-12-01T17:40:03Z``; ``wall`` is ``time.time()`` at ``now``); both None when
+        nothing is stale."""
+        if self.stale_until is None:
+            return {"stale_for": None, "stale_until_utc": None}
+        left = max(0.0, self.stale_until - now)
+        return {"stale_for": round(left, 1), "stale_until_utc": utc_text(wall + left)}
+
+    def show_routes(self, within: Optional[Prefix] = None) -> List[dict]:
+        """The source's routes, sorted by prefix: ``{"prefix", "stale", "paths"}`` each, ``stale``
+        True for a route kept from before the source went away that has not come back, each
+        path ``{"nexthops": [{"gateway", "dev", "weight"}], "resilient"}`` (gateway None for a
+        device-only nexthop, resilient None unless a resilient group was asked for).
+        ``within``: only that prefix and its more specifics."""
+        items = [(p, paths, False) for p, paths in self.routes.items()]
+        items += [(p, paths, True) for p, paths in self.stale.items() if p not in self.routes]
+        if within is not None:
+            items = [i for i in items if prefix_within(i[0], within)]
+        items.sort(key=lambda i: (i[0][0], i[0][1], i[0][2]))
+        return [{"prefix": format_prefix(p), "stale": stale, "paths": [_path_view(path) for path in paths]}
+                for p, paths, stale in items]
+
+
+def _path_view(path: Path) -> dict:
+    return {"nexthops": [{"gateway": format_address(nh.gw_family, nh.gateway), "dev": nh.dev, "weight": nh.weight}
+                         for nh in path.nexthops],
+            "resilient": None if path.resilient is None else {
+                "buckets": path.resilient.buckets, "idle_timer": path.resilient.idle_timer,
+                "unbalanced_timer": path.resilient.unbalanced_timer}}
+
+
+def utc_text(epoch: float) -> str:
+    """Seconds since the epoch -> ``2026-12-01T17:40:03Z`` (UTC, whole seconds)."""
+    return datetime.datetime.fromtimestamp(round(epoch), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 def paths_of(routes: Iterable[KRoute], nexthops: Mapping[int, KNexthop],
              ifnames: Mapping[int, str]) -> Dict[Prefix, Tuple[Path, ...]]:
@@ -177,4 +216,4 @@ def paths_of(routes: Iterable[KRoute], nexthops: Mapping[int, KNexthop],
     return {p: paths for p, (_m, paths) in best.items()}
 
 
-__all__ = ["RouteSource", "route_paths", "paths_of"]
+__all__ = ["RouteSource", "route_paths", "paths_of", "utc_text"]

@@ -22,7 +22,7 @@ import socket
 import struct
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..core.model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, RTN_UNICAST, IfAddress, KNexthop, KRoute, Leg, Link, RouteKey
+from ..core.model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, RT_SCOPE_UNIVERSE, RTN_UNICAST, IfAddress, KNexthop, KRoute, Leg, Link, RouteKey
 from ..core.ops import NEXTHOP_DEL, NEXTHOP_SET, ROUTE_DEL, Op, RouteSet
 
 # sockets and options (linux/netlink.h, asm/socket.h)
@@ -61,7 +61,7 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE, RTA_VIA, 
 RTA_SRC, RTA_PREFSRC = 2, 7
 AF_MPLS = 28  # an MPLS route (zebra's FPM stream sends its LSPs): not ours, ignored
 ADDRESS_BYTES = {AF_INET: 4, AF_INET6: 16}
-RT_SCOPE_UNIVERSE = 0
+RT_SCOPE_NOWHERE = 255  # in RTM_DELROUTE: any scope (net/ipv4/fib_trie.c fib_table_delete)
 RT_TABLE_COMPAT = 252  # rtm_table of a table above 255 (the number is in RTA_TABLE)
 
 # nexthop attributes
@@ -271,24 +271,27 @@ def nexthop_dump_request() -> bytes:
 
 
 # routes (RTM_*ROUTE) -------------------------------------------------------------------------
-def encode_route_set(seq: int, key: RouteKey, nh_id: int, protocol: int, flags: int) -> bytes:
-    """RTM_NEWROUTE of our route ``key`` on nexthop object ``nh_id`` (RTA_NH_ID)."""
+def encode_route_set(seq: int, key: RouteKey, nh_id: int, protocol: int, flags: int,
+                     scope: int = RT_SCOPE_UNIVERSE) -> bytes:
+    """RTM_NEWROUTE of our route ``key`` on nexthop object ``nh_id`` (RTA_NH_ID), rtm_scope
+    ``scope`` (RT_SCOPE_LINK for a route on device-only nexthops)."""
     table, family, dst, plen, metric = key
     st = _ROUTE_SET[family]
     return st.pack(st.size, RTM_NEWROUTE, flags, seq, 0,
                    family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
-                   RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                   scope, RTN_UNICAST, 0,
                    8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric, 8, RTA_NH_ID, nh_id)
 
 
 def encode_route_del(seq: int, key: RouteKey, protocol: int, flags: int) -> bytes:
     """RTM_DELROUTE of our route ``key`` (carrying our protocol: the kernel only deletes a
-    route of that protocol)."""
+    route of that protocol), whatever its scope: rtm_scope RT_SCOPE_NOWHERE, as ``ip route del``
+    sends it (an IPv4 delete with RT_SCOPE_UNIVERSE does not match a scope link route: ESRCH)."""
     table, family, dst, plen, metric = key
     st = _ROUTE_DEL[family]
     return st.pack(st.size, RTM_DELROUTE, flags, seq, 0,
                    family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
-                   RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                   RT_SCOPE_NOWHERE, RTN_UNICAST, 0,
                    8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric)
 
 
@@ -317,7 +320,7 @@ def parse_route(data, offset: int, end: int, strict: bool = False) -> Optional[K
     address of that family, every attribute ends within the message, and RTA_MULTIPATH is
     whole ``struct rtnexthop`` s (rtnh_len >= 8) each ending within the attribute, whose nested
     attributes end within the leg."""
-    family, plen, _src, _tos, table, proto, _scope, rtype, _flags = RTMSG.unpack_from(data, offset)
+    family, plen, _src, _tos, table, proto, scope, rtype, _flags = RTMSG.unpack_from(data, offset)
     if family not in (AF_INET, AF_INET6):
         if strict and family != AF_MPLS:
             raise DecodeError("rtm_family %d is not AF_INET, AF_INET6 or AF_MPLS" % family)
@@ -359,7 +362,7 @@ def parse_route(data, offset: int, end: int, strict: bool = False) -> Optional[K
                 off += (length + 3) & ~3
     if not legs and oif:
         legs.append(Leg(gw[0], gw[1], oif))
-    return KRoute(family, dst, plen, table, proto, rtype, metric, tuple(legs), nh_id)
+    return KRoute(family, dst, plen, table, proto, rtype, metric, tuple(legs), nh_id, scope)
 
 
 def _check_route(data, offset: int, end: int, family: int, plen: int) -> None:
@@ -422,10 +425,11 @@ def _check_multipath(data, start: int, stop: int, alen: int, family: int) -> Non
 
 
 def read_route_keys(buf, batch: Sequence[Tuple[int, int, int]], family: int, table: int, protocol: int,
-                    out: Dict[RouteKey, int]) -> None:
+                    out: Dict[RouteKey, int], scopes: Optional[Dict[RouteKey, int]] = None) -> None:
     """Our routes from one ``recv()`` of a route dump: ``out[(table, family, dst, plen, metric)]
     = nexthop id`` (0: no RTA_NH_ID) for every RTM_NEWROUTE of ``table`` and ``protocol`` in
-    ``batch`` (``(type, body start, end)`` within ``buf``).
+    ``batch`` (``(type, body start, end)`` within ``buf``); ``scopes[key] = rtm_scope`` for
+    those whose scope is not RT_SCOPE_UNIVERSE (device-only routes: RT_SCOPE_LINK), if given.
 
     This is the hot path's reader (a verification dump reads 200,000 routes): it reads only the
     key and the nexthop id, never the legs (:func:`parse_route` is the whole decoder).  An IPv4
@@ -449,8 +453,10 @@ def read_route_keys(buf, batch: Sequence[Tuple[int, int, int]], family: int, tab
             if fam == AF_INET and (l1, t1, l2, t2, l3, t3, l4, t4) == _FAST_ATTRS:
                 if proto == protocol and rtable == table:
                     out[(table, AF_INET, dst, plen, metric)] = nh_id
+                    if _sc and scopes is not None:
+                        scopes[(table, AF_INET, dst, plen, metric)] = _sc
                 continue
-        fam, plen, _src, _tos, rtable, proto, _scope, _rtype, _flags = unpack_rt(buf, start)
+        fam, plen, _src, _tos, rtable, proto, scope, _rtype, _flags = unpack_rt(buf, start)
         if proto != protocol or fam != family:
             continue
         dst = zero
@@ -471,6 +477,8 @@ def read_route_keys(buf, batch: Sequence[Tuple[int, int, int]], family: int, tab
             off += (length + 3) & ~3
         if rtable == table:
             out[(table, family, dst, plen, metric)] = nh_id
+            if scope and scopes is not None:
+                scopes[(table, family, dst, plen, metric)] = scope
 
 
 # links and addresses ---------------------------------------------------------------------------
@@ -556,7 +564,7 @@ def encode_chunk(ops: Sequence[Op], start: int, base_seq: int, protocol: int) ->
                 family, st = fam, route_set[fam]
             st.pack_into(buf, size, st.size, RTM_NEWROUTE, SET_FLAGS if op.replace else ADD_FLAGS, base_seq + i, 0,
                          family, plen, 0, 0, table if table < 256 else RT_TABLE_COMPAT, protocol,
-                         RT_SCOPE_UNIVERSE, RTN_UNICAST, 0,
+                         op.scope, RTN_UNICAST, 0,
                          8, RTA_TABLE, table, len(dst) + 4, RTA_DST, dst, 8, RTA_PRIORITY, metric, 8, RTA_NH_ID,
                          op.nh_id)
             size += st.size

@@ -7,7 +7,10 @@ measured on kernel 6.18 (shared/reference/kernel-nexthops.md):
 * a device going down or losing carrier deletes its nexthops, removes them from their groups,
   deletes groups left empty and every route on a deleted nexthop or group, all *silently*;
 * a group needs existing, non-group members (nested groups: EINVAL) and cannot change type;
-* an IPv6 route on a group holding an IPv4 nexthop is EINVAL; a route on a missing id is EINVAL.
+* an IPv6 route on a group holding an IPv4 nexthop is EINVAL; a route on a missing id is EINVAL;
+* a route on a nexthop object keeps the rtm_scope written (RT_SCOPE_LINK is accepted whatever
+  the nexthop, gateway or not; a replace changes it), except an IPv6 route: always
+  RT_SCOPE_UNIVERSE (kernel 6.18, measured in a namespace).
 
 It is a model, not the proof: the tests that matter run on the real kernel in a namespace.
 Failures can be injected with :meth:`FakeKernel.fail_next` (writes) and
@@ -36,6 +39,7 @@ class FakeKernel:
         self.links: Dict[int, Link] = {}
         self.nexthops: Dict[int, KNexthop] = {}
         self.routes: Dict[RouteKey, Tuple[int, int]] = {}  # key -> (protocol, nh id)
+        self.scopes: Dict[RouteKey, int] = {}  # key -> rtm_scope of a route not RT_SCOPE_UNIVERSE
         self.stats = WriteStats()
         self._next_index = 2
         self._faults: List[Tuple[Callable[[Op], bool], int, int]] = []
@@ -82,6 +86,7 @@ class FakeKernel:
                     gone.add(gid)
         for key in [k for k, (_, n) in self.routes.items() if n in gone]:
             del self.routes[key]
+            self.scopes.pop(key, None)
 
     # faults --------------------------------------------------------------------------------
     def fail_next(self, predicate: Callable[[Op], bool], err: int = errno.EINVAL, times: int = 1) -> None:
@@ -114,10 +119,14 @@ class FakeKernel:
         self._dump_fault("nexthops")
         return dict(self.nexthops)
 
-    def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]:
+    def dump_routes(self, table: int, protocol: int,
+                    scopes: Optional[Dict[RouteKey, int]] = None) -> Dict[RouteKey, int]:
         self.stats.dumps += 1
         self._dump_fault("routes")
-        return {k: n for k, (p, n) in self.routes.items() if k[0] == table and p == protocol}
+        out = {k: n for k, (p, n) in self.routes.items() if k[0] == table and p == protocol}
+        if scopes is not None:
+            scopes.update((k, s) for k, s in self.scopes.items() if k in out)
+        return out
 
     def apply(self, ops: Sequence[Op], on_chunk: Optional[ChunkCallback] = None) -> List[Refusal]:
         """Same contract as :meth:`kernelsync.kernel.netlink.RtNetlink.apply` (one chunk)."""
@@ -186,17 +195,27 @@ class FakeKernel:
                 if any(m.family == AF_INET for m in members):
                     return errno.EINVAL, "IPv6 routes can not use an IPv4 nexthop"
             self.routes[key] = (self.protocol, op.nh_id)
+            if op.scope and key[1] == AF_INET:
+                self.scopes[key] = op.scope
+            else:
+                self.scopes.pop(key, None)
             return 0, ""
         if kind is ROUTE_DEL:
             if op.key not in self.routes:
                 return errno.ESRCH, "No such process"
             del self.routes[op.key]
+            self.scopes.pop(op.key, None)
             return 0, ""
         return errno.EOPNOTSUPP, "unknown operation"
 
     # helpers for tests ---------------------------------------------------------------------
-    def add_foreign_route(self, key: RouteKey, protocol: int, nh_id: int) -> None:
+    def add_foreign_route(self, key: RouteKey, protocol: int, nh_id: int, scope: int = 0) -> None:
+        """A route written by another program (or by us before a restart, with our protocol)."""
         self.routes[key] = (protocol, nh_id)
+        if scope and key[1] == AF_INET:
+            self.scopes[key] = scope
+        else:
+            self.scopes.pop(key, None)
 
 
 __all__ = ["FakeKernel"]

@@ -176,13 +176,15 @@ class RtNetlink:
                         out.append(route)
         return out
 
-    def dump_routes(self, table: int, protocol: int) -> Dict[RouteKey, int]:
+    def dump_routes(self, table: int, protocol: int,
+                    scopes: Optional[Dict[RouteKey, int]] = None) -> Dict[RouteKey, int]:
         """Our routes: ``(table, family, dst, plen, metric) -> nh id`` (0: no RTA_NH_ID); see
-        :func:`kernelsync.kernel.codec.read_route_keys`."""
+        :func:`kernelsync.kernel.codec.read_route_keys`.  ``scopes``: filled with the rtm_scope
+        of those whose scope is not RT_SCOPE_UNIVERSE."""
         out: Dict[RouteKey, int] = {}
         for family in (AF_INET, AF_INET6):
             for buf, batch in self._dump_batches(RTM_GETROUTE, codec.route_dump_request(family, table, protocol)):
-                codec.read_route_keys(buf, batch, family, table, protocol, out)
+                codec.read_route_keys(buf, batch, family, table, protocol, out, scopes)
         return out
 
     # batches -------------------------------------------------------------------------------

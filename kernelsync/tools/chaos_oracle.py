@@ -10,7 +10,9 @@ subnet holding it (the connected route the kernel needs; an IPv6 one is gone whi
 global address is lost after an admin down with ``keep_addr_on_down=0``).  A route is expected
 iff at least one of its legs is usable, with exactly the usable legs; weights count only where
 two or more legs are left (one leg forwards alike whatever its weight); a resilient route's
-group must be resilient with the configured number of buckets.
+group must be resilient with the configured number of buckets.  A route is scope link iff it is
+IPv4 and every configured leg is device-only (as ``ip route add P dev X`` writes it), else
+global (``ip -j route`` omits the scope then; IPv6 routes are always global).
 """
 from __future__ import annotations
 
@@ -29,16 +31,18 @@ KLeg = Tuple[Optional[str], str, Optional[int]]
 @dataclass(frozen=True)
 class Entry:
     """A route's forwarding: its legs, the group type (``"plain"`` for a single nexthop object,
-    ``"mpath"``, ``"resilient"``) and buckets (0 unless resilient)."""
+    ``"mpath"``, ``"resilient"``), buckets (0 unless resilient) and the route's scope
+    (``"global"`` or ``"link"``, as ``ip -j route`` names it)."""
     legs: FrozenSet[KLeg]
     kind: str = "plain"
     buckets: int = 0
+    scope: str = "global"
 
     def describe(self) -> str:
         legs = ", ".join("%s%s%s" % ("via %s " % g if g else "", "dev %s" % d, " w%d" % w if w else "")
                          for g, d, w in sorted(self.legs, key=lambda leg: (leg[1], leg[0] or "")))
         extra = "" if self.kind == "plain" else " [%s%s]" % (self.kind, " %d buckets" % self.buckets if self.buckets else "")
-        return "{%s}%s" % (legs, extra)
+        return "{%s}%s%s" % (legs, extra, "" if self.scope == "global" else " scope %s" % self.scope)
 
 
 @dataclass
@@ -114,9 +118,9 @@ def _normalise(legs: Iterable[Tuple[Optional[str], str, int]]) -> FrozenSet[KLeg
 
 
 def expected_entry(legs: Iterable[Tuple[Optional[str], str, int]], buckets: int,
-                   links: Dict[str, LinkState]) -> Optional[Entry]:
+                   links: Dict[str, LinkState], scope: str = "global") -> Optional[Entry]:
     """The entry a route with configured ``legs`` ((gateway, dev, weight) each) and ``buckets``
-    (0: not resilient) must have in the kernel now; None if it must be absent."""
+    (0: not resilient) must have in the kernel now, with ``scope``; None if it must be absent."""
     legs = list(legs)
     usable = [(_compressed(g), d, w) for g, d, w in legs
               if leg_usable(g, d, links)]
@@ -128,7 +132,12 @@ def expected_entry(legs: Iterable[Tuple[Optional[str], str, int]], buckets: int,
         kind = "mpath"
     else:
         kind = "plain"
-    return Entry(_normalise(usable), kind, buckets)
+    return Entry(_normalise(usable), kind, buckets, scope)
+
+
+def expected_scope(prefix: str, legs: Iterable[Tuple[Optional[str], str, int]]) -> str:
+    """``"link"`` for an IPv4 route whose every configured leg is device-only, else ``"global"``."""
+    return "link" if ":" not in prefix and all(g is None for g, _d, _w in legs) else "global"
 
 
 def expected_fib(routes: Iterable[Tuple[str, List[Tuple[Optional[str], str, int]], int]],
@@ -137,9 +146,10 @@ def expected_fib(routes: Iterable[Tuple[str, List[Tuple[Optional[str], str, int]
     out = {}
     cache: Dict[Tuple, Optional[Entry]] = {}     # routes share their sets: one computation per set
     for prefix, legs, buckets in routes:
-        key = (tuple(legs), buckets)
+        scope = expected_scope(prefix, legs)
+        key = (tuple(legs), buckets, scope)
         if key not in cache:
-            cache[key] = expected_entry(legs, buckets, links)
+            cache[key] = expected_entry(legs, buckets, links, scope)
         entry = cache[key]
         if entry is not None:
             out[prefix] = entry
@@ -165,10 +175,10 @@ def kernel_entry(route: dict, nexthops: Dict[int, dict]) -> Tuple[Optional[Entry
             legs.append((_gw(m), m.get("dev"), member.get("weight", 1)))
         kind = nh.get("type", "mpath")
         buckets = nh.get("resilient_args", {}).get("buckets", 0) if kind == "resilient" else 0
-        return Entry(_normalise(legs), kind, buckets), ""
+        return Entry(_normalise(legs), kind, buckets, route.get("scope", "global")), ""
     if nh.get("blackhole"):
         return None, "nhid %d is a blackhole" % nhid
-    return Entry(_normalise([(_gw(nh), nh.get("dev"), 1)]), "plain", 0), ""
+    return Entry(_normalise([(_gw(nh), nh.get("dev"), 1)]), "plain", 0, route.get("scope", "global")), ""
 
 
 def _gw(nh: dict) -> Optional[str]:
@@ -176,10 +186,10 @@ def _gw(nh: dict) -> Optional[str]:
 
 
 def entries_match(expected: Entry, actual: Entry) -> bool:
-    """Same legs; a resilient route (two or more legs configured) is on a resilient group with
-    its buckets whatever is left of it; another route's group is not resilient; a single leg
-    left may be a plain nexthop or a one-member group."""
-    if expected.legs != actual.legs:
+    """Same legs and scope; a resilient route (two or more legs configured) is on a resilient
+    group with its buckets whatever is left of it; another route's group is not resilient; a
+    single leg left may be a plain nexthop or a one-member group."""
+    if expected.legs != actual.legs or expected.scope != actual.scope:
         return False
     if expected.kind == "resilient":
         return actual.kind == "resilient" and actual.buckets == expected.buckets
@@ -229,12 +239,13 @@ class Comparison:
 def compare(expected: Dict[str, Entry], routes: Dict[str, dict], nexthops: Dict[int, dict]) -> Comparison:
     """Expected FIB vs our kernel routes (prefix -> ``ip -j route`` item) and all nexthops."""
     out = Comparison()
-    cache: Dict[object, Tuple[Optional[Entry], str]] = {}   # routes share their nhid
+    cache: Dict[object, Tuple[Optional[Entry], str]] = {}   # routes share their nhid (and scope)
     for prefix, route in routes.items():
         nhid = route.get("nhid")
-        if nhid is None or nhid not in cache:
-            cache[nhid] = kernel_entry(route, nexthops)
-        actual, why = cache[nhid]
+        ckey = (nhid, route.get("scope"))
+        if nhid is None or ckey not in cache:
+            cache[ckey] = kernel_entry(route, nexthops)
+        actual, why = cache[ckey]
         want = expected.get(prefix)
         if actual is None:
             out.broken[prefix] = why
@@ -272,5 +283,5 @@ def unused_objects(nexthops: Dict[int, dict], routes: Dict[str, dict], ours) -> 
 
 
 __all__ = ["Entry", "LinkState", "Comparison", "parse_multi_json", "links_from_addr_json", "leg_usable",
-           "expected_entry", "expected_fib", "kernel_entry", "entries_match", "compare", "canonical_prefix",
+           "expected_entry", "expected_scope", "expected_fib", "kernel_entry", "entries_match", "compare", "canonical_prefix",
            "unused_objects"]

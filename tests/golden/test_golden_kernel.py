@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from kernelsync.core.model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, KRoute, Leg
+from kernelsync.core.model import AF_INET, AF_INET6, GRP_MPATH, GRP_RES, SCOPE_NAME, KRoute, Leg
 from kernelsync.core.port import WriteStats
 from kernelsync.kernel.codec import NLMSG_DONE, NLMSGHDR, parse_address, parse_link, parse_nexthop, parse_route
 from kernelsync.kernel.netlink import RtNetlink
@@ -114,8 +114,9 @@ def expected_route(ip, family):
         legs = (leg(ip),)
     else:
         legs = ()
+    scope = {name: n for n, name in SCOPE_NAME.items()}[ip.get("scope", "global")]  # ip omits "global"
     return KRoute(family, net.network_address.packed, net.prefixlen, TABLES.get(table) or int(table),
-                  protocol(ip["protocol"]), TYPES[ip["type"]], ip.get("metric", 0), legs, ip.get("nhid", 0))
+                  protocol(ip["protocol"]), TYPES[ip["type"]], ip.get("metric", 0), legs, ip.get("nhid", 0), scope)
 
 
 def route_family(data):

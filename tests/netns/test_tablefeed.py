@@ -147,3 +147,62 @@ def test_daemon_stop_keeps_routes_stale_and_a_quick_restart_writes_nothing(ospf_
     assert len(our_routes(ns)) == 2
     wait_for(lambda: not our_routes(ns), timeout=4, what="swept after the hold time")
 
+
+def test_device_only_routes_keep_scope_link_and_a_restart_writes_nothing(ospf_ns, tmp_path, daemon_factory):
+    """BIRD writes a device-only route scope link (one leg or RTA_MULTIPATH of ``nexthop dev``
+    legs); kernelsync's copy is scope link too, a route with a gateway and an IPv6 route stay
+    global.  A restart writes nothing; a copy found with the wrong scope is rewritten once, in
+    place.  ``show feeds routes`` lists the table's routes."""
+    ns = ospf_ns
+    bird = ["table", "101", "proto", "bird", "metric", "20"]
+    ns.ip("route", "replace", "192.0.2.128/25", "dev", "v3", *bird)  # ip writes scope link, as BIRD does
+    ns.ip("route", "replace", "203.0.113.0/24", "scope", "link", *bird, "nexthop", "dev", "v3", "nexthop", "dev", "v2")
+    try:
+        ns.ip("route", "replace", "198.51.100.0/24", "via", "10.0.0.2", "dev", "v0", *bird)
+        ns.ip("-6", "route", "replace", "2001:db8:99::/48", "dev", "v3", *bird)
+        source = {r["dst"]: r.get("scope", "global") for r in ns.json("route", "show", "table", "101")}
+        assert source == {"192.0.2.128/25": "link", "203.0.113.0/24": "link", "198.51.100.0/24": "global"}
+        conf = write_config(tmp_path, FEEDS % {"hold": 30})
+        d = daemon_factory(ns, conf).start()
+        d.wait_synced(routes=4)
+
+        def scopes():
+            return ({p: r.get("scope", "global") for p, r in our_routes(ns).items()},
+                    {p: r.get("scope", "global") for p, r in our_routes(ns, "-6").items()})
+
+        assert scopes() == (source, {"2001:db8:99::/48": "global"})
+        assert group_of(ns, "203.0.113.0/24") == [(None, "v2"), (None, "v3")]
+        # the feed's routes, on request, with a prefix filter
+        listed = d.query("show feeds routes")["ospf"]["routes"]
+        assert {r["prefix"]: [nh["dev"] for p in r["paths"] for nh in p["nexthops"]] for r in listed} == {
+            "192.0.2.128/25": ["v3"], "198.51.100.0/24": ["v0"], "203.0.113.0/24": ["v2", "v3"], "2001:db8:99::/48": ["v3"]}
+        assert [r["prefix"] for r in d.query("show feeds routes 203.0.113.0/24")["ospf"]["routes"]] == ["203.0.113.0/24"]
+        assert d.query("show feeds")["ospf"]["stale_for"] is None
+        # killed and started again: not one write
+        d.proc.kill()
+        d.proc.wait()
+        second = daemon_factory(ns, conf, "second").start()
+        second.wait_synced(routes=4)
+        second.query("resync")
+        wait_for(lambda: second.stats()["full_syncs"] >= 2, timeout=10, what="second full sync")
+        assert sum(second.stats()["writes"].values()) == 0, second.stats()["writes"]
+        assert scopes() == (source, {"2001:db8:99::/48": "global"})
+        # our copy rewritten scope global by hand (as an older kernelsync wrote it): the next start
+        # puts the scope back with one route write, on the same nexthop
+        second.proc.kill()
+        second.proc.wait()
+        route = our_routes(ns)["192.0.2.128/25"]
+        ns.ip("route", "replace", "192.0.2.128/25", "nhid", str(route["nhid"]), "table", str(TABLE), "proto", "200",
+              "metric", str(route.get("metric", 0)))
+        assert scopes()[0]["192.0.2.128/25"] == "global"
+        third = daemon_factory(ns, conf, "third").start()
+        third.wait_synced(routes=4)
+        wait_for(lambda: scopes()[0]["192.0.2.128/25"] == "link", timeout=5, what="scope link again")
+        third.query("resync")
+        wait_for(lambda: third.stats()["full_syncs"] >= 2, timeout=10, what="third full sync")
+        assert third.stats()["writes"] == {"nexthop-set": 0, "route-set": 1, "route-del": 0, "nexthop-del": 0}
+        assert our_routes(ns)["192.0.2.128/25"]["nhid"] == route["nhid"]
+        third.stop()
+    finally:
+        # a multipath route shows no "dev": the lab's teardown would take it for a foreign route
+        ns.ip("route", "del", "203.0.113.0/24", "table", "101", "proto", "bird")

@@ -3,7 +3,7 @@ another program is repaired at once; one deleted again and again is not fought."
 import pytest
 
 from kernelsync.core.engine import FIGHT_HOLD_INITIAL, FIGHT_WRITES
-from kernelsync.core.model import parse_prefix
+from kernelsync.core.model import RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, parse_prefix
 from tests.support.fakes import dev, kroute, make, ready_run, route
 
 KEY = (100,) + parse_prefix("203.0.113.1/32") + (20,)
@@ -25,9 +25,16 @@ def test_our_route_deleted_by_another_program_is_repaired_at_once():
     engine.on_route_event(False, KEY, 5, 2.0, writer=4242)
     engine.run(2.0)
     assert kroute(kernel, "203.0.113.1/32") == nh
-    # the same as we hold it (or already gone): nothing to do
-    engine.on_route_event(False, KEY, nh, 3.0, writer=4242)
+    # the same as we hold it (or already gone): nothing to do; a device-only route is scope link
+    assert kernel.scopes[KEY] == RT_SCOPE_LINK
+    engine.on_route_event(False, KEY, nh, 3.0, writer=4242, scope=RT_SCOPE_LINK)
     assert not engine.dirty and engine.counters["outside_writes"] == 2
+    # rewritten with the scope only changed (later: no fight): put back
+    kernel.scopes.pop(KEY)
+    engine.on_route_event(False, KEY, nh, 20.0, writer=4242, scope=RT_SCOPE_UNIVERSE)
+    assert engine.dirty and engine.counters["outside_writes"] == 3
+    engine.run(20.0)
+    assert kroute(kernel, "203.0.113.1/32") == nh and kernel.scopes[KEY] == RT_SCOPE_LINK
 
 
 def test_the_kernel_deleting_our_route_is_followed_not_counted():

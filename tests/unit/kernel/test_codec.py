@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from kernelsync.core.model import AF_INET, AF_INET6, GRP_RES, KNexthop, KRoute, Leg, Link
+from kernelsync.core.model import AF_INET, AF_INET6, GRP_RES, RT_SCOPE_LINK, KNexthop, KRoute, Leg, Link
 from kernelsync.core.ops import NexthopDel, NexthopSet, RouteDel, RouteSet
 from kernelsync.kernel import codec
 from tests.support.pr2 import build_nhmsg, decode_nhmsg, rtmsg_nh, to_knexthop
@@ -55,13 +55,13 @@ def test_chunk_is_the_messages_of_the_one_message_encoders():
     v4 = (100, AF_INET, socket.inet_aton("203.0.113.10"), 32, 20)
     v6 = (1000, AF_INET6, socket.inet_pton(AF_INET6, "2001:db8:1::"), 48, 1024)
     ops = [NexthopSet(OBJECTS[0], False), NexthopSet(OBJECTS[3], True), RouteSet(v4, 7, False),
-           RouteSet(v6, 10, True), RouteDel(v4), NexthopDel(OBJECTS[1]), RouteSet(v4, 8, True)]
+           RouteSet(v6, 10, True), RouteDel(v4), NexthopDel(OBJECTS[1]), RouteSet(v4, 8, True, RT_SCOPE_LINK)]
     data, end = codec.encode_chunk(ops, 1, 50, 200)
     set_, add = codec.SET_FLAGS, codec.ADD_FLAGS
     want = [codec.encode_nexthop(51, OBJECTS[3], set_), codec.encode_route_set(52, v4, 7, 200, add),
             codec.encode_route_set(53, v6, 10, 200, set_), codec.encode_route_del(54, v4, 200, codec.NLM_F_REQUEST),
             codec.encode_nexthop_del(55, OBJECTS[1].id, codec.NLM_F_REQUEST),
-            codec.encode_route_set(56, v4, 8, 200, set_ | codec.NLM_F_ACK)]
+            codec.encode_route_set(56, v4, 8, 200, set_ | codec.NLM_F_ACK, RT_SCOPE_LINK)]
     assert end == len(ops) and bytes(data) == b"".join(want)
 
 
@@ -80,6 +80,8 @@ def test_route_encoded_by_us_decodes_to_its_key():
     route = codec.parse_route(raw, 16, len(raw))
     assert route == KRoute(AF_INET6, key[2], 48, 1000, 200, 1, 1024, (), 4242)
     assert route.prefix == (AF_INET6, key[2], 48) and route.is_unicast
+    link = codec.encode_route_set(6, key, 4242, 200, codec.NLM_F_REQUEST, RT_SCOPE_LINK)
+    assert codec.parse_route(link, 16, len(link)) == route._replace(scope=RT_SCOPE_LINK)
 
 
 def test_multipath_legs_keep_gateways_devices_weights_and_via():
@@ -109,21 +111,31 @@ def test_single_leg_and_other_families():
 
 def test_our_route_keys_from_a_dump_batch_fast_layout_and_the_rest():
     fast = codec.encode_route_set(1, (100, AF_INET, socket.inet_aton("10.0.0.1"), 32, 20), 7, 200, 0)
+    fast_link = codec.encode_route_set(5, (100, AF_INET, socket.inet_aton("10.0.0.5"), 32, 20), 8, 200, 0,
+                                       RT_SCOPE_LINK)
     foreign = codec.encode_route_set(2, (100, AF_INET, socket.inet_aton("10.0.0.2"), 32, 20), 7, 12, 0)
     other_table = codec.encode_route_set(3, (101, AF_INET, socket.inet_aton("10.0.0.3"), 32, 20), 7, 200, 0)
     slow = (codec.NLMSGHDR.pack(0, codec.RTM_NEWROUTE, 0, 4, 0)
             + _route_body(AF_INET, socket.inet_aton("10.0.0.4"), 32,
                           _nla(codec.RTA_TABLE, struct.pack("=I", 100)) + _nla(codec.RTA_OIF, struct.pack("=I", 2)),
                           proto=200))
-    buf = fast + foreign + other_table + slow
+    slow_link = bytearray(slow)
+    slow_link[16 + 6] = RT_SCOPE_LINK  # rtm_scope
+    slow_link[16 + 12 + 4:16 + 12 + 8] = socket.inet_aton("10.0.0.6")  # RTA_DST
+    buf = fast + foreign + other_table + slow + fast_link + bytes(slow_link)
     batch, off = [], 0
-    for msg in (fast, foreign, other_table, slow):
+    for msg in (fast, foreign, other_table, slow, fast_link, slow_link):
         batch.append((codec.RTM_NEWROUTE, off + 16, off + len(msg)))
         off += len(msg)
-    out = {}
-    codec.read_route_keys(buf, batch, AF_INET, 100, 200, out)
+    out, scopes = {}, {}
+    codec.read_route_keys(buf, batch, AF_INET, 100, 200, out, scopes)
     assert out == {(100, AF_INET, socket.inet_aton("10.0.0.1"), 32, 20): 7,
-                   (100, AF_INET, socket.inet_aton("10.0.0.4"), 32, 0): 0}
+                   (100, AF_INET, socket.inet_aton("10.0.0.4"), 32, 0): 0,
+                   (100, AF_INET, socket.inet_aton("10.0.0.5"), 32, 20): 8,
+                   (100, AF_INET, socket.inet_aton("10.0.0.6"), 32, 0): 0}
+    # the scope of each route not universe (both layouts)
+    assert scopes == {(100, AF_INET, socket.inet_aton("10.0.0.5"), 32, 20): RT_SCOPE_LINK,
+                      (100, AF_INET, socket.inet_aton("10.0.0.6"), 32, 0): RT_SCOPE_LINK}
 
 
 def test_links_addresses_and_errors():
@@ -165,3 +177,13 @@ def test_strict_decoding_refuses_what_the_kernel_decoding_takes():
     assert parse_nexthop(body, 0, len(body)).gateway == bytes(16)
     with pytest.raises(DecodeError, match="NHA_GATEWAY of 16 bytes"):
         parse_nexthop(body, 0, len(body), strict=True)
+
+
+def test_route_delete_matches_any_scope():
+    """An IPv4 RTM_DELROUTE matches a route's scope unless it says RT_SCOPE_NOWHERE (as ``ip route
+    del`` does): with RT_SCOPE_UNIVERSE our scope link routes could not be deleted (ESRCH, seen
+    on the real kernel: tests/netns/test_tablefeed.py)."""
+    for key in ((100, AF_INET, socket.inet_aton("192.0.2.0"), 24, 20),
+                (100, AF_INET6, socket.inet_pton(AF_INET6, "2001:db8::"), 32, 20)):
+        raw = codec.encode_route_del(1, key, 200, codec.NLM_F_REQUEST)
+        assert codec.RTMSG.unpack_from(raw, 16)[6] == codec.RT_SCOPE_NOWHERE == 255

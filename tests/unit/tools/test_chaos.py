@@ -323,3 +323,18 @@ def test_every_seed_makes_a_topology():
     for seed in [2133070094] + [rng.randrange(1 << 31) for _ in range(200)]:
         topo = gen.make_topology(seed, 8, 800, 48)
         assert len(topo.sets) == 48 and len(topo.routes) == 800
+
+
+def test_device_only_ipv4_routes_are_expected_scope_link_and_compared_on_it():
+    routes = [("10.9.0.0/24", [(None, "a", 1)], 0), ("10.9.1.0/24", [(None, "a", 1), (None, "b", 1)], 0),
+              ("10.9.2.0/24", [(None, "a", 1), ("10.0.1.2", "b", 1)], 0), ("2001:db8:9::/48", [(None, "a", 1)], 0),
+              ("10.9.3.0/24", [(None, "a", 1), (None, "gone", 1)], 0)]  # link even with a leg gone
+    expected = oracle.expected_fib(routes, UP)
+    assert {p: e.scope for p, e in expected.items()} == {
+        "10.9.0.0/24": "link", "10.9.1.0/24": "link", "10.9.2.0/24": "global", "2001:db8:9::/48": "global",
+        "10.9.3.0/24": "link"}
+    nexthops = {2: NEXTHOPS[2], 8: {"id": 8, "dev": "a"}}
+    kernel = {"10.9.0.0/24": {"nhid": 8, "scope": "link"}, "10.9.3.0/24": {"nhid": 8}}  # the second: global
+    result = oracle.compare({p: expected[p] for p in kernel}, kernel, nexthops)
+    assert set(result.wrong) == {"10.9.3.0/24"}  # same nhid, other scope: not taken from the cache
+    assert "scope link" in "\n".join(result.diff())
