@@ -471,7 +471,7 @@ def measure(writes: Sequence[Write], events: Sequence[Event], daemon: str, ours:
             _converge(m, theirs, lambda w, m=m: w.t <= m.t0, lambda w, m=m: w.t > m.t0,
                       lambda w, later=later: later is not None and w.t > later, later is not None)
         out.extend(found)
-    out.sort(key=lambda m: m.t0)
+    out.sort(key=lambda m: (m.t0, m.seq0))
     return out
 
 
