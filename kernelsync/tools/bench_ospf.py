@@ -334,7 +334,9 @@ class Measurement:
     "superseded", "unmatched", "stranded" (not matched, and every next hop of S is on a link
     of r1 that is down or without carrier when the daemon writes it: the kernel refuses
     nexthop objects there, kernelsync cannot follow; BIRD adds r1's own /32 on e12 as it
-    loses carrier); ``t1``, ``added_ms`` (t1 - t0) when matched or already; ``by``:
+    loses carrier), "stale" (FRR: not matched, and zebra never streamed S over FPM in that
+    event: its kernel write put the route on a kernel group it had left stale, not what it
+    selected; kernelsync follows the selection); ``t1``, ``added_ms`` (t1 - t0) when matched or already; ``by``:
     the cause of kernelsync's change (route, nexthop, kernel, already); ``write_ms``:
     kernelsync's own first write giving S after t0 (a route or nexthop message, not the
     kernel's silent shrinking), relative to t0, if there was one before the daemon's next
@@ -450,6 +452,13 @@ def measure(writes: Sequence[Write], events: Sequence[Event], daemon: str, ours:
                 m.status, m.t1, m.added_ms, m.by, m.write_ms = "stranded", None, None, None, None
         out.extend(found)
     covered = {(m.event, m.prefix, None if m.nexthops is None else tuple(m.nexthops)) for m in out}
+    if intended:
+        streamed = {(_event_at_time(events, w.t), w.prefix, None if w.nexthops is None else tuple(sorted(w.nexthops)))
+                    for w in intended}
+        for m in out:
+            if m.status in ("unmatched", "superseded") and \
+                    (m.event, m.prefix, None if m.nexthops is None else tuple(m.nexthops)) not in streamed:
+                m.status = "stale"  # zebra's kernel write is not what it selected (nor streamed)
     fpm_state: Dict[str, NexthopSet] = {}
     extra: Dict[str, List[Measurement]] = {}
     for w in intended:
@@ -511,7 +520,7 @@ def summarize(measurements: Sequence[Measurement], events: Sequence[Event]) -> D
         done = [m for m in mine if m.status in ("matched", "already")]
         row["changes"] = _stats([m.added_ms for m in done if not m.deletion])
         row["deletions"] = _stats([m.added_ms for m in done if m.deletion])
-        for status in ("already", "superseded", "unmatched", "stranded"):
+        for status in ("already", "superseded", "unmatched", "stranded", "stale"):
             row[status] = sum(1 for m in mine if m.status == status)
         row["fpm_reference"] = sum(1 for m in done if m.ref == "fpm")
         row["kernelsync_write"] = _stats([m.write_ms for m in done if m.write_ms is not None and not m.deletion])
@@ -774,8 +783,16 @@ class DaemonRun:
     def _describe(self, want: Dict[str, NexthopSet]) -> str:
         def fmt(states):
             return {p: sorted(s) if s is not None else None for p, s in states.items()}
-        return "want %s; daemon %s; kernelsync %s" % (
+        text = "want %s; daemon %s; kernelsync %s" % (
             fmt(want), fmt(self._states("daemon", want)), fmt(self._states("ours", want)))
+        if self.tap is not None:
+            with self.tap.lock:
+                text += "; zebra's FPM stream %s" % fmt({p: self.fpm_tracker.state("fpm", p) for p in want})
+        try:
+            text += "; the daemon itself %s" % {p: self.lab.daemon_routes(p) for p in want}
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            text += "; the daemon itself: %s" % exc
+        return text
 
     def _wait(self, want: Dict[str, NexthopSet], event: Optional[Event], timeout: float) -> Optional[str]:
         """Until both views give ``want``, nothing of ``event`` is unmatched and both have
@@ -799,6 +816,7 @@ class DaemonRun:
         from .ospflab import OspfLab
         lab = OspfLab(self.daemon, fpm_port=FPM_PORT, workdir=os.path.join(self.workdir, "lab"))
         lab.start(daemons=False)
+        self.lab = lab
         ks = None
         self.listener: Listener = None  # type: ignore[assignment]
         self.tap: Optional[FpmTap] = None
@@ -903,7 +921,7 @@ def print_table(results: Sequence[Dict[str, object]]) -> None:
     (and of kernelsync's own writes for them) and of deletions, then kernelsync's writes."""
     head = ("%-6s %-7s %-4s %3s | %3s %9s %9s %4s %4s %9s %9s | %3s %9s %9s | %s"
             % ("daemon", "kind", "dir", "ev", "chg", "median", "max", "alrd", "fpm", "ks-write", "max",
-               "del", "median", "max", "sup/unm/strd"))
+               "del", "median", "max", "sup/unm/strd/stale"))
     print(head)
     print("-" * len(head))
 
@@ -914,10 +932,11 @@ def print_table(results: Sequence[Dict[str, object]]) -> None:
         for key, row in r["summary"].items():
             kind, direction = key.split("/")
             ch, de, kw = row["changes"], row["deletions"], row["kernelsync_write"]
-            print("%-6s %-7s %-4s %3d | %3d %9s %9s %4d %4d %9s %9s | %3d %9s %9s | %d/%d/%d" % (
+            print("%-6s %-7s %-4s %3d | %3d %9s %9s %4d %4d %9s %9s | %3d %9s %9s | %d/%d/%d/%d" % (
                 r["daemon"], kind, direction, row["events"], ch["count"], ms(ch["median_ms"]), ms(ch["max_ms"]),
                 row["already"], row["fpm_reference"], ms(kw["median_ms"]), ms(kw["max_ms"]), de["count"],
-                ms(de["median_ms"]), ms(de["max_ms"]), row["superseded"], row["unmatched"], row["stranded"]))
+                ms(de["median_ms"]), ms(de["max_ms"]), row["superseded"], row["unmatched"], row["stranded"],
+                row["stale"]))
         for key, row in r["summary"].items():
             if "fpm" in row:
                 print("%-6s %-12s zebra's FPM frame against its kernel write: median %s, max %s (%d)" % (
@@ -935,8 +954,9 @@ write: BIRD table 100, zebra main table); alrd: of those, kernelsync's table alr
 (0 ms; the kernel shrinks both groups when r1's link goes down); fpm: measured from zebra's FPM
 frame (its kernel write did not give what it selected); ks-write: kernelsync's own first write
 giving them (later than 0 when 'alrd'); del: deletions (they wait for 'settle' on purpose);
-sup/unm/strd: superseded by the daemon's next write / never matched / stranded: all its next hops on
-an r1 link without carrier, where the kernel refuses nexthop objects (left out of the figures)."""
+sup/unm/strd/stale: superseded by the daemon's next write / never matched / stranded: all its next
+hops on an r1 link without carrier, where the kernel refuses nexthop objects / stale: zebra's kernel
+write gave what it never selected nor streamed (its kernel group left stale); none in the figures."""
 
 
 def main(args) -> int:

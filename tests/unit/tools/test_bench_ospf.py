@@ -224,3 +224,23 @@ def test_bad_options_are_refused(capsys, argv, message):
     from kernelsync.cli import main
     assert main(["bench-ospf"] + argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_measure_a_kernel_write_zebra_never_streamed_is_stale_not_unmatched():
+    """zebra puts the LAN on a kernel group it left with one member (FRR 8.4): the kernel gives
+    [R2] though zebra selected and streamed both; kernelsync follows the stream.  The kernel write
+    is "stale" (not waited for), the stream's change is measured."""
+    writes = [
+        w(1, 1.0, "daemon", LAN, [R3]), w(2, 1.0, "ours", LAN, [R3]),
+        w(11, 5.0, "daemon", LAN, [R2]),
+        w(12, 5.003, "ours", LAN, [R2, R3]),
+    ]
+    fpm = [w(0, 1.0, "fpm", LAN, [R3]), w(0, 5.001, "fpm", LAN, [R2, R3])]
+    events = [ev(0, 10, 4.0, "remote", "up")]
+    ms = measure(writes, events, "daemon", "ours", fpm)
+    assert [(m.nexthops, m.ref, m.status, m.added_ms) for m in ms] == [
+        ([R2], "kernel", "stale", None), ([R2, R3], "fpm", "matched", 2.0)]
+    # without the stream to tell, the kernel write is just unmatched
+    assert [m.status for m in measure(writes, events, "daemon", "ours")] == ["unmatched"]
+    row = summarize(ms, events)["remote/up"]
+    assert (row["stale"], row["unmatched"], row["changes"]["count"]) == (1, 0, 1)
