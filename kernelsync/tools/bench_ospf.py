@@ -97,7 +97,10 @@ KINDS = ("local", "carrier", "remote")
 DEFAULT_KINDS = ("local", "remote")
 DIRECTIONS = ("down", "up")
 QUIET = 0.5              # seconds without a write in either table before an event counts as over
-EVENT_TIMEOUT = 45.0     # seconds an event may take (BIRD: 4-8 s, its MinLSInterval)
+#: FRR: seconds after an event's start from which zebra may be found stuck (Event.zebra_stuck)
+STUCK_AFTER = 3.0
+#: seconds an event may take (BIRD: 1-8 s, its MinLSInterval; FRR: 0.5-1.5 s)
+EVENT_TIMEOUT = {"bird": 45.0, "frr": 20.0}
 #: a view: (table, protocol)
 DAEMON_VIEWS = {"bird": (100, 12), "frr": (254, 188)}
 
@@ -312,7 +315,11 @@ class Event:
     """One flap event: ``kind`` (local/carrier/remote), ``direction`` (down/up), ``side``
     (r2/r3), ``seq`` (the tracker's message count when the action started: later messages
     belong to it), ``t`` (monotonic), and once over ``took`` (s until both tables showed the
-    target and were quiet) and ``problem`` (why it did not get there, else None)."""
+    target and were quiet) and ``problem`` (why it did not get there, else None);
+    ``zebra_stuck`` (FRR): zebra selected the target (``show ip route``) but neither its kernel
+    table nor its FPM stream carried it: FRR 8.4's dataplane keeps the group the kernel shrank
+    when a link of r1 went down (also without kernelsync); the event ended with kernelsync
+    holding what zebra streamed."""
 
     index: int
     kind: str
@@ -322,6 +329,7 @@ class Event:
     t: float
     took: Optional[float] = None
     problem: Optional[str] = None
+    zebra_stuck: bool = False
 
 
 @dataclass
@@ -797,9 +805,28 @@ class DaemonRun:
     def _wait(self, want: Dict[str, NexthopSet], event: Optional[Event], timeout: float) -> Optional[str]:
         """Until both views give ``want``, nothing of ``event`` is unmatched and both have
         been quiet for QUIET s.  Returns None, or what was still missing at the deadline."""
+        asked = [0.0]
+
+        def zebra_stuck() -> bool:
+            """FRR: zebra selected ``want`` but neither its kernel table nor its FPM stream
+            carries it (FRR 8.4 after a few link flaps), and kernelsync has what zebra streamed."""
+            now = time.monotonic()
+            if self.tap is None or event is None or now - event.t < STUCK_AFTER or now - asked[0] < 1.0 \
+                    or self._quiet_for() < STUCK_AFTER / 2:
+                return False
+            asked[0] = now
+            with self.tap.lock:
+                streamed = {p: self.fpm_tracker.state("fpm", p) for p in want}
+            if self._states("ours", want) != streamed:
+                return False
+            selected = {p: frozenset(self.lab.daemon_routes(p)) or None for p in want}
+            return selected == want
+
         def done() -> bool:
             if not self._daemon_at(want) or self._states("ours", want) != want:
-                return False
+                if not zebra_stuck():
+                    return False
+                event.zebra_stuck = True
             if event is not None and self._pending(event):
                 return False
             return self._quiet_for() >= QUIET
@@ -847,11 +874,13 @@ class DaemonRun:
                     event = Event(len(self.events), kind, direction, side, seq, time.monotonic())
                     self.events.append(event)
                     _flap(lab, kind, direction, side)
-                    event.problem = self._wait(_targets(direction, side), event, EVENT_TIMEOUT)
+                    event.problem = self._wait(_targets(direction, side), event, EVENT_TIMEOUT[self.daemon])
                     event.took = round(time.monotonic() - event.t, 3)
                     self.say("%s: flap %d/%d %-7s %-4s %s: %s in %.1f s" % (
                         self.daemon, n + 1, len(self.schedule), kind, direction, side,
-                        "PROBLEM " + event.problem if event.problem else "done", event.took))
+                        "PROBLEM " + event.problem if event.problem else
+                        "zebra stuck (selected, not installed nor streamed)" if event.zebra_stuck else "done",
+                        event.took))
             stats = self._ask("show stats") or {}
             writes_after = stats.get("writes", {})
             writes = {k: writes_after.get(k, 0) - writes_before.get(k, 0)
@@ -945,6 +974,9 @@ def print_table(results: Sequence[Dict[str, object]]) -> None:
         print("%-6s kernelsync's kernel writes over the flaps: %d (%s); settle %.3g s%s" % (
             r["daemon"], r["kernelsync_writes_total"], ", ".join("%s %d" % kv for kv in w.items() if kv[1]) or "none",
             r["settle"], "; %d events with problems" % r["problems"] if r.get("problems") else ""))
+        if r.get("zebra_stuck"):
+            print("%-6s %d events ended with zebra stuck: it selected both paths, but its kernel table and its FPM "
+                  "stream kept one (FRR 8.4, also without kernelsync)" % (r["daemon"], r["zebra_stuck"]))
 
 
 LEGEND = """\
@@ -996,6 +1028,7 @@ def main(args) -> int:
             print("bench-ospf: %s (work directory %s kept)" % (exc, workdir), file=sys.stderr)
             return 1
         result["problems"] = sum(1 for ev in result["events"] if ev["problem"])
+        result["zebra_stuck"] = sum(1 for ev in result["events"] if ev["zebra_stuck"])
         result["workdir"] = workdir if args.keep else None
         results.append(result)
         if not args.keep:
