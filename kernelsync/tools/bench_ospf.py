@@ -390,11 +390,17 @@ def _event_at_time(events: Sequence[Event], t: float) -> Optional[int]:
     return found
 
 
+def _end(events: Sequence[Event], index: int) -> Optional[float]:
+    return events[index + 1].t if index + 1 < len(events) else None
+
+
 def _converge(m: Measurement, theirs: Sequence[Write], before: Callable[[Write], bool],
-              after: Callable[[Write], bool], until: Callable[[Write], bool], has_next: bool) -> None:
+              after: Callable[[Write], bool], until: Callable[[Write], bool], has_next: bool,
+              end: Optional[float]) -> None:
     """Set m's status, t1, by and write_ms from kernelsync's writes ``theirs`` (in order):
     ``before``/``after`` tell a write before/after the daemon's, ``until`` one past the next
-    daemon write of the prefix (``has_next``: there is one)."""
+    daemon write of the prefix (``has_next``: there is one); ``end``: when the next event
+    started (a write from then on answers nothing of this event)."""
     target = None if m.nexthops is None else frozenset(m.nexthops)
     earlier = [w for w in theirs if before(w)]
     if (earlier[-1].nexthops if earlier else None) == target:
@@ -402,7 +408,7 @@ def _converge(m: Measurement, theirs: Sequence[Write], before: Callable[[Write],
     for w in theirs:
         if not after(w):
             continue
-        if until(w):
+        if until(w) or (end is not None and w.t >= end):
             break
         if w.nexthops == target:
             if m.t1 is None:
@@ -453,11 +459,8 @@ def measure(writes: Sequence[Write], events: Sequence[Event], daemon: str, ours:
         for n, m in enumerate(found):
             later = found[n + 1].seq0 if n + 1 < len(found) else None
             _converge(m, views[ours], lambda w, m=m: w.seq < m.seq0, lambda w, m=m: w.seq > m.seq0,
-                      lambda w, later=later: later is not None and w.seq > later, later is not None)
-            end = events[m.event + 1].t if m.event + 1 < len(events) else None
-            if m.stranded and m.status != "already" and (m.t1 is None or (end is not None and m.t1 >= end)):
-                # only matched once the link was back, in a later event: not an answer
-                m.status, m.t1, m.added_ms, m.by, m.write_ms = "stranded", None, None, None, None
+                      lambda w, later=later: later is not None and w.seq > later, later is not None,
+                      _end(events, m.event))
         out.extend(found)
     covered = {(m.event, m.prefix, None if m.nexthops is None else tuple(m.nexthops)) for m in out}
     if intended:
@@ -486,7 +489,8 @@ def measure(writes: Sequence[Write], events: Sequence[Event], daemon: str, ours:
         for m in found:
             later = next((t for t in nexts if t > m.t0), None)
             _converge(m, theirs, lambda w, m=m: w.t <= m.t0, lambda w, m=m: w.t > m.t0,
-                      lambda w, later=later: later is not None and w.t > later, later is not None)
+                      lambda w, later=later: later is not None and w.t > later, later is not None,
+                      _end(events, m.event))
         out.extend(found)
     out.sort(key=lambda m: (m.t0, m.seq0))
     return out

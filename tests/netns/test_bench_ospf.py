@@ -44,13 +44,16 @@ def test_bench_ospf_short_run_is_complete():
         assert all(e["problem"] is None for e in events), where
         assert r["listener_overflows"] == 0 and r["problems"] == 0
         for m in measurements:
-            assert m["status"] in ("matched", "already", "stranded"), (m, where)
-            if m["status"] != "stranded":
+            assert m["status"] in ("matched", "already", "stranded", "stale"), (m, where)
+            if m["status"] in ("matched", "already"):
                 assert m["added_ms"] is not None and m["added_ms"] >= 0 and m["t1"] >= m["t0"], m
         for e in events:
             mine = [m for m in measurements if m["event"] == e["index"]]
             want = [OTHER[e["side"]]] if e["direction"] == "down" else sorted([NH_R2, NH_R3])
             lan = [m for m in mine if m["prefix"] == LAN and m["status"] in ("matched", "already")]
+            if e["zebra_stuck"]:  # FRR 8.4 installed and streamed nothing new for the LAN: nothing to measure
+                assert r["daemon"] == "frr" and e["direction"] == "up" and not lan, (e, mine)
+                continue
             assert lan and lan[-1]["nexthops"] == want, (e, mine)
             if e["kind"] == "remote" and e["direction"] == "down":
                 # the failed side's stub prefix is withdrawn: a deletion, measured

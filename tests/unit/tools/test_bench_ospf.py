@@ -244,3 +244,24 @@ def test_measure_a_kernel_write_zebra_never_streamed_is_stale_not_unmatched():
     assert [m.status for m in measure(writes, events, "daemon", "ours")] == ["unmatched"]
     row = summarize(ms, events)["remote/up"]
     assert (row["stale"], row["unmatched"], row["changes"]["count"]) == (1, 0, 1)
+
+
+def test_measure_a_write_after_the_event_answers_nothing_of_it():
+    """kernelsync reaching the daemon's set only during the next event (zebra streamed it then)
+    is no answer to the earlier event: unmatched (stale when zebra never streamed it in its
+    event)."""
+    writes = [
+        w(1, 1.0, "daemon", LAN, [R2, R3]), w(2, 1.0, "ours", LAN, [R2, R3]),
+        w(11, 5.0, "daemon", LAN, [R2]),
+        w(21, 6.1, "ours", LAN, [R2]),
+    ]
+    events = [ev(0, 10, 4.0, "remote", "up"), ev(1, 20, 6.0, "remote", "down")]
+    (m,) = measure(writes, events, "daemon", "ours")
+    assert (m.status, m.t1, m.added_ms) == ("unmatched", None, None)
+    fpm = [w(0, 1.0, "fpm", LAN, [R2, R3]), w(0, 6.05, "fpm", LAN, [R2])]
+    assert [(x.ref, x.status) for x in measure(writes, events, "daemon", "ours", fpm)] == [
+        ("kernel", "stale"), ("fpm", "matched")]
+    # the same write within the event answers it
+    events = [ev(0, 10, 4.0, "remote", "up"), ev(1, 20, 7.0, "remote", "down")]
+    (m,) = measure(writes, events, "daemon", "ours")
+    assert (m.status, m.added_ms) == ("matched", 1100.0)
