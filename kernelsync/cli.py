@@ -1,4 +1,4 @@
-"""Command line: ``kernelsync run|exabgp|hold|check|show|bench|bench-bgp|chaos|chaos-bgp|demo``."""
+"""Command line: ``kernelsync run|exabgp|hold|check|show|bench|bench-bgp|bench-ospf|chaos|chaos-bgp|demo``."""
 from __future__ import annotations
 
 import argparse
@@ -163,6 +163,11 @@ def cmd_bench_bgp(args) -> int:
     return bench_bgp_main(args)
 
 
+def cmd_bench_ospf(args) -> int:
+    from .tools.bench_ospf import main as bench_ospf_main
+    return bench_ospf_main(args)
+
+
 def cmd_chaos(args) -> int:
     from .tools.chaos import main as chaos_main
     return chaos_main(args)
@@ -234,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .tools.bench_bgp import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_bench_bgp)
+
+    p = sub.add_parser("bench-ospf", help="kernelsync's added convergence behind real BIRD 2 and FRR 8.4 OSPF "
+                                          "(local and remote link flaps in the OSPF lab)")
+    from .tools.bench_ospf import add_arguments as bench_ospf_arguments
+    bench_ospf_arguments(p)
+    p.set_defaults(func=cmd_bench_ospf)
 
     p = sub.add_parser("chaos", help="a seeded storm of link flaps, outside deletions and kill -9s against "
                                      "a real kernelsync in scratch namespaces, checked by an independent oracle")
