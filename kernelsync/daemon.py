@@ -145,7 +145,7 @@ class Daemon:
                         "(kernelsync exabgp, or [exabgp] listen for relays)")
         self.feeds.extend(TableFeed(engine.rib, tf, self.kernel, engine.links) for tf in cfg.table_feeds)
         if cfg.fpm_feed is not None:
-            self.feeds.append(FpmFeed(engine.rib, cfg.fpm_feed, engine.links))
+            self.feeds.append(FpmFeed(engine.rib, cfg.fpm_feed, engine.links, self.kernel))
         # before the feeds' first dumps and the engine's first route dump, as the link and nexthop
         # subscription: other programs' changes of our routes (repaired at once), and other
         # protocols' routes for the feeds that follow them

@@ -62,8 +62,11 @@ seconds after the link, and the update zebra misses is among its changes), the f
 connection; zebra reconnects (within 3 s) and replays.  The debt is paid only by a replay that
 began after that much quiet: a link event while zebra is away or replaying, or changes after a
 replay, owe another.  A re-read's replay is the truth: applied whole, unchanged routes cost no
-write, and prefixes zebra no longer has are withdrawn at once.  Changes zebra makes while it
-reconnects arrive with the replay.
+write, and prefixes zebra no longer has are withdrawn at once.  zebra takes about 3 s to
+reconnect: meanwhile its own kernel writes of the routes we take (its table and protocols; it
+writes its FIB into the kernel too) stand in for the stream, additions and replaces applied at
+once (counter ``reread_hints``), so a failure in that gap costs no added convergence; the replay
+then is the truth.
 
 **Who may feed the FIB**: a TCP port on the loopback is open to every local user.  A connection
 is accepted only from a socket owned by one of ``users`` (default ``frr`` and ``root``; zebra
@@ -96,6 +99,7 @@ import attrs
 
 from ..core.links import LinkTable
 from ..core.model import KNexthop, KRoute, Path, Prefix, format_prefix
+from ..core.port import ResyncNeeded
 from ..core.rib import Rib
 from ..kernel.codec import (NEXTHOP_MESSAGES, NHMSG, NLA, NLMSGHDR, ROUTE_MESSAGES, RTM_DELROUTE, RTM_NEWNEXTHOP,
                             RTM_NEWROUTE, RTMSG, DecodeError, parse_nexthop, parse_route)
@@ -475,10 +479,15 @@ def _uid_of(user: str) -> Optional[int]:
 
 class FpmFeed(BaseFeed):
     """``[feed.fpm]``: the TCP server and the RIB source (see the module docstring).
-    ``links``: the link table (read only: interface names of zebra's ifindexes)."""
+    ``links``: the link table (read only: interface names of zebra's ifindexes); ``kernel``: the
+    daemon's request socket (``dump_nexthops``), to read zebra's own kernel writes during a
+    re-read (None: not read)."""
 
-    def __init__(self, rib: Rib, cfg: FpmFeedConfig, links: LinkTable) -> None:
+    def __init__(self, rib: Rib, cfg: FpmFeedConfig, links: LinkTable, kernel=None) -> None:
         self.cfg = cfg
+        self.kernel = kernel
+        # zebra's own kernel writes stand in for its stream during a re-read
+        self.follows_routes = kernel is not None and cfg.resync_after_link > 0
         self.name = cfg.name
         self.links = links
         self.source = RouteSource(rib, cfg.name, cfg.distance, cfg.hold_time)
@@ -497,10 +506,11 @@ class FpmFeed(BaseFeed):
         self.quiet_from = 0.0  # the re-read waits for zebra to be quiet since then (last link event or change)
         self.replay_started = 0.0  # when the current connection came
         self.rereading = False  # the current connection is our re-read: its replay is the truth, nothing held
+        self.gap_hints: Dict[Prefix, KRoute] = {}  # zebra's kernel writes during a re-read, not applied yet
         self.link_change_at = float("-inf")  # the last link event that changed a link's usability
         self.unusable: Set[Prefix] = set()  # prefixes whose route could not be expressed (logged once)
         self.counters = {"connections": 0, "refused": 0, "disconnects": 0, "malformed": 0, "replays": 0,
-                         "resyncs": 0, "stops": 0}
+                         "resyncs": 0, "stops": 0, "reread_hints": 0}
         self.last_error = ""
         self.refused_log_at = 0.0  # the next refused connection is logged from then on
         self.refused_unlogged = 0  # connections refused since the last warning
@@ -649,6 +659,8 @@ class FpmFeed(BaseFeed):
 
     # kernel --------------------------------------------------------------------------------
     def on_kernel_change(self, change: KernelChange, now: float) -> None:
+        if self.rereading:
+            self._collect_hints(change)
         if not change.link_event:
             return
         if change.lost or change.links.changed:  # not notifications that changed no link's usability
@@ -659,9 +671,40 @@ class FpmFeed(BaseFeed):
         if change.links is not None and change.links.names_changed and self.stream is not None:
             self.stream.mark_all_dirty()  # a device came, went or was renamed: look at every route again
 
+    def _collect_hints(self, change: KernelChange) -> None:
+        """During a re-read (zebra away, then replaying), zebra's own kernel writes of the routes
+        we take (table and protocols) stand in for its stream (see the module docstring)."""
+        for event in change.routes:
+            route = event.route
+            if not event.deleted and route.table == self.cfg.table and route.protocol in self.cfg.protocols:
+                self.gap_hints[route.prefix] = route
+
+    def _apply_hints(self) -> None:
+        hints, self.gap_hints = self.gap_hints, {}
+        if not self.rereading or self.kernel is None:
+            return
+        nexthops: Mapping[int, KNexthop] = {}
+        if any(r.nh_id for r in hints.values()):
+            try:
+                nexthops = self.kernel.dump_nexthops()
+            except ResyncNeeded as exc:  # the replay brings the truth anyway
+                log.warning("%s: reading zebra's nexthop objects failed (%s): its kernel writes during the re-read are "
+                            "left to the replay", self.cfg.where, exc)
+                return
+        used = 0
+        for prefix, route in hints.items():
+            paths = route_paths(route, nexthops, self.links.names)
+            if paths is not None:
+                self.source.update(prefix, paths)
+                used += 1
+        self.counters["reread_hints"] += used
+        log.info("%s: %d of zebra's kernel writes applied while its FIB is re-read", self.cfg.where, used)
+
     # cycle ---------------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
         times: List[float] = []
+        if self.gap_hints:
+            times.append(0.0)
         stale = self.source.deadline()
         if stale is not None:
             times.append(stale)
@@ -686,6 +729,8 @@ class FpmFeed(BaseFeed):
         return min(times) if times else None
 
     def commit(self, now: float) -> None:
+        if self.gap_hints:
+            self._apply_hints()
         if (self.reread_owed and self.conn is not None and not self.replaying
                 and now >= self.quiet_from + self.cfg.resync_after_link):
             self.counters["resyncs"] += 1

@@ -206,13 +206,13 @@ def free_port():
 class Harness:
     """An FpmFeed on a free port, driven like the daemon drives it, with a fake clock."""
 
-    def __init__(self, **cfg):
+    def __init__(self, kernel=None, **cfg):
         self.rib = Rib()
         self.rib.add_source("static", 1)
         self.rib.set_ready("static")
         self.cfg = FpmFeedConfig(port=free_port(), **{"hold_time": 30.0, "replay_quiet": 1.0, **cfg})
         self.links = LinkTable({i: Link(index=i, name=n, up=True, carrier=True) for i, n in IFNAMES.items()})
-        self.feed = FpmFeed(self.rib, self.cfg, self.links)
+        self.feed = FpmFeed(self.rib, self.cfg, self.links, kernel)
         self.sel = selectors.DefaultSelector()
         self.now = 1000.0
         self.feed.start(self.sel, self.now)
@@ -630,6 +630,42 @@ def test_a_link_event_while_zebra_replays_still_gets_its_reread_and_the_reread_i
     assert gws(h.rib_paths(LAN)) == [R2, R3] and not h.feed.show()["resync_pending"]
     h.tick(20.0)
     assert h.feed.show()["resyncs"] == 2
+    sock.close()
+
+
+def test_during_a_reread_zebras_own_kernel_writes_stand_in_for_the_stream(harness):
+    """zebra takes about 3 s to reconnect after the re-read's close: a remote failure meanwhile
+    reaches the RIB from zebra's kernel write of the route at once; the replay is the truth."""
+    from kernelsync.core.model import KNexthop, KRoute
+    from kernelsync.feeds.base import RouteEvent
+    from tests.support.feeds import DumpingKernel
+
+    kernel = DumpingKernel(nexthops={22: KNexthop(id=22, family=AF_INET, protocol=11, oif=3,
+                                                   gateway=socket.inet_aton(R3))})
+    h = harness(kernel=kernel, users=[], resync_after_link=1.0)
+    assert h.feed.follows_routes
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)])))
+    h.tick(1.1)
+    h.feed.on_kernel_change(KernelChange(links=E12_CHANGED), h.now)
+    h.tick(1.0)
+    assert h.feed.show()["resyncs"] == 1 and sock.recv(10) == b""
+    family, dst, plen = LAN
+    zebra_write = KRoute(family, dst, plen, 254, OSPF, 1, 20, (), 22)  # LAN on zebra's nexthop 22 (via r3)
+    other_table = KRoute(family, dst, plen, 100, OSPF, 1, 20, (), 22)
+    h.feed.on_kernel_change(KernelChange(routes=(RouteEvent(False, other_table),)), h.now)
+    assert h.feed.deadline() != 0.0  # not zebra's table
+    h.feed.on_kernel_change(KernelChange(routes=(RouteEvent(False, zebra_write),)), h.now + 0.5)
+    assert h.feed.deadline() == 0.0
+    h.tick(0.5)
+    assert gws(h.rib_paths(LAN)) == [R3] and h.feed.show()["reread_hints"] == 1
+    sock = h.connect()  # the replay: the truth
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)])))
+    h.tick(1.1)
+    assert gws(h.rib_paths(LAN)) == [R2, R3] and not h.feed.show()["resync_pending"]
+    h.feed.on_kernel_change(KernelChange(routes=(RouteEvent(False, zebra_write),)), h.now)
+    h.tick()  # not during a re-read: zebra's kernel writes are not ours to follow
+    assert gws(h.rib_paths(LAN)) == [R2, R3] and h.feed.show()["reread_hints"] == 1
     sock.close()
 
 
