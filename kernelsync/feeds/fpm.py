@@ -62,7 +62,8 @@ seconds after the link, and the update zebra misses is among its changes), the f
 connection; zebra reconnects (within 3 s) and replays.  The debt is paid only by a replay that
 began after that much quiet: a link event while zebra is away or replaying, or changes after a
 replay, owe another.  A re-read's replay is the truth: applied whole, unchanged routes cost no
-write, and prefixes zebra no longer has are withdrawn at once.  zebra takes about 3 s to
+write, what it brings is applied as it comes (not at its end), and prefixes zebra no longer has
+are withdrawn at its end, at once.  zebra takes about 3 s to
 reconnect: meanwhile its own kernel writes of the routes we take (its table and protocols; it
 writes its FIB into the kernel too) stand in for the stream, additions and replaces applied at
 once (counter ``reread_hints``), so a failure in that gap costs no added convergence; the replay
@@ -715,6 +716,8 @@ class FpmFeed(BaseFeed):
             times.append(self.quiet_from + self.cfg.resync_after_link)
         if self.replaying:
             times.append(self.last_frame + self.cfg.replay_quiet)
+            if self.rereading and stream is not None and stream.has_present():
+                times.append(0.0)  # a re-read's replay is the truth: what it brings is applied at once
         elif stream is not None and (stream.dirty or self.full):
             settled = self._settled(stream)
             if self.source.stale and not self.rereading:
@@ -757,6 +760,8 @@ class FpmFeed(BaseFeed):
             return
         if self.replaying:
             if now < self.last_frame + self.cfg.replay_quiet:
+                if self.rereading:  # the truth: additions and replaces at once, the sweep at its end
+                    self._apply(stream.take_present(), stream)
                 return
             self.replaying = False
             self.full = True

@@ -659,8 +659,11 @@ def test_during_a_reread_zebras_own_kernel_writes_stand_in_for_the_stream(harnes
     assert h.feed.deadline() == 0.0
     h.tick(0.5)
     assert gws(h.rib_paths(LAN)) == [R3] and h.feed.show()["reread_hints"] == 1
-    sock = h.connect()  # the replay: the truth
+    sock = h.connect()  # the replay: the truth, applied as it comes
     h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)])))
+    assert h.feed.deadline() == 0.0
+    h.tick()
+    assert gws(h.rib_paths(LAN)) == [R2, R3] and h.feed.replaying
     h.tick(1.1)
     assert gws(h.rib_paths(LAN)) == [R2, R3] and not h.feed.show()["resync_pending"]
     h.feed.on_kernel_change(KernelChange(routes=(RouteEvent(False, zebra_write),)), h.now)
