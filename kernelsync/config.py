@@ -154,6 +154,10 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
                         "ignores, e.g. nexthop_id_range = [469762048, 470762047], or set 'no zebra nexthop kernel "
                         "enable' and 'no fpm use-next-hop-groups' in zebra (see the README, FRR through FPM)"
                         % kernel.nexthop_id_range)
+    if fpm_feed is not None and fpm_feed.resync_after_link <= 0:
+        warnings.append("%s.resync_after_link = 0: FRR 8.4's FPM stream misses updates after link flaps (an ECMP "
+                        "route left on one leg until its next change); without the re-read kernelsync keeps what "
+                        "zebra streamed (see the README, FRR through FPM)" % fpm_feed.where)
     return Config(filename=filename, kernel=kernel, control_socket=sock, static_distance=distance,
                   static_routes=tuple(routes), route_errors=tuple(route_errors), bgp=bgp, exabgp=exabgp,
                   export=export, table_feeds=table_feeds, fpm_feed=fpm_feed, warnings=tuple(warnings))

@@ -138,6 +138,12 @@ def test_fpm_feed_with_ids_zebra_learns_is_warned():
     assert safe.warnings == () and config.parse({}).warnings == ()
 
 
+def test_fpm_feed_without_the_reread_is_warned():
+    assert fpm_config({}, nexthop_id_range=[469762048, 470762047]).fpm_feed.resync_after_link == 2.0
+    (warning,) = fpm_config({"resync_after_link": 0}, nexthop_id_range=[469762048, 470762047]).warnings
+    assert "resync_after_link = 0" in warning and "misses updates" in warning
+
+
 def test_fpm_and_table_feed_names_must_differ():
     with pytest.raises(config.ConfigError, match="feed.table\\[0\\].name: 'ospf' is already the name of feed.fpm"):
         config.parse({"feed": {"fpm": {"name": "ospf"}, "table": [{"table": 100, "protocol": "bird", "name": "ospf"}]},
