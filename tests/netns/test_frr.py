@@ -140,7 +140,7 @@ class Lab:
 
 #: seconds kernelsync's groups must stay equal to zebra's selection after each flap (the issue's
 #: 10 s in a long run: KS_FRR_STABLE=10)
-STABLE = float(os.environ.get("KS_FRR_STABLE", "1.0"))
+STABLE = float(os.environ.get("KS_FRR_STABLE", "0.5"))
 FLAPS = [("link", "e12", [NH_R3]), ("link", "e13", [NH_R2]), ("peer_link", "e12", [NH_R3]),
          ("peer_link", "e13", [NH_R2])] * 2 + [("link", "e12", [NH_R3]), ("peer_link", "e13", [NH_R2])]
 
