@@ -81,6 +81,9 @@ class FibBuilder:
             self.starved = starved
         if self.route_hints and self.nhm.adopting_groups:
             self._vote(dirty)
+        # (route key, id its route pointed at) of the prefixes whose candidates changed: a group
+        # all of whose prefixes moved to one subset of it is shrunk in place (_shrink_in_place)
+        moved: list = []
         for prefix in dirty:
             entry = rib_entries.get(prefix)
             new: Tuple[Tuple[str, Entry], ...] = ()
@@ -107,7 +110,10 @@ class FibBuilder:
             if starved:
                 starved.pop(prefix, None)  # withdrawn, or its set found an id after all
             old = cands_map.get(prefix, ())
+            key = (table, prefix[0], prefix[1], prefix[2], metric)
             if old != new:
+                if old:
+                    moved.append((key, routes.get(key)))
                 for _, e in old:
                     if all(e is not n for _, n in new):
                         unuse(e, prefix, now)
@@ -118,7 +124,6 @@ class FibBuilder:
                     cands_map[prefix] = new
                 else:
                     del cands_map[prefix]
-            key = (table, prefix[0], prefix[1], prefix[2], metric)
             for source, e in new:
                 nh_id = installable.get(id(e), _MISSING)
                 if nh_id is _MISSING:
@@ -130,6 +135,8 @@ class FibBuilder:
                 routes.pop(key, None)
             if collect:
                 changed[key] = None
+        if moved:
+            self._shrink_in_place(moved, now)
         if starved:
             self._starved_frees = self.nhm.frees
             if not self._exhausted:
@@ -142,6 +149,53 @@ class FibBuilder:
             self._exhausted = False
             log.info("nexthop id range: every waiting prefix has its id now")
         return changed
+
+    def _shrink_in_place(self, moved, now: float) -> None:
+        """Prefix-independent convergence (a BGP peer down, a next hop that stops resolving):
+        ``moved`` lists ``(route key, id its route pointed at before)`` for the prefixes whose
+        candidates changed in this sync.  When every prefix of a group left it, the largest
+        share of them that moved to one entry whose set is a subset of the group's (the group
+        lost members; or a superset: they all came back in this sync) keeps the group's id:
+        the group is replaced in place (:meth:`NexthopManager.shrink_in_place`, one write)
+        and their routes do not move.  The others move as usual: a group still used by
+        prefixes that did not lose the member is not shrunk (the movers get routes of their
+        own); a prefix whose best path changed (a set neither subset nor superset) is
+        rewritten.  Forwarding stays what a fresh computation gives; only group ids differ."""
+        routes = self.routes
+        by_id = self.nhm.by_id
+        flows: Dict[int, Dict[int, list]] = {}  # old id -> new id -> route keys
+        for key, old_id in moved:
+            if old_id is None:
+                continue
+            new_id = routes.get(key)
+            if new_id is None or new_id == old_id:
+                continue
+            dests = flows.get(old_id)
+            if dests is None:
+                dests = flows[old_id] = {}
+            keys = dests.get(new_id)
+            if keys is None:
+                dests[new_id] = [key]
+            else:
+                keys.append(key)
+        cands_map = self._cands
+        for old_id, dests in flows.items():
+            old = by_id.get(old_id)
+            if old is None or not old.is_group or old.users:
+                continue
+            new_id, keys = max(dests.items(), key=lambda i: len(i[1]))
+            new = by_id.get(new_id)
+            if new is None:
+                continue
+            movers = {(k[1], k[2], k[3]) for k in keys}
+            group = self.nhm.shrink_in_place(old, new, movers, now)
+            if group is None:
+                continue
+            if group is not new:  # a group made for the movers (of one nexthop, or a twin)
+                for prefix in movers:
+                    cands_map[prefix] = tuple((s, group if e is new else e) for s, e in cands_map[prefix])
+            for prefix in movers:
+                self._select(prefix)
 
     @property
     def starved_due(self) -> bool:
