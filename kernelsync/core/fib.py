@@ -162,40 +162,46 @@ class FibBuilder:
         own); a prefix whose best path changed (a set neither subset nor superset) is
         rewritten.  Forwarding stays what a fresh computation gives; only group ids differ."""
         routes = self.routes
-        by_id = self.nhm.by_id
-        flows: Dict[int, Dict[int, list]] = {}  # old id -> new id -> route keys
+        get = routes.get
+        flows: Dict[Tuple[int, int], list] = {}  # (old id, new id) -> route keys
+        last_old = last_new = _MISSING  # a batch comes in runs of one (old, new) pair
+        keys: list = []
         for key, old_id in moved:
-            if old_id is None:
-                continue
-            new_id = routes.get(key)
-            if new_id is None or new_id == old_id:
-                continue
-            dests = flows.get(old_id)
-            if dests is None:
-                dests = flows[old_id] = {}
-            keys = dests.get(new_id)
-            if keys is None:
-                dests[new_id] = [key]
-            else:
+            new_id = get(key)
+            if new_id == last_new and old_id == last_old:
                 keys.append(key)
+            elif new_id != old_id and new_id is not None and old_id is not None:
+                keys = flows.get((old_id, new_id))
+                if keys is None:
+                    keys = flows[(old_id, new_id)] = []
+                keys.append(key)
+                last_old, last_new = old_id, new_id
+        best: Dict[int, Tuple[int, list]] = {}  # old id -> (new id, keys) of its largest share
+        for (old_id, new_id), keys in flows.items():
+            if old_id not in best or len(keys) > len(best[old_id][1]):
+                best[old_id] = (new_id, keys)
+        by_id = self.nhm.by_id
         cands_map = self._cands
-        for old_id, dests in flows.items():
+        for old_id, (new_id, keys) in best.items():
             old = by_id.get(old_id)
-            if old is None or not old.is_group or old.users:
-                continue
-            new_id, keys = max(dests.items(), key=lambda i: len(i[1]))
             new = by_id.get(new_id)
-            if new is None:
+            if old is None or new is None or not old.is_group or old.users:
                 continue
             movers = {(k[1], k[2], k[3]) for k in keys}
             group = self.nhm.shrink_in_place(old, new, movers, now)
             if group is None:
                 continue
             if group is not new:  # a group made for the movers (of one nexthop, or a twin)
+                swapped: Dict[int, tuple] = {}  # id(old candidates) -> new ones: shared, as before
                 for prefix in movers:
-                    cands_map[prefix] = tuple((s, group if e is new else e) for s, e in cands_map[prefix])
-            for prefix in movers:
-                self._select(prefix)
+                    cands = cands_map[prefix]
+                    repl = swapped.get(id(cands))
+                    if repl is None or repl[0] is not cands:
+                        repl = swapped[id(cands)] = (cands, tuple((s, group if e is new else e) for s, e in cands))
+                    cands_map[prefix] = repl[1]
+            gid = group.id
+            for key in keys:  # the movers' route was on ``new``: it is on ``group`` now, at the old id
+                routes[key] = gid
 
     @property
     def starved_due(self) -> bool:
