@@ -741,3 +741,40 @@ def test_pic_random_sets_and_flaps_stay_equal_to_a_fresh_computation(seed):
     used |= {m for nh in list(used) if kernel.nexthops[nh].is_group for m, _w in kernel.nexthops[nh].group}
     assert set(kernel.nexthops) == used
     assert not [e for e in engine.nhm.by_id.values() if engine.nhm.unused(e)]  # none leaked
+
+
+def test_bgp_session_down_through_the_feed_shrinks_the_group_in_place():
+    """End to end: 1,000 prefixes from two eBGP peers (ECMP over both), ExaBGP reports peer A
+    down: the BGP feed withdraws A's paths in one commit and the group is replaced in place."""
+    from kernelsync.feeds.bgp import BgpRib, BgpSettings
+    from kernelsync.feeds.exabgp import Parser
+    from tests.unit.feeds.bgp_lines import B, announce, lab_resolver, msg
+    kernel = FakeKernel(PROTO)
+    for name in ("ha", "hb"):
+        kernel.add_link(name)
+    engine, _ = make(kernel)
+    engine.rib.add_source("ebgp", 20)
+    engine.rib.add_source("ibgp", 200)
+    resolver = lab_resolver()
+    bgp = BgpRib(engine.rib, resolver, BgpSettings(), now=0.0)
+    parser = Parser()
+
+    def lines(*texts):
+        for text in texts:
+            event = parser.parse(text)
+            if event is not None:
+                bgp.handle(event, 0.0)
+        bgp.commit()
+
+    nlris = ["10.%d.%d.0/24" % (i // 256, i % 256) for i in range(1000)]
+    lines(msg("state", {"state": "up"}), announce(nlris, "192.0.2.1"),
+          msg("state", {"state": "up"}, **B), announce(nlris, "192.0.2.9", **B))
+    ready_run(engine)
+    gids = {nh for _p, nh in kernel.routes.values()}
+    assert len(kernel.routes) == 1000 and len(gids) == 1 and len(kernel.nexthops[next(iter(gids))].group) == 2
+    before = dict(kernel.stats.writes)
+    lines(msg("state", {"state": "down", "reason": "hold timer"}))
+    engine.run(1.0)
+    assert _writes(kernel, before) == {"nexthop-set": 1}
+    assert {nh for _p, nh in kernel.routes.values()} == gids
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
