@@ -47,6 +47,9 @@ class FibBuilder:
         # prefix -> id of one of our groups awaiting adoption that the kernel's route points at
         # (set by the engine from its route dump during the start's adoption)
         self.route_hints: Dict[Prefix, int] = {}
+        # the same hints, kept after the vote for the prefixes whose route may point at a twin or
+        # a group of one (NexthopManager.adopt_twin): consumed by sync_rib
+        self._twin_hints: Dict[Prefix, int] = {}
 
     def route_key(self, prefix: Prefix) -> RouteKey:
         return (self.table, prefix[0], prefix[1], prefix[2], self.metric)
@@ -84,6 +87,9 @@ class FibBuilder:
         # (route key, id its route pointed at) of the prefixes whose candidates changed: a group
         # all of whose prefixes moved to one subset of it is shrunk in place (_shrink_in_place)
         moved: list = []
+        twin_hints = self._twin_hints
+        if twin_hints and not self.nhm.adopting_groups:
+            twin_hints.clear()  # adoption is over
         for prefix in dirty:
             entry = rib_entries.get(prefix)
             new: Tuple[Tuple[str, Entry], ...] = ()
@@ -109,6 +115,12 @@ class FibBuilder:
                     continue
             if starved:
                 starved.pop(prefix, None)  # withdrawn, or its set found an id after all
+            if twin_hints and new:
+                gid = twin_hints.pop(prefix, None)
+                if gid is not None and gid != new[0][1].id:
+                    twin = self.nhm.adopt_twin(new[0][1], gid)
+                    if twin is not None:
+                        new = ((new[0][0], twin),) + new[1:]
             old = cands_map.get(prefix, ())
             key = (table, prefix[0], prefix[1], prefix[2], metric)
             if old != new:
@@ -222,10 +234,12 @@ class FibBuilder:
         get_entry = rib_entries.get
         last_entry = last_gid = None
         last_vote: Tuple[int, int, int] = (0, 0, 0)
+        twin_hints = self._twin_hints
         for prefix in dirty:
             gid = pop(prefix, None)  # each route votes once
             if gid is None:
                 continue
+            twin_hints[prefix] = gid
             entry = get_entry(prefix)
             if not entry:
                 continue

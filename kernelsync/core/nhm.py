@@ -149,6 +149,7 @@ class NexthopManager:
         self.frees = 0  # collections that freed entries (ids): the FIB retries prefixes that found none
         self.dormant: Set[int] = set()  # unused entries whose write was refused: not retried
         self._twins = 0  # TwinKeys made (their numbers)
+        self._twin_of: Dict[int, Entry] = {}  # during adoption: id of a twin adopted -> the set's entry
 
     # ids -----------------------------------------------------------------------------------
     def owns_id(self, nh_id: int) -> bool:
@@ -246,6 +247,7 @@ class NexthopManager:
         self._adopt_group.clear()
         self._adopt_groups.clear()
         self._adopt_by_set.clear()
+        self._twin_of.clear()
         self.routed_ids = set()
         if self._adopt_ids:
             self.released()
@@ -395,6 +397,42 @@ class NexthopManager:
         if self._adopt_group.get(adopt_key) in self.routed_ids:
             return None  # routes point at it: it waits for their set's vote (its twin's, maybe)
         return self._take_adopted(self._adopt_group, adopt_key)
+
+    def adopt_twin(self, entry: Entry, gid: int) -> Optional[GroupEntry]:
+        """Restart after :meth:`shrink_in_place`: a route whose set is ``entry`` points at
+        ``gid``, another group of ours awaiting adoption (a group of one member where ``entry``
+        is a plain nexthop; a twin where the set's own group took another id).  Returns a group
+        with ``entry``'s members at ``gid`` for that route (shared by every route pointing at
+        ``gid``), so the route is not rewritten; the kernel group is replaced in place if its
+        live members differ.  None when ``gid`` is not ours to adopt or its type differs."""
+        group = self.by_id.get(gid)
+        if group is not None:
+            return group if group.is_group and self._twin_of.get(gid) is entry else None
+        obj = self._adopt_groups.get(gid)
+        if obj is None or gid not in self._adopt_ids or gid in self._adopt_by_set.values():
+            return None  # not ours to adopt, or voted to a set (whose group takes it when made)
+        res = entry.resilient if entry.is_group else None
+        if obj.grp_type != (GRP_RES if res else GRP_MPATH) or (res is not None and (obj.res is None or obj.res[0] != res.buckets)):
+            return None
+        if entry.is_group:
+            members = list(entry.members)
+            gkey = entry.key
+        else:
+            members = [(entry, obj.group[0][1] if len(obj.group) == 1 else 1)]
+            gkey = ((entry.key, members[0][1]),), None
+        if gkey in self.groups:
+            gkey = TwinKey(gkey, self._next_twin())
+        group = GroupEntry(gkey, gid, members)
+        for m, _w in members:
+            m.groups.add(group)
+        self.groups[gkey] = group
+        self.by_id[gid] = group
+        self._adopt_ids.discard(gid)
+        for ckey, cid in list(self._adopt_group.items()):
+            if cid == gid:
+                del self._adopt_group[ckey]
+        self._twin_of[gid] = entry
+        return group
 
     def _drop_fresh(self, keys: List[NhKey]) -> None:
         """Forget the nexthop entries just created for ``keys`` that nothing uses (their group

@@ -112,3 +112,35 @@ def test_peer_down_shrinks_the_shared_group_in_place_on_the_real_kernel(ns):
         assert _forwarding(kernel) == _fresh(engine)
     finally:
         kernel.close()
+
+
+def test_a_restart_after_a_peer_down_writes_no_route(ns):
+    """The shrunk group (one member: B) is adopted by the routes on it: no route write."""
+    for n in range(2):
+        ns.veth("v%d" % n, "p%d" % n)
+        ns.ip("addr", "add", "10.0.%d.1/24" % n, "dev", "v%d" % n)
+    with ns.entered():
+        kernel, kernel2 = RtNetlink(PROTO), RtNetlink(PROTO)
+    try:
+        engine = Engine(CFG, kernel)
+        engine.rib.add_source("ebgp", 20)
+        engine.start(0.0)
+        _announce(engine, PEER_A, PEER_B)
+        engine.rib.set_ready("ebgp")
+        engine.run(0.0)
+        _announce(engine, PEER_B)
+        engine.run(1.0)
+        gid = next(iter(kernel.dump_routes(TABLE, PROTO).values()))
+        restarted = Engine(CFG, kernel2)
+        restarted.rib.add_source("ebgp", 20)
+        restarted.start(10.0)
+        _announce(restarted, PEER_B)
+        restarted.rib.set_ready("ebgp")
+        restarted.run(10.0)
+        writes = {k: v for k, v in kernel2.stats.writes.items() if v}
+        assert writes == {"nexthop-del": 1}  # the nexthop of A, unused (it was only held)
+        assert set(kernel2.dump_routes(TABLE, PROTO).values()) == {gid}
+        assert _forwarding(kernel2) == _fresh(restarted)
+    finally:
+        kernel.close()
+        kernel2.close()

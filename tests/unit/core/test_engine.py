@@ -778,3 +778,37 @@ def test_bgp_session_down_through_the_feed_shrinks_the_group_in_place():
     assert _writes(kernel, before) == {"nexthop-set": 1}
     assert {nh for _p, nh in kernel.routes.values()} == gids
     assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_restart_after_a_peer_down_adopts_the_groups_of_one_and_the_twins_without_writes():
+    """After shrinks in place the kernel has routes on a group of one member (where a fresh
+    computation uses the nexthop) and on a twin of a group: a restart adopts both by the
+    routes' ids and writes nothing."""
+    engine, kernel = make()
+    pa, pb, pc = via("192.0.2.1", "a"), via("192.0.2.2", "b"), via("192.0.2.3", "c")
+    route(engine, "192.0.2.128/25", pb)  # on the nexthop of B itself all along
+    _ecmp(engine, 100, pa, pb)
+    _ecmp(engine, 50, pa, pb, pc, base=100)
+    _ecmp(engine, 20, pb, pc, base=150)
+    ready_run(engine)
+    _ecmp(engine, 100, pb)
+    _ecmp(engine, 50, pb, pc, base=100)
+    engine.run(1.0)
+    assert len({nh for _p, nh in kernel.routes.values()}) == 4  # B, {B} group, {B,C} and its twin
+    restarted, _ = make(kernel)
+    route(restarted, "192.0.2.128/25", pb)
+    _ecmp(restarted, 100, pb)
+    _ecmp(restarted, 50, pb, pc, base=100)
+    _ecmp(restarted, 20, pb, pc, base=150)
+    a_nexthop = next(i for i, o in kernel.nexthops.items() if o.oif == kernel.index("a"))
+    before = dict(kernel.stats.writes)
+    ready_run(restarted, 2.0)
+    assert _writes(kernel, before) == {"nexthop-del": 1} and a_nexthop not in kernel.nexthops  # only held
+    assert _forwarding(kernel) == _fresh_forwarding(restarted)
+    restarted.request_full_sync()
+    assert not restarted.run(3.0).ops
+    before = dict(kernel.stats.writes)  # and a next peer down shrinks them in place again
+    _ecmp(restarted, 50, pc, base=100)
+    _ecmp(restarted, 20, pc, base=150)
+    restarted.run(4.0)
+    assert _forwarding(kernel) == _fresh_forwarding(restarted)
