@@ -47,6 +47,9 @@ class FibBuilder:
         # prefix -> id of one of our groups awaiting adoption that the kernel's route points at
         # (set by the engine from its route dump during the start's adoption)
         self.route_hints: Dict[Prefix, int] = {}
+        # the same hints, kept after the vote for the prefixes whose route may point at a twin or
+        # a group of one (NexthopManager.adopt_twin): consumed by sync_rib
+        self._twin_hints: Dict[Prefix, int] = {}
 
     def route_key(self, prefix: Prefix) -> RouteKey:
         return (self.table, prefix[0], prefix[1], prefix[2], self.metric)
@@ -81,6 +84,12 @@ class FibBuilder:
             self.starved = starved
         if self.route_hints and self.nhm.adopting_groups:
             self._vote(dirty)
+        # (route key, id its route pointed at) of the prefixes whose candidates changed: a group
+        # all of whose prefixes moved to one subset of it is shrunk in place (_shrink_in_place)
+        moved: list = []
+        twin_hints = self._twin_hints
+        if twin_hints and not self.nhm.adopting_groups:
+            twin_hints.clear()  # adoption is over
         for prefix in dirty:
             entry = rib_entries.get(prefix)
             new: Tuple[Tuple[str, Entry], ...] = ()
@@ -106,8 +115,17 @@ class FibBuilder:
                     continue
             if starved:
                 starved.pop(prefix, None)  # withdrawn, or its set found an id after all
+            if twin_hints and new:
+                gid = twin_hints.pop(prefix, None)
+                if gid is not None and gid != new[0][1].id:
+                    twin = self.nhm.adopt_twin(new[0][1], gid)
+                    if twin is not None:
+                        new = ((new[0][0], twin),) + new[1:]
             old = cands_map.get(prefix, ())
+            key = (table, prefix[0], prefix[1], prefix[2], metric)
             if old != new:
+                if old:
+                    moved.append((key, routes.get(key)))
                 for _, e in old:
                     if all(e is not n for _, n in new):
                         unuse(e, prefix, now)
@@ -118,7 +136,6 @@ class FibBuilder:
                     cands_map[prefix] = new
                 else:
                     del cands_map[prefix]
-            key = (table, prefix[0], prefix[1], prefix[2], metric)
             for source, e in new:
                 nh_id = installable.get(id(e), _MISSING)
                 if nh_id is _MISSING:
@@ -130,6 +147,8 @@ class FibBuilder:
                 routes.pop(key, None)
             if collect:
                 changed[key] = None
+        if moved:
+            self._shrink_in_place(moved, now)
         if starved:
             self._starved_frees = self.nhm.frees
             if not self._exhausted:
@@ -142,6 +161,59 @@ class FibBuilder:
             self._exhausted = False
             log.info("nexthop id range: every waiting prefix has its id now")
         return changed
+
+    def _shrink_in_place(self, moved, now: float) -> None:
+        """Prefix-independent convergence (a BGP peer down, a next hop that stops resolving):
+        ``moved`` lists ``(route key, id its route pointed at before)`` for the prefixes whose
+        candidates changed in this sync.  When every prefix of a group left it, the largest
+        share of them that moved to one entry whose set is a subset of the group's (the group
+        lost members; or a superset: they all came back in this sync) keeps the group's id:
+        the group is replaced in place (:meth:`NexthopManager.shrink_in_place`, one write)
+        and their routes do not move.  The others move as usual: a group still used by
+        prefixes that did not lose the member is not shrunk (the movers get routes of their
+        own); a prefix whose best path changed (a set neither subset nor superset) is
+        rewritten.  Forwarding stays what a fresh computation gives; only group ids differ."""
+        routes = self.routes
+        get = routes.get
+        flows: Dict[Tuple[int, int], list] = {}  # (old id, new id) -> route keys
+        last_old = last_new = _MISSING  # a batch comes in runs of one (old, new) pair
+        keys: list = []
+        for key, old_id in moved:
+            new_id = get(key)
+            if new_id == last_new and old_id == last_old:
+                keys.append(key)
+            elif new_id != old_id and new_id is not None and old_id is not None:
+                keys = flows.get((old_id, new_id))
+                if keys is None:
+                    keys = flows[(old_id, new_id)] = []
+                keys.append(key)
+                last_old, last_new = old_id, new_id
+        best: Dict[int, Tuple[int, list]] = {}  # old id -> (new id, keys) of its largest share
+        for (old_id, new_id), keys in flows.items():
+            if old_id not in best or len(keys) > len(best[old_id][1]):
+                best[old_id] = (new_id, keys)
+        by_id = self.nhm.by_id
+        cands_map = self._cands
+        for old_id, (new_id, keys) in best.items():
+            old = by_id.get(old_id)
+            new = by_id.get(new_id)
+            if old is None or new is None or not old.is_group or old.users:
+                continue
+            movers = {(k[1], k[2], k[3]) for k in keys}
+            group = self.nhm.shrink_in_place(old, new, movers, now)
+            if group is None:
+                continue
+            if group is not new:  # a group made for the movers (of one nexthop, or a twin)
+                swapped: Dict[int, tuple] = {}  # id(old candidates) -> new ones: shared, as before
+                for prefix in movers:
+                    cands = cands_map[prefix]
+                    repl = swapped.get(id(cands))
+                    if repl is None or repl[0] is not cands:
+                        repl = swapped[id(cands)] = (cands, tuple((s, group if e is new else e) for s, e in cands))
+                    cands_map[prefix] = repl[1]
+            gid = group.id
+            for key in keys:  # the movers' route was on ``new``: it is on ``group`` now, at the old id
+                routes[key] = gid
 
     @property
     def starved_due(self) -> bool:
@@ -162,10 +234,12 @@ class FibBuilder:
         get_entry = rib_entries.get
         last_entry = last_gid = None
         last_vote: Tuple[int, int, int] = (0, 0, 0)
+        twin_hints = self._twin_hints
         for prefix in dirty:
             gid = pop(prefix, None)  # each route votes once
             if gid is None:
                 continue
+            twin_hints[prefix] = gid
             entry = get_entry(prefix)
             if not entry:
                 continue

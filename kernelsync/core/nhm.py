@@ -38,6 +38,27 @@ NhKey = Tuple[int, Optional[bytes], str]  # (nexthop family, packed gateway or N
 GroupKey = Tuple[Tuple[Tuple[NhKey, int], ...], Optional[ResilientSpec]]
 
 
+class TwinKey(tuple):
+    """The key of a group with the same content as the group ``key`` (a GroupKey), made when a
+    group shrunk in place (:meth:`NexthopManager.shrink_in_place`) took the content of a group
+    other prefixes use: unequal to ``key`` and to every other twin of it (``n``), so the two
+    entries live side by side; new prefixes of that set get the plain one (:meth:`entries_for`)."""
+
+    def __new__(cls, key: "GroupKey", n: int) -> "TwinKey":
+        twin = super().__new__(cls, key)
+        twin.n = n
+        return twin
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TwinKey) and other.n == self.n and tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash((tuple(self), "twin", self.n))
+
+
 class IdRangeExhausted(RuntimeError):
     pass
 
@@ -127,6 +148,8 @@ class NexthopManager:
         self._full_at = -1  # value of ``frees`` when the range was last found full
         self.frees = 0  # collections that freed entries (ids): the FIB retries prefixes that found none
         self.dormant: Set[int] = set()  # unused entries whose write was refused: not retried
+        self._twins = 0  # TwinKeys made (their numbers)
+        self._twin_of: Dict[int, Entry] = {}  # during adoption: id of a twin adopted -> the set's entry
 
     # ids -----------------------------------------------------------------------------------
     def owns_id(self, nh_id: int) -> bool:
@@ -224,6 +247,7 @@ class NexthopManager:
         self._adopt_group.clear()
         self._adopt_groups.clear()
         self._adopt_by_set.clear()
+        self._twin_of.clear()
         self.routed_ids = set()
         if self._adopt_ids:
             self.released()
@@ -374,6 +398,42 @@ class NexthopManager:
             return None  # routes point at it: it waits for their set's vote (its twin's, maybe)
         return self._take_adopted(self._adopt_group, adopt_key)
 
+    def adopt_twin(self, entry: Entry, gid: int) -> Optional[GroupEntry]:
+        """Restart after :meth:`shrink_in_place`: a route whose set is ``entry`` points at
+        ``gid``, another group of ours awaiting adoption (a group of one member where ``entry``
+        is a plain nexthop; a twin where the set's own group took another id).  Returns a group
+        with ``entry``'s members at ``gid`` for that route (shared by every route pointing at
+        ``gid``), so the route is not rewritten; the kernel group is replaced in place if its
+        live members differ.  None when ``gid`` is not ours to adopt or its type differs."""
+        group = self.by_id.get(gid)
+        if group is not None:
+            return group if group.is_group and self._twin_of.get(gid) is entry else None
+        obj = self._adopt_groups.get(gid)
+        if obj is None or gid not in self._adopt_ids or gid in self._adopt_by_set.values():
+            return None  # not ours to adopt, or voted to a set (whose group takes it when made)
+        res = entry.resilient if entry.is_group else None
+        if obj.grp_type != (GRP_RES if res else GRP_MPATH) or (res is not None and (obj.res is None or obj.res[0] != res.buckets)):
+            return None
+        if entry.is_group:
+            members = list(entry.members)
+            gkey = entry.key
+        else:
+            members = [(entry, obj.group[0][1] if len(obj.group) == 1 else 1)]
+            gkey = ((entry.key, members[0][1]),), None
+        if gkey in self.groups:
+            gkey = TwinKey(gkey, self._next_twin())
+        group = GroupEntry(gkey, gid, members)
+        for m, _w in members:
+            m.groups.add(group)
+        self.groups[gkey] = group
+        self.by_id[gid] = group
+        self._adopt_ids.discard(gid)
+        for ckey, cid in list(self._adopt_group.items()):
+            if cid == gid:
+                del self._adopt_group[ckey]
+        self._twin_of[gid] = entry
+        return group
+
     def _drop_fresh(self, keys: List[NhKey]) -> None:
         """Forget the nexthop entries just created for ``keys`` that nothing uses (their group
         could not get an id)."""
@@ -388,6 +448,77 @@ class NexthopManager:
                 dropped = True
         if dropped:
             self.released()  # their ids are free again: the range is no longer known full
+
+    def shrink_in_place(self, old: GroupEntry, new: Entry, movers: Set[Prefix], now: float) -> Optional[GroupEntry]:
+        """Prefix-independent convergence: every user of the group ``old`` left it, and
+        ``movers`` (former users of it) all moved to ``new``, whose set is a subset of
+        ``old``'s (a BGP peer went down, a next hop stopped resolving) or, in one batch, a
+        superset (a next hop resolves again: the members come back).  An entry with
+        ``new``'s content takes ``old``'s id, so the kernel group is replaced in place (one
+        write) and no route moves; ``old`` is freed.
+
+        That entry is ``new`` itself when ``movers`` are its only users; otherwise (a plain
+        nexthop, or a group other prefixes use too) a group of its members made for
+        ``movers`` (a group of one member for a nexthop; a *twin*, :class:`TwinKey`, when a
+        group with that content exists): ``movers`` are moved from ``new`` to it, the caller
+        updates their candidates.  Returns the entry now at ``old.id``, or None when it
+        cannot be done: ``new``'s set is neither a subset nor a superset of ``old``'s (the best
+        path changed: the routes move), or the group type
+        (multipath, resilient buckets) differs (the kernel cannot change it in place), or
+        adoption is under way."""
+        if old.users or new is old or self.adopting_groups:
+            return None
+        weights = {m.key: w for m, w in old.members}
+        if new.is_group:
+            keys = {k for k, _w in new.key[0]}
+            if not (keys <= weights.keys() or keys >= weights.keys()):
+                return None
+            res_old, res_new = old.resilient, new.resilient
+            if (res_old is None) != (res_new is None) or (res_old is not None and res_old.buckets != res_new.buckets):
+                return None
+            if len(new.users) == len(movers):
+                group = new
+                if self.by_id.get(group.id) is group:
+                    del self.by_id[group.id]
+                    self.dormant.discard(group.id)
+            else:
+                gkey = TwinKey(new.key, self._next_twin())
+                group = self._wrap(gkey, old.id, list(new.members), new, movers, now)
+        else:
+            if new.key not in weights or not movers <= new.users:
+                return None
+            gkey = (((new.key, weights[new.key]),), old.resilient)
+            if gkey in self.groups:
+                gkey = TwinKey(gkey, self._next_twin())
+            group = self._wrap(gkey, old.id, [(new, weights[new.key])], new, movers, now)
+        del self.groups[old.key]  # free the old group; its id goes to ``group``
+        for m, _w in old.members:
+            m.groups.discard(old)
+            if not m.users and not m.groups and m.unused_since is None:
+                m.unused_since = now  # freed at its hold end (a member A of a peer that went)
+        self.dormant.discard(old.id)
+        group.id = old.id
+        self.by_id[old.id] = group
+        self._set_cache.clear()
+        self.released()
+        return group
+
+    def _next_twin(self) -> int:
+        self._twins += 1
+        return self._twins
+
+    def _wrap(self, gkey: GroupKey, gid: int, members: List[Tuple[NhEntry, int]], new: Entry,
+              movers: Set[Prefix], now: float) -> GroupEntry:
+        """A group ``gkey`` of ``members`` at ``gid`` for ``movers``, who leave ``new``."""
+        group = GroupEntry(gkey, gid, members)
+        for m, _w in members:
+            m.groups.add(group)
+        self.groups[gkey] = group
+        new.users -= movers
+        if not new.users and new.unused_since is None:
+            new.unused_since = now
+        group.users |= movers
+        return group
 
     def unuse(self, entry: Entry, prefix: Prefix, now: float) -> None:
         entry.users.discard(prefix)
@@ -493,4 +624,4 @@ def _res_tuple(res: Optional[ResilientSpec]) -> Optional[Tuple[int, int, int]]:
     return (res.buckets, int(round(res.idle_timer * 100)), int(round(res.unbalanced_timer * 100)))
 
 
-__all__ = ["NexthopManager", "NhEntry", "GroupEntry", "IdRangeExhausted", "nexthop_scope"]
+__all__ = ["NexthopManager", "NhEntry", "GroupEntry", "TwinKey", "IdRangeExhausted", "nexthop_scope"]

@@ -518,3 +518,297 @@ def test_a_parked_nexthop_is_written_again_once_a_route_uses_it():
     assert kernel.stats.writes["nexthop-set"] == writes + 1 and Target("nh", 1000) in engine.failures
     engine.run(engine.deadline())
     assert kroute(kernel, "203.0.113.1/32") is not None and not engine.failures and not engine.nhm.dormant
+
+
+# prefix-independent convergence (PIC): a BGP peer down shrinks the groups in place ---------------
+def _forwarding(kernel, table=100):
+    """route key -> what the kernel forwards it to: a frozenset of (gateway, device name,
+    weight) (weight 1 for a single nexthop, whether a group of one or the nexthop itself)."""
+    names = {l.index: l.name for l in kernel.links.values()}
+    out = {}
+    for key, (_proto, nh_id) in kernel.routes.items():
+        if key[0] != table:
+            continue
+        obj = kernel.nexthops[nh_id]
+        legs = obj.group if obj.is_group else ((nh_id, 1),)
+        nhs = [(kernel.nexthops[m], w if len(legs) > 1 else 1) for m, w in legs]
+        out[key] = frozenset((nh.gateway, names[nh.oif], w) for nh, w in nhs)
+    return out
+
+
+def _fresh_forwarding(engine):
+    """What a fresh engine computes from ``engine``'s RIB and links, on a fresh kernel."""
+    kernel = FakeKernel(PROTO)
+    for link in sorted(engine.kernel.links.values(), key=lambda l: l.index):
+        assert kernel.add_link(link.name, up=link.up, carrier=link.carrier) == link.index
+    fresh, _ = make(kernel)
+    for source, distance in engine.rib.distance.items():
+        fresh.rib.add_source(source, distance)
+    for prefix, entry in engine.rib.entries.items():
+        for source, paths in entry.items():
+            fresh.rib.update(source, prefix, paths)
+    ready_run(fresh)
+    return _forwarding(kernel)
+
+
+def _ecmp(engine, n, *nexthops, base=0):
+    for i in range(base, base + n):
+        route(engine, "10.%d.%d.0/24" % (i // 256, i % 256), *nexthops)
+
+
+def _writes(kernel, before):
+    return {k: v - before[k] for k, v in kernel.stats.writes.items() if v != before[k]}
+
+
+def test_peer_down_shrinks_the_group_in_place_no_route_writes():
+    engine, kernel = make(id_range=(1000, 99_999))
+    peer_a, peer_b = via("192.0.2.1", "a"), via("192.0.2.2", "b")
+    _ecmp(engine, 10_000, peer_a, peer_b)
+    ready_run(engine)
+    gid = kroute(kernel, "10.0.0.0/24")
+    before = dict(kernel.stats.writes)
+    _ecmp(engine, 10_000, peer_b)  # peer A withdrew every path: B is left alone
+    engine.run(1.0)
+    assert _writes(kernel, before) == {"nexthop-set": 1}  # the group, in place; 0 routes
+    assert len(kernel.nexthops[gid].group) == 1
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    assert {nh for _p, nh in kernel.routes.values()} == {gid}
+    engine.run(100.0)  # A's nexthop, in no group now, is freed at its hold end
+    assert set(kernel.nexthops) == {gid} | {m for m, _w in kernel.nexthops[gid].group}
+    assert len(kernel.nexthops) == 2 and len(engine.nhm.by_id) == 2
+    # the next change is ordinary: B withdraws too, the routes go
+    before = dict(kernel.stats.writes)
+    for i in range(10_000):
+        engine.rib.withdraw("static", parse_prefix("10.%d.%d.0/24" % (i // 256, i % 256)))
+    engine.run(2.0)
+    assert not kernel.routes and _writes(kernel, before)["route-del"] == 10_000
+
+
+def test_members_back_in_one_batch_grow_the_group_in_place():
+    """A next hop that resolves again comes back to every prefix in one batch: the group that
+    lost it grows back in place (a peer's paths arriving over several runs still move)."""
+    engine, kernel = make()
+    pa, pb = via("192.0.2.1", "a"), via("192.0.2.2", "b")
+    _ecmp(engine, 100, pa, pb)
+    ready_run(engine)
+    gid = kroute(kernel, "10.0.0.0/24")
+    _ecmp(engine, 100, pb)
+    engine.run(1.0)
+    before = dict(kernel.stats.writes)
+    _ecmp(engine, 100, pa, pb)
+    engine.run(2.0)
+    assert _writes(kernel, before) == {"nexthop-set": 1}
+    assert {nh for _p, nh in kernel.routes.values()} == {gid} and len(kernel.nexthops[gid].group) == 2
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    before = dict(kernel.stats.writes)
+    _ecmp(engine, 100, pb)  # and down again: in place again
+    engine.run(3.0)
+    assert _writes(kernel, before) == {"nexthop-set": 1}
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_peer_down_three_peers_two_groups_shrink_each_in_place():
+    engine, kernel = make()
+    pa, pb, pc = via("192.0.2.1", "a"), via("192.0.2.2", "b"), via("192.0.2.3", "c")
+    _ecmp(engine, 300, pa, pb, pc)
+    _ecmp(engine, 200, pa, pb, base=300)
+    _ecmp(engine, 100, pb, pc, base=500)  # no A: untouched
+    ready_run(engine)
+    before = dict(kernel.stats.writes)
+    _ecmp(engine, 300, pb, pc)
+    _ecmp(engine, 200, pb, base=300)
+    engine.run(1.0)
+    # both groups in place: {A,B,C} becomes a twin of the {B,C} group of the last 100 (who
+    # keep theirs), {A,B} a group of one (B); no route moves
+    assert _writes(kernel, before) == {"nexthop-set": 2}
+    assert len({nh for _p, nh in kernel.routes.values()}) == 3
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_peer_down_group_shared_with_prefixes_that_keep_the_member_is_not_shrunk():
+    """Only some prefixes of the group lose A: they move (route writes), the rest keep the
+    group as it is."""
+    engine, kernel = make()
+    pa, pb = via("192.0.2.1", "a"), via("192.0.2.2", "b")
+    _ecmp(engine, 100, pa, pb)
+    ready_run(engine)
+    gid = kroute(kernel, "10.0.0.0/24")
+    before = dict(kernel.stats.writes)
+    _ecmp(engine, 40, pb)
+    engine.run(1.0)
+    assert _writes(kernel, before) == {"route-set": 40}
+    assert len(kernel.nexthops[gid].group) == 2
+    assert kroute(kernel, "10.0.99.0/24") == gid and kroute(kernel, "10.0.0.0/24") != gid
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_best_path_change_is_rewritten_not_shrunk():
+    """A set that is no subset of the group's (the best path changed) moves the routes."""
+    engine, kernel = make()
+    pa, pb, pc = via("192.0.2.1", "a"), via("192.0.2.2", "b"), via("192.0.2.3", "c")
+    _ecmp(engine, 50, pa, pb)
+    ready_run(engine)
+    gid = kroute(kernel, "10.0.0.0/24")
+    _ecmp(engine, 50, pb, pc)
+    engine.run(1.0)
+    assert kroute(kernel, "10.0.0.0/24") != gid
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_peer_down_split_largest_share_keeps_the_group():
+    """Every prefix leaves the group, to two different subsets: the larger share keeps the
+    group's id in place, the others move."""
+    engine, kernel = make()
+    pa, pb, pc = via("192.0.2.1", "a"), via("192.0.2.2", "b"), via("192.0.2.3", "c")
+    _ecmp(engine, 60, pa, pb, pc)
+    ready_run(engine)
+    gid = kroute(kernel, "10.0.0.0/24")
+    before = dict(kernel.stats.writes)
+    _ecmp(engine, 40, pb, pc)
+    _ecmp(engine, 20, pa, pc, base=40)
+    engine.run(1.0)
+    w = _writes(kernel, before)
+    assert w.get("route-set") == 20 and kroute(kernel, "10.0.0.0/24") == gid
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_peer_down_then_up_and_link_flaps_stay_equal_to_a_fresh_computation():
+    engine, kernel = make()
+    pa, pb = via("192.0.2.1", "a"), via("192.0.2.2", "b")
+    _ecmp(engine, 50, pa, pb)
+    route(engine, "192.0.2.128/25", pb)  # a route on B alone all along
+    ready_run(engine)
+    _ecmp(engine, 50, pb)
+    engine.run(1.0)
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    flap(engine, kernel, "b", 2.0, up=False)
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    flap(engine, kernel, "b", 3.0, up=True)
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    _ecmp(engine, 50, pa, pb)  # A is back
+    engine.run(4.0)
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    engine.run(100.0)  # holds over: the unused objects go
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    engine.request_full_sync()
+    assert not engine.run(101.0).ops  # nothing left to fix
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pic_random_sets_and_flaps_stay_equal_to_a_fresh_computation(seed):
+    """Random ECMP sets shrinking and growing in batches (peers down and up), with link flaps:
+    after every run the kernel forwards each prefix as a fresh computation would, and a full
+    read finds nothing to fix."""
+    import random
+    rnd = random.Random(seed)
+    engine, kernel = make()
+    peers = [via("192.0.2.%d" % (i + 1), name) for i, name in enumerate("abcab")]
+    prefixes = ["10.0.%d.0/24" % i for i in range(40)]
+    sets = {}
+    for p in prefixes:
+        sets[p] = rnd.sample(peers, rnd.randint(1, 4))
+        route(engine, p, *sets[p])
+    ready_run(engine)
+    now = 1.0
+    for _step in range(25):
+        now += rnd.choice((1.0, 20.0))
+        event = rnd.random()
+        if event < 0.5:  # a peer down: it leaves every set holding it (not the last member)
+            peer = rnd.choice(peers)
+            for p in prefixes:
+                if peer in sets[p] and len(sets[p]) > 1 and rnd.random() < 0.9:
+                    sets[p].remove(peer)
+                    route(engine, p, *sets[p])
+        elif event < 0.8:  # a peer back
+            peer = rnd.choice(peers)
+            for p in prefixes:
+                if peer not in sets[p] and rnd.random() < 0.8:
+                    sets[p].append(peer)
+                    route(engine, p, *sets[p])
+        else:
+            name = rnd.choice("abc")
+            kernel.set_link(name, up=not kernel.links[kernel.index(name)].up)
+            engine.on_link_event(now)
+        engine.run(now)
+        assert _forwarding(kernel) == _fresh_forwarding(engine), "step %d" % _step
+    engine.request_full_sync()
+    engine.run(now + 1)
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    engine.request_full_sync()
+    assert not engine.run(now + 2).ops
+    engine.run(now + 100)  # every hold over: only what routes use is left
+    used = {nh for _proto, nh in kernel.routes.values()}
+    used |= {m for nh in list(used) if kernel.nexthops[nh].is_group for m, _w in kernel.nexthops[nh].group}
+    assert set(kernel.nexthops) == used
+    assert not [e for e in engine.nhm.by_id.values() if engine.nhm.unused(e)]  # none leaked
+
+
+def test_bgp_session_down_through_the_feed_shrinks_the_group_in_place():
+    """End to end: 1,000 prefixes from two eBGP peers (ECMP over both), ExaBGP reports peer A
+    down: the BGP feed withdraws A's paths in one commit and the group is replaced in place."""
+    from kernelsync.feeds.bgp import BgpRib, BgpSettings
+    from kernelsync.feeds.exabgp import Parser
+    from tests.unit.feeds.bgp_lines import B, announce, lab_resolver, msg
+    kernel = FakeKernel(PROTO)
+    for name in ("ha", "hb"):
+        kernel.add_link(name)
+    engine, _ = make(kernel)
+    engine.rib.add_source("ebgp", 20)
+    engine.rib.add_source("ibgp", 200)
+    resolver = lab_resolver()
+    bgp = BgpRib(engine.rib, resolver, BgpSettings(), now=0.0)
+    parser = Parser()
+
+    def lines(*texts):
+        for text in texts:
+            event = parser.parse(text)
+            if event is not None:
+                bgp.handle(event, 0.0)
+        bgp.commit()
+
+    nlris = ["10.%d.%d.0/24" % (i // 256, i % 256) for i in range(1000)]
+    lines(msg("state", {"state": "up"}), announce(nlris, "192.0.2.1"),
+          msg("state", {"state": "up"}, **B), announce(nlris, "192.0.2.9", **B))
+    ready_run(engine)
+    gids = {nh for _p, nh in kernel.routes.values()}
+    assert len(kernel.routes) == 1000 and len(gids) == 1 and len(kernel.nexthops[next(iter(gids))].group) == 2
+    before = dict(kernel.stats.writes)
+    lines(msg("state", {"state": "down", "reason": "hold timer"}))
+    engine.run(1.0)
+    assert _writes(kernel, before) == {"nexthop-set": 1}
+    assert {nh for _p, nh in kernel.routes.values()} == gids
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_restart_after_a_peer_down_adopts_the_groups_of_one_and_the_twins_without_writes():
+    """After shrinks in place the kernel has routes on a group of one member (where a fresh
+    computation uses the nexthop) and on a twin of a group: a restart adopts both by the
+    routes' ids and writes nothing."""
+    engine, kernel = make()
+    pa, pb, pc = via("192.0.2.1", "a"), via("192.0.2.2", "b"), via("192.0.2.3", "c")
+    route(engine, "192.0.2.128/25", pb)  # on the nexthop of B itself all along
+    _ecmp(engine, 100, pa, pb)
+    _ecmp(engine, 50, pa, pb, pc, base=100)
+    _ecmp(engine, 20, pb, pc, base=150)
+    ready_run(engine)
+    _ecmp(engine, 100, pb)
+    _ecmp(engine, 50, pb, pc, base=100)
+    engine.run(1.0)
+    assert len({nh for _p, nh in kernel.routes.values()}) == 4  # B, {B} group, {B,C} and its twin
+    restarted, _ = make(kernel)
+    route(restarted, "192.0.2.128/25", pb)
+    _ecmp(restarted, 100, pb)
+    _ecmp(restarted, 50, pb, pc, base=100)
+    _ecmp(restarted, 20, pb, pc, base=150)
+    a_nexthop = next(i for i, o in kernel.nexthops.items() if o.oif == kernel.index("a"))
+    before = dict(kernel.stats.writes)
+    ready_run(restarted, 2.0)
+    assert _writes(kernel, before) == {"nexthop-del": 1} and a_nexthop not in kernel.nexthops  # only held
+    assert _forwarding(kernel) == _fresh_forwarding(restarted)
+    restarted.request_full_sync()
+    assert not restarted.run(3.0).ops
+    before = dict(kernel.stats.writes)  # and a next peer down shrinks them in place again
+    _ecmp(restarted, 50, pc, base=100)
+    _ecmp(restarted, 20, pc, base=150)
+    restarted.run(4.0)
+    assert _forwarding(kernel) == _fresh_forwarding(restarted)
