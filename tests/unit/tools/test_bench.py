@@ -54,3 +54,23 @@ def test_breakdown_total_agrees_with_tracemalloc():
     # the fake kernel holds its own copy of the routes (its dict, not the engine's): the
     # engine's state is most of what was traced, and the walk finds no more than was allocated
     assert 0.5 * traced < walked < 1.1 * traced, (walked, traced)
+
+
+def test_a_dropped_engine_is_freed_by_collect_although_run_froze_it():
+    """engine.run ends with gc.freeze(); a dropped engine's cycles (group <-> members) would
+    keep its whole RIB alive: each bench round's memory figure would start from the last
+    round's leftovers."""
+    from kernelsync.tools.bench import collect
+    collect()
+    tracemalloc.start(1)
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        engine, kernel = installed_engine(N)
+        held = tracemalloc.get_traced_memory()[0] - before
+        del engine, kernel
+        collect()
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held > 100 * N
+    assert left < held / 20, (left, held)
