@@ -48,6 +48,17 @@ netlink socket stays bound to the namespace it was created in.
    first; ``repeat`` cycles per size, the sizes alternated (rotated) from cycle to cycle.
    Reported per size: median, min and max over the cycles of down, up and total; the ratio
    largest/smallest size is taken on the medians (and, as before, on the bests).
+   With (a), in the same namespace: the RIB load counted (``kernelsync_with_rib_s``: feed ->
+   RIB -> kernel, and its ratios ``floor_pct_with_rib``, ``ratio_with_rib``); memory per route
+   (``rss_bytes_per_route``: RSS after the install, the engine alive, minus RSS before the
+   engine was made, both after a collection and glibc's ``malloc_trim``); and restart
+   adoption (:func:`adopt_kernelsync`): once the first engine is dropped, a second one with
+   the same RIB starts on the installed kernel: its writes (must be 0), its time (start + runs
+   until nothing is due) next to :func:`raw_dump_routes` of the same routes, and its own RSS
+   per route (the observed map then comes from the kernel's dump: a running daemon's state).
+   ``--memory-profile``: one more install under tracemalloc (:func:`memory_profile`): bytes
+   per route by allocation site and by structure (:func:`memory_breakdown`); slow at 1M
+   routes (about 10 minutes), not a speed figure.
 3. ``net.ipv4.nexthop_compat_mode`` is set to 0 in every bench namespace (per namespace; with 1
    a group replace costs O(routes)); one extra flap at the largest size is measured with 1.
 
@@ -58,7 +69,10 @@ earlier versions keep their meaning: ``install.kernelsync_s``, ``install.ip_batc
 run or cycle.  New: ``install.raw_writer_*`` (best), ``install.median`` / ``install.range``
 (``[min, max]``) per figure, ``install.rounds`` (order and per-round figures and ratios),
 ``install.floor_pct``, ``install.met_median``, ``flap.sizes[].median`` / ``.range``,
-``flap.ratio_median``, ``flap.met_median``.  ``ok`` is false (exit status 1) if any
+``flap.ratio_median``, ``flap.met_median``; ``install.median``/``range`` of
+``kernelsync_with_rib_s``, ``floor_pct_with_rib``, ``ratio_with_rib``, ``rss_bytes_per_route``,
+``adopt_*``, ``raw_dump_s``; ``memory`` (bytes per route, target 300), ``adoption`` (writes
+per round, times, target 1.5x the raw dump), ``memory_profile`` (with ``--memory-profile``).  ``ok`` is false (exit status 1) if any
 verification failed; on an exception ``error`` holds it and the status is 1.
 """
 from __future__ import annotations
