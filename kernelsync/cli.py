@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", type=int, default=4, help="distinct nexthop groups the routes share")
     p.add_argument("--flap-sizes", default="1000,200000", help="route counts for the flap repair figure")
     p.add_argument("--repeat", type=int, default=3, help="alternated rounds (median and range are reported)")
+    p.add_argument("--memory-profile", action="store_true",
+                   help="also one install under tracemalloc: bytes per route by allocation site and by structure")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-bgp", help="kernelsync's CPU per UPDATE against ExaBGP's, BIRD announcing 50,000 prefixes")

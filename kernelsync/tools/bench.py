@@ -48,6 +48,17 @@ netlink socket stays bound to the namespace it was created in.
    first; ``repeat`` cycles per size, the sizes alternated (rotated) from cycle to cycle.
    Reported per size: median, min and max over the cycles of down, up and total; the ratio
    largest/smallest size is taken on the medians (and, as before, on the bests).
+   With (a), in the same namespace: the RIB load counted (``kernelsync_with_rib_s``: feed ->
+   RIB -> kernel, and its ratios ``floor_pct_with_rib``, ``ratio_with_rib``); memory per route
+   (``rss_bytes_per_route``: RSS after the install, the engine alive, minus RSS before the
+   engine was made, both after a collection and glibc's ``malloc_trim``); and restart
+   adoption (:func:`adopt_kernelsync`): once the first engine is dropped, a second one with
+   the same RIB starts on the installed kernel: its writes (must be 0), its time (start + runs
+   until nothing is due) next to :func:`raw_dump_routes` of the same routes, and its own RSS
+   per route (the observed map then comes from the kernel's dump: a running daemon's state).
+   ``--memory-profile``: one more install under tracemalloc (:func:`memory_profile`): bytes
+   per route by allocation site and by structure (:func:`memory_breakdown`); slow at 1M
+   routes (about 10 minutes), not a speed figure.
 3. ``net.ipv4.nexthop_compat_mode`` is set to 0 in every bench namespace (per namespace; with 1
    a group replace costs O(routes)); one extra flap at the largest size is measured with 1.
 
@@ -58,11 +69,15 @@ earlier versions keep their meaning: ``install.kernelsync_s``, ``install.ip_batc
 run or cycle.  New: ``install.raw_writer_*`` (best), ``install.median`` / ``install.range``
 (``[min, max]``) per figure, ``install.rounds`` (order and per-round figures and ratios),
 ``install.floor_pct``, ``install.met_median``, ``flap.sizes[].median`` / ``.range``,
-``flap.ratio_median``, ``flap.met_median``.  ``ok`` is false (exit status 1) if any
+``flap.ratio_median``, ``flap.met_median``; ``install.median``/``range`` of
+``kernelsync_with_rib_s``, ``floor_pct_with_rib``, ``ratio_with_rib``, ``rss_bytes_per_route``,
+``adopt_*``, ``raw_dump_s``; ``memory`` (bytes per route, target 300), ``adoption`` (writes
+per round, times, target 1.5x the raw dump), ``memory_profile`` (with ``--memory-profile``).  ``ok`` is false (exit status 1) if any
 verification failed; on an exception ``error`` holds it and the status is 1.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
@@ -102,6 +117,8 @@ NET_A, NET_B = "10.255.0", "10.255.1"
 VERIFY_DELAY = 0.3
 INSTALL_TARGET = 3.0
 REPAIR_TARGET = 2.0
+MEMORY_TARGET = 300  # bytes per route (issue 14)
+ADOPT_TARGET = 1.5  # restart adoption within 1.5x a raw dump of the same routes (issue 14)
 METHODS = ("kernelsync", "raw_writer", "ip_batch")
 LABEL = {"kernelsync": "kernelsync", "raw_writer": "raw writer", "ip_batch": "ip -batch"}
 
@@ -309,12 +326,120 @@ def spread(values: Sequence[float]) -> Dict[str, float]:
 
 
 # 1. install ---------------------------------------------------------------------------------
+def collect() -> None:
+    """Free what a dropped engine held: ``engine.run`` freezes whatever survives it
+    (``gc.freeze``), and a discarded engine's state holds reference cycles (a group and its
+    members), which frozen objects never have collected: the RIB and FIB of every earlier
+    round would stay in memory (measured: 200,000 routes, 65 MiB kept per dropped engine).
+    Unfrozen, then collected; the next ``engine.run`` freezes again."""
+    gc.unfreeze()
+    gc.collect()
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now (``/proc/self/statm``, second field), in bytes,
+    after a garbage collection and glibc's ``malloc_trim(0)`` (free heap pages given back, so
+    that memory freed by an earlier phase does not hide what the next one takes)."""
+    collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def raw_dump_routes() -> Tuple[int, float]:
+    """The kernel's floor for reading our routes back: one RTM_GETROUTE dump of IPv4 (all
+    tables, no filter), every message walked by its header only and counted if it is in
+    ``TABLE`` with ``PROTOCOL``; nothing decoded beyond that.  Opened in the caller's
+    namespace.  Returns (routes counted, seconds from the request to NLMSG_DONE)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, uapi.NETLINK_ROUTE)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, uapi.SO_RCVBUFFORCE, 4 << 20)
+        sock.bind((0, 0))
+        # nlmsghdr + rtmsg (family AF_INET, everything else 0: all tables)
+        req = _RAW_HDR.pack(16 + 12, uapi.RTM_GETROUTE, uapi.NLM_F_REQUEST | uapi.NLM_F_DUMP, 1, 0) + \
+            struct.pack("=BBBBBBBBI", AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        buf = bytearray(1 << 20)
+        unpack = _RAW_HDR.unpack_from
+        newroute, done_type, error_type = uapi.RTM_NEWROUTE, uapi.NLMSG_DONE, uapi.NLMSG_ERROR
+        count = 0
+        t0 = time.perf_counter()
+        sock.send(req)
+        while True:
+            got = sock.recv_into(buf)
+            off = 0
+            while off + 16 <= got:
+                length, mtype, _flags, _seq, _pid = unpack(buf, off)
+                if mtype == done_type:
+                    return count, time.perf_counter() - t0
+                if mtype == error_type:
+                    raise OSError(-_RAW_ERR.unpack_from(buf, off + 16)[0], "raw route dump refused")
+                # rtmsg: family, dst_len, src_len, tos, table, protocol (bytes 16..21)
+                if mtype == newroute and buf[off + 20] == TABLE and buf[off + 21] == PROTOCOL:
+                    count += 1
+                off += (length + 3) & ~3
+    finally:
+        sock.close()
+
+
+def adopt_kernelsync(nss: Namespaces, ns: str, n: int, groups: int) -> dict:
+    """Restart adoption: a second Engine on ``ns``, whose kernel already holds the ``n`` routes
+    (and groups) a first engine installed, given the same RIB: its ``engine.start`` + the
+    ``engine.run`` calls until nothing is due (the full dump, adoption and diff) must write
+    nothing.  Timed next to :func:`raw_dump_routes` of the same routes (run just before), as
+    is the RIB load (the feed's re-delivery, separately)."""
+    raw_routes, raw_s = nss.open_in(ns, raw_dump_routes)
+    kernel = nss.open_in(ns, lambda: RtNetlink(PROTOCOL))
+    try:
+        timer = TimedKernel(kernel)
+        rss0 = rss_bytes()
+        engine = Engine(kcfg(), kernel)
+        t0 = time.perf_counter()
+        load_rib(engine, n, groups)
+        t1 = time.perf_counter()
+        now = time.monotonic()
+        engine.start(now)
+        engine.run(now)
+        runs = 1
+        while runs < 5:
+            due = engine.deadline()
+            now = time.monotonic()
+            if due is None or due > now:
+                break
+            engine.run(now)
+            runs += 1
+        t2 = time.perf_counter()
+        state = engine.state
+        rss1 = rss_bytes()
+        del engine
+        ok, detail = check_routes(kernel, n, set(our_groups(kernel)))
+    finally:
+        kernel.close()
+    collect()
+    result = {"adopt_s": t2 - t1, "rib_load_s": t1 - t0, "writes": timer.ops, "runs": runs, "state": state,
+              "raw_dump_s": raw_s, "raw_dump_routes": raw_routes,
+              "vs_raw_dump": (t2 - t1) / raw_s if raw_s > 0 else float("inf"),
+              "with_rib_load_s": t2 - t0, "rss_bytes_per_route": (rss1 - rss0) / n}
+    if raw_routes != n:
+        ok, detail = False, detail + "; raw dump counted %d routes" % raw_routes
+    if timer.ops or state != "SYNCED":
+        ok, detail = False, detail + "; adoption wrote %d messages, state %s" % (timer.ops, state)
+    result["ok"], result["verify"] = ok, detail
+    return result
+
+
 def install_kernelsync(nss: Namespaces, n: int, groups: int) -> dict:
+    """Install by kernelsync (see the module docstring), memory per route (RSS after the
+    install, the engine alive, minus RSS before the engine was made: ``rss_bytes_per_route``),
+    then :func:`adopt_kernelsync` on the same namespace once the first engine is gone."""
     ns = nss.create()
     try:
         kernel = nss.open_in(ns, lambda: RtNetlink(PROTOCOL))
         try:
             timer = TimedKernel(kernel)
+            rss0 = rss_bytes()
             engine = Engine(kcfg(), kernel)
             t0 = time.perf_counter()
             load_rib(engine, n, groups)
@@ -332,21 +457,33 @@ def install_kernelsync(nss: Namespaces, n: int, groups: int) -> dict:
                 engine.run(now)
                 runs += 1
             t3 = time.perf_counter()
+            plan_ops_last = len(plan.ops)
+            del plan  # its op list is not state the engine keeps
+            rss1 = rss_bytes()
             ok, detail = check_routes(kernel, n, set(our_groups(kernel)))
             groups_seen = our_groups(kernel)
             if len(groups_seen) != groups or any(len(o.group) != 2 for o in groups_seen.values()):
                 ok, detail = False, detail + "; groups: %s" % [o.describe() for o in groups_seen.values()]
             result = {"ns": ns, "rib_load_s": t1 - t0, "start_s": t2 - t1, "apply_s": t3 - t2,
                       "netlink_s": timer.seconds, "ops": timer.ops, "runs": runs,
-                      "plan_ops_last": len(plan.ops), "sends": kernel.stats.sends,
-                      "ok": ok, "verify": detail}
+                      "plan_ops_last": plan_ops_last, "sends": kernel.stats.sends,
+                      "ok": ok, "verify": detail,
+                      "rss_before_mib": rss0 / 2**20, "rss_after_mib": rss1 / 2**20,
+                      "rss_bytes_per_route": (rss1 - rss0) / n}
             result["total_s"] = result["start_s"] + result["apply_s"]
+            result["with_rib_s"] = result["rib_load_s"] + result["total_s"]
             del engine
         finally:
             kernel.close()
+        collect()
+        adoption = adopt_kernelsync(nss, ns, n, groups)
+        result["adoption"] = adoption
+        result["ok"] = result["ok"] and adoption["ok"]
+        if not adoption["ok"]:
+            result["verify"] += "; adoption: " + adoption["verify"]
     finally:
         nss.delete(ns)
-        gc.collect()
+        collect()
     return result
 
 
@@ -488,7 +625,7 @@ def install_raw_writer(nss: Namespaces, n: int, groups: int) -> dict:
                 "ok": ok and ok_g, "verify": detail + "; " + detail_g}
     finally:
         nss.delete(ns)
-        gc.collect()
+        collect()
 
 
 def install_ip_batch(nss: Namespaces, n: int, groups: int, workdir: str) -> dict:
@@ -528,7 +665,7 @@ def install_ip_batch(nss: Namespaces, n: int, groups: int, workdir: str) -> dict
         return {"ns": ns, "total_s": t1 - t0, "ok": ok and ok_g, "verify": detail + "; " + detail_g}
     finally:
         nss.delete(ns)
-        gc.collect()
+        collect()
 
 
 def run_install(nss: Namespaces, n: int, groups: int, repeat: int, workdir: str) -> dict:
@@ -551,6 +688,9 @@ def run_install(nss: Namespaces, n: int, groups: int, repeat: int, workdir: str)
         rnd = {"order": list(order),
                "kernelsync_s": ks["total_s"], "raw_writer_s": raw["total_s"], "ip_batch_s": ip["total_s"],
                "ratio": ip["total_s"] / ks["total_s"], "floor_pct": 100.0 * raw["total_s"] / ks["total_s"],
+               "kernelsync_with_rib_s": ks["with_rib_s"],
+               "ratio_with_rib": ip["total_s"] / ks["with_rib_s"],
+               "floor_pct_with_rib": 100.0 * raw["total_s"] / ks["with_rib_s"],
                "ok": ks["ok"] and raw["ok"] and ip["ok"]}
         rounds.append(rnd)
         status = {m: "ok" if got[m]["ok"] else "FAIL: " + got[m]["verify"] for m in METHODS}
@@ -561,8 +701,137 @@ def run_install(nss: Namespaces, n: int, groups: int, repeat: int, workdir: str)
                   ks["ops"], ks["sends"], ks["rib_load_s"], status["kernelsync"], raw["total_s"], raw["send_s"],
                   raw["sends"], status["raw_writer"], ip["total_s"], status["ip_batch"], rnd["floor_pct"],
                   rnd["ratio"]))
+        ad = ks["adoption"]
+        print("    RIB load counted (feed -> RIB -> kernel): kernelsync %.3f s, %.0f%% of the floor, %.2fx ip -batch | "
+              "memory %.0f B/route (RSS %.0f -> %.0f MiB) | restart adoption: %d writes, %s, %.3f s (RIB load %.3f s "
+              "more) vs raw dump %.3f s (%d routes): %.2fx [%s]" % (
+                  ks["with_rib_s"], rnd["floor_pct_with_rib"], rnd["ratio_with_rib"], ks["rss_bytes_per_route"],
+                  ks["rss_before_mib"], ks["rss_after_mib"], ad["writes"], ad["state"], ad["adopt_s"], ad["rib_load_s"],
+                  ad["raw_dump_s"], ad["raw_dump_routes"], ad["vs_raw_dump"], "ok" if ad["ok"] else "FAIL: " + ad["verify"]))
         sys.stdout.flush()
     return {"runs": runs, "rounds": rounds}
+
+
+# memory profile -----------------------------------------------------------------------------
+def _alloc_size(obj) -> int:
+    """Bytes ``obj`` takes from the allocator: ``sys.getsizeof`` (the GC header included)
+    rounded up to pymalloc's 16-byte size classes (objects up to 512 bytes)."""
+    size = sys.getsizeof(obj)
+    return (size + 15) & ~15 if size <= 512 else size
+
+
+def memory_breakdown(engine: Engine) -> List[Tuple[str, int, int]]:
+    """Where an engine's per-route bytes are: ``[(structure, bytes, objects), ...]``, largest
+    first.  Each object is counted once, under the first structure (in the order below) that
+    reaches it; an object shared by many routes (a paths tuple, a candidates tuple, a nexthop
+    id int) is counted once.  Sizes by :func:`_alloc_size` (hash tables as allocated)."""
+    seen: set = set()
+    out: List[Tuple[str, int, int]] = []
+
+    def add(name: str, objs) -> None:
+        total = count = 0
+        for o in objs:
+            if id(o) in seen:
+                continue
+            seen.add(id(o))
+            total += _alloc_size(o)
+            count += 1
+        out.append((name, total, count))
+
+    rib, fib, nhm = engine.rib, engine.fib, engine.nhm
+    add("rib.entries: the dict's table", [rib.entries])
+    add("rib: Prefix tuples (family, dst, plen)", rib.entries.keys())
+    add("rib: dst bytes of the Prefixes", (p[1] for p in rib.entries))
+    add("rib: per-prefix {source: paths} dicts", rib.entries.values())
+    add("rib: paths tuples, Path, NexthopSpec (shared)",
+        (o for e in rib.entries.values() for paths in e.values()
+         for o in (paths, *paths, *(x for path in paths for x in (path, *path.nexthops))) if o is not None))
+    add("fib.routes: the dict's table", [fib.routes])
+    add("fib.routes: RouteKey tuples (table, family, dst, plen, metric)", fib.routes.keys())
+    add("fib.routes: dst bytes not shared with the RIB", (k[2] for k in fib.routes))
+    add("fib.routes: nexthop id ints", fib.routes.values())
+    add("fib._cands: the dict's table", [fib._cands])
+    add("fib._cands: candidates tuples (shared)", (o for c in fib._cands.values() for o in (c, *c)))
+    add("nhm: users sets of nexthops and groups", (e.users for e in nhm.by_id.values()))
+    add("engine.observed_routes: the dict's table", [engine.observed_routes])
+    add("engine.observed_routes: RouteKey tuples not shared with fib.routes", engine.observed_routes.keys())
+    add("engine.observed_routes: dst bytes not shared", (k[2] for k in engine.observed_routes))
+    add("engine.observed_routes: nexthop id ints not shared", engine.observed_routes.values())
+    add("engine._by_nh: RouteKey sets per nexthop id", engine._by_nh.values())
+    add("engine.observed_scopes, fib.route_hints, dirty sets, nhm caches",
+        [engine.observed_scopes, fib.route_hints, rib.dirty, engine.dirty, nhm._set_cache, fib.starved])
+    out.sort(key=lambda x: -x[1])
+    return out
+
+
+def memory_profile(nss: Namespaces, n: int, groups: int, top: int = 12) -> dict:
+    """One kernelsync install of ``n`` routes with ``tracemalloc`` on (started before the RIB
+    load; one frame per trace), then a full sync (dump + diff: the observed map is then built
+    from the kernel's dump, the steady state of a running daemon).  After each: the traced
+    total per route, the top allocation sites (file:line) and :func:`memory_breakdown`.
+    Slower than an untraced install: not a speed figure (RSS per route: the install rounds)."""
+    import tracemalloc
+    ns = nss.create()
+    out: dict = {"routes": n}
+    try:
+        kernel = nss.open_in(ns, lambda: RtNetlink(PROTOCOL))
+        try:
+            collect()
+            tracemalloc.start(1)
+            try:
+                engine = Engine(kcfg(), kernel)
+                load_rib(engine, n, groups)
+                now = time.monotonic()
+                engine.start(now)
+                engine.run(now)
+                for phase in ("after install", "after a full sync"):
+                    if phase == "after a full sync":
+                        engine.request_full_sync()
+                        engine.run(time.monotonic())
+                    collect()
+                    snap = tracemalloc.take_snapshot().filter_traces(
+                        [tracemalloc.Filter(False, tracemalloc.__file__)])
+                    traced = sum(st.size for st in snap.statistics("filename"))
+                    sites = [{"site": "%s:%d" % (st.traceback[0].filename.split("/kernelsync/")[-1],
+                                                 st.traceback[0].lineno),
+                              "bytes_per_route": st.size / n, "blocks": st.count}
+                             for st in snap.statistics("lineno")[:top]]
+                    del snap
+                    parts = [{"structure": name, "bytes_per_route": size / n, "objects": count}
+                             for name, size, count in memory_breakdown(engine)]
+                    out[phase.replace(" ", "_")] = {
+                        "traced_bytes_per_route": traced / n, "sites": sites, "breakdown": parts,
+                        "breakdown_bytes_per_route": sum(p["bytes_per_route"] for p in parts)}
+                tracemalloc.stop()
+                ok, detail = check_routes(kernel, n)
+                out["ok"], out["verify"] = ok, detail
+                del engine
+            finally:
+                if tracemalloc.is_tracing():
+                    tracemalloc.stop()
+        finally:
+            kernel.close()
+    finally:
+        nss.delete(ns)
+        collect()
+    return out
+
+
+def print_memory_profile(prof: dict) -> None:
+    for phase in ("after_install", "after_a_full_sync"):
+        p = prof[phase]
+        print("memory profile, %d routes, %s: traced by tracemalloc %.0f B/route (everything allocated since "
+              "before the RIB load and still alive), state walked %.0f B/route" % (
+                  prof["routes"], phase.replace("_", " "), p["traced_bytes_per_route"],
+                  p["breakdown_bytes_per_route"]))
+        print("  by structure (each object once, first structure that reaches it):")
+        for part in p["breakdown"]:
+            if part["bytes_per_route"] >= 0.5:
+                print("    %7.1f B/route  %-70s %d objects" % (part["bytes_per_route"], part["structure"],
+                                                               part["objects"]))
+        print("  top allocation sites (tracemalloc, file:line):")
+        for site in p["sites"]:
+            print("    %7.1f B/route  %s (%d blocks)" % (site["bytes_per_route"], site["site"], site["blocks"]))
 
 
 # 2. link flap -------------------------------------------------------------------------------
@@ -737,7 +1006,7 @@ def run_flaps(nss: Namespaces, sizes: List[int], groups: int, repeat: int) -> Li
     finally:
         for rig in rigs:
             rig.close()
-        gc.collect()
+        collect()
 
 
 # output -------------------------------------------------------------------------------------
@@ -812,6 +1081,20 @@ def main(args) -> int:
             "ip_batch_routes_per_s": [n / x["total_s"] for x in ip_runs],
             "ratio": [r["ratio"] for r in rounds],
             "floor_pct": [r["floor_pct"] for r in rounds],
+            # feed -> RIB -> kernel: the RIB load counted
+            "kernelsync_with_rib_s": [x["with_rib_s"] for x in ks_runs],
+            "kernelsync_with_rib_routes_per_s": [n / x["with_rib_s"] for x in ks_runs],
+            "ratio_with_rib": [r["ratio_with_rib"] for r in rounds],
+            "floor_pct_with_rib": [r["floor_pct_with_rib"] for r in rounds],
+            # memory: RSS after the install minus before the engine, per route
+            "rss_bytes_per_route": [x["rss_bytes_per_route"] for x in ks_runs],
+            # restart adoption by a second engine, next to a raw dump of the same routes
+            "adopt_s": [x["adoption"]["adopt_s"] for x in ks_runs],
+            "adopt_rib_load_s": [x["adoption"]["rib_load_s"] for x in ks_runs],
+            "adopt_writes": [x["adoption"]["writes"] for x in ks_runs],
+            "raw_dump_s": [x["adoption"]["raw_dump_s"] for x in ks_runs],
+            "adopt_vs_raw_dump": [x["adoption"]["vs_raw_dump"] for x in ks_runs],
+            "adopt_rss_bytes_per_route": [x["adoption"]["rss_bytes_per_route"] for x in ks_runs],
         }
         st = {k: spread(v) for k, v in per_run.items()}
         best_ks = min(ks_runs, key=lambda x: x["total_s"])
@@ -844,6 +1127,19 @@ def main(args) -> int:
                   repeat, best_ks["total_s"], _rate(n, best_ks["total_s"]), best_raw["total_s"],
                   _rate(n, best_raw["total_s"]), best_ip["total_s"], _rate(n, best_ip["total_s"]), ratio,
                   100.0 * best_raw["total_s"] / best_ks["total_s"]))
+        print("  RIB load counted (feed -> RIB -> kernel): kernelsync %s = %s routes/s; %s of the floor; %s faster "
+              "than ip -batch (per round)" % (
+                  _mr(st["kernelsync_with_rib_s"], unit=" s"), _mr_rate(st["kernelsync_with_rib_routes_per_s"]),
+                  _mr(st["floor_pct_with_rib"], "%.0f", "%"), _mr(st["ratio_with_rib"], "%.2f", "x")))
+        print("  memory: %s bytes/route (RSS after the install, engine alive, minus RSS before the engine); "
+              "%s bytes/route after a restart adoption (the observed map read from the kernel's dump: a running "
+              "daemon's state after its first verify) (target <= %d)" % (
+                  _mr(st["rss_bytes_per_route"], "%.0f"), _mr(st["adopt_rss_bytes_per_route"], "%.0f"), MEMORY_TARGET))
+        print("  restart adoption (a second engine on the installed namespace, same RIB): %s writes (must be 0); "
+              "engine.start + runs until nothing is due %s vs a raw dump of the same routes %s: %s (target <= %gx); "
+              "RIB load not counted %s" % (
+                  _mr(st["adopt_writes"], "%.0f"), _mr(st["adopt_s"], unit=" s"), _mr(st["raw_dump_s"], unit=" s"),
+                  _mr(st["adopt_vs_raw_dump"], "%.2f", "x"), ADOPT_TARGET, _mr(st["adopt_rib_load_s"], unit=" s")))
         print("  peak RSS: bench process %.0f MiB after install; largest child (ip) %.0f MiB" % (rss_install, rss_ip))
         sys.stdout.flush()
         strip = lambda xs: [{k: v for k, v in x.items() if k != "ns"} for x in xs]  # noqa: E731
@@ -864,6 +1160,30 @@ def main(args) -> int:
             "runs_kernelsync": strip(ks_runs), "runs_raw_writer": strip(raw_runs), "runs_ip_batch": strip(ip_runs),
             "peak_rss_mib": rss_install, "ip_peak_rss_mib": rss_ip,
         }
+        report["memory"] = {"bytes_per_route": st["rss_bytes_per_route"]["median"],
+                            "range": [st["rss_bytes_per_route"]["min"], st["rss_bytes_per_route"]["max"]],
+                            "after_adoption_bytes_per_route": st["adopt_rss_bytes_per_route"]["median"],
+                            "after_adoption_range": [st["adopt_rss_bytes_per_route"]["min"],
+                                                     st["adopt_rss_bytes_per_route"]["max"]],
+                            "target": MEMORY_TARGET,
+                            "met_median": st["rss_bytes_per_route"]["median"] <= MEMORY_TARGET,
+                            "runs": [{k: x[k] for k in ("rss_before_mib", "rss_after_mib", "rss_bytes_per_route")}
+                                     for x in ks_runs]}
+        report["adoption"] = {"writes": [x["adoption"]["writes"] for x in ks_runs],
+                              "median": {k: st[k]["median"] for k in ("adopt_s", "raw_dump_s", "adopt_vs_raw_dump",
+                                                                      "adopt_rib_load_s")},
+                              "range": {k: [st[k]["min"], st[k]["max"]]
+                                        for k in ("adopt_s", "raw_dump_s", "adopt_vs_raw_dump", "adopt_rib_load_s")},
+                              "target": ADOPT_TARGET,
+                              "met_median": st["adopt_vs_raw_dump"]["median"] <= ADOPT_TARGET
+                              and not any(x["adoption"]["writes"] for x in ks_runs),
+                              "runs": [x["adoption"] for x in ks_runs]}
+        if getattr(args, "memory_profile", False):
+            prof = memory_profile(nss, n, groups)
+            print_memory_profile(prof)
+            ok = ok and prof["ok"]
+            report["memory_profile"] = prof
+            sys.stdout.flush()
         # 2. link flap -------------------------------------------------------------------
         flaps = run_flaps(nss, flap_sizes, groups, repeat) if flap_sizes else []
         for f in flaps:

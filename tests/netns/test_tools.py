@@ -33,11 +33,26 @@ def run(*args, timeout):
 
 def test_bench_runs_to_the_end_and_its_checks_pass():
     need_root()
-    code, out, err, pid = run("bench", "-n", "2000", "--repeat", "1", "--flap-sizes", "200,2000", timeout=120)
+    code, out, err, pid = run("bench", "-n", "2000", "--repeat", "1", "--flap-sizes", "200,2000", "--memory-profile",
+                              timeout=120)
     assert code == 0, out[-3000:] + err[-3000:]
     (line,) = [l for l in out.splitlines() if l.startswith("BENCH_JSON ")]
     report = json.loads(line[len("BENCH_JSON "):])
     assert report["ok"] and report["routes"] == 2000 and report["namespaces_left"] == []
+    # the RIB load counted (feed -> RIB -> kernel): more than engine.run alone
+    inst = report["install"]
+    assert inst["median"]["kernelsync_with_rib_s"] > inst["median"]["kernelsync_s"]
+    assert inst["median"]["floor_pct_with_rib"] < inst["median"]["floor_pct"]
+    # restart adoption by a second engine: no write, SYNCED, the raw dump read every route
+    (adopt,) = report["adoption"]["runs"]
+    assert adopt["writes"] == 0 and adopt["state"] == "SYNCED" and adopt["ok"]
+    assert adopt["raw_dump_routes"] == 2000 and adopt["raw_dump_s"] > 0
+    assert "bytes_per_route" in report["memory"]
+    # the memory profile names the per-route structures, each route's Prefix once
+    prof = report["memory_profile"]
+    parts = {p["structure"]: p for p in prof["after_a_full_sync"]["breakdown"]}
+    assert parts["rib: Prefix tuples (family, dst, plen)"]["objects"] == 2000
+    assert prof["after_install"]["sites"] and prof["ok"]
     assert [s["routes"] for s in report["flap"]["sizes"]] == [200, 2000]
     assert all(s["ok"] for s in report["flap"]["sizes"])
     assert left_by(pid) == []
