@@ -404,7 +404,7 @@ class FpmStream:
     def take_present(self, held: Container[Prefix] = ()) -> List[Prefix]:
         """The changed prefixes zebra has a route for (additions, replaces, nexthop changes),
         except those in ``held``; the deletions stay pending."""
-        if len(self.dirty) == len(self.deleted):
+        if not self.has_present():
             return []
         taken = [p for p in self.dirty if p not in self.deleted and p not in held]
         for prefix in taken:

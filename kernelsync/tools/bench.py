@@ -384,6 +384,21 @@ def raw_dump_routes() -> Tuple[int, float]:
         sock.close()
 
 
+def run_until_idle(engine: Engine, now: float, limit: int = 5):
+    """``engine.run`` at ``now``, then again while something is due (at most ``limit`` runs in
+    all): ``(the first run's plan, how many runs)``."""
+    plan = engine.run(now)
+    runs = 1
+    while runs < limit:
+        due = engine.deadline()
+        now = time.monotonic()
+        if due is None or due > now:
+            break
+        engine.run(now)
+        runs += 1
+    return plan, runs
+
+
 def adopt_kernelsync(nss: Namespaces, ns: str, n: int, groups: int) -> dict:
     """Restart adoption: a second Engine on ``ns``, whose kernel already holds the ``n`` routes
     (and groups) a first engine installed, given the same RIB: its ``engine.start`` + the
@@ -401,15 +416,7 @@ def adopt_kernelsync(nss: Namespaces, ns: str, n: int, groups: int) -> dict:
         t1 = time.perf_counter()
         now = time.monotonic()
         engine.start(now)
-        engine.run(now)
-        runs = 1
-        while runs < 5:
-            due = engine.deadline()
-            now = time.monotonic()
-            if due is None or due > now:
-                break
-            engine.run(now)
-            runs += 1
+        _plan, runs = run_until_idle(engine, now)
         t2 = time.perf_counter()
         state = engine.state
         rss1 = rss_bytes()
@@ -447,15 +454,7 @@ def install_kernelsync(nss: Namespaces, n: int, groups: int) -> dict:
             now = time.monotonic()
             engine.start(now)
             t2 = time.perf_counter()
-            plan = engine.run(now)
-            runs = 1
-            while runs < 5:
-                due = engine.deadline()
-                now = time.monotonic()
-                if due is None or due > now:
-                    break
-                engine.run(now)
-                runs += 1
+            plan, runs = run_until_idle(engine, now)
             t3 = time.perf_counter()
             plan_ops_last = len(plan.ops)
             del plan  # its op list is not state the engine keeps

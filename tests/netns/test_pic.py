@@ -60,23 +60,34 @@ def _fresh(engine):
     return _forwarding(fake)
 
 
+def _two_links(ns):
+    """v0 (peer A's next hop, 10.0.0.2) and v1 (peer B's, 10.0.1.2)."""
+    for n in range(2):
+        ns.veth("v%d" % n, "p%d" % n)
+        ns.ip("addr", "add", "10.0.%d.1/24" % n, "dev", "v%d" % n)
+
+
+def _started(kernel, now, *peers):
+    """An engine on ``kernel`` whose BGP source has every prefix ECMP over ``peers``, run."""
+    engine = Engine(CFG, kernel)
+    engine.rib.add_source("ebgp", 20)
+    engine.start(now)
+    _announce(engine, *peers)
+    engine.rib.set_ready("ebgp")
+    engine.run(now)
+    return engine
+
+
 def _delta(kernel, before):
     return {k: v - before[k] for k, v in kernel.stats.writes.items() if v != before[k]}
 
 
 def test_peer_down_shrinks_the_shared_group_in_place_on_the_real_kernel(ns):
-    for n in range(2):
-        ns.veth("v%d" % n, "p%d" % n)
-        ns.ip("addr", "add", "10.0.%d.1/24" % n, "dev", "v%d" % n)
+    _two_links(ns)
     with ns.entered():
         kernel = RtNetlink(PROTO)
     try:
-        engine = Engine(CFG, kernel)
-        engine.rib.add_source("ebgp", 20)
-        engine.start(0.0)
-        _announce(engine, PEER_A, PEER_B)
-        engine.rib.set_ready("ebgp")
-        engine.run(0.0)
+        engine = _started(kernel, 0.0, PEER_A, PEER_B)
         routes = kernel.dump_routes(TABLE, PROTO)
         assert len(routes) == N and len(set(routes.values())) == 1
         gid = next(iter(routes.values()))
@@ -116,27 +127,15 @@ def test_peer_down_shrinks_the_shared_group_in_place_on_the_real_kernel(ns):
 
 def test_a_restart_after_a_peer_down_writes_no_route(ns):
     """The shrunk group (one member: B) is adopted by the routes on it: no route write."""
-    for n in range(2):
-        ns.veth("v%d" % n, "p%d" % n)
-        ns.ip("addr", "add", "10.0.%d.1/24" % n, "dev", "v%d" % n)
+    _two_links(ns)
     with ns.entered():
         kernel, kernel2 = RtNetlink(PROTO), RtNetlink(PROTO)
     try:
-        engine = Engine(CFG, kernel)
-        engine.rib.add_source("ebgp", 20)
-        engine.start(0.0)
-        _announce(engine, PEER_A, PEER_B)
-        engine.rib.set_ready("ebgp")
-        engine.run(0.0)
+        engine = _started(kernel, 0.0, PEER_A, PEER_B)
         _announce(engine, PEER_B)
         engine.run(1.0)
         gid = next(iter(kernel.dump_routes(TABLE, PROTO).values()))
-        restarted = Engine(CFG, kernel2)
-        restarted.rib.add_source("ebgp", 20)
-        restarted.start(10.0)
-        _announce(restarted, PEER_B)
-        restarted.rib.set_ready("ebgp")
-        restarted.run(10.0)
+        restarted = _started(kernel2, 10.0, PEER_B)
         writes = {k: v for k, v in kernel2.stats.writes.items() if v}
         assert writes == {"nexthop-del": 1}  # the nexthop of A, unused (it was only held)
         assert set(kernel2.dump_routes(TABLE, PROTO).values()) == {gid}
