@@ -805,7 +805,7 @@ class Engine:
                 "selected": self.fib.selected(prefix),
                 "sources": [{"source": s, "distance": self.rib.distance[s],
                              "paths": [[nh.describe() for nh in p.nexthops] for p in paths]}
-                            for s, paths in sorted(entry.items(), key=lambda i: self.rib.distance[i[0]])],
+                            for s, paths in entry],  # best admin distance first
             })
         return out
 

@@ -545,7 +545,7 @@ def _fresh_forwarding(engine):
     for source, distance in engine.rib.distance.items():
         fresh.rib.add_source(source, distance)
     for prefix, entry in engine.rib.entries.items():
-        for source, paths in entry.items():
+        for source, paths in entry:
             fresh.rib.update(source, prefix, paths)
     ready_run(fresh)
     return _forwarding(kernel)
