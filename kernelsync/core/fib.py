@@ -72,9 +72,9 @@ class FibBuilder:
         errors = self.errors
         table, metric = self.table, self.metric
         installable: Dict[int, Optional[int]] = {}  # id(entry) -> installed id, this call only
-        # id(paths) -> (family, source, candidates) for single-source prefixes, this call only:
-        # prefixes of one burst mostly share a paths tuple (the feeds intern them)
-        single: Dict[int, Tuple[int, str, Tuple[Tuple[str, Entry], ...]]] = {}
+        # id(rib entry) -> (family, candidates) for single-source prefixes, this call only: the
+        # RIB shares one entry among the prefixes of a source on one paths tuple
+        single: Dict[int, Tuple[int, Tuple[Tuple[str, Entry], ...]]] = {}
         dirty = self.rib.take_dirty()
         starved = self.starved
         if starved and (not collect or self._starved_frees != self.nhm.frees):
@@ -96,14 +96,14 @@ class FibBuilder:
             if entry:
                 try:
                     if len(entry) == 1 and not errors:
-                        ((source, paths),) = entry.items()
-                        hit = single.get(id(paths))
-                        if hit is not None and hit[0] == prefix[0] and hit[1] == source:
-                            new = hit[2]
+                        hit = single.get(id(entry))
+                        if hit is not None and hit[0] == prefix[0]:
+                            new = hit[1]
                         else:
+                            ((source, paths),) = entry
                             try:
                                 new = ((source, entries_for(prefix[0], paths)),)
-                                single[id(paths)] = (prefix[0], source, new)
+                                single[id(entry)] = (prefix[0], new)
                             except ValueError:
                                 new = self._candidates(prefix, entry, now)
                     else:
@@ -225,7 +225,6 @@ class FibBuilder:
         would use now, and the ids of our groups their kernel routes point at."""
         hints = self.route_hints
         rib_entries = self.rib.entries
-        distance = self.rib.distance
         set_key = self.nhm.set_key
         set_usable = self.nhm.set_usable
         counts: Dict[Tuple[int, int, int], int] = {}  # (family, id(paths), group id) -> routes
@@ -244,14 +243,11 @@ class FibBuilder:
             if not entry:
                 continue
             if len(entry) == 1:
-                (paths,) = entry.values()
+                paths = entry[0][1]
                 if paths is last_entry and gid == last_gid and prefix[0] == last_vote[0]:  # a run: one set, one id
                     counts[last_vote] += 1
                     continue
-                items = entry.items()
-            else:
-                items = sorted(entry.items(), key=lambda i: (distance[i[0]], i[0]))
-            for source, paths in items:
+            for source, paths in entry:  # best admin distance first
                 ref = (prefix[0], id(paths))
                 key = keys.get(ref, _MISSING)
                 if key is _MISSING:
@@ -279,9 +275,8 @@ class FibBuilder:
         resolved (say an IPv6 route over an IPv4 nexthop) is logged once and left out.  Raises
         IdRangeExhausted when a source's set finds no free id; the entries just created for the
         sources before it are then unused from ``now`` (freed at their hold end, not leaked)."""
-        distance = self.rib.distance
         cands = []
-        for source, paths in sorted(entry.items(), key=lambda i: (distance[i[0]], i[0])):
+        for source, paths in entry:  # best admin distance first
             try:
                 cands.append((source, self.nhm.entries_for(prefix[0], paths)))
             except IdRangeExhausted:

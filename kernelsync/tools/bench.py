@@ -741,9 +741,10 @@ def memory_breakdown(engine: Engine) -> List[Tuple[str, int, int]]:
     add("rib.entries: the dict's table", [rib.entries])
     add("rib: Prefix tuples (family, dst, plen)", rib.entries.keys())
     add("rib: dst bytes of the Prefixes", (p[1] for p in rib.entries))
-    add("rib: per-prefix {source: paths} dicts", rib.entries.values())
+    add("rib: per-prefix entries ((source, paths), ...) (single-source ones shared)",
+        (o for e in rib.entries.values() for o in (e, *e)))
     add("rib: paths tuples, Path, NexthopSpec (shared)",
-        (o for e in rib.entries.values() for paths in e.values()
+        (o for e in rib.entries.values() for _source, paths in e
          for o in (paths, *paths, *(x for path in paths for x in (path, *path.nexthops))) if o is not None))
     add("fib.routes: the dict's table", [fib.routes])
     add("fib.routes: RouteKey tuples (table, family, dst, plen, metric)", fib.routes.keys())

@@ -53,7 +53,7 @@ def _fresh(engine):
     fresh.rib.add_source("ebgp", 20)
     fresh.start(0.0)
     for prefix, entry in engine.rib.entries.items():
-        for source, paths in entry.items():
+        for source, paths in entry:
             fresh.rib.update(source, prefix, paths)
     fresh.rib.set_ready("ebgp")
     fresh.run(0.0)

@@ -545,7 +545,7 @@ def _fresh_forwarding(engine):
     for source, distance in engine.rib.distance.items():
         fresh.rib.add_source(source, distance)
     for prefix, entry in engine.rib.entries.items():
-        for source, paths in entry.items():
+        for source, paths in entry:
             fresh.rib.update(source, prefix, paths)
     ready_run(fresh)
     return _forwarding(kernel)
@@ -812,3 +812,19 @@ def test_restart_after_a_peer_down_adopts_the_groups_of_one_and_the_twins_withou
     _ecmp(restarted, 20, pc, base=150)
     restarted.run(4.0)
     assert _forwarding(kernel) == _fresh_forwarding(restarted)
+
+
+def test_a_full_sync_keys_the_observed_routes_by_the_fibs_own_keys():
+    """A dump decodes a new RouteKey per route; kept as the observed view it would be a second
+    copy of every key (128 bytes a route): the FIB's key objects are used instead."""
+    engine, kernel = make()
+    for i in range(20):
+        route(engine, "198.51.100.%d/32" % i, dev("a"), dev("b"))
+    ready_run(engine)
+    kernel.routes = {tuple(list(k)): v for k, v in kernel.routes.items()}  # keys as a dump decodes them
+    fib_keys = {k: k for k in engine.fib.routes}
+    engine.request_full_sync()
+    engine.run(1.0)
+    assert len(engine.observed_routes) == 20 and engine.observed_routes == engine.fib.routes
+    assert all(k is fib_keys[k] for k in engine.observed_routes)
+    assert all(k is fib_keys[k] for keys in engine._by_nh.values() for k in keys)

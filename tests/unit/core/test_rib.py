@@ -38,3 +38,32 @@ def test_ready_once_every_source_is():
     assert not rib.all_ready and not rib.became_ready
     rib.set_ready("ospf")
     assert rib.all_ready and rib.became_ready
+
+
+def test_single_source_entries_are_shared_and_multi_source_ones_best_first():
+    rib = Rib()
+    rib.add_source("ospf", 110)
+    rib.add_source("static", 1)
+    rib.update("ospf", P1, A)
+    rib.update("ospf", P2, A)
+    assert rib.entries[P1] is rib.entries[P2] == (("ospf", A),)  # one object for both prefixes
+    rib.update("static", P2, B)
+    assert rib.entries[P2] == (("static", B), ("ospf", A)) and rib.sources(P2) == {"static": B, "ospf": A}
+    rib.update("static", P2, A)  # a source's paths replaced in a multi-source entry
+    assert rib.entries[P2] == (("static", A), ("ospf", A))
+    rib.withdraw("static", P2)
+    assert rib.entries[P2] is rib.entries[P1]  # one source left: the shared entry again
+    assert rib.paths("ospf", P2) is A and rib.paths("static", P2) == () and P2 in rib
+    rib.withdraw("ospf", P2)
+    assert P2 not in rib and rib.sources(P2) == {} and rib.candidates(P2) == []
+
+
+def test_a_changed_admin_distance_reorders_the_entries_it_is_in():
+    rib = Rib()
+    rib.add_source("ospf", 110)
+    rib.add_source("static", 1)
+    rib.update("ospf", P2, A)
+    rib.update("static", P2, B)
+    rib.take_dirty()
+    rib.add_source("static", 200)
+    assert [s for _d, s, _p in rib.candidates(P2)] == ["ospf", "static"] and list(rib.take_dirty()) == [P2]

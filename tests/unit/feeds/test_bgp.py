@@ -29,10 +29,10 @@ class Feed:
         self.bgp.commit()
 
     def nexthops(self, prefix, source=None):
-        entry = self.rib.entries.get(prefix, {})
+        entry = self.rib.entries.get(prefix, ())
         if not entry:
             return None
-        (src, paths), = entry.items()
+        (src, paths), = entry
         assert source is None or src == source
         return sorted((socket.inet_ntop(n.gw_family, n.gateway), n.dev) for p in paths for n in p.nexthops)
 
@@ -126,7 +126,7 @@ def test_ebgp_over_ibgp_and_sources():
     assert feed.nexthops(V4, IBGP) == [("192.0.2.9", "hb")]
     feed.lines(announce(["198.51.100.0/24"], "192.0.2.1", attrs=path(aspath=())))
     assert feed.nexthops(V4, EBGP) == [("192.0.2.1", "ha")]  # moved from ibgp to ebgp
-    assert IBGP not in feed.rib.entries[V4]
+    assert IBGP not in feed.rib.sources(V4)
 
 
 def test_own_as_in_path_is_dropped_and_removes_the_earlier_path():

@@ -37,7 +37,7 @@ def make(routes=()):
 def nexthops(rib, prefix):
     entry = rib.entries.get(prefix)
     return None if not entry else sorted((socket.inet_ntoa(n.gateway), n.dev)
-                                         for paths in entry.values() for p in paths for n in p.nexthops)
+                                         for _s, paths in entry for p in paths for n in p.nexthops)
 
 
 def test_a_stream_is_greeted_and_a_burst_is_committed_once_quiet():

@@ -246,7 +246,7 @@ class Harness:
         self.feed.commit(self.now)
 
     def rib_paths(self, prefix):
-        return self.rib.entries.get(prefix, {}).get(self.cfg.name)
+        return self.rib.sources(prefix).get(self.cfg.name)
 
     def close(self):
         self.feed.close()

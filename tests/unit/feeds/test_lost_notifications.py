@@ -64,7 +64,7 @@ def test_bgp_resolver_rereads_after_a_failed_dump():
     feed.commit(2.0 + REREAD_RETRY)
     feed.commit(3.0)
     entry = rib.entries.get(parse_prefix("198.51.100.0/24"))
-    assert entry and [n.dev for paths in entry.values() for p in paths for n in p.nexthops] == ["ha"]
+    assert entry and [n.dev for _s, paths in entry for p in paths for n in p.nexthops] == ["ha"]
 
 
 def test_table_feed_rereads_after_lost_notifications_and_after_a_failed_dump():

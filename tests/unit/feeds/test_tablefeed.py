@@ -29,7 +29,7 @@ def gws(rib, prefix):
     entry = rib.entries.get(prefix)
     if not entry:
         return None
-    ((path,),) = entry.values()
+    ((_source, (path,)),) = entry
     return sorted(socket.inet_ntoa(n.gateway) for n in path.nexthops)
 
 
