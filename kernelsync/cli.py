@@ -85,11 +85,19 @@ def cmd_show(args) -> int:
         return 2
     from .control import query
     request = "show %s" % args.what
-    if args.routes or args.prefix:
-        if args.what != "feeds":
-            print("--routes and PREFIX go with 'show feeds' only", file=sys.stderr)
-            return 2
+    if args.routes and args.what != "feeds":
+        print("--routes goes with 'show feeds' only", file=sys.stderr)
+        return 2
+    if args.family and args.what not in ("rib", "fib"):
+        print("--family goes with 'show rib' and 'show fib' only", file=sys.stderr)
+        return 2
+    if args.prefix and args.what not in ("rib", "fib", "feeds"):
+        print("PREFIX goes with 'show rib', 'show fib' and 'show feeds' only", file=sys.stderr)
+        return 2
+    if args.what == "feeds" and (args.routes or args.prefix):
         request += " routes" + (" %s" % args.prefix if args.prefix else "")
+    elif args.prefix or args.family:
+        request += "".join((" %s" % args.prefix if args.prefix else "", " family %s" % args.family if args.family else ""))
     try:
         data = query(cfg.control_socket, request)
         source = "daemon"
@@ -99,58 +107,43 @@ def cmd_show(args) -> int:
                   % (cfg.control_socket, exc.strerror or exc, args.what), file=sys.stderr)
             return 1
         from .daemon import show_from_kernel
-        data = show_from_kernel(cfg, args.what)
+        data = show_from_kernel(cfg, args.what, request[len("show %s" % args.what):].split())
         source = "kernel"
+    failed = isinstance(data, dict) and "error" in data
     if args.json:
         print(json.dumps(data, indent=1))
-    elif args.what == "feeds" and "error" not in data:
-        print_feeds(data)
+    elif failed:
+        print("kernelsync: %s" % data["error"], file=sys.stderr)
     else:
-        _print_table(data, "%s (from the %s)" % (args.what, source))
-    return 0 if not (isinstance(data, dict) and "error" in data) else 1
-
-
-def print_feeds(data: dict, out=None) -> None:
-    """``show feeds`` as text: per feed its settings and counters on one line, its stale state as
-    ``stale: 2 routes for 42 s (until 2026-12-01T17:40:03Z)``, then its routes (with --routes),
-    one a line: ``  192.0.2.0/24 via 10.0.0.2 dev v0, dev v3 weight 2 [stale]``."""
-    out = out or sys.stdout
-    for name, feed in data.items():
-        print("# feed %s" % name, file=out)
-        routes = feed.get("routes")
-        skip = ("routes", "stale", "stale_until", "stale_for", "stale_until_utc")
-        print("  ".join("%s=%s" % (k, json.dumps(v) if isinstance(v, (dict, list)) else v)
-                        for k, v in feed.items() if k not in skip), file=out)
-        count = feed.get("routes") if not isinstance(routes, list) else sum(1 for r in routes if not r["stale"])
-        line = "routes: %s" % (count if not isinstance(routes, list) else "%d listed" % len(routes))
-        if feed.get("stale"):
-            line += "; stale: %d routes" % feed["stale"]
-            if feed.get("stale_for") is not None:
-                line += " for %.0f s" % feed["stale_for"]
-            if feed.get("stale_until_utc"):
-                line += " (until %s)" % feed["stale_until_utc"]
+        if source == "daemon":
+            ask = lambda request: query(cfg.control_socket, request)  # noqa: E731
         else:
-            line += "; nothing stale"
-        print(line, file=out)
-        for route in routes if isinstance(routes, list) else ():
-            legs = []
-            for path in route["paths"]:
-                for nh in path["nexthops"]:
-                    leg = ("via %s dev %s" % (nh["gateway"], nh["dev"])) if nh["gateway"] else "dev %s" % nh["dev"]
-                    legs.append(leg + ("" if nh["weight"] == 1 else " weight %d" % nh["weight"]))
-                if path.get("resilient"):
-                    legs[-1] += " (resilient, %d buckets)" % path["resilient"]["buckets"]
-            print("  %s %s%s" % (route["prefix"], ", ".join(legs), " [stale]" if route["stale"] else ""), file=out)
+            from .daemon import show_from_kernel
+            ask = lambda request: show_from_kernel(cfg, "nexthops") if request == "show nexthops" else {}  # noqa: E731
+        for line in _show_text(args.what, data, ask, from_kernel=source == "kernel"):
+            print(line)
+    return 1 if failed else 0
 
 
-def _print_table(data, title: str) -> None:
-    print("# " + title)
-    if isinstance(data, dict):
-        for key, value in data.items():
-            print("%-22s %s" % (key, json.dumps(value) if isinstance(value, (dict, list)) else value))
-        return
-    for item in data:
-        print("  ".join("%s=%s" % (k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in item.items()))
+def _show_text(what: str, data, ask, from_kernel: bool = False) -> List[str]:
+    """The text of ``show WHAT`` (:mod:`kernelsync.showtext`); ``ask(request)`` gets what a table
+    joins in: ``show nexthops`` (the legs of ``fib``), ``show stats`` (a filtered view's totals;
+    ``{}`` when unknown); ``from_kernel``: ``data`` was read from the kernel (no daemon)."""
+    from . import showtext
+    if what == "feeds":
+        return showtext.feeds(data)
+    if what in ("rib", "fib"):
+        total = ask("show stats").get("rib_prefixes" if what == "rib" else "fib_routes")
+        if what == "rib":
+            return showtext.rib(data, total)
+        return showtext.fib(data, ask("show nexthops"), total, from_kernel)
+    if what == "nexthops":
+        return showtext.nexthops(data)
+    if what == "bgp":
+        return showtext.bgp(data)
+    if what == "export":
+        return showtext.export(data)
+    return showtext.stats(data)
 
 
 def cmd_bench(args) -> int:
@@ -220,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="show the RIB, the FIB, the nexthop objects, BGP, the exported set or the route feeds (kernel tables, FPM)")
     p.add_argument("what", choices=["rib", "fib", "nexthops", "stats", "bgp", "export", "feeds"])
     p.add_argument("prefix", nargs="?", metavar="PREFIX",
-                   help="feeds: list only the routes within PREFIX (PREFIX itself and its more specifics; "
-                        "a bare address is a host route); implies --routes")
+                   help="rib, fib, feeds: only the routes within PREFIX (PREFIX itself and its more specifics; "
+                        "a bare address is a host route); for feeds it implies --routes")
+    p.add_argument("--family", choices=["4", "6"], help="rib, fib: IPv4 or IPv6 routes only")
     p.add_argument("--routes", action="store_true", help="feeds: list each feed's routes, with their nexthops and "
                                                          "whether they are stale")
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)

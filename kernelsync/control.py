@@ -1,9 +1,10 @@
 """The control socket: ``kernelsync show ...`` asks the running daemon.
 
 A Unix stream socket reachable by root only (``[control] socket``, mode 0600 in a 0700
-directory).  Protocol: one request line (``show rib``, ``show fib``, ``show nexthops``, ``show
-stats``, ``show bgp``, ``show export``, ``show feeds``, ``resync``), one JSON document back,
-then the server closes the connection.
+directory).  Protocol: one request line (``show rib``, ``show fib`` (both may be followed by ``PREFIX``
+and/or ``family 4|6``: :func:`route_filter`), ``show nexthops``, ``show stats``, ``show bgp``,
+``show export``, ``show feeds [routes [PREFIX]]``, ``resync``), one JSON document back, then
+the server closes the connection.
 
 Served from the daemon's loop without ever waiting on a client: connections are non-blocking,
 the request is read as it comes (at most MAX_REQUEST bytes, else an error reply), the answer is
@@ -17,11 +18,14 @@ import logging
 import os
 import selectors
 import socket
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
+from .core.model import AF_INET, AF_INET6, Prefix, format_prefix, parse_prefix, prefix_within
 from .feeds.channels import listen_unix
 
 log = logging.getLogger("kernelsync.control")
+FILTER_USAGE = "[PREFIX] [family 4|6]"
+
 MAX_REQUEST = 4096  # bytes of a request line
 IDLE_TIMEOUT = 5.0  # seconds a client may make no progress (send nothing, read nothing)
 MAX_CLIENTS = 32
@@ -200,6 +204,32 @@ class ControlServer:
                 pass
 
 
+def route_filter(words: List[str]) -> Optional[Callable[[Prefix], bool]]:
+    """The prefix filter of ``show rib|fib [PREFIX] [family 4|6]`` (``words``: what follows the
+    view's name) -> a predicate on a Prefix, or None (everything).  PREFIX selects that prefix
+    and its more specifics (a bare address is a host route), as ``show feeds routes PREFIX``.
+    Raises ValueError with the usage or the prefix's problem."""
+    within: Optional[Prefix] = None
+    family = 0
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if word == "family" and rest and rest[0] in ("4", "6") and not family:
+            family = AF_INET if rest.pop(0) == "4" else AF_INET6
+        elif within is None and word != "family":
+            within = parse_prefix(word)
+        else:
+            raise ValueError("usage: %s" % FILTER_USAGE)
+    if within is not None:
+        if family and within[0] != family:
+            raise ValueError("%s is not of family %d" % (format_prefix(within), 4 if family == AF_INET else 6))
+        outer = within
+        return lambda prefix: prefix_within(prefix, outer)
+    if family:
+        return lambda prefix: prefix[0] == family
+    return None
+
+
 def query(path: str, request: str, timeout: float = 5.0):
     """Send one control request to a running daemon; returns the decoded JSON answer.
     OSError if no daemon listens at ``path``."""
@@ -216,4 +246,4 @@ def query(path: str, request: str, timeout: float = 5.0):
     return json.loads(b"".join(chunks))
 
 
-__all__ = ["ControlServer", "query", "MAX_REQUEST", "IDLE_TIMEOUT"]
+__all__ = ["ControlServer", "query", "route_filter", "MAX_REQUEST", "IDLE_TIMEOUT"]

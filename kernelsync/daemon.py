@@ -18,12 +18,12 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import attrs
 
 from .config import Config
-from .control import ControlServer
+from .control import ControlServer, route_filter
 from .core.engine import Engine
 from .core.model import SCOPE_NAME, format_prefix, parse_prefix
 from .core.port import ResyncNeeded
@@ -537,6 +537,12 @@ class Daemon:
             views["show feeds"] = lambda: self.show_feeds(route_feeds)
             if request.startswith("show feeds "):
                 return self.show_feeds(route_feeds, request[len("show feeds "):])
+        for name, view in (("show rib", engine.show_rib), ("show fib", engine.show_fib)):
+            if request.startswith(name + " "):
+                try:
+                    return view(route_filter(request[len(name) + 1:].split()))
+                except ValueError as exc:
+                    return {"error": "%s: %s" % (name, exc)}
         if request in views:
             result = views[request]()
             if request == "show stats":
@@ -550,10 +556,17 @@ class Daemon:
         return {"error": "unknown request %r (known: %s, resync)" % (request, ", ".join(views))}
 
 
-def show_from_kernel(cfg: Config, what: str) -> list:
+def show_from_kernel(cfg: Config, what: str, words: Sequence[str] = ()):
     """Without a daemon (``kernelsync show fib|nexthops``): what the kernel holds that is ours,
-    read from the kernel of this namespace: our routes (``fib``) or our nexthop objects."""
+    read from the kernel of this namespace: our routes (``fib``; ``words``: the filter of
+    :func:`kernelsync.control.route_filter`; an ``{"error": ...}`` for a bad one) or our nexthop
+    objects."""
     k = cfg.kernel
+    if what == "fib":
+        try:
+            match = route_filter(list(words))
+        except ValueError as exc:
+            return {"error": "show fib: %s" % exc}
     nl = RtNetlink(k.protocol)
     try:
         if what == "fib":
@@ -561,7 +574,7 @@ def show_from_kernel(cfg: Config, what: str) -> list:
             routes = nl.dump_routes(k.table, k.protocol, scopes)
             return [{"prefix": format_prefix(key[1:4]), "table": key[0], "metric": key[4], "nhid": nh,
                      "scope": SCOPE_NAME.get(scopes.get(key, 0), str(scopes.get(key)))}
-                    for key, nh in routes.items()]
+                    for key, nh in routes.items() if match is None or match(key[1:4])]
         first, last = k.nexthop_id_range
         return [{"id": o.id, "object": o.describe()} for o in nl.dump_nexthops().values()
                 if o.protocol == k.protocol and first <= o.id <= last]

@@ -37,7 +37,7 @@ import attrs
 
 from .fib import FibBuilder
 from .links import LinkChange, LinkTable
-from .model import RT_SCOPE_UNIVERSE, SCOPE_NAME, KNexthop, RouteKey, format_address, format_prefix
+from .model import RT_SCOPE_UNIVERSE, SCOPE_NAME, KNexthop, Prefix, RouteKey, format_address, format_prefix
 from .nhm import NexthopManager
 from .ops import NEXTHOP_SET, ROUTE_SET, NexthopDel, NexthopSet, Op, RouteDel, RouteSet, Target
 from .planner import Plan, plan
@@ -814,9 +814,13 @@ class Engine:
         return result
 
     # views ---------------------------------------------------------------------------------
-    def show_rib(self) -> List[dict]:
+    def show_rib(self, match: Optional[Callable[[Prefix], bool]] = None) -> List[dict]:
+        """``show rib``: per prefix (those ``match`` accepts: all when None), the source the FIB
+        selected and every source's paths, best admin distance first."""
         out = []
         for prefix, entry in self.rib.entries.items():
+            if match is not None and not match(prefix):
+                continue
             out.append({
                 "prefix": format_prefix(prefix),
                 "selected": self.fib.selected(prefix),
@@ -826,11 +830,15 @@ class Engine:
             })
         return out
 
-    def show_fib(self) -> List[dict]:
+    def show_fib(self, match: Optional[Callable[[Prefix], bool]] = None) -> List[dict]:
+        """``show fib``: our desired routes (those whose prefix ``match`` accepts: all when None)
+        with their nexthop id, scope and whether the kernel has them as desired."""
         out = []
         scopes = self.nhm.scopes()
         for key, nh_id in self.fib.routes.items():
             table, family, dst, plen, metric = key
+            if match is not None and not match((family, dst, plen)):
+                continue
             obs = self.observed_routes.get(key)
             scope = scopes.get(nh_id, RT_SCOPE_UNIVERSE)
             out.append({"prefix": format_prefix((family, dst, plen)), "table": table, "metric": metric,

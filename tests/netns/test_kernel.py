@@ -221,6 +221,22 @@ def test_control_socket_is_root_only_and_show_works(lab, tmp_path, daemon_factor
                          capture_output=True, text=True, check=True).stdout
     assert '"prefix": "203.0.113.10/32"' in out
 
+    def show(*argv):
+        return subprocess.run([sys.executable, "-m", "kernelsync", "show", *argv, "-c", str(config)],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+
+    text = show("fib", "203.0.113.0/24")  # the table, the legs joined in from show nexthops
+    assert text[1].split()[:4] == ["203.0.113.10/32", str(fib[0]["nhid"]), "link", "ok"]
+    assert text[1].endswith("dev v0, dev v1") and text[-1] == "1 route, 1 installed, 0 pending"
+    assert show("fib", "--family", "6")[-1] == "0 routes, 0 installed, 0 pending (of 1 in the FIB)"
+    d.stop()
+    text = lab.run(sys.executable, "-m", "kernelsync", "show", "fib", "203.0.113.0/24",
+                   "-c", str(config)).stdout.splitlines()  # no daemon: read from the lab's kernel
+    assert text[1].split()[:4] == ["203.0.113.10/32", str(fib[0]["nhid"]), "link", "-"]
+    assert text[1].endswith("group %d/%d" % tuple(sorted(m["id"] for m in nhs[fib[0]["nhid"]]["members"])))
+    assert lab.run(sys.executable, "-m", "kernelsync", "show", "fib", "198.51.100.0/24",
+                   "-c", str(config)).stdout.splitlines()[-1] == "0 routes"
+
 
 def test_route_over_missing_device_is_installed_when_it_appears(lab, tmp_path, daemon_factory):
     routes = [("203.0.113.20/32", [{"dev": "v0"}, {"dev": "late0"}], None),

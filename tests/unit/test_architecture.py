@@ -13,7 +13,7 @@ import kernelsync
 
 PACKAGE = pathlib.Path(kernelsync.__file__).parent
 LAYERS = {"core": 0, "kernel": 1, "feeds": 2, "export": 3, "config": 4, "control": 4, "ownership": 4, "daemon": 5, "tools": 6,
-          "cli": 7, "__main__": 8, "__init__": 0}
+          "cli": 7, "showtext": 7, "__main__": 8, "__init__": 0}
 ALLOWED_OUTSIDE_CORE = {"__future__", "attrs", "collections", "enum", "errno", "gc", "ipaddress", "logging", "operator",
                         "socket", "typing"}
 

@@ -9,7 +9,8 @@ import socket
 import time
 
 from kernelsync import config
-from kernelsync.cli import build_parser, print_feeds
+from kernelsync.cli import build_parser
+from kernelsync.showtext import feeds as feeds_text
 from kernelsync.core.engine import Engine
 from kernelsync.core.model import AF_INET, KRoute, Leg, parse_prefix, prefix_within
 from kernelsync.daemon import Daemon
@@ -111,7 +112,7 @@ def test_stale_routes_are_marked_and_their_end_is_readable():
         "192.0.2.0/24": True, "192.0.2.64/26": True, "198.51.100.0/24": False}
     # the CLI's text
     out = io.StringIO()
-    print_feeds(d.answer("show feeds routes"), out)
+    print("\n".join(feeds_text(d.answer("show feeds routes"))), file=out)
     text = out.getvalue()
     assert re.search(r"stale: 2 routes for (29|30) s \(until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)", text), text
     assert "  192.0.2.64/26 via 10.0.0.2 dev v0, dev v3 weight 2 [stale]\n" in text
@@ -162,8 +163,10 @@ def test_cli_sends_the_request_and_prints_the_listing(tmp_path, monkeypatch, cap
     assert "  192.0.2.0/24 dev v3\n" in text and "routes: 2 listed; nothing stale" in text
     args = parser.parse_args(["show", "feeds", "192.0.2.1/24", "-c", str(conf)])
     assert args.func(args) == 1  # the daemon's error: host bits set
-    args = parser.parse_args(["show", "fib", "192.0.2.0/24", "-c", str(conf)])
-    assert args.func(args) == 2  # a prefix with another view
+    args = parser.parse_args(["show", "nexthops", "192.0.2.0/24", "-c", str(conf)])
+    assert args.func(args) == 2  # a prefix with a view that takes none
+    args = parser.parse_args(["show", "feeds", "--family", "4", "-c", str(conf)])
+    assert args.func(args) == 2  # --family goes with rib and fib only
 
 
 def test_the_fpm_feed_lists_its_routes_too():
