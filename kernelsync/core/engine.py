@@ -152,6 +152,7 @@ class Engine:
         self.last_repair_ms: Optional[float] = None
         self.missed_link_change: Optional[LinkChange] = None
         self._doomed_seen: Set[int] = set()  # what the last full sync spared (_spare_doomed)
+        self._rekey = False  # the observed view's keys are to be shared with the FIB (_share_keys)
         self.outside: Dict[object, OutsideWrites] = {}  # nexthop id or RouteKey -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0, "nexthops_taken_over": 0, "outside_writes": 0,
@@ -384,6 +385,9 @@ class Engine:
         last = Plan()
         for _round in range(4):
             changed = self.fib.sync_rib(now, collect=not full)
+            if self._rekey:  # the dump came before the FIB was built (a start): share its keys now
+                self._rekey = False
+                self._observe(self._share_keys(self.observed_routes), self._share_keys(self.observed_scopes))
             if self.failures:  # a refused nexthop or group whose last user just went
                 older = [f for t, f in self.failures.items() if t.what == "nh"]
                 if older:
@@ -546,7 +550,21 @@ class Engine:
             self.missed_link_change = change.merged_after(self.missed_link_change)
         self._dump_nexthops()
         scopes: Dict[RouteKey, int] = {}
-        routes = self._share_keys(self.kernel.dump_routes(self.kcfg.table, self.kcfg.protocol, scopes))
+        routes = self.kernel.dump_routes(self.kcfg.table, self.kcfg.protocol, scopes)
+        # before the FIB is built (a start adopting a full table) the keys are shared after it
+        self._rekey = len(self.fib.routes) < len(routes) // 2
+        self._observe(self._share_keys(routes), self._share_keys(scopes))
+        self.dumped = True
+        if self.nhm.adopting_groups:
+            # adoption by id: the route of a prefix says which of our groups serves its set
+            metric = self.kcfg.metric
+            waiting = self.nhm.adopting_ids()
+            self.fib.route_hints = {(k[1], k[2], k[3]): n for k, n in routes.items()
+                                    if n in waiting and k[4] == metric}
+            self.nhm.routed_ids = set(self.fib.route_hints.values())
+
+    def _observe(self, routes: Dict[RouteKey, int], scopes: Dict[RouteKey, int]) -> None:
+        """Take ``routes`` (key -> nh id) and ``scopes`` as the observed view; index them by id."""
         self.observed_routes = routes
         self.observed_scopes = scopes
         by_nh: Dict[int, Set[RouteKey]] = {}
@@ -557,14 +575,6 @@ class Engine:
             else:
                 s.add(key)
         self._by_nh = by_nh
-        self.dumped = True
-        if self.nhm.adopting_groups:
-            # adoption by id: the route of a prefix says which of our groups serves its set
-            metric = self.kcfg.metric
-            waiting = self.nhm.adopting_ids()
-            self.fib.route_hints = {(k[1], k[2], k[3]): n for k, n in routes.items()
-                                    if n in waiting and k[4] == metric}
-            self.nhm.routed_ids = set(self.fib.route_hints.values())
 
     def _share_keys(self, dumped: Dict[RouteKey, int]) -> Dict[RouteKey, int]:
         """``dumped`` keyed by the desired FIB's own RouteKey objects wherever the FIB has the

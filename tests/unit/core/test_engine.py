@@ -828,3 +828,22 @@ def test_a_full_sync_keys_the_observed_routes_by_the_fibs_own_keys():
     assert len(engine.observed_routes) == 20 and engine.observed_routes == engine.fib.routes
     assert all(k is fib_keys[k] for k in engine.observed_routes)
     assert all(k is fib_keys[k] for keys in engine._by_nh.values() for k in keys)
+
+
+def test_a_restart_shares_the_observed_keys_once_the_fib_is_built():
+    """Adopting a table, the dump comes before the FIB: its keys are shared right after it."""
+    engine, kernel = make()
+    for i in range(20):
+        route(engine, "198.51.100.%d/32" % i, dev("a"), dev("b"))
+    ready_run(engine)
+    kernel.routes = {tuple(list(k)): v for k, v in kernel.routes.items()}  # keys as a dump decodes them
+    writes = dict(kernel.stats.writes)
+    again, _ = make(kernel)  # a restart on the same kernel
+    for i in range(20):
+        route(again, "198.51.100.%d/32" % i, dev("a"), dev("b"))
+    again.start(0.0)
+    ready_run(again)
+    assert dict(kernel.stats.writes) == writes  # adopted: nothing written
+    fib_keys = {k: k for k in again.fib.routes}
+    assert len(again.observed_routes) == 20 and all(k is fib_keys[k] for k in again.observed_routes)
+    assert all(k is fib_keys[k] for keys in again._by_nh.values() for k in keys)
