@@ -48,6 +48,17 @@ class Rib:
             self.ready[name] = True
             self.became_ready = self.all_ready
 
+    def set_distance(self, name: str, distance: int) -> None:
+        """Change the admin distance (0..255) of a registered source (a configuration reload):
+        every prefix of the source is re-decided."""
+        self._check(name)
+        if not 0 <= distance <= 255:
+            raise ValueError("admin distance %r of source %r is not in 0..255" % (distance, name))
+        if self.distance[name] != distance:
+            self.distance[name] = distance
+            for prefix in self.prefixes_of(name):
+                self.dirty[prefix] = None
+
     @property
     def all_ready(self) -> bool:
         return all(self.ready.values())

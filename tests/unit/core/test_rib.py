@@ -38,3 +38,18 @@ def test_ready_once_every_source_is():
     assert not rib.all_ready and not rib.became_ready
     rib.set_ready("ospf")
     assert rib.all_ready and rib.became_ready
+
+
+def test_set_distance_redecides_the_sources_prefixes_only():
+    rib = Rib()
+    rib.add_source("static", 1)
+    rib.add_source("ospf", 110)
+    rib.update("static", P2, A)
+    rib.update("ospf", P1, B)
+    rib.take_dirty()
+    rib.set_distance("static", 1)
+    assert rib.take_dirty() == {}  # the same distance: nothing to decide again
+    rib.set_distance("static", 120)
+    assert list(rib.take_dirty()) == [P2] and rib.distance["static"] == 120
+    with pytest.raises(ValueError):
+        rib.set_distance("static", 256)
