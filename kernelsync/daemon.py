@@ -406,8 +406,9 @@ class Daemon:
         now = time.monotonic() if now is None else now
         filename = self.cfg.filename
         if self.held is not None or self.dry_run:
-            return {"ok": False, "error": "this instance (%s) does not reload" % ("hold" if self.held else "dry run"),
-                    "errors": []}
+            message = "this instance (%s) does not reload" % ("hold" if self.held else "dry run")
+            log.info("%s", message)
+            return {"ok": False, "error": message, "errors": []}
         try:
             new = load_config(filename)
         except ConfigError as exc:
@@ -418,7 +419,7 @@ class Daemon:
             message = refusal(None, tuple(errors))
             log.error("reload refused: %s", message)
             return {"ok": False, "error": message, "errors": errors}
-        plan = plan_reload(self.cfg, new, bgp=self.streams is not None)
+        plan = plan_reload(self.cfg, new, export_live=self.streams is None or self.export is not None)
         if plan.needs_restart:
             message = refusal(plan)
             log.error("reload refused: %s", message)

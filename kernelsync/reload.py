@@ -21,7 +21,8 @@ validated :class:`~kernelsync.config.Config` objects; the daemon applies the pla
 ``table``, ``protocol``, ``metric``, ``nexthop_id_range``; ``[control] socket``; ``[exabgp]``
 ``listen`` and ``relay``; ``[bgp]`` ``ebgp_distance``, ``ibgp_distance``, ``local_asns``,
 ``families``, ``resolve_table``, ``resolve_via_default``; ``[export] state_file``; export
-turned on where it was off (the export feed is built at start); a feed added or removed (by
+turned on in a daemon with ExaBGP and no export feed (it is built at start, beside the
+streams); a feed added or removed (by
 name), or any of its settings other than the times above (``distance``, ``table``,
 ``protocol``, ``protocols``, ``address``, ``port``, ``users``; ``resync_after_link`` to or
 from 0).  Everything not named here or above is unchanged by construction (``where``, the
@@ -100,13 +101,14 @@ class ReloadPlan:
         return tuple(dict.fromkeys(c.key.split(" ", 1)[1] for c in self.live if c.area == "feed"))
 
 
-def plan(old: Config, new: Config, bgp: bool = True) -> ReloadPlan:
+def plan(old: Config, new: Config, export_live: bool = False) -> ReloadPlan:
     """Compare the running configuration ``old`` with ``new`` (both validated by
     :func:`kernelsync.config.parse`).  Static routes and anycast groups are compared by prefix
-    (their position in the file does not matter), feeds by name.  ``bgp``: the running daemon
-    has ExaBGP streams (then export turned on needs a restart: its feed is built at start
-    beside them; without them the anycast groups' routes are installed and nothing is
-    exported, as at start)."""
+    (their position in the file does not matter), feeds by name.  ``export_live``: the running
+    daemon can turn export on without a restart: it has its export feed already (export was
+    turned off by a reload), or no ExaBGP streams at all (then only the anycast groups' routes
+    are installed, as at start); otherwise export turned on needs a restart (the export feed
+    is built at start, beside the streams)."""
     live: List[Change] = []
     restart: List[Change] = []
     _kernel(old, new, live, restart)
@@ -120,7 +122,7 @@ def plan(old: Config, new: Config, bgp: bool = True) -> ReloadPlan:
     _routes("anycast", "export.anycast",
             {g.prefix: (g.where, (g.path(),)) for g in old.export.anycast},
             {g.prefix: (g.where, (g.path(),)) for g in new.export.anycast}, live)
-    _export(old, new, live, restart, bgp)
+    _export(old, new, live, restart, export_live)
     _bgp(old.bgp, new.bgp, live, restart)
     for key in ("listen", "relay"):
         a, b = getattr(old.exabgp, key), getattr(new.exabgp, key)
@@ -153,11 +155,11 @@ def _routes(area: str, section: str, old: Dict[Prefix, Tuple[str, Tuple[Path, ..
                                "-" if before is None else _paths(before[1]), _paths(paths)))
 
 
-def _export(old: Config, new: Config, live: List[Change], restart: List[Change], bgp: bool) -> None:
+def _export(old: Config, new: Config, live: List[Change], restart: List[Change], export_live: bool) -> None:
     a, b = old.export, new.export
     if a.state_file != b.state_file:
         restart.append(Change("restart", "export.state_file", _text(a.state_file), _text(b.state_file)))
-    if bgp and not a.enabled and b.enabled:
+    if not export_live and not a.enabled and b.enabled:
         restart.append(Change("restart", "export", "off (no [[export.anycast]] or [[export.kernel]])",
                               "on (the export feed is built at start)"))
         return

@@ -80,6 +80,7 @@ class StaticFeed(BaseFeed):
         old = {source: {r.prefix: r.paths for r in routes_}
                for source, routes_ in (("static", self.routes), ("anycast", self.anycast))}
         self.routes, self.anycast, self.distance = tuple(routes), tuple(anycast), distance
+        self.errors = ()  # a reload is refused while a route is bad
         for source, routes_ in (("static", self.routes), ("anycast", self.anycast)):
             if source not in rib.distance:
                 if not routes_:

@@ -223,3 +223,21 @@ def test_bgp_timers_go_to_the_bgp_feed_and_its_rib(tmp_path):
     path.write_text(HEAD + ROUTES + "[bgp]\ngraceful_restart = 120\nlocal_asns = [65001]\n")
     assert d.reload(2.0)["restart"] == ["bgp.local_asns: [] -> [65001]"]
     assert d.bgp.refresh_on_start is False  # nothing applied
+
+
+def test_export_turned_on_needs_a_restart_only_without_an_export_feed(tmp_path):
+    from kernelsync.feeds.channels import ExabgpStreams
+    d, _kernel, path = running(tmp_path)
+    d.streams = ExabgpStreams()  # ExaBGP's streams, no export feed (no [export] at start)
+    path.write_text(HEAD + ROUTES + '[[export.anycast]]\nprefix = "203.0.113.10/32"\ndevices = ["v1"]\n')
+    assert d.reload(1.0)["restart"] == [
+        "export: off (no [[export.anycast]] or [[export.kernel]]) -> on (the export feed is built at start)"]
+
+
+def test_a_fixed_route_is_added_and_no_longer_counted_as_skipped(tmp_path):
+    d, kernel, path = running(tmp_path, HEAD + ROUTES + route("198.51.100.5/32", "v0").replace('"v0"', '"v0/x"'))
+    static = d.feeds[0]
+    assert static.show()["skipped"] == 1 and len(kernel.routes) == 3
+    path.write_text(HEAD + ROUTES + route("198.51.100.5/32", "v0"))
+    assert d.reload(1.0)["applied"] == ["static.route[3] 198.51.100.5/32: added (dev v0)"]
+    assert static.show()["skipped"] == 0 and run_and_count(d, kernel, 1.0) == {"route-set": 1}
