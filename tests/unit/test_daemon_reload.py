@@ -241,3 +241,19 @@ def test_a_fixed_route_is_added_and_no_longer_counted_as_skipped(tmp_path):
     path.write_text(HEAD + ROUTES + route("198.51.100.5/32", "v0"))
     assert d.reload(1.0)["applied"] == ["static.route[3] 198.51.100.5/32: added (dev v0)"]
     assert static.show()["skipped"] == 0 and run_and_count(d, kernel, 1.0) == {"route-set": 1}
+
+
+def test_a_shorter_group_hold_time_frees_unused_objects_from_the_reload_on(tmp_path):
+    d, kernel, path = running(tmp_path)
+    path.write_text(HEAD + route("198.51.100.0/24", "v0") + route("198.51.100.1/32", "v0", "v1"))
+    d.reload(1.0)
+    assert run_and_count(d, kernel, 1.0) == {"route-del": 1}  # .2 gone; its v1 object is still in .1's group
+    path.write_text(HEAD + route("198.51.100.0/24", "v0"))
+    d.reload(2.0)
+    assert run_and_count(d, kernel, 2.0) == {"route-del": 1}  # the group and v1's object unused from now
+    assert d.engine.deadline() == 7.0  # group_hold_time 5
+    path.write_text(HEAD.replace("group_hold_time = 5", "group_hold_time = 1") + route("198.51.100.0/24", "v0"))
+    assert d.reload(2.5)["applied"] == ["kernel.group_hold_time: 5 -> 1"]
+    assert run_and_count(d, kernel, 2.5) == {}
+    assert d.engine.deadline() == 3.0
+    assert run_and_count(d, kernel, 3.0) == {"nexthop-del": 2}
