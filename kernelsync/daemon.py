@@ -391,7 +391,7 @@ class Daemon:
     def _after_wakeup(self, rfd: int) -> None:
         """A signal woke the loop: a SIGHUP's reload is done here, between two loop passes."""
         _drain(rfd)
-        if getattr(self, "reload_requested", False):
+        if self.reload_requested:
             self.reload_requested = False
             log.info("SIGHUP: reloading %s", self.cfg.filename)
             self.reload()
