@@ -1,4 +1,4 @@
-"""Command line: ``kernelsync run|exabgp|hold|check|show|bench|bench-bgp|bench-ospf|chaos|chaos-bgp|demo``."""
+"""Command line: ``kernelsync run|exabgp|hold|check|show|reload|bench|bench-bgp|bench-ospf|chaos|chaos-bgp|demo``."""
 from __future__ import annotations
 
 import argparse
@@ -146,6 +146,46 @@ def _show_text(what: str, data, ask, from_kernel: bool = False) -> List[str]:
     return showtext.stats(data)
 
 
+def _control_socket(path: str) -> str:
+    """The control socket named by the config file ``path``: even when the file no longer
+    validates (``reload`` is how the daemon says what is wrong with it), from its TOML if it
+    parses, else the default."""
+    try:
+        return config_mod.load(path).control_socket
+    except config_mod.ConfigError:
+        pass
+    import tomllib
+    try:
+        with open(path, "rb") as fh:
+            sock = tomllib.load(fh).get("control", {}).get("socket")
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        sock = None
+    return sock if isinstance(sock, str) else config_mod.DEFAULT_CONTROL_SOCKET
+
+
+def cmd_reload(args) -> int:
+    """Ask the running daemon to re-read its configuration file and apply the difference."""
+    from .control import query
+    sock = args.socket or _control_socket(args.config)
+    try:
+        data = query(sock, "reload", timeout=30.0)
+    except OSError as exc:
+        print("kernelsync is not running (control socket %s: %s)" % (sock, exc.strerror or exc), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(data, indent=1))
+    elif data.get("ok"):
+        applied = data.get("applied", [])
+        print("reloaded: %s" % ("%d change(s) applied" % len(applied) if applied else "no change"))
+        for line in applied:
+            print("  " + line)
+    else:
+        print("reload refused: %s" % data.get("error", data), file=sys.stderr)
+        for line in data.get("errors", []) or data.get("restart", []):
+            print("  " + line, file=sys.stderr)
+    return 0 if data.get("ok") else 1
+
+
 def cmd_bench(args) -> int:
     from .tools.bench import main as bench_main
     return bench_main(args)
@@ -221,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("reload", help="make the running daemon re-read its configuration file and apply the "
+                                      "difference (as SIGHUP); prints what was applied, or why it was refused")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="where to find the control socket")
+    p.add_argument("--socket", help="the control socket (default: [control] socket of the config)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_reload)
 
     p = sub.add_parser("bench", help="benchmark against ip -batch in a scratch namespace")
     p.add_argument("-n", "--routes", type=int, default=200_000)

@@ -66,6 +66,8 @@ class Config:
     warnings: Tuple[str, ...] = ()
 
 
+#: ``[control] socket`` when not set.
+DEFAULT_CONTROL_SOCKET = "/run/kernelsync/kernelsync.sock"
 #: Upper bound of every time setting, in seconds (one year): a larger value is a typo, and
 #: ``select()``/``time.monotonic() + t`` must stay finite.
 MAX_SECONDS = 31_536_000.0
@@ -120,7 +122,7 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
             problems.append("%s: unknown section (known: %s)" % (key, ", ".join(sorted(_TOP_KEYS))))
     kernel = _kernel(_table(data, "kernel", problems), problems)
     control = _table(data, "control", problems)
-    sock = control.get("socket", "/run/kernelsync/kernelsync.sock")
+    sock = control.get("socket", DEFAULT_CONTROL_SOCKET)
     if sock is not None and not isinstance(sock, str):
         problems.append("control.socket: must be a path string, not %r" % (sock,))
     for key in control:

@@ -3,8 +3,9 @@
 A Unix stream socket reachable by root only (``[control] socket``, mode 0600 in a 0700
 directory).  Protocol: one request line (``show rib``, ``show fib`` (both may be followed by ``PREFIX``
 and/or ``family 4|6``: :func:`route_filter`), ``show nexthops``, ``show stats``, ``show bgp``,
-``show export``, ``show feeds [routes [PREFIX]]``, ``resync``), one JSON document back, then
-the server closes the connection.
+``show export``, ``show feeds [routes [PREFIX]]``, ``resync``, ``reload``: re-read the config
+file and apply the difference, :meth:`kernelsync.daemon.Daemon.reload`), one JSON document
+back, then the server closes the connection.
 
 Served from the daemon's loop without ever waiting on a client: connections are non-blocking,
 the request is read as it comes (at most MAX_REQUEST bytes, else an error reply), the answer is

@@ -5,8 +5,8 @@ write the RIB, this module waits and dispatches.  Kernel notifications (links, a
 nexthop objects; routes of other protocols for the feeds that follow them) are drained
 completely and dispatched at once (:meth:`Daemon.handle_notifications`), so a burst of link
 events costs one repair.  SIGTERM/SIGINT stop (routes stay unless ``flush_on_exit``); SIGHUP
-forces a full resync.  ``show`` requests are answered on the control socket
-(:mod:`kernelsync.control`).
+reloads the configuration (:meth:`Daemon.reload`, :mod:`kernelsync.reload`).  ``show``
+requests are answered on the control socket (:mod:`kernelsync.control`).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from typing import Callable, List, Optional, Sequence
 import attrs
 
 from .config import Config
+from .config import ConfigError, load as load_config
 from .control import ControlServer, route_filter
 from .core.engine import Engine
 from .core.model import SCOPE_NAME, format_prefix, parse_prefix
@@ -39,6 +40,7 @@ from .kernel.codec import (ADDRESS_MESSAGES, LINK_MESSAGES, NEXTHOP_MESSAGES, NL
                            RTM_DELNEXTHOP, RTM_DELROUTE, parse_nexthop, parse_route)
 from .kernel.netlink import EventSocket, RouteEventSocket, RtNetlink
 from .ownership import Claim, OwnershipConflict
+from .reload import ReloadPlan, plan as plan_reload, refusal
 
 log = logging.getLogger("kernelsync.daemon")
 ERROR_HOLD = 1.0  # seconds
@@ -114,6 +116,7 @@ class Daemon:
         self.export: Optional[ExportFeed] = None
         self.control: Optional[ControlServer] = None
         self.claim: Optional[Claim] = None
+        self.reload_requested = False  # SIGHUP: reload in the loop
 
     # setup ---------------------------------------------------------------------------------
     def _static_feed(self) -> StaticFeed:
@@ -232,7 +235,7 @@ class Daemon:
         if self.route_events is not None:
             sel.register(self.route_events.sock, selectors.EVENT_READ, notified)
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        sel.register(rfd, selectors.EVENT_READ, lambda t: _drain(rfd))
+        sel.register(rfd, selectors.EVENT_READ, lambda t: self._after_wakeup(rfd))
         old_wakeup = signal.set_wakeup_fd(wfd)
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         log.info("kernelsync started: table %d, protocol %d, nexthop ids %d..%d, %d static routes; feeds: %s",
@@ -374,9 +377,8 @@ class Daemon:
             self._dispatch(KernelChange(links=missed), time.monotonic())
 
     def _on_signal(self, signum, _frame) -> None:
-        if signum == signal.SIGHUP:
-            log.info("SIGHUP: full resync")
-            self.engine.request_full_sync()
+        if signum == signal.SIGHUP:  # done in the loop (_after_wakeup), not in the handler
+            self.reload_requested = True
         elif self.held is not None and not self.held.done and self.held.until > 0:
             # ``kernelsync hold`` asked to stop: the routes it holds would outlive their source
             # with no timer; sweep them now, then exit (a second signal exits at once)
@@ -384,6 +386,78 @@ class Daemon:
             self.held.until = 0.0
         else:
             self.stopping = True
+
+    # reload --------------------------------------------------------------------------------
+    def _after_wakeup(self, rfd: int) -> None:
+        """A signal woke the loop: a SIGHUP's reload is done here, between two loop passes."""
+        _drain(rfd)
+        if self.reload_requested:
+            self.reload_requested = False
+            log.info("SIGHUP: reloading %s", self.cfg.filename)
+            self.reload()
+
+    def reload(self, now: Optional[float] = None) -> dict:
+        """Re-read the configuration file and apply the difference (SIGHUP, ``kernelsync
+        reload``; :mod:`kernelsync.reload`).  A new configuration that does not validate, that
+        skips routes, or that changes what needs a restart is refused whole and logged: the
+        running one stays as it was.  Returns ``{"ok": True, "applied": [...]}`` (one line per
+        change; empty: the file is unchanged) or ``{"ok": False, "error": ..., "errors" or
+        "restart": [...]}``."""
+        now = time.monotonic() if now is None else now
+        filename = self.cfg.filename
+        if self.held is not None or self.dry_run:
+            message = "this instance (%s) does not reload" % ("hold" if self.held else "dry run")
+            log.info("%s", message)
+            return {"ok": False, "error": message, "errors": []}
+        try:
+            new = load_config(filename)
+        except ConfigError as exc:
+            errors = ["%s: %s" % (filename, p) for p in exc.problems]
+        else:
+            errors = ["%s: %s" % (filename, p) for p in new.route_errors]
+        if errors:
+            message = refusal(None, tuple(errors))
+            log.error("reload refused: %s", message)
+            return {"ok": False, "error": message, "errors": errors}
+        plan = plan_reload(self.cfg, new, export_live=self.streams is None or self.export is not None)
+        if plan.needs_restart:
+            message = refusal(plan)
+            log.error("reload refused: %s", message)
+            return {"ok": False, "error": message, "restart": [c.describe() for c in plan.restart]}
+        self.apply_reload(plan, now)
+        for warning in new.warnings:
+            log.warning("%s: %s", filename, warning)
+        applied = [c.describe() for c in plan.live]
+        log.info("reload of %s: %s", filename, "; ".join(applied) if applied else "no change")
+        return {"ok": True, "applied": applied}
+
+    def apply_reload(self, plan: ReloadPlan, now: float) -> None:
+        """Apply a plan without restart changes (:func:`kernelsync.reload.plan`): each area
+        changed goes to its owner; nothing else is touched (an unchanged route is not written)."""
+        new = plan.new
+        if plan.touches("kernel"):
+            self.engine.set_timers(new.kernel, now)
+        if plan.touches("static") or plan.touches("anycast"):
+            static = next((f for f in self.feeds if isinstance(f, StaticFeed)), None)
+            if static is not None:
+                anycast = [StaticRoute(g.prefix, (g.path(),), g.where) for g in new.export.anycast]
+                static.reconfigure(new.static_routes, new.static_distance, anycast)
+        if self.export is not None and (plan.touches("anycast") or plan.touches("export")):
+            self.export.reconfigure(new.export)
+        elif new.export.enabled and not self.cfg.export.enabled and self.streams is None:
+            log.warning("[export] is configured but nothing is exported: exporting needs ExaBGP "
+                        "(kernelsync exabgp, or [exabgp] listen for relays)")
+        if self.bgp is not None and (plan.touches("bgp") or plan.touches("exabgp")):
+            self.bgp.retime(new.bgp, new.exabgp.route_refresh_on_start)
+        changed = plan.changed_feeds()
+        if changed:
+            configs = {f.name: f for f in new.table_feeds}
+            if new.fpm_feed is not None:
+                configs[new.fpm_feed.name] = new.fpm_feed
+            for feed in self.feeds:
+                if isinstance(feed, (TableFeed, FpmFeed)) and feed.name in changed:
+                    feed.retime(configs[feed.name])
+        self.cfg = new
 
     # notifications -------------------------------------------------------------------------
     def handle_notifications(self, now: float) -> bool:
@@ -553,7 +627,9 @@ class Daemon:
         if request == "resync":
             engine.request_full_sync()
             return {"ok": True}
-        return {"error": "unknown request %r (known: %s, resync)" % (request, ", ".join(views))}
+        if request == "reload":
+            return self.reload()
+        return {"error": "unknown request %r (known: %s, resync, reload)" % (request, ", ".join(views))}
 
 
 def show_from_kernel(cfg: Config, what: str, words: Sequence[str] = ()):

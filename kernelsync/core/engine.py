@@ -175,6 +175,21 @@ class Engine:
         self.need_full = True
         self.next_resync = now + self.kcfg.resync_interval
 
+    def set_timers(self, kcfg: KernelConfig, now: float) -> None:
+        """A configuration reload changed times of ``[kernel]`` (``group_hold_time``,
+        ``resync_interval``, ``verify_delay``, ``retry_*``, ``flush_on_exit``; the caller keeps
+        table, protocol, metric and ID range unchanged): the next resync is rescheduled from
+        ``now``, pending retries wait at most ``retry_max``, unused objects are looked at again
+        with the new hold time."""
+        old, self.kcfg = self.kcfg, kcfg
+        self.nhm.hold_time = kcfg.group_hold_time
+        if kcfg.resync_interval != old.resync_interval:
+            self.next_resync = now + kcfg.resync_interval
+        for failure in self.failures.values():
+            failure.next_try = min(failure.next_try, now + kcfg.retry_max)
+        if self.gc_at is not None and kcfg.group_hold_time != old.group_hold_time:
+            self.gc_at = now
+
     def _read_links(self) -> LinkChange:
         """Read the links into the link table (its only writer); mark what the change touches."""
         change = self.links.update(self.kernel.dump_links())

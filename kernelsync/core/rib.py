@@ -47,19 +47,16 @@ class Rib:
 
     # sources -------------------------------------------------------------------------------
     def add_source(self, name: str, distance: int) -> None:
-        """Register a feed (again: its distance may change).  ``distance`` 0..255.  A new source is not ready (initial state not
-        delivered): nothing is deleted from the kernel until every source is ready."""
+        """Register a feed (again: as :meth:`set_distance`).  ``distance`` 0..255.  A new source
+        is not ready (initial state not delivered): nothing is deleted from the kernel until
+        every source is ready."""
+        if name in self.distance:
+            self.set_distance(name, distance)
+            return
         if not 0 <= distance <= 255:
             raise ValueError("admin distance %r of source %r is not in 0..255" % (distance, name))
-        changed = name in self.distance and self.distance[name] != distance
         self.distance[name] = distance
         self.ready.setdefault(name, False)
-        if changed:  # its prefixes with other sources: best first again
-            order = self.distance
-            for prefix, entry in self.entries.items():
-                if len(entry) > 1 and any(s == name for s, _p in entry):
-                    self.entries[prefix] = tuple(sorted(entry, key=lambda i: (order[i[0]], i[0])))
-                    self.dirty[prefix] = None
 
     def set_ready(self, name: str) -> None:
         """The source has delivered its initial state (end-of-RIB)."""
@@ -67,6 +64,23 @@ class Rib:
         if not self.ready[name]:
             self.ready[name] = True
             self.became_ready = self.all_ready
+
+    def set_distance(self, name: str, distance: int) -> None:
+        """Change the admin distance (0..255) of a registered source (a configuration reload):
+        every prefix of the source is re-decided, its entries with other sources sorted best
+        first again."""
+        self._check(name)
+        if not 0 <= distance <= 255:
+            raise ValueError("admin distance %r of source %r is not in 0..255" % (distance, name))
+        if self.distance[name] == distance:
+            return
+        order = self.distance
+        order[name] = distance
+        for prefix, entry in self.entries.items():
+            if any(s == name for s, _p in entry):
+                if len(entry) > 1:
+                    self.entries[prefix] = tuple(sorted(entry, key=lambda i: (order[i[0]], i[0])))
+                self.dirty[prefix] = None
 
     @property
     def all_ready(self) -> bool:

@@ -172,6 +172,14 @@ class Damping:
         self.suppressed: Set[str] = set()
         self.suppressions = 0
 
+    def set_settings(self, settings: DampingSettings) -> None:
+        """A configuration reload: the penalties so far are kept and decay with the new
+        ``half_life``; disabled, no device counts as suppressed any more."""
+        self.settings = settings
+        self.ceiling = settings.reuse * 2 ** (settings.max_suppress / settings.half_life)
+        if not settings.enabled:
+            self.suppressed.clear()
+
     def value(self, name: str, now: float) -> float:
         penalty, at = self.penalty.get(name, (0.0, now))
         return penalty * 2 ** (-(now - at) / self.settings.half_life)
@@ -238,6 +246,17 @@ class Exporter:
         self.routes: Dict[RouteId, KRoute] = {}
         self.nexthops: Dict[int, KNexthop] = {}
         self.announced: Dict[Prefix, Exported] = {}
+
+    def reconfigure(self, anycast: Iterable[AnycastGroup], filters: Iterable[KernelFilter],
+                    damping: DampingSettings) -> None:
+        """A configuration reload: new groups, filters and damping settings.  The candidate
+        routes are to be set again (:meth:`set_routes`: the filters' tables may differ); the
+        next :meth:`changes` sends only what differs from what is announced."""
+        self.anycast = tuple(anycast)
+        self.filters = tuple(filters)
+        self.tables = frozenset(f.table for f in self.filters)
+        self.routes = {}
+        self.damping.set_settings(damping)
 
     # inputs ----------------------------------------------------------------------------------
     def links_changed(self, change: LinkChange, now: float) -> List[str]:

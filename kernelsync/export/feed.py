@@ -69,6 +69,15 @@ class ExportFeed(BaseFeed):
                  "selected); %d announced by the last run to withdraw", len(exporter.announced),
                  len(exporter.anycast), len(exporter.filters), len(exporter.routes), len(self.unsent_withdraws))
 
+    def reconfigure(self, cfg: ExportConfig) -> None:
+        """A configuration reload changed ``[export]`` (groups, filters, attributes, damping;
+        not ``state_file``): the filters' tables are read again at the next commit and only the
+        prefixes whose commands differ are withdrawn or announced."""
+        self.exporter.reconfigure(cfg.anycast, cfg.kernel, cfg.damping)
+        self.routes_stale = self.nexthops_stale = True
+        self.dirty = True
+        self.retry_at = None
+
     def _opened(self, channel: Channel, now: float) -> None:
         withdraws = list(self.unsent_withdraws.values())
         self.unsent_withdraws.clear()

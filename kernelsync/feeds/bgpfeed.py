@@ -66,6 +66,12 @@ class BgpFeed(BaseFeed):
         self.counters.update(rereads=0, reread_retries=0)  # full re-reads after lost notifications; failed dumps
         self._reread_due: Optional[float] = None  # a re-read whose dump failed (ResyncNeeded): again then
 
+    def retime(self, settings: BgpSettings, refresh_on_start: bool) -> None:
+        """A configuration reload changed ``[bgp]`` timers (nothing else) or
+        ``route_refresh_on_start``: used from the next wait, hold or stream that begins."""
+        self.settings = self.bgp.settings = settings
+        self.refresh_on_start = refresh_on_start
+
     # setup ---------------------------------------------------------------------------------
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
         self.read_addresses()

@@ -517,6 +517,13 @@ class FpmFeed(BaseFeed):
         self.refused_unlogged = 0  # connections refused since the last warning
 
     # setup ---------------------------------------------------------------------------------
+    def retime(self, cfg: FpmFeedConfig) -> None:
+        """A configuration reload changed this feed's times (``hold_time``, ``settle``,
+        ``replay_quiet``, ``resync_after_link`` staying above 0; nothing else): used from the
+        next time each one starts (routes already stale keep their end)."""
+        self.cfg = cfg
+        self.source.hold_time = cfg.hold_time
+
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
         self.sel = sel
         self.started = now

@@ -71,6 +71,31 @@ class StaticFeed(BaseFeed):
                             ", ".join(missing), "" if len(missing) > 1 else "es")
         self.rib.set_ready(source)
 
+    def reconfigure(self, routes: Sequence[StaticRoute], distance: int, anycast: Sequence[StaticRoute] = ()) -> None:
+        """A configuration reload: make ``routes`` and ``anycast`` the feed's, with admin
+        ``distance``.  Only what differs reaches the RIB (a route with the same paths is not
+        touched, so nothing is written for it); routes of a new device that does not exist yet
+        are reported as at start."""
+        rib = self.rib
+        old = {source: {r.prefix: r.paths for r in routes_}
+               for source, routes_ in (("static", self.routes), ("anycast", self.anycast))}
+        self.routes, self.anycast, self.distance = tuple(routes), tuple(anycast), distance
+        self.errors = ()  # a reload is refused while a route is bad
+        for source, routes_ in (("static", self.routes), ("anycast", self.anycast)):
+            if source not in rib.distance:
+                if not routes_:
+                    continue
+                rib.add_source(source, distance)
+                rib.set_ready(source)
+            rib.set_distance(source, distance)
+            rib.replace_source(source, {r.prefix: r.paths for r in routes_})
+            for route in routes_:
+                if old[source].get(route.prefix) != route.paths:
+                    for dev in self._missing(route):
+                        log.warning("%s: %s %s: device %s does not exist yet; installed when it appears",
+                                    route.where, "route" if source == "static" else "anycast",
+                                    format_prefix(route.prefix), dev)
+
     def _missing(self, route: StaticRoute) -> List[str]:
         devices = dict.fromkeys(nh.dev for path in route.paths for nh in path.nexthops)
         return [d for d in devices if self.links.get(d) is None]

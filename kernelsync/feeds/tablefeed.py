@@ -91,6 +91,13 @@ class TableFeed(BaseFeed):
         self.counters = {"route_events": 0, "rereads": 0, "lost_notifications": 0, "reread_retries": 0}
         self.retry_at: Optional[float] = None  # a dump failed (ResyncNeeded): again then
 
+    def retime(self, cfg: TableFeedConfig) -> None:
+        """A configuration reload changed this feed's times (``hold_time``, ``settle``,
+        ``restart_quiet``; nothing else): used from the next time each one starts (routes
+        already stale keep their end)."""
+        self.cfg = cfg
+        self.source.hold_time = cfg.hold_time
+
     # setup ---------------------------------------------------------------------------------
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
         self._read(now)

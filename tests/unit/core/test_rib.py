@@ -67,3 +67,18 @@ def test_a_changed_admin_distance_reorders_the_entries_it_is_in():
     rib.take_dirty()
     rib.add_source("static", 200)
     assert [s for _d, s, _p in rib.candidates(P2)] == ["ospf", "static"] and list(rib.take_dirty()) == [P2]
+
+
+def test_set_distance_redecides_the_sources_prefixes_only():
+    rib = Rib()
+    rib.add_source("static", 1)
+    rib.add_source("ospf", 110)
+    rib.update("static", P2, A)
+    rib.update("ospf", P1, B)
+    rib.take_dirty()
+    rib.set_distance("static", 1)
+    assert rib.take_dirty() == {}  # the same distance: nothing to decide again
+    rib.set_distance("static", 120)
+    assert list(rib.take_dirty()) == [P2] and rib.distance["static"] == 120
+    with pytest.raises(ValueError):
+        rib.set_distance("static", 256)

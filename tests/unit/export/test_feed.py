@@ -65,3 +65,61 @@ def test_set_announced_on_open_changes_broadcast_withdrawals_kept_for_the_next_s
     assert feed.show()["announced"] == {"203.0.113.11/32": {"command": "announce route 203.0.113.11/32 next-hop self",
                                                             "source": "kernel filter guests"}}
     streams.close()
+
+
+def test_reconfigure_sends_only_what_differs(tmp_path):
+    """A configuration reload (kernelsync.daemon.Daemon.reload): one group's attributes changed,
+    one group removed, one added, a kernel filter added: only those prefixes' commands go out;
+    the group that is the same is not sent again."""
+    from kernelsync.export.exporter import AnycastGroup, ExportAttrs
+    a = AnycastGroup(parse_prefix("203.0.113.1/32"), ("tap1",), where="export.anycast[0]")
+    b = AnycastGroup(parse_prefix("203.0.113.2/32"), ("tap1",), where="export.anycast[1]")
+    c = AnycastGroup(parse_prefix("203.0.113.3/32"), ("tap2",), where="export.anycast[2]")
+    cfg = ExportConfig(anycast=(a, b), damping=DampingSettings(enabled=False), state_file=str(tmp_path / "s.json"))
+    table = LinkTable(links())
+    kernel = DumpingKernel(routes=[guest_route("198.51.100.7/32", 2)])
+    streams = ExabgpStreams()
+    feed = ExportFeed(cfg, kernel, 200, table, streams)
+    sel = selectors.DefaultSelector()
+    feed.start(sel, 0.0)
+    streams.start(sel, 0.0)
+    channel = RecordingChannel()
+    streams.open_channel(channel, 0.0)
+    assert channel.sent == ["announce route 203.0.113.1/32 next-hop self",
+                            "announce route 203.0.113.2/32 next-hop self"]
+    feed.reconfigure(ExportConfig(anycast=(attrs_evolve(a, ExportAttrs(communities=("65010:53",))), c),
+                                  kernel=(KernelFilter(name="guests", devices=("tap2",)),),
+                                  damping=DampingSettings(enabled=False), state_file=cfg.state_file))
+    assert feed.deadline() == 0.0
+    feed.commit(1.0)
+    assert channel.sent[2:] == ["withdraw route 203.0.113.2/32 next-hop self",
+                                "announce route 203.0.113.1/32 next-hop self community [65010:53]",
+                                "announce route 203.0.113.3/32 next-hop self",
+                                "announce route 198.51.100.7/32 next-hop self"]
+    assert sorted(StateFile(cfg.state_file).load()) == sorted(map(parse_prefix, (
+        "203.0.113.1/32", "203.0.113.3/32", "198.51.100.7/32")))
+    feed.reconfigure(feed_config_of(feed, cfg))  # the same again: nothing sent
+    feed.commit(2.0)
+    assert len(channel.sent) == 6
+    streams.close()
+
+
+def attrs_evolve(group, export_attrs):
+    import attrs
+    return attrs.evolve(group, attrs=export_attrs)
+
+
+def feed_config_of(feed, cfg):
+    return ExportConfig(anycast=feed.exporter.anycast, kernel=feed.exporter.filters,
+                        damping=feed.exporter.damping.settings, state_file=cfg.state_file)
+
+
+def test_damping_settings_changed_keep_penalties_disabled_lifts_suppression():
+    from kernelsync.export.exporter import Damping
+    damping = Damping(DampingSettings(half_life=10.0, suppress=2.0, reuse=1.0))
+    damping.lost("tap1", 0.0)
+    assert damping.lost("tap1", 0.0) and damping.is_suppressed("tap1", 0.0)
+    damping.set_settings(DampingSettings(half_life=1.0, suppress=2.0, reuse=1.0))
+    assert damping.value("tap1", 1.0) == 1.0  # the penalty kept, halving every second now
+    damping.set_settings(DampingSettings(enabled=False))
+    assert not damping.is_suppressed("tap1", 0.0) and not damping.lost("tap1", 0.0)
