@@ -328,14 +328,16 @@ class Daemon:
 
     # services: systemd, metrics -------------------------------------------------------------
     def _start_services(self, sel: selectors.BaseSelector, now: float) -> None:
-        """``kernelsync run``: systemd's notifications (with ``$NOTIFY_SOCKET``) and the metrics
-        endpoint (``[metrics] listen``).  :class:`SocketInUse` if the endpoint cannot listen."""
-        if self.hold_bgp is not None or self.exabgp_stdin:
-            return  # ExaBGP's process or the holder: not the service systemd started
-        notifier = Notifier(self._sd_status)
-        if notifier.enabled:
-            notifier.start(now)
-            self.services.append(notifier)
+        """systemd's notifications (``kernelsync run`` with ``$NOTIFY_SOCKET``) and the metrics
+        endpoint (``[metrics] listen``; ``kernelsync run`` and ``exabgp``, not ``hold``).
+        :class:`SocketInUse` if the endpoint cannot listen."""
+        if self.hold_bgp is not None:
+            return  # the holder: the next instance serves the metrics
+        if not self.exabgp_stdin:  # ExaBGP's process is not the service systemd started
+            notifier = Notifier(self._sd_status)
+            if notifier.enabled:
+                notifier.start(now)
+                self.services.append(notifier)
         listen = self.cfg.metrics.listen
         if listen is not None:
             from .metrics import Metrics
@@ -377,9 +379,14 @@ class Daemon:
     def metrics_view(self) -> dict:
         """What the metrics are read from (:func:`kernelsync.metrics.families`): the answers to
         ``show stats``, the peers of ``show bgp``, ``show export``, ``show feeds``."""
-        view = {"stats": self.answer("show stats"), "peers": None, "export": None, "feeds": None}
-        if self.bgp is not None:
-            view["peers"] = self.bgp.show()["peers"]
+        if self.bgp is None:
+            view = {"stats": self.answer("show stats"), "peers": None, "export": None, "feeds": None}
+        else:  # show stats as answer() builds it, with show bgp computed once (its peers are O(paths))
+            bgp = self.show_bgp()
+            stats = self.engine.show_stats()
+            stats["notifications"] = self.show_notifications()
+            stats["bgp"] = bgp["counters"]
+            view = {"stats": stats, "peers": bgp["peers"], "export": None, "feeds": None}
             if self.export is not None:
                 view["export"] = self.show_export()
         route_feeds = [f for f in self.feeds if isinstance(f, (TableFeed, FpmFeed))]

@@ -64,7 +64,8 @@ def scrape(ns):
 def show(ns, config, what):
     """``kernelsync show WHAT --json``, the command line an operator runs."""
     out = subprocess.run(["ip", "netns", "exec", ns.name, sys.executable, "-m", "kernelsync", "show", what, "--json",
-                          "-c", str(config)], capture_output=True, text=True, timeout=30, check=True)
+                          "-c", str(config)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out
     return json.loads(out.stdout)
 
 
@@ -129,9 +130,18 @@ def test_scraped_metrics_are_the_daemons_show_views(lab, tmp_path, daemon_factor
         got, stats = consistent(ns, conf)
         assert got[("kernelsync_repairs_total", ())] == stats["repairs"] >= 1
         assert got[("kernelsync_repair_duration_seconds_count", ())] >= 1
+        print("feed to kernel: %d batches, %.1f ms in all; repairs: %d, %.1f ms in all" % (
+            got[("kernelsync_feed_to_kernel_seconds_count", ())], got[("kernelsync_feed_to_kernel_seconds_sum", ())] * 1e3,
+            got[("kernelsync_repair_duration_seconds_count", ())], got[("kernelsync_repair_duration_seconds_sum", ())] * 1e3))
         assert got[("kernelsync_exported_prefixes", ())] == len(show(ns, conf, "export")["announced"])
+        # withdrawn: no BGP route left for a `kernelsync hold` to keep after the stop
+        relay.sendall((announce([], "10.0.0.2", withdraw=["198.51.100.0/24", "198.51.100.128/25"], **PEER)
+                       + "\n").encode())
+        wait_for(lambda: d.stats()["installed_routes"] == 2, timeout=10, what="the BGP routes withdrawn")
     finally:
         relay.close()
+    assert d.stop() == 0
+    assert "holds the BGP routes" not in d.log()
 
 
 def test_systemd_ready_once_synced_then_watchdog_keepalives(lab, tmp_path, daemon_factory, monkeypatch):
