@@ -4,7 +4,8 @@ One source of truth: the gauges and counters are read from the daemon's own ``sh
 (``show stats``, the BGP peers of ``show bgp``, ``show export``, ``show feeds``) at scrape
 time, never counted twice.  The histograms are observed where their events happen, in the
 daemon's loop: the repair time of a link event (the ``link event handled in N ms`` of the log)
-and the feed-to-kernel latency of a batch (its first line's arrival to its last write ACKed).
+and the feed-to-kernel latency of a batch (its first input's arrival to its last write ACKed;
+measured for the BGP feed and the kernel-table feeds, not FPM yet).
 
 Threads: prometheus_client serves HTTP from a thread of its own, and the daemon's state
 belongs to its loop.  A scrape therefore never reads that state: it wakes the loop (a pipe in
@@ -203,8 +204,8 @@ class Metrics:
             "kernelsync_repair_duration_seconds", "time from a link notification to the kernel repaired "
             "(nexthops re-read, every write ACKed)", buckets=REPAIR_BUCKETS, registry=self.registry)
         self.feed_to_kernel_seconds = Histogram(
-            "kernelsync_feed_to_kernel_seconds", "time from the arrival of a batch's first feed line (BGP) to "
-            "the kernel's ACK of the batch's last write", buckets=LATENCY_BUCKETS, registry=self.registry)
+            "kernelsync_feed_to_kernel_seconds", "time from a batch's first input reaching the loop (a BGP "
+            "line, a kernel-table feed's route notification) to the kernel's ACK of the batch's last write", buckets=LATENCY_BUCKETS, registry=self.registry)
         self.collector = SnapshotCollector(self._request, wait)
         self.registry.register(self.collector)
         self._rfd: Optional[int] = None

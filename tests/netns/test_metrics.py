@@ -123,6 +123,12 @@ def test_scraped_metrics_are_the_daemons_show_views(lab, tmp_path, daemon_factor
         assert got[("kernelsync_feed_to_kernel_seconds_count", ())] >= 1
         assert 0 < got[("kernelsync_feed_to_kernel_seconds_sum", ())] < 10
         assert got[("kernelsync_repair_duration_seconds_count", ())] == 0
+        batches = got[("kernelsync_feed_to_kernel_seconds_count", ())]
+        ns.ip("route", "add", "10.98.0.0/16", "via", "10.0.1.2", "table", "101", "proto", "bird")  # the table feed's
+        wait_for(lambda: d.stats()["installed_routes"] == 5, timeout=10, what="the table feed's new route")
+        got, stats = consistent(ns, conf)
+        assert got[("kernelsync_feed_to_kernel_seconds_count", ())] == batches + 1
+        assert got[("kernelsync_feed_routes", (("feed", "ospf"),))] == 2
 
         ns.ip("link", "set", "p2", "down")  # a leg of the static group loses its carrier: a repair
         wait_for(lambda: d.stats()["repairs"] >= 1 and d.stats()["last_repair_ms"] is not None, timeout=10,
@@ -137,7 +143,7 @@ def test_scraped_metrics_are_the_daemons_show_views(lab, tmp_path, daemon_factor
         # withdrawn: no BGP route left for a `kernelsync hold` to keep after the stop
         relay.sendall((announce([], "10.0.0.2", withdraw=["198.51.100.0/24", "198.51.100.128/25"], **PEER)
                        + "\n").encode())
-        wait_for(lambda: d.stats()["installed_routes"] == 2, timeout=10, what="the BGP routes withdrawn")
+        wait_for(lambda: d.stats()["installed_routes"] == 3, timeout=10, what="the BGP routes withdrawn")
     finally:
         relay.close()
     assert d.stop() == 0
