@@ -35,6 +35,7 @@ Metrics (``show stats`` key in brackets):
 * export (``show export``): ``kernelsync_exported_prefixes``
 * route feeds (``show feeds``): ``kernelsync_feed_routes{feed}``, ``kernelsync_feed_stale_routes{feed}``
 * histograms: ``kernelsync_repair_duration_seconds``, ``kernelsync_feed_to_kernel_seconds``
+* prometheus_client's ``process_*`` (CPU seconds, resident memory, open file descriptors)
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ import threading
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 log = logging.getLogger("kernelsync.metrics")
@@ -208,6 +209,7 @@ class Metrics:
             "line, a kernel-table feed's route notification) to the kernel's ACK of the batch's last write", buckets=LATENCY_BUCKETS, registry=self.registry)
         self.collector = SnapshotCollector(self._request, wait)
         self.registry.register(self.collector)
+        ProcessCollector(registry=self.registry)  # process_*: CPU, memory, file descriptors (from /proc/self)
         self._rfd: Optional[int] = None
         self._wfd: Optional[int] = None
         self._fd_lock = threading.Lock()  # the pipe is closed by the loop while a scrape may write to it

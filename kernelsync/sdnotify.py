@@ -22,6 +22,7 @@ import socket
 from typing import Callable, Optional, Tuple
 
 log = logging.getLogger("kernelsync.sdnotify")
+STATUS_INTERVAL = 1.0  # seconds between STATUS= updates of the counts (a state change goes at once)
 
 
 def _address(name: str) -> Optional[str]:
@@ -49,6 +50,9 @@ class Notifier:
         self.watchdog: Optional[float] = None
         self.ready = False
         self.sent_status: Optional[str] = None
+        self.sent_state: Optional[str] = None
+        self.status_at = float("-inf")  # when STATUS= was last sent
+        self.status_due: Optional[float] = None  # a changed STATUS= waiting for STATUS_INTERVAL
         self.next_ping: Optional[float] = None
         self.failed = 0
         name = env.pop("NOTIFY_SOCKET", None)
@@ -95,23 +99,31 @@ class Notifier:
                      "; watchdog keep-alive every %.3g s" % self.watchdog if self.watchdog else "")
 
     def deadline(self) -> Optional[float]:
-        return self.next_ping
+        if self.status_due is None:
+            return self.next_ping
+        return self.status_due if self.next_ping is None else min(self.next_ping, self.status_due)
 
     def commit(self, now: float) -> None:
-        """Every loop pass: READY=1 and STATUS= when the state changed; WATCHDOG=1 when due."""
+        """Every loop pass: READY=1 once SYNCED; STATUS= at once when the state changed, at most
+        every STATUS_INTERVAL when only the counts did; WATCHDOG=1 when due."""
         if not self.enabled:
             return
         state, text = self.status()
         lines = []
+        self.status_due = None
         if text != self.sent_status:
-            lines.append("STATUS=" + text)
+            if state != self.sent_state or now >= self.status_at + STATUS_INTERVAL:
+                lines.append("STATUS=" + text)
+            else:
+                self.status_due = self.status_at + STATUS_INTERVAL
         if state == "SYNCED" and not self.ready:
             lines.insert(0, "READY=1")
         if self.next_ping is not None and now >= self.next_ping:
             lines.append("WATCHDOG=1")
             self.next_ping = now + self.watchdog
         if lines and self.send(*lines):
-            self.sent_status = text
+            if any(line.startswith("STATUS=") for line in lines):
+                self.sent_status, self.sent_state, self.status_at = text, state, now
             if state == "SYNCED":
                 self.ready = True
 

@@ -172,3 +172,23 @@ def test_feed_to_kernel_latency_is_observed_per_batch_when_the_run_wrote():
     d._observe_run()
     assert d.metrics.registry.get_sample_value(count) == 1 and feed.input_at is None
     assert d.metrics.registry.get_sample_value("kernelsync_feed_to_kernel_seconds_sum") > 0
+
+
+def test_an_address_in_use_refuses_the_start_with_the_key():
+    import socket
+
+    import pytest
+
+    from kernelsync.feeds.channels import SocketInUse
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    d = make_daemon()
+    d.cfg = config.parse({"kernel": {"table": 100}, "metrics": {"listen": "127.0.0.1:%d" % port}})
+    try:
+        with pytest.raises(SocketInUse, match="metrics.listen 127.0.0.1 port %d: Address already in use" % port):
+            d._start_services(selectors.DefaultSelector(), 0.0)
+        assert d.metrics is None and d.services == []
+    finally:
+        taken.close()

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from kernelsync.sdnotify import Notifier
+from kernelsync.sdnotify import STATUS_INTERVAL, Notifier
 
 
 @pytest.fixture(params=["abstract", "path"])
@@ -51,8 +51,13 @@ def test_ready_once_synced_status_on_change_watchdog_every_half_interval(listene
     notifier.commit(11.2)
     assert received(sock) == ["READY=1\nSTATUS=SYNCED: 3 routes, 2 nexthop objects"]
     state[:] = ["SYNCED", "SYNCED: 4 routes, 2 nexthop objects"]
+    notifier.commit(11.5)  # only the counts changed: at most one STATUS= a second
+    assert received(sock) == [] and notifier.status_due == 11.2 + STATUS_INTERVAL
+    assert notifier.deadline() == 12.0  # the keep-alive comes first
     notifier.commit(12.0)  # READY=1 once only
-    assert received(sock) == ["STATUS=SYNCED: 4 routes, 2 nexthop objects\nWATCHDOG=1"]
+    assert received(sock) == ["WATCHDOG=1"]
+    notifier.commit(12.2)
+    assert received(sock) == ["STATUS=SYNCED: 4 routes, 2 nexthop objects"] and notifier.deadline() == 13.0
     notifier.close()
     assert received(sock) == ["STOPPING=1\nSTATUS=stopping"]
 
