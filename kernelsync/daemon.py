@@ -250,7 +250,8 @@ class Daemon:
         for warning in self.cfg.warnings:
             log.warning("%s: %s", self.cfg.filename, warning)
         hold_until = 0.0  # after an unexpected error, wait a little before the next run
-        feeds = self.feeds + ([self.control] if self.control is not None else []) + self.services  # control: idle clients
+        # the control socket (idle clients) and the services take part like feeds
+        feeds = self.feeds + ([self.control] if self.control is not None else []) + self.services
         try:
             while not self.stopping:
                 if self.held is not None and self.held.done and self._swept():
@@ -355,7 +356,8 @@ class Daemon:
         engine = self.engine
         state = engine.state
         if state == "SYNCED":
-            return state, "SYNCED: %d routes, %d nexthop objects" % (len(engine.observed_routes), len(engine.observed_nh))
+            return state, "SYNCED: %d routes, %d nexthop objects" % (len(engine.observed_routes),
+                                                                       len(engine.observed_nh))
         return state, "AWAITING: waiting for the feeds' initial state"
 
     def _observe_run(self) -> None:

@@ -103,7 +103,8 @@ def families(view: dict) -> List[Metric]:
         _gauge("kernelsync_sync_state", "1 for the daemon's state: SYNCED (the kernel matches every feed's "
                "initial state) or AWAITING", None, ("state",),
                (((s,), 1 if stats["state"] == s else 0) for s in STATES)),
-        _gauge("kernelsync_routes", "our routes in the kernel (show stats: installed_routes)", stats["installed_routes"]),
+        _gauge("kernelsync_routes", "our routes in the kernel (show stats: installed_routes)",
+               stats["installed_routes"]),
         _gauge("kernelsync_desired_routes", "routes the RIB wants in the kernel (show stats: fib_routes)",
                stats["fib_routes"]),
         _gauge("kernelsync_rib_prefixes", "prefixes in the RIB, every source (show stats: rib_prefixes)",
@@ -140,7 +141,8 @@ def families(view: dict) -> List[Metric]:
         out.append(_gauge("kernelsync_bgp_paths", "paths in the Adj-RIB-In by peer (show bgp: peers[].paths)", None,
                           ("peer",), (((p["peer"],), p["paths"]) for p in peers)))
         out.append(_gauge("kernelsync_bgp_stale_paths", "stale paths (graceful restart, route-refresh window) by "
-                          "peer (show bgp: peers[].stale)", None, ("peer",), (((p["peer"],), p["stale"]) for p in peers)))
+                          "peer (show bgp: peers[].stale)", None, ("peer",),
+                          (((p["peer"],), p["stale"]) for p in peers)))
     export = view.get("export")
     if export is not None and "announced" in export:
         out.append(_gauge("kernelsync_exported_prefixes", "prefixes announced to BGP (show export: announced)",
@@ -206,7 +208,8 @@ class Metrics:
             "(nexthops re-read, every write ACKed)", buckets=REPAIR_BUCKETS, registry=self.registry)
         self.feed_to_kernel_seconds = Histogram(
             "kernelsync_feed_to_kernel_seconds", "time from a batch's first input reaching the loop (a BGP "
-            "line, a kernel-table feed's route notification) to the kernel's ACK of the batch's last write", buckets=LATENCY_BUCKETS, registry=self.registry)
+            "line, a kernel-table feed's route notification) to the kernel's ACK of the batch's last write",
+            buckets=LATENCY_BUCKETS, registry=self.registry)
         self.collector = SnapshotCollector(self._request, wait)
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)  # process_*: CPU, memory, file descriptors (from /proc/self)

@@ -136,9 +136,9 @@ def test_scraped_metrics_are_the_daemons_show_views(lab, tmp_path, daemon_factor
         got, stats = consistent(ns, conf)
         assert got[("kernelsync_repairs_total", ())] == stats["repairs"] >= 1
         assert got[("kernelsync_repair_duration_seconds_count", ())] >= 1
-        print("feed to kernel: %d batches, %.1f ms in all; repairs: %d, %.1f ms in all" % (
-            got[("kernelsync_feed_to_kernel_seconds_count", ())], got[("kernelsync_feed_to_kernel_seconds_sum", ())] * 1e3,
-            got[("kernelsync_repair_duration_seconds_count", ())], got[("kernelsync_repair_duration_seconds_sum", ())] * 1e3))
+        print("feed to kernel: %d batches, %.1f ms in all; repairs: %d, %.1f ms in all" % tuple(
+            got[("kernelsync_%s_seconds_%s" % (name, part), ())] * (1e3 if part == "sum" else 1)
+            for name in ("feed_to_kernel", "repair_duration") for part in ("count", "sum")))
         assert got[("kernelsync_exported_prefixes", ())] == len(show(ns, conf, "export")["announced"])
         # withdrawn: no BGP route left for a `kernelsync hold` to keep after the stop
         relay.sendall((announce([], "10.0.0.2", withdraw=["198.51.100.0/24", "198.51.100.128/25"], **PEER)
