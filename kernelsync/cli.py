@@ -5,6 +5,8 @@ import argparse
 import json
 import logging
 import sys
+import threading
+import time
 from typing import List, Optional
 
 from . import config as config_mod
@@ -12,10 +14,34 @@ from . import config as config_mod
 DEFAULT_CONFIG = "/etc/kernelsync.toml"
 
 
-def _setup_logging(level: str, path: Optional[str] = None) -> None:
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+log = logging.getLogger("kernelsync")
+
+
+class JsonFormatter(logging.Formatter):
+    """``--log-format json``: one JSON object per line, for log shippers: ``time`` (UTC, ISO
+    8601 with milliseconds), ``level``, ``logger``, ``message`` (the formatted message), and
+    ``exception`` (the traceback as one string) when there is one; ``stack`` likewise."""
+
+    name = "json"  # what the daemon passes on to the process it starts (kernelsync hold)
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                       + ".%03dZ" % (record.msecs if record.msecs < 1000 else 999),
+               "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exception"] = record.exc_text
+        if record.stack_info:
+            out["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def _setup_logging(level: str, path: Optional[str] = None, fmt: str = "text") -> None:
     handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
 
 
 def _load(path: str):
@@ -71,11 +97,12 @@ def cmd_check(args) -> int:
     for warning in cfg.warnings:
         print("%s: warning: %s" % (cfg.filename, warning), file=sys.stderr)
     fpm = cfg.fpm_feed
+    listen = cfg.metrics.listen
     print("%s: OK (%d static routes, table %d, protocol %d; feeds: %d kernel tables, FPM %s; export: %d anycast "
-          "groups, %d kernel filters)" % (
+          "groups, %d kernel filters; metrics %s)" % (
               cfg.filename, len(cfg.static_routes), cfg.kernel.table, cfg.kernel.protocol, len(cfg.table_feeds),
               "on %s port %d" % (fpm.address, fpm.port) if fpm else "off", len(cfg.export.anycast),
-              len(cfg.export.kernel)))
+              len(cfg.export.kernel), "on %s port %d" % listen if listen else "off"))
     return 0
 
 
@@ -222,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Program routing-daemon routes into the Linux FIB as shared nexthop objects "
                     "and groups, and keep them right through link flaps.")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text lines (default), or one JSON object per line (time, level, logger, message, "
+                             "exception) for log shippers")
     parser.add_argument("--log-file", help="append logs to this file (default: stderr; in 'exabgp' mode "
                                            "stdout is ExaBGP's command channel and never used for logs)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -309,8 +339,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level, args.log_file)
-    return args.func(args)
+    _setup_logging(args.log_level, args.log_file, args.log_format)
+    threading.excepthook = _thread_failed
+    try:
+        return args.func(args)
+    except Exception:  # logged once, through the configured format (a JSON line with --log-format json)
+        log.critical("kernelsync %s failed", args.command, exc_info=True)
+        return 1
+
+
+def _thread_failed(args) -> None:
+    """A thread's uncaught exception: logged once, through the configured format."""
+    if args.exc_type is SystemExit:
+        return
+    log.critical("thread %s failed", args.thread.name if args.thread else "?",
+                 exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,14 @@ class ExabgpConfig:
 
 
 @attrs.frozen
+class MetricsConfig:
+    """``[metrics]``: ``listen``: (address, port) where the Prometheus endpoint (``/metrics``,
+    :mod:`kernelsync.metrics`) is served over HTTP; None (the default): no endpoint."""
+
+    listen: Optional[Tuple[str, int]] = None
+
+
+@attrs.frozen
 class Config:
     """A validated configuration.  ``route_errors``: ``"key: problem"`` of each static route
     skipped; ``warnings``: settings that are valid but known to misbehave (said by ``kernelsync
@@ -64,6 +72,7 @@ class Config:
     table_feeds: Tuple[TableFeedConfig, ...] = ()
     fpm_feed: Optional[FpmFeedConfig] = None
     warnings: Tuple[str, ...] = ()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 #: ``[control] socket`` when not set.
@@ -99,7 +108,7 @@ def _seconds_key(key: str, value: Any, where: str) -> float:
 
 _KERNEL_KEYS = {f.name for f in attrs.fields(KernelConfig)}
 _BGP_KEYS = {f.name for f in attrs.fields(BgpSettings)}
-_TOP_KEYS = {"kernel", "control", "static", "bgp", "exabgp", "export", "feed"}
+_TOP_KEYS = {"kernel", "control", "static", "bgp", "exabgp", "export", "feed", "metrics"}
 
 
 def load(filename: str) -> Config:
@@ -139,6 +148,7 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
     exabgp = _exabgp(_table(data, "exabgp", problems), problems)
     export = _export(_table(data, "export", problems), problems)
     table_feeds, fpm_feed = _feeds(_table(data, "feed", problems), kernel, problems)
+    metrics = _metrics(_table(data, "metrics", problems), problems)
     if problems:
         raise ConfigError(filename, problems)
     routes, route_errors = _routes(static.get("route", []))
@@ -162,7 +172,45 @@ def parse(data: Dict[str, Any], filename: str = "<config>") -> Config:
                         "zebra streamed (see the README, FRR through FPM)" % fpm_feed.where)
     return Config(filename=filename, kernel=kernel, control_socket=sock, static_distance=distance,
                   static_routes=tuple(routes), route_errors=tuple(route_errors), bgp=bgp, exabgp=exabgp,
-                  export=export, table_feeds=table_feeds, fpm_feed=fpm_feed, warnings=tuple(warnings))
+                  export=export, table_feeds=table_feeds, fpm_feed=fpm_feed, warnings=tuple(warnings),
+                  metrics=metrics)
+
+
+def listen_address(value: Any, where: str) -> Tuple[str, int]:
+    """``"ADDRESS:PORT"`` (``"127.0.0.1:9342"``, ``"[::1]:9342"``, ``"0.0.0.0:9342"``) -> (address,
+    port): an IP address literal (no host name: what is listened on must not depend on DNS)
+    and a TCP port 1..65535.  Raises ``ValueError`` naming ``where``."""
+    problem = "%s: must be \"ADDRESS:PORT\" with an IP address and a port 1..65535, like \"127.0.0.1:9342\" or " \
+              "\"[::1]:9342\", not %r" % (where, value)
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError(problem)
+    host, _, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        family = 6
+    else:
+        family = 4
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(problem) from None
+    if address.version != family or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(problem)
+    return str(address), int(port)
+
+
+def _metrics(section: Dict[str, Any], problems: List[str]) -> MetricsConfig:
+    """``[metrics]``: ``listen = "127.0.0.1:9342"`` (absent: no endpoint)."""
+    for key in section:
+        if key != "listen":
+            problems.append("metrics.%s: unknown key (known: listen)" % key)
+    if "listen" not in section:
+        return MetricsConfig()
+    try:
+        return MetricsConfig(listen=listen_address(section["listen"], "metrics.listen"))
+    except ValueError as exc:
+        problems.append(str(exc))
+        return MetricsConfig()
 
 
 def _bgp(section: Dict[str, Any], problems: List[str]) -> BgpSettings:
@@ -713,4 +761,4 @@ def _resilient(value: Any, where: str) -> ResilientSpec:
     return ResilientSpec(buckets=buckets, **timers)
 
 
-__all__ = ["Config", "ConfigError", "ExabgpConfig", "load", "parse"]
+__all__ = ["Config", "ConfigError", "ExabgpConfig", "MetricsConfig", "listen_address", "load", "parse"]

@@ -18,7 +18,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -41,6 +41,7 @@ from .kernel.codec import (ADDRESS_MESSAGES, LINK_MESSAGES, NEXTHOP_MESSAGES, NL
 from .kernel.netlink import EventSocket, RouteEventSocket, RtNetlink
 from .ownership import Claim, OwnershipConflict
 from .reload import ReloadPlan, plan as plan_reload, refusal
+from .sdnotify import Notifier
 
 log = logging.getLogger("kernelsync.daemon")
 ERROR_HOLD = 1.0  # seconds
@@ -117,6 +118,10 @@ class Daemon:
         self.control: Optional[ControlServer] = None
         self.claim: Optional[Claim] = None
         self.reload_requested = False  # SIGHUP: reload in the loop
+        # loop participants beside the feeds (deadline/commit/close): systemd notifications, metrics
+        self.services: list = []
+        self.metrics = None  # kernelsync.metrics.Metrics with [metrics] listen
+        self._writes_seen = 0  # the kernel port's write count after the last engine run (metrics)
 
     # setup ---------------------------------------------------------------------------------
     def _static_feed(self) -> StaticFeed:
@@ -213,10 +218,13 @@ class Daemon:
             self.claim.register(sel)
             for feed in self.feeds:
                 feed.start(sel, now)
+            self._start_services(sel, now)
         except SocketInUse as exc:
             log.error("cannot start: %s", exc.strerror)
             if self.control is not None:
                 self.control.close()
+            for service in self.services:
+                service.close()
             self.close()
             return 1
         event_at: Optional[float] = None  # when the first link event not handled yet was read
@@ -245,7 +253,8 @@ class Daemon:
         for warning in self.cfg.warnings:
             log.warning("%s: %s", self.cfg.filename, warning)
         hold_until = 0.0  # after an unexpected error, wait a little before the next run
-        feeds = self.feeds + ([self.control] if self.control is not None else [])  # control: idle clients
+        # the control socket (idle clients) and the services take part like feeds
+        feeds = self.feeds + ([self.control] if self.control is not None else []) + self.services
         try:
             while not self.stopping:
                 if self.held is not None and self.held.done and self._swept():
@@ -279,9 +288,12 @@ class Daemon:
                         hold_until = time.monotonic() + ERROR_HOLD
                         continue
                     self._after_run()
+                    self._observe_run()
                     if event_at is not None:
                         engine.last_repair_ms = (time.monotonic() - event_at) * 1000
                         log.info("link event handled in %.1f ms (%d writes)", engine.last_repair_ms, len(result.ops))
+                        if self.metrics is not None:
+                            self.metrics.observe_repair(engine.last_repair_ms / 1000)
                         event_at = None
                     continue
                 timeout = None if due is None else max(0.0, due - now)
@@ -318,6 +330,75 @@ class Daemon:
                 self._spawn_holder(hold)
         return 0
 
+    # services: systemd, metrics -------------------------------------------------------------
+    def _start_services(self, sel: selectors.BaseSelector, now: float) -> None:
+        """systemd's notifications (``kernelsync run`` with ``$NOTIFY_SOCKET``) and the metrics
+        endpoint (``[metrics] listen``; ``kernelsync run`` and ``exabgp``, not ``hold``).
+        :class:`SocketInUse` if the endpoint cannot listen."""
+        if self.hold_bgp is not None:
+            return  # the holder: the next instance serves the metrics
+        if not self.exabgp_stdin:  # ExaBGP's process is not the service systemd started
+            notifier = Notifier(self._sd_status)
+            if notifier.enabled:
+                notifier.start(now)
+                self.services.append(notifier)
+        listen = self.cfg.metrics.listen
+        if listen is not None:
+            from .metrics import Metrics
+            metrics = Metrics(self.metrics_view)
+            try:
+                metrics.start(sel, listen)
+            except OSError as exc:
+                metrics.close()
+                raise SocketInUse(exc.errno, "metrics.listen %s port %d: %s" % (listen[0], listen[1], exc.strerror))
+            self.metrics = metrics
+            self.services.append(metrics)
+
+    def _sd_status(self) -> Tuple[str, str]:
+        """``(state, STATUS= text)`` for systemd: ``SYNCED: 12 routes, 3 nexthop objects``."""
+        engine = self.engine
+        state = engine.state
+        if state == "SYNCED":
+            return state, "SYNCED: %d routes, %d nexthop objects" % (len(engine.observed_routes),
+                                                                       len(engine.observed_nh))
+        return state, "AWAITING: waiting for the feeds' initial state"
+
+    def _observe_run(self) -> None:
+        """After an engine run, with metrics: the feed-to-kernel latency of the feeds' batches it
+        applied (each feed's ``input_at``: the arrival of its oldest input committed to the RIB),
+        observed when the run wrote anything; the marks are cleared either way."""
+        if self.metrics is None:
+            return
+        stats = self.kernel.stats.writes
+        writes = sum(stats.values())
+        wrote, self._writes_seen = writes != self._writes_seen, writes
+        since = None
+        for feed in self.feeds:
+            at = feed.input_at
+            if at is not None:
+                feed.input_at = None
+                since = at if since is None else min(since, at)
+        if since is not None and wrote:
+            self.metrics.observe_feed_to_kernel(time.monotonic() - since)
+
+    def metrics_view(self) -> dict:
+        """What the metrics are read from (:func:`kernelsync.metrics.families`): the answers to
+        ``show stats``, the peers of ``show bgp``, ``show export``, ``show feeds``."""
+        if self.bgp is None:
+            view = {"stats": self.answer("show stats"), "peers": None, "export": None, "feeds": None}
+        else:  # show stats as answer() builds it, with show bgp computed once (its peers are O(paths))
+            bgp = self.show_bgp()
+            stats = self.engine.show_stats()
+            stats["notifications"] = self.show_notifications()
+            stats["bgp"] = bgp["counters"]
+            view = {"stats": stats, "peers": bgp["peers"], "export": None, "feeds": None}
+            if self.export is not None:
+                view["export"] = self.show_export()
+        route_feeds = [f for f in self.feeds if isinstance(f, (TableFeed, FpmFeed))]
+        if route_feeds:
+            view["feeds"] = self.show_feeds(route_feeds)
+        return view
+
     def _swept(self) -> bool:
         """``kernelsync hold``: the BGP routes are deleted and nothing of ours is left unused."""
         engine = self.engine
@@ -339,6 +420,8 @@ class Daemon:
         (:mod:`kernelsync.ownership`: ``handover``)."""
         root = logging.getLogger()
         argv = [sys.executable, "-m", "kernelsync", "--log-level", logging.getLevelName(root.level).lower()]
+        if any(getattr(handler.formatter, "name", None) == "json" for handler in root.handlers):
+            argv += ["--log-format", "json"]
         for handler in root.handlers:
             if isinstance(handler, logging.FileHandler):
                 argv += ["--log-file", handler.baseFilename]
@@ -394,7 +477,13 @@ class Daemon:
         if self.reload_requested:
             self.reload_requested = False
             log.info("SIGHUP: reloading %s", self.cfg.filename)
-            self.reload()
+            notifiers = [s for s in self.services if isinstance(s, Notifier)]
+            for notifier in notifiers:
+                notifier.reloading()
+            result = self.reload()
+            for notifier in notifiers:
+                notifier.reloaded("reload %s" % ("applied: %d changes" % len(result.get("applied", ()))
+                                                 if result.get("ok") else "refused: %s" % result.get("error")))
 
     def reload(self, now: Optional[float] = None) -> dict:
         """Re-read the configuration file and apply the difference (SIGHUP, ``kernelsync

@@ -72,11 +72,15 @@ class Feed(Protocol):
 
     ``name``: for logs and ``show``; ``follows_routes``: the daemon opens one route
     notification socket for every feed that sets it; ``ended``: the feed's source is gone for
-    good and the process should stop (ExaBGP closed our stdin)."""
+    good and the process should stop (ExaBGP closed our stdin); ``input_at``: when the oldest
+    input this feed committed to the RIB and the engine has not applied yet reached the loop
+    (monotonic seconds; None: nothing pending, or not measured): the daemon reads and clears it
+    after each engine run, for the feed-to-kernel latency (:mod:`kernelsync.metrics`)."""
 
     name: str
     follows_routes: bool
     ended: bool
+    input_at: Optional[float]
 
     def start(self, sel: selectors.BaseSelector, now: float) -> None: ...
     def commit(self, now: float) -> None: ...
@@ -94,6 +98,7 @@ class BaseFeed:
     name = "feed"
     follows_routes = False
     ended = False
+    input_at: Optional[float] = None
 
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
         pass

@@ -183,8 +183,7 @@ class BgpFeed(BaseFeed):
                 self._bad(channel, raw, exc)
                 continue
             except Exception as exc:  # a parser bug must not lose the rest of the batch
-                log.exception("%s: parsing a line failed", channel.name)
-                self._bad(channel, raw, exc)
+                self._bad(channel, raw, exc, what="skipped line, parsing it failed", exc_info=True)
                 continue
             if event is None:
                 continue
@@ -204,8 +203,7 @@ class BgpFeed(BaseFeed):
             try:
                 handle(event, now, channel)
             except Exception as exc:  # a bug on one line must not stop the feed
-                log.exception("%s: applying a line failed", channel.name)
-                self._bad(channel, raw, exc)
+                self._bad(channel, raw, exc, what="skipped line, applying it failed", exc_info=True)
 
     def _bad_nlri(self, channel: Channel, raw: bytes, event: Update) -> Update:
         """Count and log the UPDATE's refused NLRIs (treated as withdrawn, RFC 7606); one whose
@@ -223,10 +221,12 @@ class BgpFeed(BaseFeed):
                              if peer == address)
         return event._replace(withdraw=event.withdraw + tuple(extra)) if extra else event
 
-    def _bad(self, channel: Channel, raw: bytes, why, count: bool = True, what: str = "skipped line") -> None:
+    def _bad(self, channel: Channel, raw: bytes, why, count: bool = True, what: str = "skipped line",
+             exc_info: bool = False) -> None:
         """Log a bad line (at most 100, then every 1000th): ``why`` (a FeedError or our text:
         what came from the line is escaped in it already; anything else is escaped here) and
-        the line, truncated, control bytes escaped."""
+        the line, truncated, control bytes escaped; one log record per line, with the
+        traceback when ``exc_info`` (a bug of ours, called from its ``except``)."""
         if count:
             self.counters["bad_lines"] += 1
         self._bad_logged += 1
@@ -234,7 +234,8 @@ class BgpFeed(BaseFeed):
             text = raw.decode("utf-8", errors="replace").rstrip("\n")
             why = why if isinstance(why, (str, FeedError)) else escape_text(str(why))
             log.warning("%s: %s (%s): %s%s", channel.name, what, why, escape_text(truncate(text)),
-                        " [further bad lines are logged every 1000th]" if self._bad_logged == 100 else "")
+                        " [further bad lines are logged every 1000th]" if self._bad_logged == 100 else "",
+                        exc_info=exc_info)
 
     # cycle ---------------------------------------------------------------------------------
     def deadline(self) -> Optional[float]:
@@ -272,6 +273,8 @@ class BgpFeed(BaseFeed):
                 # on_lines deferred stdin's lines to this burst's commit, which comes early (the
                 # resolver changed, or COMMIT_MAX): take them now, nothing else would wake us
                 self.feed(stdin, stdin.take(), now)
+            if self._dirty_since is not None and (self.input_at is None or self._dirty_since < self.input_at):
+                self.input_at = self._dirty_since  # the batch's first line: the feed-to-kernel latency
             self._dirty_since = None
             self.bgp.commit()
             self.recursive_in_use = self.resolver.route_hits > 0

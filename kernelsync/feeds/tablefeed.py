@@ -90,6 +90,7 @@ class TableFeed(BaseFeed):
         self.last_event = 0.0
         self.counters = {"route_events": 0, "rereads": 0, "lost_notifications": 0, "reread_retries": 0}
         self.retry_at: Optional[float] = None  # a dump failed (ResyncNeeded): again then
+        self._dirty_since: Optional[float] = None  # the first route notification not applied yet
 
     def retime(self, cfg: TableFeedConfig) -> None:
         """A configuration reload changed this feed's times (``hold_time``, ``settle``,
@@ -163,6 +164,8 @@ class TableFeed(BaseFeed):
                     self.read_nexthops = True
                     self.reread = True
             self.dirty.add(route.prefix)
+            if self._dirty_since is None:
+                self._dirty_since = now
 
     def _index(self, key: TableKey, prefix: Prefix, route: Optional[KRoute]) -> None:
         """Keep :attr:`prefixes` in step with :attr:`table` (``route`` None: deleted)."""
@@ -220,6 +223,7 @@ class TableFeed(BaseFeed):
             return
         if not self.dirty:
             self.deleted_at = None
+            self._dirty_since = None
             return
         settled = self.deleted_at is None or now >= self._settled()
         if self.source.stale:
@@ -233,6 +237,12 @@ class TableFeed(BaseFeed):
         else:  # deletions settle; what the table has a route for is applied at once
             dirty = {p for p in self.dirty if p in self.prefixes}
             self.dirty -= dirty
+        since = self._dirty_since
+        if since is not None:  # the batch's first notification: the feed-to-kernel latency
+            if self.input_at is None or since < self.input_at:
+                self.input_at = since
+            if not self.dirty:
+                self._dirty_since = None
         fresh = paths_of([r for p in dirty for r in self.prefixes.get(p, {}).values()], self.nexthops,
                          self.links.names)
         for prefix in dirty:

@@ -2,7 +2,8 @@
 cycle, and the pure core imports nothing outside itself.
 
 Layers, bottom up (a module may import its own package and any package below):
-core -> kernel -> feeds -> export -> config, control, ownership, reload -> daemon -> tools -> cli -> __main__.
+core -> kernel -> feeds -> export -> config, control, ownership, reload, metrics, sdnotify -> daemon -> tools -> cli
+-> __main__.
 """
 import ast
 import pathlib
@@ -12,8 +13,8 @@ import sys
 import kernelsync
 
 PACKAGE = pathlib.Path(kernelsync.__file__).parent
-LAYERS = {"core": 0, "kernel": 1, "feeds": 2, "export": 3, "config": 4, "control": 4, "ownership": 4, "reload": 4, "daemon": 5,
-          "tools": 6, "cli": 7, "showtext": 7, "__main__": 8, "__init__": 0}
+LAYERS = {"core": 0, "kernel": 1, "feeds": 2, "export": 3, "config": 4, "control": 4, "ownership": 4, "reload": 4,
+          "metrics": 4, "sdnotify": 4, "daemon": 5, "tools": 6, "cli": 7, "showtext": 7, "__main__": 8, "__init__": 0}
 ALLOWED_OUTSIDE_CORE = {"__future__", "attrs", "collections", "enum", "errno", "gc", "ipaddress", "logging", "operator",
                         "socket", "typing"}
 

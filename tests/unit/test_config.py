@@ -301,3 +301,31 @@ def test_check_prints_and_run_refuses_with_the_key(tmp_path, command):
     assert out.returncode == 2, out
     assert "%s: kernel.resync_interval: must be a number of seconds >= 0.1 and <= 31536000, not nan" % path \
         in out.stderr
+
+
+@pytest.mark.parametrize("text, listen", [
+    ("", None),
+    ("[metrics]\nlisten = '127.0.0.1:9342'\n", ("127.0.0.1", 9342)),
+    ("[metrics]\nlisten = '[::1]:9342'\n", ("::1", 9342)),
+    ("[metrics]\nlisten = '0.0.0.0:1'\n", ("0.0.0.0", 1)),
+])
+def test_metrics_listen(text, listen):
+    assert config.parse(__import__("tomllib").loads(text)).metrics.listen == listen
+
+
+@pytest.mark.parametrize("value", ["'localhost:9342'", "'127.0.0.1'", "'127.0.0.1:0'", "'127.0.0.1:65536'",
+                                   "'::1:9342'", "'[127.0.0.1]:9342'", "'127.0.0.1:93x'", "9342", "'[::1]:'"])
+def test_bad_metrics_listen_is_refused_by_check_with_the_key(tmp_path, value):
+    import subprocess
+    import sys
+    path = tmp_path / "ks.toml"
+    path.write_text("[metrics]\nlisten = %s\n" % value)
+    out = subprocess.run([sys.executable, "-m", "kernelsync", "check", "-c", str(path)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 2, out
+    assert "%s: metrics.listen: must be \"ADDRESS:PORT\" with an IP address and a port 1..65535" % path in out.stderr
+
+
+def test_unknown_metrics_key():
+    with pytest.raises(config.ConfigError, match=re.escape("metrics.port: unknown key (known: listen)")):
+        config.parse({"metrics": {"port": 9342}})

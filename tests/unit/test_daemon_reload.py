@@ -36,6 +36,7 @@ def running(tmp_path, text=HEAD + ROUTES):
     d.dry_run = False
     d.held = d.bgp = d.export = d.streams = None
     d.reload_requested = False
+    d.services = []  # no systemd notifier, no metrics
     kernel = FakeKernel(200)
     for dev in ("v0", "v1", "v2"):
         kernel.add_link(dev)

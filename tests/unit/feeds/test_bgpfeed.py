@@ -154,3 +154,32 @@ def test_bad_line_is_logged_with_control_bytes_escaped(caplog):
     text = record.getMessage()
     assert feed.counters["bad_lines"] == 1 and "{nope\\x00\\x1b[31m\\r\ufffd" in text, text
     assert not any(c in text for c in "\x00\x1b\r")
+
+
+def test_a_bug_on_a_line_is_one_log_record_with_its_traceback(caplog, monkeypatch):
+    feed, _rib, _kernel, _streams, channel = make()
+
+    def broken(text):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(feed.parser, "parse", broken)
+    with caplog.at_level("WARNING", logger="kernelsync.exabgp"):
+        feed.on_lines(channel, [b'{"type": "update"}'], 1.0)
+    records = [r for r in caplog.records if r.name == "kernelsync.exabgp"]
+    assert len(records) == 1, [r.getMessage() for r in records]  # not a traceback and then the skipped line
+    assert "skipped line, parsing it failed" in records[0].getMessage() and records[0].exc_info is not None
+    assert feed.counters["bad_lines"] == 1
+
+
+def test_a_committed_batch_is_marked_with_its_first_line_for_the_latency():
+    feed, rib, _kernel, _streams, channel = make()
+    feed.commit(0.0)
+    assert feed.input_at is None
+    feed.on_lines(channel, [announce(["198.51.100.0/24"], "192.0.2.1").encode()], 1.0)
+    feed.commit(1.0)
+    feed.on_lines(channel, [announce(["198.51.100.128/25"], "192.0.2.1").encode()], 1.005)
+    feed.commit(1.005)
+    assert feed.input_at is None  # not committed yet
+    feed.commit(1.0 + COMMIT_DELAY)
+    assert nexthops(rib, V4) == [("192.0.2.1", "ha")]
+    assert feed.input_at == 1.0  # the batch's first line

@@ -109,3 +109,20 @@ def test_every_route_gone_is_a_stopping_daemon_kept_stale_and_its_return_writes_
     feed.commit(16.05)
     assert {p: gws(rib, p) for p in (LAN, STUB, LOOP)} == before and rib.take_dirty() == {}
     assert feed.source.show()["stale"] == 0
+
+
+def test_each_applied_batch_is_marked_with_its_first_notification_for_the_latency(feed):
+    assert feed.input_at is None  # the start-up dump is no feed input
+    events(feed, 10.0, (False, route("192.0.2.0/24", R3)), (True, route("198.51.100.0/24", R2)))
+    events(feed, 10.05, (False, route("203.0.113.0/24", R3)))
+    feed.commit(10.1)  # the replace and the addition at once; the deletion settles
+    assert gws(feed.source.rib, LAN) == [R3] and feed.input_at == 10.0
+    feed.input_at = None  # the daemon took it after its engine run
+    feed.commit(10.1 + SETTLE)  # the deletion: part of the same burst, first seen at 10.0
+    assert gws(feed.source.rib, STUB) is None and feed.input_at == 10.0
+    feed.input_at = None
+    feed.commit(11.0)
+    assert feed.input_at is None  # nothing pending
+    events(feed, 12.0, (False, route("203.0.113.0/24", R2)))
+    feed.commit(12.0)
+    assert feed.input_at == 12.0
