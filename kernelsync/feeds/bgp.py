@@ -30,6 +30,12 @@
   whichever is first.  A peer sending a large table slowly (ExaBGP passes one-prefix UPDATEs
   at about 5,000/s) is therefore never swept half-way; a silent one is given up after
   ``eor_timeout``.
+* **Prefix-independent convergence when a peer comes back**: while a peer waits for its
+  end-of-RIB (or a refresh end), its source holds the growth of ECMP sets in the RIB
+  (:meth:`Rib.hold_growth`): a prefix whose set only gains the returning peer's next hop keeps
+  its smaller group until every prefix of that group has it, so the group grows in place
+  instead of each route moving (:class:`kernelsync.core.fib.FibBuilder`).  The hold ends when
+  no peer of that source waits any more (at most ``eor_max_wait`` after the wait began).
 """
 from __future__ import annotations
 
@@ -163,6 +169,7 @@ class BgpRib:
         self.ready = False
         self.stream_at: Optional[float] = None  # when an ExaBGP stream last opened
         self._waited = False  # a tick has seen the start-up wait over
+        self._holds_changed = False  # a peer's wait began or ended: the RIB's growth holds follow
         self._res_version = -1
         self._resolved: Dict[tuple, Optional[Tuple[NexthopSpec, ...]]] = {}
         self._nh_users: Dict[tuple, Set[Prefix]] = {}
@@ -191,10 +198,13 @@ class BgpRib:
                 self.counters["refresh_windows"] += 1
                 self._mark_stale(peer, event.family)
                 peer.pending[event.family] = now
+                self._holds_changed = True
             else:
                 self._end_window(peer, event.family, "route-refresh end")
         elif isinstance(event, Shutdown):
             log.info("ExaBGP is shutting down")
+        if self._holds_changed and not self.dirty:
+            self._growth_holds()
 
     @staticmethod
     def _heard(peer: Peer, family: str, now: float) -> None:
@@ -217,6 +227,7 @@ class BgpRib:
                 # we asked every peer for a route-refresh of each family: its answer (begin,
                 # the paths, end) is the Adj-RIB-In we lost; wait for it as for an end-of-RIB
                 peer.pending = {f: now for f in self.settings.families}
+                self._holds_changed = True
                 log.info("peer %s (AS %d) known from its messages; waiting for its route-refresh of %s",
                          neighbor.peer, neighbor.peer_as, ", ".join(peer.pending))
             else:
@@ -233,6 +244,7 @@ class BgpRib:
         if event.state == "up":
             peer.state = "up"
             peer.pending = {f: now for f in self.settings.families}
+            self._holds_changed = True
             log.info("peer %s up (AS %d, %s); waiting for end-of-RIB for %s", peer.address,
                      event.neighbor.peer_as, "eBGP" if peer.ebgp else "iBGP", ", ".join(peer.pending))
         elif event.state == "down":
@@ -246,7 +258,9 @@ class BgpRib:
                 self._down(peer, now, hold, "session down (%s)" % (event.reason or "no reason given"))
 
     def _down(self, peer: Peer, now: float, hold: float, why: str) -> None:
-        peer.pending.clear()
+        if peer.pending:
+            peer.pending.clear()
+            self._holds_changed = True
         if not peer.paths:
             log.info("peer %s: %s", peer.address, why)
             return
@@ -273,6 +287,8 @@ class BgpRib:
             if peer.channel is channel and peer.state != "down":
                 peer.state = "down"
                 self._down(peer, now, hold, "ExaBGP stream closed")
+        if self._holds_changed and not self.dirty:
+            self._growth_holds()
 
     def lines_lost(self, channel: object, now: float, affected: Optional[Dict[str, Set[str]]] = None) -> None:
         """Lines of ``channel`` were dropped: the paths they may have changed are stale for
@@ -368,7 +384,8 @@ class BgpRib:
 
     def _end_window(self, peer: Peer, family: str, why: str) -> None:
         """End-of-RIB or refresh end: sweep the peer's paths of ``family`` still stale."""
-        peer.pending.pop(family, None)
+        if peer.pending.pop(family, None) is not None:
+            self._holds_changed = True
         af = FAMILIES.get(family)
         stale = [k for k, p in peer.paths.items() if p.stale and k[0][0] == af]
         if stale:
@@ -438,6 +455,29 @@ class BgpRib:
             self.rib.set_ready(IBGP)
             log.info("BGP initial state complete (%d peers, %d prefixes): stale kernel routes may be swept",
                      len(self.peers), len(self.by_prefix))
+        if self._holds_changed and not self.dirty:
+            self._growth_holds()
+
+    def _growth_holds(self) -> None:
+        """Make the RIB's growth holds (:meth:`Rib.hold_growth`, PIC when a peer comes back)
+        follow the peers' waits: a source (``ebgp``, ``ibgp``) is held while any peer of it
+        waits for an end-of-RIB or a refresh end, until at most ``eor_max_wait`` after the
+        latest of those waits began; released when none waits.  Called only when every change
+        heard so far is in the RIB (nothing left to :meth:`commit`): a release at a peer's
+        end-of-RIB then finds every path the peer sent before it applied with it, so the groups
+        they complete grow in place."""
+        self._holds_changed = False
+        ends: Dict[str, float] = {}
+        for peer in self.peers.values():
+            if peer.pending:
+                source = EBGP if peer.ebgp else IBGP
+                end = max(peer.pending.values()) + self.settings.eor_max_wait
+                ends[source] = max(end, ends.get(source, end))
+        for source in (EBGP, IBGP):
+            if source in ends:
+                self.rib.hold_growth(source, ends[source])
+            else:
+                self.rib.release_growth(source)
 
     # decision ------------------------------------------------------------------------------
     def _resolve(self, family: int, path: BgpPath) -> Optional[Tuple[NexthopSpec, ...]]:
@@ -546,6 +586,8 @@ class BgpRib:
         self.counters["unresolved"] = unresolved
         if len(path_cache) > 65536:
             path_cache.clear()
+        if self._holds_changed:
+            self._growth_holds()
         return len(dirty)
 
     def _re_resolve(self) -> None:
