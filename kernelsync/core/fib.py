@@ -35,6 +35,27 @@ _SAME = object()  # _grows: the new ECMP set is the content of the entry the rou
 Growth = Tuple[str, Entry, object]  # (source, entry the route uses now, set key it grows to)
 
 
+class _Waiting:
+    """The deferred prefixes of one group (:meth:`FibBuilder._defer`): ``prefixes``, prefix ->
+    its growth; ``counts``, set key it grows to -> prefixes; ``sources``, source -> prefixes."""
+
+    __slots__ = ("prefixes", "counts", "sources")
+
+    def __init__(self) -> None:
+        self.prefixes: Dict[Prefix, Growth] = {}
+        self.counts: Dict[object, int] = {}
+        self.sources: Dict[str, int] = {}
+
+
+def _count_out(counts: Dict, key, n: int) -> None:
+    """``counts[key] -= n``, the key gone at 0."""
+    left = counts[key] - n
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
 class FibBuilder:
     """Keeps the desired FIB in step with the RIB and the link table.
 
@@ -58,9 +79,8 @@ class FibBuilder:
         # the same hints, kept after the vote for the prefixes whose route may point at a twin or
         # a group of one (NexthopManager.adopt_twin): consumed by sync_rib
         self._twin_hints: Dict[Prefix, int] = {}
-        # growth deferral (PIC when a peer comes back, see _defer): prefix -> its growth
-        self.deferred: Dict[Prefix, Growth] = {}
-        self._growing: Dict[Entry, Dict[object, int]] = {}  # entry -> set key -> prefixes deferred
+        # growth deferral (PIC when a peer comes back, see _defer): group -> its deferred prefixes
+        self._waiting: Dict[Entry, _Waiting] = {}
         self._deferred_sources: Dict[str, int] = {}  # source -> prefixes deferred
         self._recheck: Dict[Prefix, None] = {}  # deferred prefixes whose entry changed (links): again
 
@@ -97,12 +117,11 @@ class FibBuilder:
             self.starved = starved
         if self.route_hints and self.nhm.adopting_groups:
             self._vote(dirty)
-        deferred = self.deferred
-        growing = self._growing
+        waiting = self._waiting
         held: Dict[str, float] = {}
-        if deferred or self.rib.growth_holds or self._recheck:
+        if waiting or self.rib.growth_holds or self._recheck:
             held = self._growth_start(dirty, now)
-        growth = bool(held or deferred)
+        growth = bool(held or waiting)
         touched: Dict[Entry, None] = {}  # entries whose deferred prefixes or users changed
         verdicts: Dict[tuple, object] = {}  # _growth's verdicts, this call only
         # (route key, id its route pointed at) of the prefixes whose candidates changed: a group
@@ -115,10 +134,14 @@ class FibBuilder:
             for prefix in dirty:
                 entry = rib_entries.get(prefix)
                 if growth:
-                    if deferred:
-                        grown = deferred.pop(prefix, None)
-                        if grown is not None:
-                            self._undefer(grown, touched)
+                    if waiting:  # a deferred prefix changed again: out of the deferral first
+                        cands = cands_map.get(prefix)
+                        if cands is not None and len(cands) == 1:
+                            waits = waiting.get(cands[0][1])
+                            if waits is not None:
+                                grown = waits.prefixes.pop(prefix, None)
+                                if grown is not None:
+                                    self._undefer(waits, grown, touched)
                     if held and entry and len(entry) == 1:
                         grown = self._growth(prefix, entry, held, verdicts)
                         if grown is not None:  # the route stays as it is, for now or for good (_SAME)
@@ -164,7 +187,7 @@ class FibBuilder:
                     for _, e in old:
                         if all(e is not n for _, n in new):
                             unuse(e, prefix, now)
-                            if growing and e in growing:
+                            if waiting and e in waiting:
                                 touched[e] = None
                     for _, e in new:  # NexthopManager's refcount, inlined on this hot path
                         e.users.add(prefix)
@@ -288,30 +311,23 @@ class FibBuilder:
         no route yet.  A full sync does not write a deferred prefix either: its route is the
         desired one until it is applied."""
         source, entry, key = grown
-        self.deferred[prefix] = grown
-        counts = self._growing.get(entry)
-        if counts is None:
-            counts = self._growing[entry] = {}
-        counts[key] = counts.get(key, 0) + 1
+        waits = self._waiting.get(entry)
+        if waits is None:
+            waits = self._waiting[entry] = _Waiting()
+        waits.prefixes[prefix] = grown
+        waits.counts[key] = waits.counts.get(key, 0) + 1
+        waits.sources[source] = waits.sources.get(source, 0) + 1
         self._deferred_sources[source] = self._deferred_sources.get(source, 0) + 1
         touched[entry] = None
 
-    def _undefer(self, grown: Growth, touched: Optional[Dict[Entry, None]]) -> None:
-        """Count out one deferred prefix (already taken out of :attr:`deferred`)."""
+    def _undefer(self, waits: "_Waiting", grown: Growth, touched: Optional[Dict[Entry, None]]) -> None:
+        """Count out one deferred prefix (already taken out of ``waits.prefixes``)."""
         source, entry, key = grown
-        counts = self._growing[entry]
-        n = counts[key] - 1
-        if n:
-            counts[key] = n
-        else:
-            del counts[key]
-            if not counts:
-                del self._growing[entry]
-        n = self._deferred_sources[source] - 1
-        if n:
-            self._deferred_sources[source] = n
-        else:
-            del self._deferred_sources[source]
+        _count_out(waits.counts, key, 1)
+        _count_out(waits.sources, source, 1)
+        _count_out(self._deferred_sources, source, 1)
+        if not waits.prefixes:
+            del self._waiting[entry]
         if touched is not None:
             touched[entry] = None
 
@@ -359,22 +375,33 @@ class FibBuilder:
 
     def _growth_complete(self, touched: Dict[Entry, None]) -> Dict[Prefix, None]:
         """Of the groups in ``touched``, those whose every user is deferred toward one larger
-        set: their users leave :attr:`deferred`, returned to be applied together now."""
+        set grow in place (:meth:`NexthopManager.grow_in_place`: one write, nothing per prefix:
+        their candidates and routes stay on the group, which has the larger set now); their
+        users are deferred no more.  Where that cannot be (the routes' scope would change, no
+        id for a new member) the users are returned, to be applied now one by one (the
+        superset case of :meth:`_shrink_in_place` still keeps the group's id)."""
         released: Dict[Prefix, None] = {}
-        growing = self._growing
-        deferred = self.deferred
+        waiting = self._waiting
+        grown = prefixes = 0
         for entry in touched:
-            counts = growing.get(entry)
-            if not counts:
+            waits = waiting.get(entry)
+            if waits is None:
                 continue
             users = len(entry.users)
-            if not any(n == users for n in counts.values()):
+            key = next((k for k, n in waits.counts.items() if n == users), None)
+            if key is None:
                 continue
-            log.debug("PIC: each of the %d prefixes of group id %d grows to one set: applied together (the "
-                      "group grows in place)", users, entry.id)
-            for prefix in entry.users:
-                self._undefer(deferred.pop(prefix), None)
-                released[prefix] = None
+            del waiting[entry]
+            for source, n in waits.sources.items():
+                _count_out(self._deferred_sources, source, n)
+            if self.nhm.grow_in_place(entry, key):
+                grown += 1
+                prefixes += users
+            else:
+                released.update(dict.fromkeys(waits.prefixes))
+        if grown:
+            log.info("PIC: %d group%s grew in place (%d prefixes, each of which has the larger ECMP set now; "
+                     "no route written)", grown, "" if grown == 1 else "s", prefixes)
         return released
 
     def _growth_start(self, dirty: Dict[Prefix, None], now: float) -> Dict[str, float]:
@@ -388,12 +415,13 @@ class FibBuilder:
         over = [s for s in self._deferred_sources if s not in held]
         if over:
             n = 0
-            for prefix, grown in list(self.deferred.items()):
-                if grown[0] in over:
-                    del self.deferred[prefix]
-                    self._undefer(grown, None)
-                    dirty[prefix] = None
-                    n += 1
+            for waits in list(self._waiting.values()):
+                for prefix, grown in list(waits.prefixes.items()):
+                    if grown[0] in over:
+                        del waits.prefixes[prefix]
+                        self._undefer(waits, grown, None)
+                        dirty[prefix] = None
+                        n += 1
             log.info("PIC: %s re-converged (end-of-RIB, or the hold's end): applying %d deferred ECMP growths",
                      ", ".join(over), n)
         return held
@@ -409,15 +437,24 @@ class FibBuilder:
         holds = self.rib.growth_holds
         return min(holds.get(s, 0.0) for s in self._deferred_sources)
 
+    @property
+    def deferred(self) -> Dict[Prefix, Growth]:
+        """The prefixes whose ECMP growth is deferred now (:meth:`_defer`), with their growth
+        (a new dict: for views and tests)."""
+        return {p: g for waits in self._waiting.values() for p, g in waits.prefixes.items()}
+
     def _recheck_deferred(self, prefixes: Iterable[Prefix]) -> None:
         """The entries of ``prefixes`` changed usability (a link, a failed write, an id moved):
         the deferred ones among them are decided again at the next sync (applied at once if
         their group is not installable any more)."""
-        deferred = self.deferred
+        waiting = self._waiting
+        cands_map = self._cands
         for prefix in prefixes:
-            grown = deferred.pop(prefix, None)
+            cands = cands_map.get(prefix)
+            waits = waiting.get(cands[0][1]) if cands else None
+            grown = waits.prefixes.pop(prefix, None) if waits is not None else None
             if grown is not None:
-                self._undefer(grown, None)
+                self._undefer(waits, grown, None)
                 self._recheck[prefix] = None
 
     @property
@@ -525,7 +562,7 @@ class FibBuilder:
         return self._reselect(self.nhm.set_failed(nh_ids, failed))
 
     def _reselect(self, prefixes: Set[Prefix]) -> Set[RouteKey]:
-        if self.deferred:
+        if self._waiting:
             self._recheck_deferred(prefixes)
         return {self._select(p) for p in prefixes}
 

@@ -98,7 +98,7 @@ class Peer:
     paths are flushed."""
 
     __slots__ = ("address", "neighbor", "state", "ebgp", "local_packed", "sort_key", "paths", "pending",
-                 "heard", "stale_until", "channel", "counters")
+                 "heard", "stale_until", "stale_count", "channel", "counters")
 
     def __init__(self, neighbor: Neighbor, channel: object) -> None:
         self.address = neighbor.peer
@@ -118,6 +118,7 @@ class Peer:
         self.pending: Dict[str, float] = {}
         self.heard: Dict[int, float] = {}  # address family (AF_INET/AF_INET6) -> time
         self.stale_until: Optional[float] = None
+        self.stale_count = 0  # paths marked stale: an end-of-RIB with none left scans nothing
         self.channel = channel
         self.counters = {"announced": 0, "withdrawn": 0, "looped": 0}
 
@@ -351,6 +352,8 @@ class BgpRib:
             key = (prefix, path_id)
             old = paths.get(key)
             if old is not None:
+                if old.stale:
+                    peer.stale_count -= 1
                 self._unlink(address, prefix, path_id, old)
             paths[key] = path
             if entry_key[1] != path_id:
@@ -373,26 +376,32 @@ class BgpRib:
         for key in keys:
             path = peer.paths.pop(key, None)
             if path is not None:
+                if path.stale:
+                    peer.stale_count -= 1
                 self._unlink(peer.address, key[0], key[1], path)
                 self.dirty[key[0]] = None
 
     def _mark_stale(self, peer: Peer, family: Optional[str]) -> None:
         af = FAMILIES.get(family) if family else None
+        marked = 0
         for (prefix, _), path in peer.paths.items():
-            if af is None or prefix[0] == af:
+            if (af is None or prefix[0] == af) and not path.stale:
                 path.stale = True
+                marked += 1
+        peer.stale_count += marked
 
     def _end_window(self, peer: Peer, family: str, why: str) -> None:
         """End-of-RIB or refresh end: sweep the peer's paths of ``family`` still stale."""
         if peer.pending.pop(family, None) is not None:
             self._holds_changed = True
         af = FAMILIES.get(family)
-        stale = [k for k, p in peer.paths.items() if p.stale and k[0][0] == af]
+        # none stale (a peer back without graceful restart): no scan of its whole table
+        stale = [k for k, p in peer.paths.items() if p.stale and k[0][0] == af] if peer.stale_count else []
         if stale:
             self.counters["stale_swept"] += len(stale)
             log.info("peer %s %s %s: sweeping %d stale paths", peer.address, family, why, len(stale))
             self._remove(peer, stale)
-        if not any(p.stale for p in peer.paths.values()):
+        if not peer.stale_count:
             peer.stale_until = None
 
     # timers --------------------------------------------------------------------------------
@@ -605,7 +614,7 @@ class BgpRib:
     def show_peers(self) -> List[dict]:
         return [{"peer": p.address, "local": p.neighbor.local, "peer_as": p.neighbor.peer_as,
                  "local_as": p.neighbor.local_as, "type": "ebgp" if p.ebgp else "ibgp", "state": p.state,
-                 "paths": len(p.paths), "stale": sum(1 for x in p.paths.values() if x.stale),
+                 "paths": len(p.paths), "stale": p.stale_count,
                  "waiting_for": sorted(p.pending), **p.counters}
                 for p in sorted(self.peers.values(), key=lambda p: p.sort_key)]
 

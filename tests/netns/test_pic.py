@@ -18,7 +18,7 @@ from kernelsync.kernel.netlink import RtNetlink
 from kernelsync.feeds.bgp import BgpRib, BgpSettings
 from kernelsync.feeds.exabgp import Parser
 from kernelsync.feeds.resolve import Resolver
-from tests.support.netns import PROTO, TABLE
+from tests.support.netns import PROTO, TABLE, need_root
 from tests.unit.feeds.bgp_lines import announce, msg
 
 pytestmark = pytest.mark.netns
@@ -241,3 +241,23 @@ def test_a_bgp_peer_back_prefix_by_prefix_grows_the_group_in_place_on_the_real_k
         assert _forwarding(kernel) == _fresh(engine)
     finally:
         kernel.close()
+
+
+def test_the_bench_pic_case_runs_to_the_end_and_grows_the_groups_in_place():
+    """``kernelsync bench --pic`` (tools/bench_pic.py) at a small size: its checks pass; the
+    peer's return writes one object per group and no route, its baseline (no deferral) routes."""
+    import json
+    import subprocess
+    import sys
+    need_root()  # the bench makes its own namespaces
+    proc = subprocess.run([sys.executable, "-m", "kernelsync", "bench", "-n", "200", "--repeat", "1",
+                           "--flap-sizes", "", "--groups", "2", "--pic", "2000"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (line,) = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_JSON ")]
+    report = json.loads(line[len("BENCH_JSON "):])
+    pic = report["pic"]
+    assert pic["ok"] and pic["prefixes"] == 2000 and report["namespaces_left"] == []
+    assert pic["pic"]["down_writes"] == {"nexthop-set": 2} and pic["pic"]["up_writes"] == {"nexthop-set": 2}
+    assert pic["pic"]["ecmp_back_before_eor"] and pic["pic"]["up_runs"] == 4
+    assert pic["baseline"]["up_writes"]["route-set"] == 1000  # the first line of each group moved
