@@ -306,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="alternated rounds (median and range are reported)")
     p.add_argument("--memory-profile", action="store_true",
                    help="also one install under tracemalloc: bytes per route by allocation site and by structure")
+    p.add_argument("--pic", type=int, default=0, metavar="N",
+                   help="also a BGP peer down and back with N prefixes (prefix-independent convergence)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-bgp", help="kernelsync's CPU per UPDATE against ExaBGP's, BIRD announcing 50,000 prefixes")

@@ -325,6 +325,9 @@ class Engine:
         times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
         times += [f.next_try for f in self.failures.values()]
         times += [r.held_until for r in self.outside.values() if r.held_until is not None]
+        growth = self.fib.growth_due()  # deferred ECMP growths (PIC): their source's hold ends
+        if growth is not None:
+            times.append(growth)
         return min(times) if times else None
 
     def _release_holds(self, now: float) -> None:

@@ -503,6 +503,38 @@ class NexthopManager:
         self.released()
         return group
 
+    def grow_in_place(self, group: GroupEntry, gkey: GroupKey) -> bool:
+        """Prefix-independent convergence when members come back (a BGP peer re-announcing
+        its paths: :meth:`kernelsync.core.fib.FibBuilder._defer`): every user of ``group``
+        now has the set ``gkey``, ``group``'s members and more (same weights, same group type).
+        ``group`` itself takes that content: its id, its users and the routes on it stay, the
+        kernel group is replaced in place (one write), nothing is done per prefix.  New members
+        are made (or reused); when a group with ``gkey``'s content exists (other prefixes'),
+        ``group`` becomes its twin (:class:`TwinKey`).  Returns False, changing nothing, when
+        the routes' scope would change (they must be rewritten) or a new member finds no id."""
+        scopes = {nexthop_scope(k) for k, _w in gkey[0]}
+        if (scopes.pop() if len(scopes) == 1 else RT_SCOPE_UNIVERSE) != group.scope:
+            return False
+        fresh = [k for k, _ in gkey[0] if k not in self.nexthops]
+        try:
+            members = [(self._nexthop(k), w) for k, w in gkey[0]]
+        except IdRangeExhausted:
+            self._drop_fresh(fresh)
+            return False
+        del self.groups[group.key]
+        if gkey in self.groups:
+            gkey = TwinKey(gkey, self._next_twin())
+        for m, _w in group.members:
+            m.groups.discard(group)
+        for m, _w in members:
+            m.groups.add(group)
+            m.unused_since = None
+        group.key = gkey
+        group.members = members
+        self.groups[gkey] = group
+        self._set_cache.clear()
+        return True
+
     def _next_twin(self) -> int:
         self._twins += 1
         return self._twins

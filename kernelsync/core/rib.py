@@ -44,6 +44,7 @@ class Rib:
         # (source, id(paths)) -> the entry ((source, paths),): shared by every prefix of that
         # source on those paths (the entry holds the paths, so their id is not reused meanwhile)
         self._single: Dict[Tuple[str, int], RibEntry] = {}
+        self.growth_holds: Dict[str, float] = {}  # source -> end of its growth hold (s); see hold_growth
 
     # sources -------------------------------------------------------------------------------
     def add_source(self, name: str, distance: int) -> None:
@@ -89,6 +90,20 @@ class Rib:
     def _check(self, source: str) -> None:
         if source not in self.distance:
             raise UnknownSource(source)
+
+    # growth hold (prefix-independent convergence when a peer comes back) ---------------------
+    def hold_growth(self, source: str, until: float) -> None:
+        """``source`` is re-converging (a BGP peer of it came up and has not sent its end-of-RIB
+        yet): until :meth:`release_growth` or ``until`` (s, engine clock), a prefix of it whose
+        ECMP set only grows may wait, on its smaller group, for the other prefixes of that group
+        (:class:`kernelsync.core.fib.FibBuilder` defers it), so that the group grows in place."""
+        self._check(source)
+        self.growth_holds[source] = until
+
+    def release_growth(self, source: str) -> None:
+        """``source`` has re-converged (every peer's end-of-RIB, or the wait for it gave up):
+        the growths it deferred are applied at the next FIB sync."""
+        self.growth_holds.pop(source, None)
 
     # updates -------------------------------------------------------------------------------
     def _one(self, source: str, paths: Paths) -> RibEntry:

@@ -30,6 +30,12 @@
   whichever is first.  A peer sending a large table slowly (ExaBGP passes one-prefix UPDATEs
   at about 5,000/s) is therefore never swept half-way; a silent one is given up after
   ``eor_timeout``.
+* **Prefix-independent convergence when a peer comes back**: while a peer waits for its
+  end-of-RIB (or a refresh end), its source holds the growth of ECMP sets in the RIB
+  (:meth:`Rib.hold_growth`): a prefix whose set only gains the returning peer's next hop keeps
+  its smaller group until every prefix of that group has it, so the group grows in place
+  instead of each route moving (:class:`kernelsync.core.fib.FibBuilder`).  The hold ends when
+  no peer of that source waits any more (at most ``eor_max_wait`` after the wait began).
 """
 from __future__ import annotations
 
@@ -92,7 +98,7 @@ class Peer:
     paths are flushed."""
 
     __slots__ = ("address", "neighbor", "state", "ebgp", "local_packed", "sort_key", "paths", "pending",
-                 "heard", "stale_until", "channel", "counters")
+                 "heard", "stale_until", "stale_count", "channel", "counters")
 
     def __init__(self, neighbor: Neighbor, channel: object) -> None:
         self.address = neighbor.peer
@@ -112,6 +118,7 @@ class Peer:
         self.pending: Dict[str, float] = {}
         self.heard: Dict[int, float] = {}  # address family (AF_INET/AF_INET6) -> time
         self.stale_until: Optional[float] = None
+        self.stale_count = 0  # paths marked stale: an end-of-RIB with none left scans nothing
         self.channel = channel
         self.counters = {"announced": 0, "withdrawn": 0, "looped": 0}
 
@@ -163,6 +170,7 @@ class BgpRib:
         self.ready = False
         self.stream_at: Optional[float] = None  # when an ExaBGP stream last opened
         self._waited = False  # a tick has seen the start-up wait over
+        self._holds_changed = False  # a peer's wait began or ended: the RIB's growth holds follow
         self._res_version = -1
         self._resolved: Dict[tuple, Optional[Tuple[NexthopSpec, ...]]] = {}
         self._nh_users: Dict[tuple, Set[Prefix]] = {}
@@ -191,10 +199,13 @@ class BgpRib:
                 self.counters["refresh_windows"] += 1
                 self._mark_stale(peer, event.family)
                 peer.pending[event.family] = now
+                self._holds_changed = True
             else:
                 self._end_window(peer, event.family, "route-refresh end")
         elif isinstance(event, Shutdown):
             log.info("ExaBGP is shutting down")
+        if self._holds_changed and not self.dirty:
+            self._growth_holds()
 
     @staticmethod
     def _heard(peer: Peer, family: str, now: float) -> None:
@@ -217,6 +228,7 @@ class BgpRib:
                 # we asked every peer for a route-refresh of each family: its answer (begin,
                 # the paths, end) is the Adj-RIB-In we lost; wait for it as for an end-of-RIB
                 peer.pending = {f: now for f in self.settings.families}
+                self._holds_changed = True
                 log.info("peer %s (AS %d) known from its messages; waiting for its route-refresh of %s",
                          neighbor.peer, neighbor.peer_as, ", ".join(peer.pending))
             else:
@@ -233,6 +245,7 @@ class BgpRib:
         if event.state == "up":
             peer.state = "up"
             peer.pending = {f: now for f in self.settings.families}
+            self._holds_changed = True
             log.info("peer %s up (AS %d, %s); waiting for end-of-RIB for %s", peer.address,
                      event.neighbor.peer_as, "eBGP" if peer.ebgp else "iBGP", ", ".join(peer.pending))
         elif event.state == "down":
@@ -246,7 +259,9 @@ class BgpRib:
                 self._down(peer, now, hold, "session down (%s)" % (event.reason or "no reason given"))
 
     def _down(self, peer: Peer, now: float, hold: float, why: str) -> None:
-        peer.pending.clear()
+        if peer.pending:
+            peer.pending.clear()
+            self._holds_changed = True
         if not peer.paths:
             log.info("peer %s: %s", peer.address, why)
             return
@@ -273,6 +288,8 @@ class BgpRib:
             if peer.channel is channel and peer.state != "down":
                 peer.state = "down"
                 self._down(peer, now, hold, "ExaBGP stream closed")
+        if self._holds_changed and not self.dirty:
+            self._growth_holds()
 
     def lines_lost(self, channel: object, now: float, affected: Optional[Dict[str, Set[str]]] = None) -> None:
         """Lines of ``channel`` were dropped: the paths they may have changed are stale for
@@ -335,6 +352,8 @@ class BgpRib:
             key = (prefix, path_id)
             old = paths.get(key)
             if old is not None:
+                if old.stale:
+                    peer.stale_count -= 1
                 self._unlink(address, prefix, path_id, old)
             paths[key] = path
             if entry_key[1] != path_id:
@@ -357,25 +376,32 @@ class BgpRib:
         for key in keys:
             path = peer.paths.pop(key, None)
             if path is not None:
+                if path.stale:
+                    peer.stale_count -= 1
                 self._unlink(peer.address, key[0], key[1], path)
                 self.dirty[key[0]] = None
 
     def _mark_stale(self, peer: Peer, family: Optional[str]) -> None:
         af = FAMILIES.get(family) if family else None
+        marked = 0
         for (prefix, _), path in peer.paths.items():
-            if af is None or prefix[0] == af:
+            if (af is None or prefix[0] == af) and not path.stale:
                 path.stale = True
+                marked += 1
+        peer.stale_count += marked
 
     def _end_window(self, peer: Peer, family: str, why: str) -> None:
         """End-of-RIB or refresh end: sweep the peer's paths of ``family`` still stale."""
-        peer.pending.pop(family, None)
+        if peer.pending.pop(family, None) is not None:
+            self._holds_changed = True
         af = FAMILIES.get(family)
-        stale = [k for k, p in peer.paths.items() if p.stale and k[0][0] == af]
+        # none stale (a peer back without graceful restart): no scan of its whole table
+        stale = [k for k, p in peer.paths.items() if p.stale and k[0][0] == af] if peer.stale_count else []
         if stale:
             self.counters["stale_swept"] += len(stale)
             log.info("peer %s %s %s: sweeping %d stale paths", peer.address, family, why, len(stale))
             self._remove(peer, stale)
-        if not any(p.stale for p in peer.paths.values()):
+        if not peer.stale_count:
             peer.stale_until = None
 
     # timers --------------------------------------------------------------------------------
@@ -438,6 +464,29 @@ class BgpRib:
             self.rib.set_ready(IBGP)
             log.info("BGP initial state complete (%d peers, %d prefixes): stale kernel routes may be swept",
                      len(self.peers), len(self.by_prefix))
+        if self._holds_changed and not self.dirty:
+            self._growth_holds()
+
+    def _growth_holds(self) -> None:
+        """Make the RIB's growth holds (:meth:`Rib.hold_growth`, PIC when a peer comes back)
+        follow the peers' waits: a source (``ebgp``, ``ibgp``) is held while any peer of it
+        waits for an end-of-RIB or a refresh end, until at most ``eor_max_wait`` after the
+        latest of those waits began; released when none waits.  Called only when every change
+        heard so far is in the RIB (nothing left to :meth:`commit`): a release at a peer's
+        end-of-RIB then finds every path the peer sent before it applied with it, so the groups
+        they complete grow in place."""
+        self._holds_changed = False
+        ends: Dict[str, float] = {}
+        for peer in self.peers.values():
+            if peer.pending:
+                source = EBGP if peer.ebgp else IBGP
+                end = max(peer.pending.values()) + self.settings.eor_max_wait
+                ends[source] = max(end, ends.get(source, end))
+        for source in (EBGP, IBGP):
+            if source in ends:
+                self.rib.hold_growth(source, ends[source])
+            else:
+                self.rib.release_growth(source)
 
     # decision ------------------------------------------------------------------------------
     def _resolve(self, family: int, path: BgpPath) -> Optional[Tuple[NexthopSpec, ...]]:
@@ -546,6 +595,8 @@ class BgpRib:
         self.counters["unresolved"] = unresolved
         if len(path_cache) > 65536:
             path_cache.clear()
+        if self._holds_changed:
+            self._growth_holds()
         return len(dirty)
 
     def _re_resolve(self) -> None:
@@ -563,7 +614,7 @@ class BgpRib:
     def show_peers(self) -> List[dict]:
         return [{"peer": p.address, "local": p.neighbor.local, "peer_as": p.neighbor.peer_as,
                  "local_as": p.neighbor.local_as, "type": "ebgp" if p.ebgp else "ibgp", "state": p.state,
-                 "paths": len(p.paths), "stale": sum(1 for x in p.paths.values() if x.stale),
+                 "paths": len(p.paths), "stale": p.stale_count,
                  "waiting_for": sorted(p.pending), **p.counters}
                 for p in sorted(self.peers.values(), key=lambda p: p.sort_key)]
 

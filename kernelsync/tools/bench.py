@@ -1253,6 +1253,12 @@ def main(args) -> int:
                 "ratio_median": r_rep_med, "ratio_from_issue_median": r_iss_med,
                 "met_median": r_rep_med <= REPAIR_TARGET,
             }
+        if getattr(args, "pic", 0):  # 3. PIC: a BGP peer down and back (tools/bench_pic.py)
+            from .bench_pic import print_pic, run_pic
+            report["pic"] = run_pic(nss, int(args.pic), groups, kcfg(), (NET_A, NET_B))
+            print_pic(report["pic"])
+            ok = ok and report["pic"]["ok"]
+            sys.stdout.flush()
         report["peak_rss_mib"] = _maxrss_mib(resource.RUSAGE_SELF)
         print("peak RSS: %.0f MiB (bench process)%s" % (report["peak_rss_mib"], "" if ok else "; SOME CHECKS FAILED"))
     except Exception as exc:  # report it, still delete the namespaces and print BENCH_JSON

@@ -3,14 +3,23 @@ set of 10,000 prefixes (the peer went down, or its next hop stopped resolving) a
 they share is shrunk in place: one nexthop write, no route write; it comes back to all of them
 in one batch: grown in place; it leaves only some of them: those move, the group stays the
 others'.  After each step what the kernel forwards, prefix by prefix, equals a fresh
-computation from the RIB (the group ids may differ, the nexthops a route reaches may not)."""
+computation from the RIB (the group ids may differ, the nexthops a route reaches may not).
+
+And through the real BGP feed (:class:`kernelsync.feeds.bgp.BgpRib`, parsed ExaBGP messages):
+a session down shrinks the group in place; the session back, its paths arriving 500 prefixes
+per engine run, then its end-of-RIB: the growth of each prefix's ECMP set is deferred until the
+whole group has it, and the group grows in place: no route written."""
 import pytest
 
 from kernelsync.core.engine import Engine, KernelConfig
 from kernelsync.core.model import parse_address, parse_prefix, NexthopSpec, Path
 from kernelsync.kernel.fake import FakeKernel
 from kernelsync.kernel.netlink import RtNetlink
-from tests.support.netns import PROTO, TABLE
+from kernelsync.feeds.bgp import BgpRib, BgpSettings
+from kernelsync.feeds.exabgp import Parser
+from kernelsync.feeds.resolve import Resolver
+from tests.support.netns import PROTO, TABLE, need_root
+from tests.unit.feeds.bgp_lines import announce, msg
 
 pytestmark = pytest.mark.netns
 
@@ -143,3 +152,112 @@ def test_a_restart_after_a_peer_down_writes_no_route(ns):
     finally:
         kernel.close()
         kernel2.close()
+
+
+A_SESSION = dict(peer="10.0.0.2", local="10.0.0.1")
+B_SESSION = dict(peer="10.0.1.2", local="10.0.1.1")
+NLRIS = ["10.%d.%d.0/24" % (100 + i // 256, i % 256) for i in range(N)]
+
+
+class _Bgp:
+    """The BGP feed's core (:class:`BgpRib`) on ``engine``'s RIB, fed parsed ExaBGP lines."""
+
+    def __init__(self, engine, kernel):
+        resolver = Resolver(engine.links)
+        resolver.set_addresses(kernel.dump_addresses())
+        self.bgp = BgpRib(engine.rib, resolver, BgpSettings(families=("ipv4 unicast",)), now=0.0)
+        self.parser = Parser()
+
+    def lines(self, now, *lines):
+        for line in lines:
+            event = self.parser.parse(line)
+            if event is not None:
+                self.bgp.handle(event, now)
+        self.bgp.tick(now)
+        self.bgp.commit()
+
+
+def _eor(**session):
+    return msg("update", {"direction": "receive", "message": {"eor": {"afi": "ipv4", "safi": "unicast"}}}, **session)
+
+
+def test_a_bgp_peer_back_prefix_by_prefix_grows_the_group_in_place_on_the_real_kernel(ns):
+    _two_links(ns)
+    with ns.entered():
+        kernel = RtNetlink(PROTO)
+    try:
+        engine = Engine(CFG, kernel)
+        engine.start(0.0)
+        feed = _Bgp(engine, kernel)
+        feed.lines(0.0, *(line for session in (A_SESSION, B_SESSION) for line in (
+            msg("state", {"state": "up"}, **session), announce(NLRIS, session["peer"], **session), _eor(**session))))
+        feed.lines(3.0)  # the start-up wait is over: ready
+        engine.run(3.0)
+        routes = kernel.dump_routes(TABLE, PROTO)
+        assert len(routes) == N and len(set(routes.values())) == 1
+        gid = next(iter(routes.values()))
+        assert len(kernel.dump_nexthops()[gid].group) == 2
+
+        before = dict(kernel.stats.writes)
+        feed.lines(4.0, msg("state", {"state": "down", "reason": "hold timer"}, **A_SESSION))
+        engine.run(4.0)
+        assert _delta(kernel, before) == {"nexthop-set": 1}  # the group, in place
+        assert _forwarding(kernel) == _fresh(engine)
+        shrunk = _forwarding(kernel)
+
+        before = dict(kernel.stats.writes)
+        now = 5.0
+        feed.lines(now, msg("state", {"state": "up"}, **A_SESSION))
+        for start in range(0, N, 500):
+            now += 0.01
+            feed.lines(now, announce(NLRIS[start:start + 500], A_SESSION["peer"], **A_SESSION))
+            engine.run(now)
+            if start + 500 < N:  # deferred: the kernel forwards on B as before, nothing written
+                assert _delta(kernel, before) == {}
+                assert _forwarding(kernel) == shrunk
+        assert _delta(kernel, before) == {"nexthop-set": 1}  # the last one completed the group: in place
+        assert set(kernel.dump_routes(TABLE, PROTO).values()) == {gid}
+        assert len(kernel.dump_nexthops()[gid].group) == 2
+        assert _forwarding(kernel) == _fresh(engine)
+        feed.lines(now + 0.01, _eor(**A_SESSION))
+        assert not engine.rib.growth_holds
+        assert not engine.run(now + 0.01).ops
+        engine.request_full_sync()
+        assert not engine.run(now + 0.02).ops
+
+        # down again; back with 100 prefixes fewer: at its end-of-RIB the others move, the
+        # group stays the 100's (on B alone); forwarding as a fresh computation
+        feed.lines(20.0, msg("state", {"state": "down", "reason": "hold timer"}, **A_SESSION))
+        engine.run(20.0)
+        before = dict(kernel.stats.writes)
+        feed.lines(21.0, msg("state", {"state": "up"}, **A_SESSION))
+        for start in range(0, N - 100, 500):
+            feed.lines(21.5, announce(NLRIS[start:min(start + 500, N - 100)], A_SESSION["peer"], **A_SESSION))
+            engine.run(21.5)
+        assert _delta(kernel, before) == {}
+        feed.lines(22.0, _eor(**A_SESSION))
+        engine.run(22.0)
+        assert _delta(kernel, before) == {"nexthop-set": 1, "route-set": N - 100}  # the new {A, B} group
+        assert _forwarding(kernel) == _fresh(engine)
+    finally:
+        kernel.close()
+
+
+def test_the_bench_pic_case_runs_to_the_end_and_grows_the_groups_in_place():
+    """``kernelsync bench --pic`` (tools/bench_pic.py) at a small size: its checks pass; the
+    peer's return writes one object per group and no route, its baseline (no deferral) routes."""
+    import json
+    import subprocess
+    import sys
+    need_root()  # the bench makes its own namespaces
+    proc = subprocess.run([sys.executable, "-m", "kernelsync", "bench", "-n", "200", "--repeat", "1",
+                           "--flap-sizes", "", "--groups", "2", "--pic", "2000"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (line,) = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_JSON ")]
+    report = json.loads(line[len("BENCH_JSON "):])
+    pic = report["pic"]
+    assert pic["ok"] and pic["prefixes"] == 2000 and report["namespaces_left"] == []
+    assert pic["pic"]["down_writes"] == {"nexthop-set": 2} and pic["pic"]["up_writes"] == {"nexthop-set": 2}
+    assert pic["pic"]["ecmp_back_before_eor"] and pic["pic"]["up_runs"] == 4
+    assert pic["baseline"]["up_writes"]["route-set"] == 1000  # the first line of each group moved

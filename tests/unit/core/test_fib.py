@@ -175,3 +175,153 @@ def test_an_entry_made_for_a_prefix_that_then_waits_for_an_id_is_not_leaked():
         engine.request_full_sync()
         engine.run(t)
     assert sorted(kernel.nexthops) == [1000, 1001, 1002] and sorted(engine.nhm.by_id) == [1000, 1001, 1002]
+
+
+# PIC when a peer comes back: growth deferral (FibBuilder._defer) -----------------------------
+from tests.support.fakes import via  # noqa: E402
+from tests.unit.core.test_engine import _ecmp, _forwarding, _fresh_forwarding, _writes  # noqa: E402
+
+PA, PB, PC = via("192.0.2.1", "a"), via("192.0.2.2", "b"), via("192.0.2.3", "c")
+
+
+def _shrunk(n=1000, hold=1000.0):
+    """``n`` prefixes ECMP over A and B, then A down (the group shrunk in place to B): the
+    engine, its kernel and the group's id."""
+    engine, kernel = make(id_range=(1000, 99_999), hold=hold)
+    _ecmp(engine, n, PA, PB)
+    ready_run(engine)
+    gid = kroute(kernel, "10.0.0.0/24")
+    _ecmp(engine, n, PB)
+    engine.run(1.0)
+    assert {nh for _p, nh in kernel.routes.values()} == {gid} and len(kernel.nexthops[gid].group) == 1
+    return engine, kernel, gid
+
+
+def test_a_peer_back_prefix_by_prefix_grows_the_group_in_place_without_route_writes():
+    """A's paths come back 100 prefixes per run while the source is held: each growth is
+    deferred (the kernel keeps forwarding on B) until the last prefix of the group has it, then
+    the group grows in place: one nexthop write for the whole return, no route write."""
+    engine, kernel, gid = _shrunk(1000)
+    engine.rib.hold_growth("static", 100.0)
+    before = dict(kernel.stats.writes)
+    shrunk = _forwarding(kernel)
+    for batch in range(10):
+        _ecmp(engine, 100, PA, PB, base=batch * 100)
+        engine.run(2.0 + batch * 0.1)
+        if batch < 9:
+            assert _writes(kernel, before) == {} and _forwarding(kernel) == shrunk
+            assert len(engine.fib.deferred) == (batch + 1) * 100
+    assert _writes(kernel, before) == {"nexthop-set": 1}  # the group, in place; 0 routes
+    assert not engine.fib.deferred and engine.fib.growth_due() is None
+    assert {nh for _p, nh in kernel.routes.values()} == {gid} and len(kernel.nexthops[gid].group) == 2
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    engine.rib.release_growth("static")  # the end-of-RIB: nothing left to do
+    assert not engine.run(3.0).ops
+    engine.request_full_sync()
+    assert not engine.run(4.0).ops
+
+
+def test_deferred_growths_are_not_written_by_a_full_sync_and_are_applied_at_the_release():
+    """Release at the end-of-RIB with a mixed group: 60 of 100 prefixes came back (deferred,
+    nothing written, even by a full sync); 40 did not.  At the release the 60 move to the
+    larger set (route writes), the 40 keep the group; both forward as a fresh computation."""
+    engine, kernel, gid = _shrunk(100)
+    engine.rib.hold_growth("static", 100.0)
+    _ecmp(engine, 60, PA, PB)
+    before = dict(kernel.stats.writes)
+    engine.run(2.0)
+    engine.request_full_sync()
+    engine.run(3.0)
+    assert _writes(kernel, before) == {} and len(engine.fib.deferred) == 60
+    assert engine.deadline() == 100.0  # the hold's end (the group hold time and the resync are later)
+    engine.rib.release_growth("static")
+    assert engine.deadline() == 0.0
+    engine.run(4.0)
+    assert not engine.fib.deferred
+    writes = _writes(kernel, before)
+    assert writes["route-set"] == 60 and "route-del" not in writes
+    assert kroute(kernel, "10.0.99.0/24") == gid and len(kernel.nexthops[gid].group) == 1
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_deferred_growths_are_applied_at_the_holds_end_when_no_release_comes():
+    engine, kernel, gid = _shrunk(100)
+    engine.rib.hold_growth("static", 30.0)
+    _ecmp(engine, 60, PA, PB)
+    engine.run(2.0)
+    assert len(engine.fib.deferred) == 60 and engine.deadline() == 30.0
+    engine.run(29.9)
+    assert len(engine.fib.deferred) == 60
+    engine.run(engine.deadline())
+    assert not engine.fib.deferred and engine.fib.growth_due() is None
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_any_other_change_of_a_deferred_prefix_applies_at_once_and_can_complete_the_group():
+    engine, kernel, gid = _shrunk(100)
+    engine.rib.hold_growth("static", 100.0)
+    _ecmp(engine, 90, PA, PB)
+    engine.run(2.0)
+    before = dict(kernel.stats.writes)
+    engine.rib.withdraw("static", parse_prefix("10.0.0.0/24"))  # deferred, withdrawn: goes now
+    route(engine, "10.0.1.0/24", PA, PC)  # deferred, then another set (the best path changed): now
+    engine.run(3.0)
+    assert kroute(kernel, "10.0.0.0/24") is None and kroute(kernel, "10.0.1.0/24") not in (None, gid)
+    assert _writes(kernel, before) == {"route-del": 1, "route-set": 1, "nexthop-set": 2}  # C, {A,C}
+    assert len(engine.fib.deferred) == 88
+    before = dict(kernel.stats.writes)
+    for i in range(90, 100):  # the 10 that did not come back go: every other user waits for {A,B}
+        engine.rib.withdraw("static", parse_prefix("10.0.%d.0/24" % i))
+    engine.run(4.0)
+    assert _writes(kernel, before) == {"route-del": 10, "nexthop-set": 1}  # the group grew in place
+    assert not engine.fib.deferred and {kroute(kernel, "10.0.%d.0/24" % i) for i in range(2, 90)} == {gid}
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_a_peer_new_to_prefixes_on_a_plain_nexthop_is_not_deferred():
+    """No earlier group (the prefixes were on B's nexthop alone, a first peer): the routes must
+    move to a group anyway, so they do at once; a prefix with no route yet is installed at once."""
+    engine, kernel = make()
+    _ecmp(engine, 50, PB)
+    ready_run(engine)
+    engine.rib.hold_growth("static", 100.0)
+    _ecmp(engine, 50, PA, PB)
+    route(engine, "192.0.2.128/25", PA, PB)
+    engine.run(1.0)
+    assert not engine.fib.deferred
+    assert kroute(kernel, "192.0.2.128/25") is not None
+    assert len(kernel.nexthops[kroute(kernel, "10.0.0.0/24")].group) == 2
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_a_deferred_prefix_whose_group_goes_down_is_applied_at_once():
+    """B's link goes down while the prefixes wait on the group of B for A: the kernel drops
+    their routes; they are applied at once on the larger set (A), as a fresh computation."""
+    engine, kernel, gid = _shrunk(100)
+    engine.rib.hold_growth("static", 100.0)
+    _ecmp(engine, 60, PA, PB)
+    engine.run(2.0)
+    flap(engine, kernel, "b", 3.0, up=False)
+    assert len(engine.fib.deferred) == 0
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    flap(engine, kernel, "b", 4.0, up=True)
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+    engine.rib.release_growth("static")
+    engine.run(5.0)
+    assert _forwarding(kernel) == _fresh_forwarding(engine)
+
+
+def test_a_set_back_to_what_the_group_holds_while_deferred_writes_nothing():
+    """A flaps again before its end-of-RIB: the deferred prefixes are back to {B}, the content
+    of the group they are on: nothing to write (no move to B's own nexthop)."""
+    engine, kernel, gid = _shrunk(100)
+    engine.rib.hold_growth("static", 100.0)
+    _ecmp(engine, 60, PA, PB)
+    engine.run(2.0)
+    before = dict(kernel.stats.writes)
+    _ecmp(engine, 60, PB)
+    engine.run(3.0)
+    assert _writes(kernel, before) == {} and not engine.fib.deferred
+    engine.rib.release_growth("static")
+    engine.run(4.0)
+    assert _writes(kernel, before) == {} and _forwarding(kernel) == _fresh_forwarding(engine)

@@ -413,3 +413,28 @@ def test_dropped_updates_leave_their_paths_stale_until_a_plain_refresh_re_sends_
     feed.bgp.tick(61.0)
     feed.bgp.commit()
     assert feed.nexthops(V4B) is None and feed.nexthops(V4) and feed.nexthops(V6)
+
+
+def test_a_peer_waiting_for_its_end_of_rib_holds_the_growth_of_its_source():
+    """PIC when a peer comes back: the RIB's growth hold of ``ebgp`` lasts while any eBGP peer
+    waits for an end-of-RIB (at most eor_max_wait after the wait began), and is released only
+    once what the peer sent before its end-of-RIB is committed to the RIB."""
+    feed = Feed(eor_max_wait=300)
+    rib = feed.rib
+    feed.lines(msg("state", {"state": "up"}), msg("state", {"state": "up"}, **B), now=5.0)
+    assert rib.growth_holds == {EBGP: 305.0}
+    feed.lines(_eor("ipv4"), _eor("ipv6"), _eor("ipv4", **B), now=6.0)
+    assert rib.growth_holds == {EBGP: 305.0}  # B still waits for its IPv6 end-of-RIB
+    # B's last UPDATE and its end-of-RIB in one read: the release waits for the commit
+    for line in (announce(["198.51.100.0/24"], "192.0.2.9", **B), _eor("ipv6", **B)):
+        feed.bgp.handle(feed.parser.parse(line), 7.0)
+    assert rib.growth_holds == {EBGP: 305.0} and V4 not in rib.entries
+    feed.bgp.commit()
+    assert rib.growth_holds == {} and V4 in rib.entries
+    feed.lines(msg("state", {"state": "up"}), now=8.0)
+    assert rib.growth_holds == {EBGP: 308.0}
+    feed.lines(msg("state", {"state": "down", "reason": "hold timer"}), now=9.0)  # gave up waiting
+    assert rib.growth_holds == {}
+    feed.lines(msg("state", {"state": "up"}), now=10.0)
+    feed.bgp.tick(10.0 + feed.bgp.settings.eor_timeout)  # no end-of-RIB: the wait gives up, so does the hold
+    assert rib.growth_holds == {}
