@@ -1,7 +1,8 @@
 """The tools kernelsync ships run to the end (a broken tool fails CI): ``kernelsync bench`` at a
-small size, ``kernelsync demo`` with real BIRD and ExaBGP.  Both create their own scratch
+small size, ``kernelsync demo`` (bgp, hypervisor) with real BIRD and ExaBGP.  Both create their own scratch
 namespaces (named after their process id) and must leave none behind."""
 import json
+import re
 import subprocess
 import sys
 
@@ -65,5 +66,22 @@ def test_demo_runs_to_the_end():
     assert code == 0, out[-3000:] + err[-3000:]
     assert "after link B went down: the groups lost hb, every route stayed" in out
     assert "kernelsync re-added hb's nexthops and re-pushed the groups" in out
+    assert "namespaces deleted, daemons stopped" in out
+    assert left_by(pid) == []
+
+
+def test_hypervisor_demo_runs_to_the_end():
+    need_root()
+    install_requirements(("5.0",))
+    code, out, err, pid = run("demo", "hypervisor", timeout=180)
+    assert code == 0, out[-3000:] + err[-3000:]
+    step = {n: out.split("=== %d." % n, 1)[1].split("\n=== ", 1)[0] for n in range(1, 6)}
+    ecmp = "\tnexthop via 192.0.2.2 dev ra weight 1 \n\tnexthop via 192.0.2.10 dev rb weight 1"
+    assert ecmp in step[1] and ecmp in step[4], out         # the core's ECMP over both hypervisors
+    assert "\tnexthop dev vm1 weight 1 \n\tnexthop dev vm3 weight 1" in step[2], out  # two device-only legs
+    assert step[2].count("announce route 203.0.113.53/32") == 1, out                  # one announcement
+    assert re.search(r"withdraw measured: \d+ ms from the guest's death to BIRD's route shrinking", step[3]), out
+    assert "203.0.113.53 via 192.0.2.2 dev ra proto bird" in step[3], out              # shrunk to hv1
+    assert "(only those moved: a join or a return takes idle buckets only)" in step[5], out
     assert "namespaces deleted, daemons stopped" in out
     assert left_by(pid) == []
