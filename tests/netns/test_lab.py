@@ -171,3 +171,21 @@ def test_bgp_lab_guest_link_toggles_host_end_carrier(tmp_path):
         names = (lab.host.name, lab.router.name, guest.name)
     listed = _listed()
     assert not any(name in listed for name in names)
+
+
+def test_netns_interrupted_while_it_sets_up_leaves_no_namespace(monkeypatch):
+    """Ctrl-C (or an error) after ``ip netns add`` but before NetNS() returns: nobody holds the
+    object to delete it, so NetNS deletes the namespace itself (the demo's Ctrl-C leaked one)."""
+    from tests.support.netns import need_root
+    from kernelsync.tools.netns import NetNS, unique_name
+    need_root()
+    name = unique_name("kst-int")
+
+    def interrupted(self, key, value):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(NetNS, "sysctl", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        NetNS(name)
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    assert name not in listed

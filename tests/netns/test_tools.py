@@ -3,6 +3,7 @@ small size, ``kernelsync demo`` (bgp, hypervisor) with real BIRD and ExaBGP.  Bo
 namespaces (named after their process id) and must leave none behind."""
 import json
 import re
+import signal
 import subprocess
 import sys
 
@@ -85,3 +86,24 @@ def test_hypervisor_demo_runs_to_the_end():
     assert "(only those moved: a join or a return takes idle buckets only)" in step[5], out
     assert "namespaces deleted, daemons stopped" in out
     assert left_by(pid) == []
+
+
+def test_hypervisor_demo_cleans_up_on_ctrl_c():
+    """Ctrl-C mid-demo: a message, exit 130, every namespace and daemon gone."""
+    need_root()
+    install_requirements(("5.0",))
+    proc = subprocess.Popen([sys.executable, "-m", "kernelsync", "demo", "hypervisor"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        for line in proc.stdout:
+            if line.startswith("=== 1."):           # the lab is up: three namespaces and guests to come
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "interrupted: namespaces deleted, daemons stopped" in err and "Traceback" not in err, err
+    assert left_by(proc.pid) == []
