@@ -198,6 +198,8 @@ def _demo(args, work: str) -> int:
         _cmd("hv1", ns[1], "route", "show", ADDRESS)
         _cmd("hv1", ns[1], "nexthop", "show", "proto", "200")
         print("hv1$ kernelsync show export\n" + hv[1].show("export"))
+        print("hv1 has sent ExaBGP %d announcement(s) of %s for its two guests (show bgp: export_announces)"
+              % (query(hv[1].sock, "show bgp")["counters"]["export_announces"], ANYCAST))
         _show_core(lab)
 
         print("\n=== 3. guest vm2 killed: hv2 sees carrier loss, withdraws, the core's route shrinks")
