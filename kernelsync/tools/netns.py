@@ -30,8 +30,9 @@ class NetNS:
 
     def __init__(self, name: str, compat_mode: Optional[int] = None) -> None:
         self.name = name
-        subprocess.run(["ip", "netns", "add", name], check=True)
         try:
+            # Ctrl-C while ``ip netns add`` runs may come after it made the namespace
+            subprocess.run(["ip", "netns", "add", name], check=True)
             self.ip("link", "set", "lo", "up")
             self.sysctl("net.ipv6.conf.all.accept_dad", "0")
             self.sysctl("net.ipv6.conf.default.accept_dad", "0")
