@@ -31,8 +31,13 @@ class NetNS:
     def __init__(self, name: str, compat_mode: Optional[int] = None) -> None:
         self.name = name
         try:
-            # Ctrl-C while ``ip netns add`` runs may come after it made the namespace
             subprocess.run(["ip", "netns", "add", name], check=True)
+        except subprocess.CalledProcessError:
+            raise               # not made (the name may be another's): nothing of ours to delete
+        except BaseException:   # Ctrl-C as ``ip netns add`` ends: it may have made the namespace
+            self.delete()
+            raise
+        try:
             self.ip("link", "set", "lo", "up")
             self.sysctl("net.ipv6.conf.all.accept_dad", "0")
             self.sysctl("net.ipv6.conf.default.accept_dad", "0")

@@ -204,3 +204,14 @@ def test_netns_interrupted_while_it_sets_up_leaves_no_namespace(monkeypatch, whe
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
     assert name not in listed
+
+
+def test_netns_never_deletes_a_namespace_it_could_not_make():
+    """``ip netns add`` refuses an existing name: that namespace is not ours, and stays."""
+    from tests.support.netns import need_root
+    from kernelsync.tools.netns import NetNS, unique_name
+    need_root()
+    with NetNS(unique_name("kst-own")) as ns:
+        with pytest.raises(subprocess.CalledProcessError):
+            NetNS(ns.name)
+        assert ns.name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
