@@ -54,6 +54,8 @@ def run_demo(args, prefix: str, body: Callable[[object, str], int]) -> int:
     if getattr(args, "keep", False):
         os.environ["KERNELSYNC_LAB_KEEP"] = "1"
     work = tempfile.mkdtemp(prefix=prefix)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)     # each step shows as it happens, also through a pipe
     try:
         return body(args, work)
     except KeyboardInterrupt:

@@ -213,7 +213,8 @@ def _demo(args, work: str) -> int:
         print("withdraw measured: %.0f ms from the guest's death to BIRD's route shrinking, %.0f ms to the "
               "core's FIB route" % (bird_ms, fib_ms))
         _show_core(lab)
-        print("hv2$ kernelsync show export\n" + hv[2].show("export"))
+        print("hv2 announces: %s (show export: announced)"
+              % (", ".join(sorted(query(hv[2].sock, "show export")["announced"])) or "nothing"))
 
         print("\n=== 4. guest vm2 back: hv2 announces again, ECMP at the core")
         t0 = time.monotonic()

@@ -84,6 +84,7 @@ def test_hypervisor_demo_runs_to_the_end():
     assert "hv1 has sent ExaBGP 1 announcement(s) of 203.0.113.53/32 for its two guests" in step[2], out
     assert re.search(r"withdraw measured: \d+ ms from the guest's death to BIRD's route shrinking", step[3]), out
     assert "203.0.113.53 via 192.0.2.2 dev ra proto bird" in step[3], out              # shrunk to hv1
+    assert "hv2 announces: nothing" in step[3], out
     assert "(only those moved: a join or a return takes idle buckets only)" in step[5], out
     assert "namespaces deleted, daemons stopped" in out
     assert left_by(pid) == []
