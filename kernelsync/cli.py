@@ -239,7 +239,10 @@ def cmd_chaos_bgp(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .tools.demo import main as demo_main
+    if args.which == "hypervisor":
+        from .tools.demo_hypervisor import main as demo_main
+    else:
+        from .tools.demo import main as demo_main
     return demo_main(args)
 
 
@@ -333,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_chaos_bgp)
 
     p = sub.add_parser("demo", help="a self-contained demo in network namespaces (touches nothing else)")
+    p.add_argument("which", nargs="?", choices=("bgp", "hypervisor"), default="bgp",
+                   help="bgp (the default, plain `kernelsync demo`): BGP from BIRD into shared nexthop groups, "
+                        "a link repair; hypervisor: guests' anycast /32 exported to a BIRD core (ECMP, "
+                        "device-only legs, withdraw time on a guest's death, resilient buckets)")
     p.add_argument("--keep", action="store_true", help="leave the namespaces up at the end")
     p.set_defaults(func=cmd_demo)
     return parser

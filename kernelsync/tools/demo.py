@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Callable
 
 from ..control import query
 from .lab import BgpLab, install_requirements
@@ -25,7 +26,8 @@ from .netns import wait_for
 
 V4 = ["198.51.100.0/24", "203.0.113.0/25"]
 V6 = ["2001:db8:100::/48"]
-CONFIG = """\
+#: The demos' kernelsync config: the namespace's main table, protocol 200, the control socket.
+KERNEL_CONFIG = """\
 [kernel]
 table = 254                 # the host's main table (inside the demo's namespace)
 protocol = 200
@@ -33,9 +35,32 @@ nexthop_id_range = [100000000, 100999999]
 verify_delay = 1
 [control]
 socket = "{sock}"
+"""
+CONFIG = KERNEL_CONFIG + """\
 [bgp]
 startup_wait = 1
 """
+
+
+def run_demo(args, prefix: str, body: Callable[[object, str], int]) -> int:
+    """What every demo does around its ``body(args, work)``: check for root (exit 1 with a message
+    without it), install BIRD 2 and ExaBGP 5.0 if missing, honour ``--keep``, make a new work
+    directory for configs and logs (``/tmp/PREFIX*``, kept for the logs), and turn Ctrl-C into a
+    message and exit 130 (the lab's ``with`` has deleted its namespaces by then)."""
+    if os.geteuid() != 0:
+        print("the demo needs root (it creates network namespaces)", file=sys.stderr)
+        return 1
+    install_requirements(("5.0",))
+    if getattr(args, "keep", False):
+        os.environ["KERNELSYNC_LAB_KEEP"] = "1"
+    work = tempfile.mkdtemp(prefix=prefix)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)     # each step shows as it happens, also through a pipe
+    try:
+        return body(args, work)
+    except KeyboardInterrupt:
+        print("\ninterrupted: namespaces deleted, daemons stopped (logs: %s)" % work, file=sys.stderr)
+        return 130
 
 
 def _show(lab: BgpLab, title: str) -> None:
@@ -57,11 +82,10 @@ def _legs(lab: BgpLab, prefix: str) -> int:
 
 
 def main(args) -> int:
-    if os.geteuid() != 0:
-        print("the demo needs root (it creates network namespaces)", file=sys.stderr)
-        return 1
-    install_requirements(("5.0",))
-    work = tempfile.mkdtemp(prefix="ksdemo-")
+    return run_demo(args, "ksdemo-", _demo)
+
+
+def _demo(args, work: str) -> int:
     sock = os.path.join(work, "ks.sock")
     conf = os.path.join(work, "kernelsync.toml")
     log = os.path.join(work, "kernelsync.log")
@@ -70,8 +94,6 @@ def main(args) -> int:
     process = [sys.executable, "-m", "kernelsync", "--log-file", log, "exabgp", "-c", conf]
     print("kernelsync config (%s):\n%s" % (conf, CONFIG.format(sock=sock)))
     print("ExaBGP runs: %s" % " ".join(process))
-    if getattr(args, "keep", False):
-        os.environ["KERNELSYNC_LAB_KEEP"] = "1"
     with BgpLab("5.0", process_argv=process, v4_prefixes=V4, v6_prefixes=V6,
                 workdir=os.path.join(work, "lab")) as lab:
         print("namespaces: router %s, host %s; BIRD and ExaBGP up, both sessions Established"

@@ -922,8 +922,7 @@ class BgpLab(LabContext):
         ns = self.host_ns(host)
         if ns is None:
             raise LabError("lab not started")
-        guest = NetNS(unique_name("ksG"))
-        self.guests[name] = guest
+        guest = self.guests[name] = NetNS(unique_name("ksG"))   # at once: stop() deletes it on Ctrl-C
         self._guest_host[name] = host
         try:
             ns.ip("link", "add", name, "type", "veth", "peer", "name", GUEST_DEV,

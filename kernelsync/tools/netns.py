@@ -30,12 +30,22 @@ class NetNS:
 
     def __init__(self, name: str, compat_mode: Optional[int] = None) -> None:
         self.name = name
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        self.ip("link", "set", "lo", "up")
-        self.sysctl("net.ipv6.conf.all.accept_dad", "0")
-        self.sysctl("net.ipv6.conf.default.accept_dad", "0")
-        if compat_mode is not None:
-            self.sysctl("net.ipv4.nexthop_compat_mode", str(compat_mode))
+        try:
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        except subprocess.CalledProcessError:
+            raise               # not made (the name may be another's): nothing of ours to delete
+        except BaseException:   # Ctrl-C as ``ip netns add`` ends: it may have made the namespace
+            self.delete()
+            raise
+        try:
+            self.ip("link", "set", "lo", "up")
+            self.sysctl("net.ipv6.conf.all.accept_dad", "0")
+            self.sysctl("net.ipv6.conf.default.accept_dad", "0")
+            if compat_mode is not None:
+                self.sysctl("net.ipv4.nexthop_compat_mode", str(compat_mode))
+        except BaseException:   # Ctrl-C or an error here: nobody holds the object to delete it
+            self.delete()
+            raise
 
     def __enter__(self) -> "NetNS":
         return self

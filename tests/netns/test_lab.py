@@ -171,3 +171,47 @@ def test_bgp_lab_guest_link_toggles_host_end_carrier(tmp_path):
         names = (lab.host.name, lab.router.name, guest.name)
     listed = _listed()
     assert not any(name in listed for name in names)
+
+
+@pytest.mark.parametrize("where", ["ip netns add", "sysctl"])
+def test_netns_interrupted_while_it_sets_up_leaves_no_namespace(monkeypatch, where):
+    """Ctrl-C (or an error) once ``ip netns add`` has made the namespace but before NetNS() returns
+    (as ``ip netns add`` ends, or during the sysctls): nobody holds the object to delete it, so
+    NetNS deletes the namespace itself (the hypervisor demo's Ctrl-C leaked guest namespaces)."""
+    from tests.support.netns import need_root
+    from kernelsync.tools.netns import NetNS, unique_name
+    need_root()
+    name = unique_name("kst-int")
+    real_run = subprocess.run
+
+    def run(argv, *args, **kw):
+        done = real_run(argv, *args, **kw)
+        if where == "ip netns add" and list(argv[:3]) == ["ip", "netns", "add"]:
+            raise KeyboardInterrupt
+        return done
+
+    def sysctl(self, key, value):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "run", run)
+    if where == "sysctl":
+        monkeypatch.setattr(NetNS, "sysctl", sysctl)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            NetNS(name)
+    finally:
+        monkeypatch.undo()
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+    assert name not in listed
+
+
+def test_netns_never_deletes_a_namespace_it_could_not_make():
+    """``ip netns add`` refuses an existing name: that namespace is not ours, and stays."""
+    from tests.support.netns import need_root
+    from kernelsync.tools.netns import NetNS, unique_name
+    need_root()
+    with NetNS(unique_name("kst-own")) as ns:
+        with pytest.raises(subprocess.CalledProcessError):
+            NetNS(ns.name)
+        assert ns.name in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()

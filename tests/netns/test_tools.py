@@ -1,7 +1,9 @@
 """The tools kernelsync ships run to the end (a broken tool fails CI): ``kernelsync bench`` at a
-small size, ``kernelsync demo`` with real BIRD and ExaBGP.  Both create their own scratch
+small size, ``kernelsync demo`` (bgp, hypervisor) with real BIRD and ExaBGP.  Both create their own scratch
 namespaces (named after their process id) and must leave none behind."""
 import json
+import re
+import signal
 import subprocess
 import sys
 
@@ -67,3 +69,43 @@ def test_demo_runs_to_the_end():
     assert "kernelsync re-added hb's nexthops and re-pushed the groups" in out
     assert "namespaces deleted, daemons stopped" in out
     assert left_by(pid) == []
+
+
+def test_hypervisor_demo_runs_to_the_end():
+    need_root()
+    install_requirements(("5.0",))
+    code, out, err, pid = run("demo", "hypervisor", timeout=180)
+    assert code == 0, out[-3000:] + err[-3000:]
+    step = {n: out.split("=== %d." % n, 1)[1].split("\n=== ", 1)[0] for n in range(1, 6)}
+    ecmp = r"core\$ ip route show 203.0.113.53\n.*\n\s+nexthop via 192.0.2.2 dev ra .*\n\s+nexthop via 192.0.2.10 dev rb "
+    assert re.search(ecmp, step[1]) and re.search(ecmp, step[4]), out   # the core's ECMP over both hypervisors
+    legs = r"hv1\$ ip route show 203.0.113.53\n.* scope link .*\n\s+nexthop dev vm1 weight 1\s*\n\s+nexthop dev vm3 weight 1\n"
+    assert re.search(legs, step[2]), out                                 # two device-only legs
+    assert "hv1 has sent ExaBGP 1 announcement(s) of 203.0.113.53/32 for its two guests" in step[2], out
+    assert re.search(r"withdraw measured: \d+ ms from the guest's death to BIRD's route shrinking", step[3]), out
+    assert "203.0.113.53 via 192.0.2.2 dev ra proto bird" in step[3], out              # shrunk to hv1
+    assert "hv2 announces: nothing" in step[3], out
+    assert "(only those moved: a join or a return takes idle buckets only)" in step[5], out
+    assert "namespaces deleted, daemons stopped" in out
+    assert left_by(pid) == []
+
+
+def test_hypervisor_demo_cleans_up_on_ctrl_c():
+    """Ctrl-C mid-demo: a message, exit 130, every namespace and daemon gone."""
+    need_root()
+    install_requirements(("5.0",))
+    proc = subprocess.Popen([sys.executable, "-m", "kernelsync", "demo", "hypervisor"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        for line in proc.stdout:
+            if line.startswith("=== 1."):           # the lab is up: three namespaces and guests to come
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "interrupted: namespaces deleted, daemons stopped" in err and "Traceback" not in err, err
+    assert left_by(proc.pid) == []
