@@ -72,23 +72,24 @@ REPAIR_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-def _gauge(name: str, doc: str, value, labels: Tuple[str, ...] = (), samples: Iterable = ()) -> GaugeMetricFamily:
+def _family(cls, name: str, doc: str, value, labels: Tuple[str, ...], samples: Iterable):
+    """One metric family of ``cls`` (GaugeMetricFamily, CounterMetricFamily): a single
+    ``value``, or with ``labels`` one sample per ``(label values, value)`` of ``samples``."""
     if labels:
-        metric = GaugeMetricFamily(name, doc, labels=list(labels))
+        metric = cls(name, doc, labels=list(labels))
         for label_values, v in samples:
             metric.add_metric(list(label_values), float(v))
         return metric
-    return GaugeMetricFamily(name, doc, value=float(value))
+    return cls(name, doc, value=float(value))
+
+
+def _gauge(name: str, doc: str, value, labels: Tuple[str, ...] = (), samples: Iterable = ()) -> GaugeMetricFamily:
+    return _family(GaugeMetricFamily, name, doc, value, labels, samples)
 
 
 def _counter(name: str, doc: str, value, labels: Tuple[str, ...] = (), samples: Iterable = ()) -> CounterMetricFamily:
     """``name`` without ``_total`` (prometheus_client adds it)."""
-    if labels:
-        metric = CounterMetricFamily(name, doc, labels=list(labels))
-        for label_values, v in samples:
-            metric.add_metric(list(label_values), float(v))
-        return metric
-    return CounterMetricFamily(name, doc, value=float(value))
+    return _family(CounterMetricFamily, name, doc, value, labels, samples)
 
 
 def families(view: dict) -> List[Metric]:
