@@ -280,8 +280,11 @@ class Daemon:
                         engine.last_repair_ms = (time.monotonic() - event_at) * 1000
                         log.info("link event handled in %.1f ms (%d writes)", engine.last_repair_ms, len(result.ops))
                         event_at = None
-                    continue
-                timeout = None if due is None else max(0.0, due - now)
+                    if not engine.syncing:
+                        continue
+                    timeout = 0.0  # a sliced full sync: what came meanwhile is read before its next slice
+                else:
+                    timeout = None if due is None else max(0.0, due - now)
                 for key, _ in sel.select(timeout):
                     try:
                         key.data(time.monotonic())

@@ -51,6 +51,8 @@ FIGHT_WINDOW = 10.0
 FIGHT_HOLD_INITIAL = 1.0  # seconds the first hold of a fought object lasts; doubles per fight
 FIGHT_HOLD_MAX = 60.0
 RETRY_DOUBLINGS = 64  # the retry delay doubles at most this many times (then it is retry_max)
+DUMP_SLICE = 4096  # routes a run reads of a sliced full sync's dump (about 10 ms)
+DIFF_SLICE = 16384  # route keys a run diffs of a sliced full sync (about 10 ms)
 
 
 @attrs.frozen
@@ -110,6 +112,29 @@ class OutsideWrites:
 
 
 @attrs.define
+class _FullSync:
+    """A full sync in slices (:meth:`Engine._sync_step`).  While ``dump`` is read, the routes
+    it showed gather in ``routes``/``scopes``/``by_nh``; what the engine learns of meanwhile is
+    recorded: ``touched``, the route keys it wrote or was notified of (or inferred lost), and
+    ``vanished``, the nexthop ids that went (deleted by us or by the kernel).  Then the diff:
+    ``keys``, the desired then the observed route keys when the dump ended, ``pos`` the next
+    one to diff, ``split`` where the observed ones begin; ``spared``: the doomed objects the
+    previous full sync spared (:meth:`Engine._spare_doomed`)."""
+
+    dump: object
+    routes: Dict[RouteKey, int] = attrs.Factory(dict)
+    scopes: Dict[RouteKey, int] = attrs.Factory(dict)
+    by_nh: Dict[int, Set[RouteKey]] = attrs.Factory(dict)
+    touched: Set[RouteKey] = attrs.Factory(set)
+    vanished: Set[int] = attrs.Factory(set)
+    keys: Optional[List[RouteKey]] = None
+    pos: int = 0
+    split: int = 0
+    spared: Set[int] = attrs.Factory(set)
+    slices: int = 0
+
+
+@attrs.define
 class _Booking:
     """What one :meth:`Engine._apply` learnt, gathered chunk by chunk."""
 
@@ -152,10 +177,19 @@ class Engine:
         self.last_repair_ms: Optional[float] = None
         self.missed_link_change: Optional[LinkChange] = None
         self._doomed_seen: Set[int] = set()  # what the last full sync spared (_spare_doomed)
+        # full syncs after the first read the routes in slices, one per run, handling events
+        # between them (False: in one run, as the first one)
+        self.sliced = callable(getattr(kernel, "open_route_dump", None))
+        self.dump_slice = DUMP_SLICE
+        self.diff_slice = DIFF_SLICE
+        self._sync: Optional[_FullSync] = None  # a sliced full sync in progress
+        self._touched: Optional[Set[RouteKey]] = None  # its dump's touched keys, while it is read
+        self._restart_full = False  # what the sync in progress learns is unsure: start again
         self.outside: Dict[object, OutsideWrites] = {}  # nexthop id or RouteKey -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0, "nexthops_taken_over": 0, "outside_writes": 0,
-                                         "fights": 0, "booking_errors": 0}
+                                         "fights": 0, "booking_errors": 0, "sliced_syncs": 0, "sync_slices": 0,
+                                         "sync_restarts": 0, "dumps_interrupted": 0}
 
     # ownership -----------------------------------------------------------------------------
     def ours(self, obj: KNexthop) -> bool:
@@ -239,6 +273,8 @@ class Engine:
             return
         if old is not None and old in self._by_nh:
             self._by_nh[old].discard(key)
+        if self._touched is not None:
+            self._touched.add(key)
         if deleted:
             del routes[key]
             scopes.pop(key, None)
@@ -288,7 +324,16 @@ class Engine:
         return True
 
     def request_full_sync(self) -> None:
+        """Read the kernel whole (SIGHUP, lost notifications, an error): a sliced full sync in
+        progress is dropped and starts again (what it learnt meanwhile may be incomplete)."""
         self.need_full = True
+        self._restart_full = True
+
+    @property
+    def syncing(self) -> bool:
+        """A sliced full sync is in progress: :meth:`run` has a slice to do now (the daemon
+        polls its sockets between slices)."""
+        return self._sync is not None
 
     def request_repair(self) -> None:
         """Dump the nexthop objects and repair what differs (an undecodable notification)."""
@@ -304,7 +349,7 @@ class Engine:
     def deadline(self) -> Optional[float]:
         """When :meth:`run` has work next (engine clock), or None for 'only on events'."""
         if (self.need_full or self.need_repair or self.dirty or self.rib.dirty or self.rib.became_ready
-                or self.fib.starved_due):
+                or self.fib.starved_due or self._sync is not None):
             return 0.0
         times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
         times += [f.next_try for f in self.failures.values()]
@@ -360,23 +405,37 @@ class Engine:
             self.need_full = True
         if self.verify_at is not None and now >= self.verify_at:
             self.need_full = True
-        full = self.need_full
+        if self._sync is not None and self._restart_full:
+            self.counters["sync_restarts"] += 1
+            self._drop_sync()
+        self._restart_full = False
+        # a full sync due while a sliced one is in progress waits for its end
+        full = self.need_full and self._sync is None
+        sliced = full and self.sliced and self.dumped and not self.rib.became_ready
+        diff_keys: Optional[List[RouteKey]] = None
         try:
-            if full:
+            if sliced:
+                self._start_sync()
+            elif full:
                 self._dump_all()
             elif self.need_repair:
                 self._dump_nexthops()
                 self.counters["repairs"] += 1
+            if self._sync is not None:
+                diff_keys = self._sync_step()
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
             self.need_full = True
+            self._restart_full = True
             return Plan()
         self.need_repair = False
         if full:
             self.need_full = False
             self.verify_at = None
             self.next_resync = now + self.kcfg.resync_interval
-            self.counters["full_syncs"] += 1
+            if not sliced:
+                self.counters["full_syncs"] += 1
+            full = not sliced  # a sliced one diffs slice by slice, as incremental passes
         self.nhm.collect(now)  # entries past their hold time leave the desired state now
         if self.rib.became_ready:  # the deletions held back until now are due: plan everything
             self.rib.became_ready = False
@@ -393,6 +452,8 @@ class Engine:
                 keys = changed
                 for more in (self.dirty, self._retry_keys(now)):
                     keys.update(dict.fromkeys(more))
+                if diff_keys is not None and _round == 0:  # a slice of a sliced full sync's diff
+                    keys.update(dict.fromkeys(diff_keys))
             self.dirty = set()
             allow_delete = self.dumped and self.rib.all_ready
             result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
@@ -404,7 +465,8 @@ class Engine:
             if result.deferred and not allow_delete:
                 log.info("holding back %d deletions until every feed has sent its initial state",
                          result.deferred)
-            ops = self._spare_doomed(result.ops, full=keys is None)
+            ops = self._spare_doomed(result.ops, full=keys is None,
+                                     spared=self._sync.spared if diff_keys is not None and self._sync else None)
             self._prune_failures(ops, keys)
             ops = self._due(ops, now)
             last = Plan(ops=ops, deferred=result.deferred)
@@ -416,6 +478,9 @@ class Engine:
             full = False
             if not progress:
                 break
+        sync = self._sync
+        if sync is not None and sync.keys is not None and sync.pos >= len(sync.keys):
+            self._end_sync()
         self.gc_at = self.nhm.collect(now)
         if self.outside:
             self._forget_outside(now)
@@ -478,6 +543,8 @@ class Engine:
                             "a new id, %d routes with it", nh_id, obj.protocol, len(moved))
                 continue
             deleted += 1
+            if self._touched is not None:  # a sliced dump is read: what it showed on it is gone
+                self._sync.vanished.add(nh_id)
             # the kernel deletes every route on a deleted nexthop or group, silently (IPv4)
             for key in self._by_nh.pop(nh_id, ()):
                 if self.observed_routes.pop(key, None) is not None:
@@ -508,7 +575,7 @@ class Engine:
             return plain
         return plain | {i for i, o in observed.items() if o.group and all(m in plain for m, _w in o.group)}
 
-    def _spare_doomed(self, ops: List[Op], full: bool) -> List[Op]:
+    def _spare_doomed(self, ops: List[Op], full: bool, spared: Optional[Set[int]] = None) -> List[Op]:
         """``ops`` without the deletions of what the kernel deletes itself (:meth:`_doomed`):
         our routes on such an object, and the object.  A carrier flap shorter than the kernel's
         own handling of it (linkwatch) leaves them in place: a link read in that window sees
@@ -516,13 +583,16 @@ class Engine:
         read (80-700 ms in the chaos storm); when the carrier loss is real the kernel deletes
         them within milliseconds; deleting them too would only race with it (ENOENT).  A full
         sync spares them once: what is still there, still doomed, at the next full sync is
-        deleted (the kernel did not, for whatever reason)."""
+        deleted (the kernel did not, for whatever reason).  A sliced full sync's diff runs pass
+        ``spared``: what the full sync before it spared (their passes are full ones)."""
         if not self.observed_nh:
             return ops
         doomed = self._doomed()
         if full:
             spare = doomed - self._doomed_seen
             self._doomed_seen = doomed
+        elif spared is not None:
+            spare = doomed - spared
         else:
             spare = doomed
         if not spare:
@@ -537,6 +607,113 @@ class Engine:
                 continue
             out.append(op)
         return out
+
+    def _start_sync(self) -> None:
+        """A sliced full sync begins: links and nexthops are read now (a few ms), the routes
+        slice by slice (:meth:`_sync_step`)."""
+        change = self._read_links()
+        if change.changed or change.names_changed:
+            self.missed_link_change = change.merged_after(self.missed_link_change)
+        self._dump_nexthops()
+        self._sync = _FullSync(dump=self.kernel.open_route_dump(self.kcfg.table, self.kcfg.protocol))
+        self._touched = self._sync.touched
+
+    def _drop_sync(self) -> None:
+        """Abandon the sliced full sync in progress (its dump is read to its end, discarded)."""
+        sync, self._sync, self._touched = self._sync, None, None
+        if sync is not None and sync.keys is None:
+            sync.dump.close()
+
+    def _sync_step(self) -> Optional[List[RouteKey]]:
+        """One slice of the sliced full sync: while the dump is read, up to :attr:`dump_slice`
+        more routes (at its end, :meth:`_merge_dump` and the first diff slice); then up to
+        :attr:`diff_slice` route keys to diff in this run (returned; None while the dump is
+        read)."""
+        sync = self._sync
+        sync.slices += 1
+        self.counters["sync_slices"] += 1
+        if sync.keys is None:
+            routes, scopes, done = sync.dump.read(self.dump_slice)
+            sync.routes.update(routes)
+            if scopes:
+                sync.scopes.update(scopes)
+            by_nh = sync.by_nh
+            last_nh, last_set = None, set()
+            for key, nh_id in routes.items():
+                if nh_id != last_nh:
+                    last_set = by_nh.get(nh_id)
+                    if last_set is None:
+                        last_set = by_nh[nh_id] = set()
+                    last_nh = nh_id
+                last_set.add(key)
+            if not done:
+                return None
+            self._merge_dump()  # and the first diff slice in the same run (a small table: all of it)
+        keys = sync.keys
+        start, end = sync.pos, min(sync.pos + self.diff_slice, len(keys))
+        sync.pos = end
+        if end <= sync.split:
+            return keys[start:end]
+        desired = self.fib.routes
+        out = keys[start:sync.split] if start < sync.split else []
+        # observed keys not desired (any more): deletions
+        out += [k for k in keys[max(start, sync.split):end] if k not in desired]
+        return out
+
+    def _merge_dump(self) -> None:
+        """The sliced dump is over: its view becomes the observed one, except for what the
+        engine learnt while it was read, which is newer: a touched key keeps the engine's
+        value (present or not), a route the dump showed on a nexthop id that vanished
+        meanwhile is gone (the kernel deleted it with its nexthop, silently, whether the dump
+        passed it before or after; one written again since is touched).  An interrupted dump
+        (NLM_F_DUMP_INTR) is merged the same way: whatever changed behind its position was
+        our write or a notification, both touched.  Then the diff of every route, slice by
+        slice."""
+        sync = self._sync
+        self._touched = None
+        routes, scopes, by_nh, touched = sync.routes, sync.scopes, sync.by_nh, sync.touched
+        for nh_id in sync.vanished:
+            for key in by_nh.pop(nh_id, ()):
+                if key not in touched:
+                    del routes[key]
+                    scopes.pop(key, None)
+        current, current_scopes = self.observed_routes, self.observed_scopes
+        for key in touched:
+            old = routes.pop(key, None)
+            if old is not None:
+                s = by_nh.get(old)
+                if s is not None:
+                    s.discard(key)
+            scopes.pop(key, None)
+            nh_id = current.get(key)
+            if nh_id is not None:
+                routes[key] = nh_id
+                s = by_nh.get(nh_id)
+                if s is None:
+                    s = by_nh[nh_id] = set()
+                s.add(key)
+                scope = current_scopes.get(key)
+                if scope:
+                    scopes[key] = scope
+        if sync.dump.interrupted:
+            self.counters["dumps_interrupted"] += 1
+        self.observed_routes, self.observed_scopes, self._by_nh = routes, scopes, by_nh
+        sync.routes, sync.scopes, sync.by_nh = {}, {}, {}
+        sync.keys = list(self.fib.routes)
+        sync.split = len(sync.keys)
+        sync.keys += routes
+        # the doomed objects: as a full plan spares them (_spare_doomed), once
+        sync.spared = self._doomed_seen
+        self._doomed_seen = self._doomed()
+
+    def _end_sync(self) -> None:
+        """Every key of the sliced full sync is diffed."""
+        self._sync = None
+        self.counters["full_syncs"] += 1
+        self.counters["sliced_syncs"] += 1
+        if self.dumped and self.rib.all_ready:
+            self.nhm.end_adoption()  # as after a full plan: whatever was not adopted is stale
+            self.fib.route_hints = {}
 
     def _dump_all(self) -> None:
         """Full read: links (a missed link event is caught here too, and kept for the feeds:
@@ -625,6 +802,7 @@ class Engine:
         failures = self.failures
         last_nh, last_set = None, set()  # routes in a batch mostly share a few nexthop ids
         clean = not refused_at and not failures  # the usual chunk: no refusal, no earlier failure
+        touched = self._touched  # a sliced dump is read: what we write is newer than what it shows
         for i in range(start, end):
             op = ops[i]
             cls = type(op)  # dispatch on the type: op.kind, a class attribute, costs a generic lookup
@@ -645,6 +823,8 @@ class Engine:
                     log.debug("%s succeeded after retries", op.describe())
             if cls is RouteSet:
                 key, nh_id = op.key, op.nh_id
+                if touched is not None:
+                    touched.add(key)
                 old = routes.get(key)
                 if old is not None:
                     s = by_nh.get(old)
@@ -662,6 +842,8 @@ class Engine:
                     last_nh = nh_id
                 last_set.add(key)
             elif cls is RouteDel:
+                if touched is not None:
+                    touched.add(op.key)
                 old = routes.pop(op.key, None)
                 if scopes:
                     scopes.pop(op.key, None)
@@ -684,6 +866,8 @@ class Engine:
                 observed_nh.pop(obj.id, None)
                 self.nhm.kernel_ids.discard(obj.id)
                 self.nhm.released()
+                if touched is not None:
+                    self._sync.vanished.add(obj.id)
                 for key in by_nh.pop(obj.id, ()):
                     routes.pop(key, None)
                     scopes.pop(key, None)
