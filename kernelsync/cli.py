@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="alternated rounds (median and range are reported)")
     p.add_argument("--memory-profile", action="store_true",
                    help="also one install under tracemalloc: bytes per route by allocation site and by structure")
+    p.add_argument("--dump-latency", default="", metavar="SIZES",
+                   help="route counts (comma-separated) for the link event latency during a full sync, sliced and "
+                        "in one go (kernelsync.tools.bench_dump)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-bgp", help="kernelsync's CPU per UPDATE against ExaBGP's, BIRD announcing 50,000 prefixes")

@@ -17,6 +17,14 @@ deleted) -> SYNCED.  Work is driven by marks:
   notifications pass another writer's changes of our protocol in our table) is repaired at once
   (:meth:`Engine.on_route_event`), with the same back-off when it is fought over;
 * a full resync every ``resync_interval`` seconds repairs any other outside change;
+* a full sync after the first (verify, periodic resync, an explicit request) never blocks:
+  the routes are read in slices of :attr:`Engine.dump_slice` on the kernel's dump socket
+  (:meth:`~kernelsync.core.port.Kernel.open_route_dump`), one slice per :meth:`Engine.run`
+  (which stays due: :attr:`Engine.syncing`), events handled between slices as at any time;
+  at the dump's end its view is merged with what the engine wrote, was notified of or saw
+  vanish meanwhile (:meth:`Engine._merge_dump`), then every route is diffed in slices of
+  :attr:`Engine.diff_slice`.  A full sync due meanwhile waits for its end; an explicit
+  request (lost notifications, SIGHUP) starts it again;
 * failed writes are retried with exponential backoff (``retry_initial`` doubling up to
   ``retry_max``), logged once per cause and batch; a failed nexthop leaves its groups until it
   is written.
@@ -51,8 +59,9 @@ FIGHT_WINDOW = 10.0
 FIGHT_HOLD_INITIAL = 1.0  # seconds the first hold of a fought object lasts; doubles per fight
 FIGHT_HOLD_MAX = 60.0
 RETRY_DOUBLINGS = 64  # the retry delay doubles at most this many times (then it is retry_max)
-DUMP_SLICE = 4096  # routes a run reads of a sliced full sync's dump (about 10 ms)
-DIFF_SLICE = 16384  # route keys a run diffs of a sliced full sync (about 10 ms)
+DUMP_SLICE = 2048  # routes a run reads of a sliced full sync's dump (5-10 ms)
+DIFF_SLICE = 2048  # route keys a run diffs of a sliced full sync (5-10 ms)
+RELEASE_SLICE = 4096  # entries of a replaced observed map a run frees (see Engine._release)
 
 
 @attrs.frozen
@@ -117,21 +126,23 @@ class _FullSync:
     it showed gather in ``routes``/``scopes``/``by_nh``; what the engine learns of meanwhile is
     recorded: ``touched``, the route keys it wrote or was notified of (or inferred lost), and
     ``vanished``, the nexthop ids that went (deleted by us or by the kernel).  Then the diff:
-    ``keys``, the desired then the observed route keys when the dump ended, ``pos`` the next
-    one to diff, ``split`` where the observed ones begin; ``spared``: the doomed objects the
-    previous full sync spared (:meth:`Engine._spare_doomed`)."""
+    ``keys``, the desired route keys when the dump ended, the keys it showed (``order``) and
+    the touched ones, diffed from segment ``segment``, position ``pos`` on; ``spared``: the
+    doomed objects the previous full sync spared (:meth:`Engine._spare_doomed`)."""
 
     dump: object
+    order: List[RouteKey] = attrs.Factory(list)  # the keys the dump showed, in its order
     routes: Dict[RouteKey, int] = attrs.Factory(dict)
     scopes: Dict[RouteKey, int] = attrs.Factory(dict)
     by_nh: Dict[int, Set[RouteKey]] = attrs.Factory(dict)
     touched: Set[RouteKey] = attrs.Factory(set)
     vanished: Set[int] = attrs.Factory(set)
-    keys: Optional[List[RouteKey]] = None
+    keys: Optional[List[List[RouteKey]]] = None  # segments: desired keys, dump's keys, touched keys
+    segment: int = 0
     pos: int = 0
-    split: int = 0
     spared: Set[int] = attrs.Factory(set)
     slices: int = 0
+    read: int = 0  # routes in the merged view
 
 
 @attrs.define
@@ -185,6 +196,9 @@ class Engine:
         self._sync: Optional[_FullSync] = None  # a sliced full sync in progress
         self._touched: Optional[Set[RouteKey]] = None  # its dump's touched keys, while it is read
         self._restart_full = False  # what the sync in progress learns is unsure: start again
+        self._slice_skipped = False  # the last run did a repair instead of a slice
+        self._garbage: List[object] = []  # replaced observed maps, freed a slice at a time
+        self._skip_young_collect = False  # this run made a large container whose items are old
         self.outside: Dict[object, OutsideWrites] = {}  # nexthop id or RouteKey -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0, "nexthops_taken_over": 0, "outside_writes": 0,
@@ -386,14 +400,17 @@ class Engine:
         GC_YOUNG_MAX objects (a full load: walking them would cost more than the load saves).
         Frozen objects are still freed by reference counting; only a cycle among them would
         stay, and the long-lived structures form none that becomes garbage (a group and its
-        members unlink each other when the group is freed)."""
+        members unlink each other when the group is freed).  The run that ends a sliced full
+        sync's dump skips the young collection too: it makes a list of every desired key
+        (old objects: walking it would cost 50-80 ms at a million routes)."""
         enabled = gc.isenabled()
         gc.disable()
         try:
             return self._run(now)
         finally:
+            skip, self._skip_young_collect = self._skip_young_collect, False
             if enabled:
-                if gc.get_count()[0] <= GC_YOUNG_MAX:
+                if gc.get_count()[0] <= GC_YOUNG_MAX and not skip:
                     gc.collect(1)
                 gc.freeze()
                 gc.enable()
@@ -422,7 +439,15 @@ class Engine:
                 self._dump_nexthops()
                 self.counters["repairs"] += 1
             if self._sync is not None:
-                diff_keys = self._sync_step()
+                # a run that repairs (or follows a route event) leaves the slice to the next
+                # run, so the repair is written first; never two runs in a row (a steady flap
+                # must not stall the sync)
+                urgent = (self.need_repair or self.dirty) and not sliced
+                if urgent and not self._slice_skipped:
+                    self._slice_skipped = True
+                else:
+                    self._slice_skipped = False
+                    diff_keys = self._sync_step()
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
             self.need_full = True
@@ -478,9 +503,10 @@ class Engine:
             full = False
             if not progress:
                 break
-        sync = self._sync
-        if sync is not None and sync.keys is not None and sync.pos >= len(sync.keys):
+        if self._sync_diffed:
             self._end_sync()
+        if self._garbage:
+            self._release(RELEASE_SLICE)
         self.gc_at = self.nhm.collect(now)
         if self.outside:
             self._forget_outside(now)
@@ -617,6 +643,7 @@ class Engine:
         self._dump_nexthops()
         self._sync = _FullSync(dump=self.kernel.open_route_dump(self.kcfg.table, self.kcfg.protocol))
         self._touched = self._sync.touched
+        log.info("full sync: reading our routes in slices of %d", self.dump_slice)
 
     def _drop_sync(self) -> None:
         """Abandon the sliced full sync in progress (its dump is read to its end, discarded)."""
@@ -635,6 +662,7 @@ class Engine:
         if sync.keys is None:
             routes, scopes, done = sync.dump.read(self.dump_slice)
             sync.routes.update(routes)
+            sync.order += routes
             if scopes:
                 sync.scopes.update(scopes)
             by_nh = sync.by_nh
@@ -649,16 +677,28 @@ class Engine:
             if not done:
                 return None
             self._merge_dump()  # and the first diff slice in the same run (a small table: all of it)
-        keys = sync.keys
-        start, end = sync.pos, min(sync.pos + self.diff_slice, len(keys))
-        sync.pos = end
-        if end <= sync.split:
-            return keys[start:end]
+        out: List[RouteKey] = []
+        budget = self.diff_slice
         desired = self.fib.routes
-        out = keys[start:sync.split] if start < sync.split else []
-        # observed keys not desired (any more): deletions
-        out += [k for k in keys[max(start, sync.split):end] if k not in desired]
+        while budget > 0 and sync.segment < len(sync.keys):
+            keys = sync.keys[sync.segment]
+            start, end = sync.pos, min(sync.pos + budget, len(keys))
+            if sync.segment == 0:
+                out += keys[start:end]
+            else:  # observed keys: only those not desired (deletions); the others were diffed
+                out += [k for k in keys[start:end] if k not in desired]
+            budget -= end - start
+            if end >= len(keys):
+                sync.segment += 1
+                sync.pos = 0
+            else:
+                sync.pos = end
         return out
+
+    @property
+    def _sync_diffed(self) -> bool:
+        sync = self._sync
+        return sync is not None and sync.keys is not None and sync.segment >= len(sync.keys)
 
     def _merge_dump(self) -> None:
         """The sliced dump is over: its view becomes the observed one, except for what the
@@ -697,18 +737,50 @@ class Engine:
                     scopes[key] = scope
         if sync.dump.interrupted:
             self.counters["dumps_interrupted"] += 1
+        sync.read = len(routes)
+        # the replaced view is freed a slice at a time (a million keys at once: 0.1 s)
+        self._garbage += [self.observed_routes, self._by_nh, self.observed_scopes]
         self.observed_routes, self.observed_scopes, self._by_nh = routes, scopes, by_nh
         sync.routes, sync.scopes, sync.by_nh = {}, {}, {}
-        sync.keys = list(self.fib.routes)
-        sync.split = len(sync.keys)
-        sync.keys += routes
+        # every desired key; then for deletions the keys the dump showed (those also desired are
+        # skipped when diffed) and the touched ones (ours, written meanwhile).  A million-key
+        # list made now: not walked by this run's young collection (see run())
+        sync.keys, sync.order = [list(self.fib.routes), sync.order, list(touched)], []
+        self._skip_young_collect = True
         # the doomed objects: as a full plan spares them (_spare_doomed), once
         sync.spared = self._doomed_seen
         self._doomed_seen = self._doomed()
 
+    def _release(self, budget: int) -> None:
+        """Free up to about ``budget`` entries of the replaced observed maps: dicts (of sets)
+        emptied from the end."""
+        garbage = self._garbage
+        while garbage and budget > 0:
+            obj = garbage[-1]
+            if not obj:
+                garbage.pop()
+                continue
+            if isinstance(obj, set):
+                n = min(budget, len(obj))
+                pop = obj.pop
+                for _ in range(n):
+                    pop()
+                budget -= n
+                continue
+            n = min(budget, len(obj))
+            popitem = obj.popitem
+            for _ in range(n):
+                _key, value = popitem()
+                if isinstance(value, set) and len(value) > 64:
+                    garbage.insert(len(garbage) - 1, value)  # a large set: freed in slices too
+            budget -= n
+
     def _end_sync(self) -> None:
         """Every key of the sliced full sync is diffed."""
-        self._sync = None
+        sync, self._sync = self._sync, None
+        log.info("full sync done: %d routes of ours in the kernel, read and diffed in %d slices (%d routes changed and "
+                 "%d nexthop objects went while the dump was read%s)", sync.read, sync.slices, len(sync.touched),
+                 len(sync.vanished), "; the kernel flagged it interrupted" if sync.dump.interrupted else "")
         self.counters["full_syncs"] += 1
         self.counters["sliced_syncs"] += 1
         if self.dumped and self.rib.all_ready:

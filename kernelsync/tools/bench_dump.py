@@ -1,0 +1,199 @@
+"""``kernelsync bench --dump-latency SIZES``: how long a link event waits when it arrives during
+a full sync (a verify or a periodic resync), with the routes read and diffed in slices (issue
+14, item 4) and, in the same run, in one go as before (``engine.sliced = False``).
+
+For each size N: one namespace (:class:`kernelsync.tools.bench.FlapRig`: a real
+:class:`~kernelsync.daemon.Daemon`'s sockets and engine, N IPv4 /32 routes over ``groups``
+groups of two gateway members, one on each of two veths), then ``rounds`` rounds, each with
+both modes in alternated order.  A round: a full sync is requested; the loop is driven as the
+daemon's loop drives itself (``engine.run`` while it is due; between two runs the notification
+socket is polled, and read when readable: ``Daemon.handle_notifications``); a second thread
+takes the device of one member of every group down (RTM_NEWLINK on its own socket) a fixed
+delay after the sync began (30 % of the first, unsliced, full sync's time, so it lands in the
+middle of the dump in both modes).  The repair is the first ``engine.run`` ending after the
+notification was read that made a repair (``counters["repairs"]`` grew): every group has lost
+that member.  Figures per round and mode, medians and ranges over the rounds:
+
+* ``from_issue_ms``: from the link change being issued (the other thread's time just before
+  its ``send()``; the kernel's own work on it, about a millisecond, included) to the end of
+  the repairing run: what the event waits, as a peer would see it; ``issue_to_read_ms``: the
+  part of it until the notification was read;
+* ``from_read_ms``: from the notification read to the end of that run (the repair itself);
+* ``sync_s``: the full sync from its request to the end of its last run;
+* ``max_run_ms``: the longest ``engine.run`` of the sync (the longest the loop is blocked);
+* ``runs``: ``engine.run`` calls of the sync; ``repaired_during_sync``: the repair ended
+  before the full sync (the point of the slicing).
+
+Afterwards the groups are checked (one member each, every route on one of them), the link is
+brought up again and the rig settles before the next round.  Run alone: ``python3 -m
+kernelsync.tools.bench_dump -n 200000 --rounds 3``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import statistics
+import sys
+import threading
+import time
+from typing import Dict, List, Optional
+
+from . import bench
+
+MODES = ("sliced", "one_go")
+FIGURES = ("from_issue_ms", "issue_to_read_ms", "from_read_ms", "sync_s", "max_run_ms", "runs")
+
+
+def _one(rig: "bench.FlapRig", sliced: bool, delay: float) -> dict:
+    """One full sync with a link going down ``delay`` seconds into it (see the module)."""
+    engine, daemon = rig.engine, rig.daemon
+    engine.sliced = sliced
+    rig.drain()
+    ack: Dict[str, float] = {}
+    go = threading.Event()
+
+    def take_down() -> None:
+        go.wait()
+        time.sleep(delay)
+        ack["issue"] = time.perf_counter()  # this thread holds the GIL here: the time is right
+        rig.links.set(rig.index[bench.DEV_A], False)
+        ack["t"] = time.perf_counter()  # late when the main thread keeps the GIL: not a figure
+
+    thread = threading.Thread(target=take_down, name="bench-link", daemon=True)
+    thread.start()
+    syncs = engine.counters["full_syncs"]
+    engine.request_full_sync()
+    read_at: Optional[float] = None
+    repaired_at: Optional[float] = None
+    repairs = engine.counters["repairs"]
+    runs = 0
+    max_run = 0.0
+    long_runs: List[tuple] = []  # (ms, run index, what the run did) of runs over 30 ms
+    sync_end: Optional[float] = None
+    t0 = time.perf_counter()
+    go.set()
+    deadline = time.monotonic() + 600
+    while (sync_end is None or repaired_at is None) and time.monotonic() < deadline:
+        due = engine.deadline()
+        if due is not None and due <= time.monotonic():
+            t = time.perf_counter()
+            engine.run(time.monotonic())
+            end = time.perf_counter()
+            if sync_end is None:
+                runs += 1
+                max_run = max(max_run, end - t)
+                if end - t > 0.03:
+                    long_runs.append((round((end - t) * 1e3, 1), runs, engine.counters["repairs"] - repairs,
+                                      engine.syncing))
+                if engine.counters["full_syncs"] > syncs:
+                    sync_end = end
+            if read_at is not None and repaired_at is None and engine.counters["repairs"] > repairs:
+                repaired_at = end
+            timeout = 0.0
+        else:
+            timeout = 0.05 if due is None else max(0.0, min(0.05, due - time.monotonic()))
+        ready, _, _ = select.select([rig.events.sock], [], [], timeout)
+        if ready:
+            t = time.perf_counter()
+            if daemon.handle_notifications(time.monotonic()) and read_at is None:
+                read_at = t
+    thread.join(5)
+    if sync_end is None or repaired_at is None or "issue" not in ack:
+        raise RuntimeError("dump latency: no %s within 600 s" % ("repair" if sync_end else "end of the full sync"))
+    ok, detail = rig.verify(1)
+    result = {"mode": "sliced" if sliced else "one_go", "from_issue_ms": (repaired_at - ack["issue"]) * 1e3,
+              "issue_to_read_ms": (read_at - ack["issue"]) * 1e3, "long_runs": long_runs[:20],
+              "from_read_ms": (repaired_at - read_at) * 1e3, "sync_s": sync_end - t0, "max_run_ms": max_run * 1e3,
+              "runs": runs, "repaired_during_sync": repaired_at < sync_end, "ok": ok, "verify": detail}
+    rig.links.set(rig.index[bench.DEV_A], True)
+    rig.settle()
+    ok_up, detail_up = rig.verify(2)
+    if not ok_up:
+        result["ok"], result["verify"] = False, detail + "; after up: " + detail_up
+    return result
+
+
+def run_dump_latency(nss: "bench.Namespaces", n: int, groups: int = 4, rounds: int = 3,
+                     dump_slice: Optional[int] = None, diff_slice: Optional[int] = None) -> dict:
+    """The figures of one size (see the module docstring); ``dump_slice``/``diff_slice``
+    override the engine's slices (the smoke test's small sizes need several slices)."""
+    rig = bench.FlapRig(nss, n, groups)
+    try:
+        engine = rig.engine
+        if dump_slice:
+            engine.dump_slice = dump_slice
+        if diff_slice:
+            engine.diff_slice = diff_slice
+        # calibration: one full sync in one go, unmeasured, fixes the link change's delay
+        engine.sliced = False
+        engine.request_full_sync()
+        t = time.perf_counter()
+        engine.run(time.monotonic())
+        calib = time.perf_counter() - t
+        delay = 0.3 * calib
+        out: List[dict] = []
+        for r in range(max(1, rounds)):
+            order = (True, False) if r % 2 == 0 else (False, True)
+            for sliced in order:
+                out.append(_one(rig, sliced, delay))
+        figures = {}
+        for mode in MODES:
+            mine = [x for x in out if x["mode"] == mode]
+            figures[mode] = {k: {"median": statistics.median(x[k] for x in mine), "min": min(x[k] for x in mine),
+                                 "max": max(x[k] for x in mine)} for k in FIGURES}
+            figures[mode]["repaired_during_sync"] = sum(x["repaired_during_sync"] for x in mine)
+        return {"routes": n, "groups": groups, "delay_s": delay, "calibration_sync_s": calib, "rounds": out,
+                "dump_slice": engine.dump_slice, "diff_slice": engine.diff_slice, **figures,
+                "ok": all(x["ok"] for x in out)}
+    finally:
+        rig.close()
+        bench.collect()
+
+
+def print_dump_latency(res: dict) -> None:
+    n = res["routes"]
+    for mode, label in (("sliced", "sliced (now)"), ("one_go", "in one go (before)")):
+        f = res[mode]
+        print("  dump latency %d routes, %s: link event repaired %s after the link change was issued (%s after its "
+              "notification was read); full sync %s, longest run %s, %s runs; repaired during the sync in %d "
+              "of %d rounds" % (
+                  n, label, bench._mr(f["from_issue_ms"], "%.1f", " ms"), bench._mr(f["from_read_ms"], "%.1f", " ms"),
+                  bench._mr(f["sync_s"], "%.2f", " s"), bench._mr(f["max_run_ms"], "%.1f", " ms"),
+                  bench._mr(f["runs"], "%.0f"), f["repaired_during_sync"],
+                  len([x for x in res["rounds"] if x["mode"] == mode])))
+    bad = [x["verify"] for x in res["rounds"] if not x["ok"]]
+    if bad:
+        print("  dump latency %d routes: CHECK FAILED: %s" % (n, "; ".join(bad)))
+    sys.stdout.flush()
+
+
+def run_sizes(nss: "bench.Namespaces", sizes: List[int], groups: int, rounds: int) -> List[dict]:
+    """:func:`run_dump_latency` for every size, printed: what ``kernelsync bench`` calls."""
+    out = []
+    for n in sizes:
+        res = run_dump_latency(nss, n, groups, rounds)
+        print_dump_latency(res)
+        out.append(res)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m kernelsync.tools.bench_dump")
+    p.add_argument("-n", "--routes", default="200000", help="sizes, comma-separated")
+    p.add_argument("--groups", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args(argv)
+    import logging
+    logging.getLogger("kernelsync").setLevel(logging.WARNING)
+    nss = bench.Namespaces()
+    try:
+        res = run_sizes(nss, [int(s) for s in args.routes.split(",") if s], args.groups, args.rounds)
+    finally:
+        nss.close()
+    print("DUMP_LATENCY_JSON " + json.dumps(res, sort_keys=True))
+    return 0 if all(r["ok"] for r in res) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
