@@ -142,7 +142,9 @@ class _FullSync:
     pos: int = 0
     spared: Set[int] = attrs.Factory(set)
     slices: int = 0
-    read: int = 0  # routes in the merged view
+    read: int = 0  # routes in the merged view (-1: the dump is over, to be merged)
+    merged: bool = False
+    rest: List[List[RouteKey]] = attrs.Factory(list)  # the keys to diff after the desired ones
 
 
 @attrs.define
@@ -648,18 +650,21 @@ class Engine:
     def _drop_sync(self) -> None:
         """Abandon the sliced full sync in progress (its dump is read to its end, discarded)."""
         sync, self._sync, self._touched = self._sync, None, None
-        if sync is not None and sync.keys is None:
+        if sync is not None and not sync.merged:
             sync.dump.close()
 
     def _sync_step(self) -> Optional[List[RouteKey]]:
         """One slice of the sliced full sync: while the dump is read, up to :attr:`dump_slice`
-        more routes (at its end, :meth:`_merge_dump` and the first diff slice); then up to
-        :attr:`diff_slice` route keys to diff in this run (returned; None while the dump is
-        read)."""
+        more routes; then, each in a run of its own, :meth:`_merge_dump` and the snapshot of
+        the desired keys (a table read in one slice: all in this run); then up to
+        :attr:`diff_slice` route keys to diff in this run (returned; None before)."""
         sync = self._sync
         sync.slices += 1
         self.counters["sync_slices"] += 1
-        if sync.keys is None:
+        if sync.keys is None and sync.read < 0:  # the dump is over, not merged yet
+            self._merge_dump()
+            return []
+        if not sync.merged:
             routes, scopes, done = sync.dump.read(self.dump_slice)
             sync.routes.update(routes)
             sync.order += routes
@@ -676,18 +681,27 @@ class Engine:
                 last_set.add(key)
             if not done:
                 return None
-            self._merge_dump()  # and the first diff slice in the same run (a small table: all of it)
+            if sync.slices > 1:
+                sync.read = -1  # merged in the next run
+                return None
+            self._merge_dump()
+            self._snapshot()
+        elif sync.keys is None:  # merged in the last run: the keys to diff
+            self._snapshot()
+            return []
         out: List[RouteKey] = []
         budget = self.diff_slice
         desired = self.fib.routes
         while budget > 0 and sync.segment < len(sync.keys):
             keys = sync.keys[sync.segment]
-            start, end = sync.pos, min(sync.pos + budget, len(keys))
+            # observed keys are only looked up (deletions: those not desired): 8 for one diffed
+            scale = 1 if sync.segment == 0 else 8
+            start, end = sync.pos, min(sync.pos + budget * scale, len(keys))
             if sync.segment == 0:
                 out += keys[start:end]
-            else:  # observed keys: only those not desired (deletions); the others were diffed
+            else:  # the others were diffed with the desired keys
                 out += [k for k in keys[start:end] if k not in desired]
-            budget -= end - start
+            budget -= -(-(end - start) // scale)
             if end >= len(keys):
                 sync.segment += 1
                 sync.pos = 0
@@ -742,14 +756,23 @@ class Engine:
         self._garbage += [self.observed_routes, self._by_nh, self.observed_scopes]
         self.observed_routes, self.observed_scopes, self._by_nh = routes, scopes, by_nh
         sync.routes, sync.scopes, sync.by_nh = {}, {}, {}
-        # every desired key; then for deletions the keys the dump showed (those also desired are
-        # skipped when diffed) and the touched ones (ours, written meanwhile).  A million-key
-        # list made now: not walked by this run's young collection (see run())
-        sync.keys, sync.order = [list(self.fib.routes), sync.order, list(touched)], []
-        self._skip_young_collect = True
+        # for deletions the keys the dump showed (those also desired are skipped when diffed)
+        # and the touched ones (ours, written meanwhile); every desired key: _snapshot()
+        sync.rest, sync.order, sync.merged = [sync.order, list(touched)], [], True
         # the doomed objects: as a full plan spares them (_spare_doomed), once
         sync.spared = self._doomed_seen
         self._doomed_seen = self._doomed()
+
+    def _snapshot(self) -> None:
+        """The keys a sliced full sync diffs: every desired key (a million-key list made in
+        this run, its keys old objects: not walked by this run's young collection, see
+        :meth:`run`), then what :meth:`_merge_dump` left.  Every desired key is diffed after
+        the merge: those desired now in the diff slices, those that become desired later as
+        changes (incremental passes)."""
+        sync = self._sync
+        sync.keys = [list(self.fib.routes)] + sync.rest
+        sync.rest = []
+        self._skip_young_collect = True
 
     def _release(self, budget: int) -> None:
         """Free up to about ``budget`` entries of the replaced observed maps: dicts (of sets)

@@ -1255,7 +1255,7 @@ def main(args) -> int:
         dump_sizes = [int(x) for x in str(getattr(args, "dump_latency", "") or "").split(",") if x.strip()]
         if dump_sizes:  # link event latency during a full sync (kernelsync.tools.bench_dump)
             from .bench_dump import run_sizes
-            report["dump_latency"] = run_sizes(nss, dump_sizes, groups, repeat)
+            report["dump_latency"] = run_sizes(FlapRig, nss, dump_sizes, groups, repeat)
             ok = ok and all(r["ok"] for r in report["dump_latency"])
         report["peak_rss_mib"] = _maxrss_mib(resource.RUSAGE_SELF)
         print("peak RSS: %.0f MiB (bench process)%s" % (report["peak_rss_mib"], "" if ok else "; SOME CHECKS FAILED"))

@@ -2,7 +2,8 @@
 a full sync (a verify or a periodic resync), with the routes read and diffed in slices (issue
 14, item 4) and, in the same run, in one go as before (``engine.sliced = False``).
 
-For each size N: one namespace (:class:`kernelsync.tools.bench.FlapRig`: a real
+For each size N: one namespace (``rig(nss, n, groups)``, :class:`kernelsync.tools.bench.FlapRig`
+as ``kernelsync bench`` passes it (this module does not import the bench: no cycle): a real
 :class:`~kernelsync.daemon.Daemon`'s sockets and engine, N IPv4 /32 routes over ``groups``
 groups of two gateway members, one on each of two veths), then ``rounds`` rounds, each with
 both modes in alternated order.  A round: a full sync is requested; the loop is driven as the
@@ -19,33 +20,39 @@ that member.  Figures per round and mode, medians and ranges over the rounds:
   the repairing run: what the event waits, as a peer would see it; ``issue_to_read_ms``: the
   part of it until the notification was read;
 * ``from_read_ms``: from the notification read to the end of that run (the repair itself);
-* ``sync_s``: the full sync from its request to the end of its last run;
+* ``sync_s``: the full sync from its request to the end of its last run; ``sync_cpu_s``: the
+  process's CPU time meanwhile (less sensitive to a loaded machine);
 * ``max_run_ms``: the longest ``engine.run`` of the sync (the longest the loop is blocked);
 * ``runs``: ``engine.run`` calls of the sync; ``repaired_during_sync``: the repair ended
   before the full sync (the point of the slicing).
 
 Afterwards the groups are checked (one member each, every route on one of them), the link is
-brought up again and the rig settles before the next round.  Run alone: ``python3 -m
-kernelsync.tools.bench_dump -n 200000 --rounds 3``.
+brought up again and the rig settles before the next round.  Alone: ``kernelsync bench -n
+1000 --repeat 3 --flap-sizes '' --dump-latency 200000,1000000``.
 """
 from __future__ import annotations
 
-import argparse
-import json
+import gc
 import select
 import statistics
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
-
-from . import bench
+from typing import Callable, Dict, List, Optional
 
 MODES = ("sliced", "one_go")
-FIGURES = ("from_issue_ms", "issue_to_read_ms", "from_read_ms", "sync_s", "max_run_ms", "runs")
+FIGURES = ("from_issue_ms", "issue_to_read_ms", "from_read_ms", "sync_s", "sync_cpu_s", "max_run_ms", "runs")
 
 
-def _one(rig: "bench.FlapRig", sliced: bool, delay: float) -> dict:
+DEV = "ksa0"  # the device of one member of every group (kernelsync.tools.bench.DEV_A)
+
+
+def _mr(s: Dict[str, float], fmt: str, unit: str = "") -> str:
+    """``median [min-max]``."""
+    return (fmt + unit + " [" + fmt + "-" + fmt + unit + "]") % (s["median"], s["min"], s["max"])
+
+
+def _one(rig, sliced: bool, delay: float) -> dict:
     """One full sync with a link going down ``delay`` seconds into it (see the module)."""
     engine, daemon = rig.engine, rig.daemon
     engine.sliced = sliced
@@ -57,7 +64,7 @@ def _one(rig: "bench.FlapRig", sliced: bool, delay: float) -> dict:
         go.wait()
         time.sleep(delay)
         ack["issue"] = time.perf_counter()  # this thread holds the GIL here: the time is right
-        rig.links.set(rig.index[bench.DEV_A], False)
+        rig.links.set(rig.index[DEV], False)
         ack["t"] = time.perf_counter()  # late when the main thread keeps the GIL: not a figure
 
     thread = threading.Thread(target=take_down, name="bench-link", daemon=True)
@@ -69,9 +76,10 @@ def _one(rig: "bench.FlapRig", sliced: bool, delay: float) -> dict:
     repairs = engine.counters["repairs"]
     runs = 0
     max_run = 0.0
-    long_runs: List[tuple] = []  # (ms, run index, what the run did) of runs over 30 ms
+    long_runs: List[tuple] = []  # (ms, run index, repairs so far, sync still in progress)
     sync_end: Optional[float] = None
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     go.set()
     deadline = time.monotonic() + 600
     while (sync_end is None or repaired_at is None) and time.monotonic() < deadline:
@@ -83,11 +91,11 @@ def _one(rig: "bench.FlapRig", sliced: bool, delay: float) -> dict:
             if sync_end is None:
                 runs += 1
                 max_run = max(max_run, end - t)
-                if end - t > 0.03:
-                    long_runs.append((round((end - t) * 1e3, 1), runs, engine.counters["repairs"] - repairs,
-                                      engine.syncing))
+                long_runs.append((round((end - t) * 1e3, 1), runs, engine.counters["repairs"] - repairs,
+                                  engine.syncing))
                 if engine.counters["full_syncs"] > syncs:
                     sync_end = end
+                    cpu = time.process_time() - cpu0
             if read_at is not None and repaired_at is None and engine.counters["repairs"] > repairs:
                 repaired_at = end
             timeout = 0.0
@@ -103,10 +111,11 @@ def _one(rig: "bench.FlapRig", sliced: bool, delay: float) -> dict:
         raise RuntimeError("dump latency: no %s within 600 s" % ("repair" if sync_end else "end of the full sync"))
     ok, detail = rig.verify(1)
     result = {"mode": "sliced" if sliced else "one_go", "from_issue_ms": (repaired_at - ack["issue"]) * 1e3,
-              "issue_to_read_ms": (read_at - ack["issue"]) * 1e3, "long_runs": long_runs[:20],
+              "issue_to_read_ms": (read_at - ack["issue"]) * 1e3, "sync_cpu_s": cpu,
+              "longest_runs": sorted(long_runs, reverse=True)[:5],
               "from_read_ms": (repaired_at - read_at) * 1e3, "sync_s": sync_end - t0, "max_run_ms": max_run * 1e3,
               "runs": runs, "repaired_during_sync": repaired_at < sync_end, "ok": ok, "verify": detail}
-    rig.links.set(rig.index[bench.DEV_A], True)
+    rig.links.set(rig.index[DEV], True)
     rig.settle()
     ok_up, detail_up = rig.verify(2)
     if not ok_up:
@@ -114,11 +123,12 @@ def _one(rig: "bench.FlapRig", sliced: bool, delay: float) -> dict:
     return result
 
 
-def run_dump_latency(nss: "bench.Namespaces", n: int, groups: int = 4, rounds: int = 3,
+def run_dump_latency(rig_factory: Callable, nss, n: int, groups: int = 4, rounds: int = 3,
                      dump_slice: Optional[int] = None, diff_slice: Optional[int] = None) -> dict:
-    """The figures of one size (see the module docstring); ``dump_slice``/``diff_slice``
-    override the engine's slices (the smoke test's small sizes need several slices)."""
-    rig = bench.FlapRig(nss, n, groups)
+    """The figures of one size (see the module docstring) on ``rig_factory(nss, n, groups)``
+    (:class:`kernelsync.tools.bench.FlapRig`); ``dump_slice``/``diff_slice`` override the
+    engine's slices (the smoke test's small sizes need several slices)."""
+    rig = rig_factory(nss, n, groups)
     try:
         engine = rig.engine
         if dump_slice:
@@ -148,7 +158,8 @@ def run_dump_latency(nss: "bench.Namespaces", n: int, groups: int = 4, rounds: i
                 "ok": all(x["ok"] for x in out)}
     finally:
         rig.close()
-        bench.collect()
+        gc.unfreeze()  # what the rig's engine held (frozen by engine.run)
+        gc.collect()
 
 
 def print_dump_latency(res: dict) -> None:
@@ -156,11 +167,11 @@ def print_dump_latency(res: dict) -> None:
     for mode, label in (("sliced", "sliced (now)"), ("one_go", "in one go (before)")):
         f = res[mode]
         print("  dump latency %d routes, %s: link event repaired %s after the link change was issued (%s after its "
-              "notification was read); full sync %s, longest run %s, %s runs; repaired during the sync in %d "
+              "notification was read); full sync %s (CPU %s), longest run %s, %s runs; repaired during the sync in %d "
               "of %d rounds" % (
-                  n, label, bench._mr(f["from_issue_ms"], "%.1f", " ms"), bench._mr(f["from_read_ms"], "%.1f", " ms"),
-                  bench._mr(f["sync_s"], "%.2f", " s"), bench._mr(f["max_run_ms"], "%.1f", " ms"),
-                  bench._mr(f["runs"], "%.0f"), f["repaired_during_sync"],
+                  n, label, _mr(f["from_issue_ms"], "%.1f", " ms"), _mr(f["from_read_ms"], "%.1f", " ms"),
+                  _mr(f["sync_s"], "%.2f", " s"), _mr(f["sync_cpu_s"], "%.2f", " s"), _mr(f["max_run_ms"], "%.1f", " ms"),
+                  _mr(f["runs"], "%.0f"), f["repaired_during_sync"],
                   len([x for x in res["rounds"] if x["mode"] == mode])))
     bad = [x["verify"] for x in res["rounds"] if not x["ok"]]
     if bad:
@@ -168,32 +179,11 @@ def print_dump_latency(res: dict) -> None:
     sys.stdout.flush()
 
 
-def run_sizes(nss: "bench.Namespaces", sizes: List[int], groups: int, rounds: int) -> List[dict]:
+def run_sizes(rig_factory: Callable, nss, sizes: List[int], groups: int, rounds: int) -> List[dict]:
     """:func:`run_dump_latency` for every size, printed: what ``kernelsync bench`` calls."""
     out = []
     for n in sizes:
-        res = run_dump_latency(nss, n, groups, rounds)
+        res = run_dump_latency(rig_factory, nss, n, groups, rounds)
         print_dump_latency(res)
         out.append(res)
     return out
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m kernelsync.tools.bench_dump")
-    p.add_argument("-n", "--routes", default="200000", help="sizes, comma-separated")
-    p.add_argument("--groups", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=3)
-    args = p.parse_args(argv)
-    import logging
-    logging.getLogger("kernelsync").setLevel(logging.WARNING)
-    nss = bench.Namespaces()
-    try:
-        res = run_sizes(nss, [int(s) for s in args.routes.split(",") if s], args.groups, args.rounds)
-    finally:
-        nss.close()
-    print("DUMP_LATENCY_JSON " + json.dumps(res, sort_keys=True))
-    return 0 if all(r["ok"] for r in res) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

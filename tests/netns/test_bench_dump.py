@@ -13,7 +13,7 @@ def test_dump_latency_figures_at_a_small_size():
     need_root()
     nss = bench.Namespaces()
     try:
-        res = run_dump_latency(nss, 3000, groups=4, rounds=1, dump_slice=256, diff_slice=256)
+        res = run_dump_latency(bench.FlapRig, nss, 3000, groups=4, rounds=1, dump_slice=256, diff_slice=256)
     finally:
         nss.close()
     assert res["ok"], [r["verify"] for r in res["rounds"]]
