@@ -365,7 +365,7 @@ class Engine:
     def deadline(self) -> Optional[float]:
         """When :meth:`run` has work next (engine clock), or None for 'only on events'."""
         if (self.need_full or self.need_repair or self.dirty or self.rib.dirty or self.rib.became_ready
-                or self.fib.starved_due or self._sync is not None):
+                or self.fib.starved_due or self._sync is not None or self._garbage):
             return 0.0
         times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
         times += [f.next_try for f in self.failures.values()]

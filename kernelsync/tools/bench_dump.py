@@ -23,6 +23,7 @@ that member.  Figures per round and mode, medians and ranges over the rounds:
 * ``sync_s``: the full sync from its request to the end of its last run; ``sync_cpu_s``: the
   process's CPU time meanwhile (less sensitive to a loaded machine);
 * ``max_run_ms``: the longest ``engine.run`` of the sync (the longest the loop is blocked);
+  ``max_run_cpu_ms``: the largest CPU time of one run (what bounds it on an idle machine);
 * ``runs``: ``engine.run`` calls of the sync; ``repaired_during_sync``: the repair ended
   before the full sync (the point of the slicing).
 
@@ -41,7 +42,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 MODES = ("sliced", "one_go")
-FIGURES = ("from_issue_ms", "issue_to_read_ms", "from_read_ms", "sync_s", "sync_cpu_s", "max_run_ms", "runs")
+FIGURES = ("from_issue_ms", "issue_to_read_ms", "from_read_ms", "sync_s", "sync_cpu_s", "max_run_ms", "max_run_cpu_ms", "runs")
 
 
 DEV = "ksa0"  # the device of one member of every group (kernelsync.tools.bench.DEV_A)
@@ -75,8 +76,8 @@ def _one(rig, sliced: bool, delay: float) -> dict:
     repaired_at: Optional[float] = None
     repairs = engine.counters["repairs"]
     runs = 0
-    max_run = 0.0
-    long_runs: List[tuple] = []  # (ms, run index, repairs so far, sync still in progress)
+    max_run = max_cpu = 0.0
+    long_runs: List[tuple] = []  # (ms, CPU ms, run index, repairs so far, sync still in progress)
     sync_end: Optional[float] = None
     t0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -85,14 +86,15 @@ def _one(rig, sliced: bool, delay: float) -> dict:
     while (sync_end is None or repaired_at is None) and time.monotonic() < deadline:
         due = engine.deadline()
         if due is not None and due <= time.monotonic():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             engine.run(time.monotonic())
-            end = time.perf_counter()
+            end, c = time.perf_counter(), time.process_time() - c
             if sync_end is None:
                 runs += 1
                 max_run = max(max_run, end - t)
-                long_runs.append((round((end - t) * 1e3, 1), runs, engine.counters["repairs"] - repairs,
-                                  engine.syncing))
+                max_cpu = max(max_cpu, c)
+                long_runs.append((round((end - t) * 1e3, 1), round(c * 1e3, 1), runs,
+                                  engine.counters["repairs"] - repairs, engine.syncing))
                 if engine.counters["full_syncs"] > syncs:
                     sync_end = end
                     cpu = time.process_time() - cpu0
@@ -111,7 +113,7 @@ def _one(rig, sliced: bool, delay: float) -> dict:
         raise RuntimeError("dump latency: no %s within 600 s" % ("repair" if sync_end else "end of the full sync"))
     ok, detail = rig.verify(1)
     result = {"mode": "sliced" if sliced else "one_go", "from_issue_ms": (repaired_at - ack["issue"]) * 1e3,
-              "issue_to_read_ms": (read_at - ack["issue"]) * 1e3, "sync_cpu_s": cpu,
+              "issue_to_read_ms": (read_at - ack["issue"]) * 1e3, "sync_cpu_s": cpu, "max_run_cpu_ms": max_cpu * 1e3,
               "longest_runs": sorted(long_runs, reverse=True)[:5],
               "from_read_ms": (repaired_at - read_at) * 1e3, "sync_s": sync_end - t0, "max_run_ms": max_run * 1e3,
               "runs": runs, "repaired_during_sync": repaired_at < sync_end, "ok": ok, "verify": detail}
@@ -167,10 +169,10 @@ def print_dump_latency(res: dict) -> None:
     for mode, label in (("sliced", "sliced (now)"), ("one_go", "in one go (before)")):
         f = res[mode]
         print("  dump latency %d routes, %s: link event repaired %s after the link change was issued (%s after its "
-              "notification was read); full sync %s (CPU %s), longest run %s, %s runs; repaired during the sync in %d "
+              "notification was read); full sync %s (CPU %s), longest run %s (CPU %s), %s runs; repaired during the sync in %d "
               "of %d rounds" % (
                   n, label, _mr(f["from_issue_ms"], "%.1f", " ms"), _mr(f["from_read_ms"], "%.1f", " ms"),
-                  _mr(f["sync_s"], "%.2f", " s"), _mr(f["sync_cpu_s"], "%.2f", " s"), _mr(f["max_run_ms"], "%.1f", " ms"),
+                  _mr(f["sync_s"], "%.2f", " s"), _mr(f["sync_cpu_s"], "%.2f", " s"), _mr(f["max_run_ms"], "%.1f", " ms"), _mr(f["max_run_cpu_ms"], "%.1f", " ms"),
                   _mr(f["runs"], "%.0f"), f["repaired_during_sync"],
                   len([x for x in res["rounds"] if x["mode"] == mode])))
     bad = [x["verify"] for x in res["rounds"] if not x["ok"]]
