@@ -200,6 +200,10 @@ class Engine:
         self._restart_full = False  # what the sync in progress learns is unsure: start again
         self._slice_skipped = False  # the last run did a repair instead of a slice
         self._garbage: List[object] = []  # replaced observed maps, freed a slice at a time
+        # emptied by _release, they keep their size: the next sliced dump fills them without
+        # growing them (a million-route dict grows by a 100 MB copy in one slice)
+        self._spare_routes: Optional[Dict[RouteKey, int]] = None
+        self._spare_sets: Dict[int, Set[RouteKey]] = {}  # nexthop id -> its emptied by_nh set
         self._skip_young_collect = False  # this run made a large container whose items are old
         self.outside: Dict[object, OutsideWrites] = {}  # nexthop id or RouteKey -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
@@ -644,6 +648,9 @@ class Engine:
             self.missed_link_change = change.merged_after(self.missed_link_change)
         self._dump_nexthops()
         self._sync = _FullSync(dump=self.kernel.open_route_dump(self.kcfg.table, self.kcfg.protocol))
+        spare, self._spare_routes = self._spare_routes, None
+        if spare is not None and not spare and not any(g is spare for g in self._garbage):
+            self._sync.routes = spare
         self._touched = self._sync.touched
         log.info("full sync: reading our routes in slices of %d", self.dump_slice)
 
@@ -676,7 +683,7 @@ class Engine:
                 if nh_id != last_nh:
                     last_set = by_nh.get(nh_id)
                     if last_set is None:
-                        last_set = by_nh[nh_id] = set()
+                        last_set = by_nh[nh_id] = self._spare_set(nh_id)
                     last_nh = nh_id
                 last_set.add(key)
             if not done:
@@ -753,7 +760,9 @@ class Engine:
             self.counters["dumps_interrupted"] += 1
         sync.read = len(routes)
         # the replaced view is freed a slice at a time (a million keys at once: 0.1 s)
+        self._spare_sets = {}  # those this dump did not take: freed
         self._garbage += [self.observed_routes, self._by_nh, self.observed_scopes]
+        self._spare_routes = self.observed_routes
         self.observed_routes, self.observed_scopes, self._by_nh = routes, scopes, by_nh
         sync.routes, sync.scopes, sync.by_nh = {}, {}, {}
         # for deletions the keys the dump showed (those also desired are skipped when diffed)
@@ -793,10 +802,19 @@ class Engine:
             n = min(budget, len(obj))
             popitem = obj.popitem
             for _ in range(n):
-                _key, value = popitem()
+                key, value = popitem()
                 if isinstance(value, set) and len(value) > 64:
                     garbage.insert(len(garbage) - 1, value)  # a large set: freed in slices too
+                    self._spare_sets[key] = value
             budget -= n
+
+    def _spare_set(self, nh_id: int) -> Set[RouteKey]:
+        """The set of the routes on ``nh_id`` for a sliced dump: the emptied one of the view it
+        replaces (:meth:`_release`) if there is one (it keeps its size), else a new one."""
+        spare = self._spare_sets.pop(nh_id, None)
+        if spare is None or spare or any(g is spare for g in self._garbage):
+            return set()
+        return spare
 
     def _end_sync(self) -> None:
         """Every key of the sliced full sync is diffed."""
