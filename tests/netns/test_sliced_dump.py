@@ -108,3 +108,59 @@ def test_a_link_down_during_a_full_sync_is_repaired_before_the_dump_ends(ns):
     finally:
         events.close()
         kernel.close()
+
+
+def test_a_route_dump_in_slices_reads_what_one_dump_reads_while_the_request_socket_writes(ns):
+    """RtNetlink.open_route_dump: IPv4 then IPv6, scopes, slices of a few messages; between two
+    slices the request socket writes (a route ahead of the dump's position is seen, one behind
+    it is not: the engine learns of those by its own writes) and reads; a dump left open is
+    read to its end when the next one opens."""
+    from kernelsync.core.model import AF_INET, AF_INET6, RT_SCOPE_LINK, KNexthop
+    from kernelsync.core.ops import NexthopSet, RouteSet
+    ns.veth("v0", "p0")
+    ns.ip("addr", "add", "10.0.0.1/24", "dev", "v0")
+    ns.ip("-6", "addr", "add", "2001:db8::1/64", "dev", "v0", "nodad")
+    with ns.entered():
+        kernel = RtNetlink(PROTO)
+    try:
+        v0 = kernel.dump_links()
+        v0 = next(l.index for l in v0.values() if l.name == "v0")
+        ops = [NexthopSet(KNexthop(1001, AF_INET, PROTO, oif=v0), False),
+               NexthopSet(KNexthop(1002, AF_INET6, PROTO, oif=v0), False)]
+        ops += [RouteSet(_key(parse_prefix("10.1.%d.0/24" % i)), 1001, False, RT_SCOPE_LINK if i % 2 else 0)
+                for i in range(1, 200)]
+        ops += [RouteSet(_key(parse_prefix("2001:db8:%x::/48" % i)), 1002, False, 0) for i in range(1, 50)]
+        assert kernel.apply(ops) == []
+        scopes = {}
+        want = kernel.dump_routes(TABLE, PROTO, scopes)
+        assert len(want) == 248 and len(scopes) == 100
+        dump = kernel.open_route_dump(TABLE, PROTO)
+        got, got_scopes, slices = {}, {}, 0
+        behind, ahead = _key(parse_prefix("10.1.0.0/24")), _key(parse_prefix("2001:db8:ff::/48"))
+        while True:
+            routes, sc, done = dump.read(16)
+            got.update(routes)
+            got_scopes.update(sc)
+            slices += 1
+            if slices == 1:  # the request socket between two slices: a read and two writes
+                assert len(kernel.dump_nexthops()) >= 2
+                assert kernel.apply([RouteSet(behind, 1001, False, 0), RouteSet(ahead, 1002, False, 0)]) == []
+            if done:
+                break
+        assert slices >= 2
+        assert got == {**want, ahead: 1002} and got_scopes == scopes
+        assert behind not in got
+        # a dump left open is read to its end when the next opens: the socket is free again
+        first = kernel.open_route_dump(TABLE, PROTO)
+        first.read(4)
+        second = kernel.open_route_dump(TABLE, PROTO)
+        assert first.done
+        again = {}
+        while True:
+            routes, _sc, done = second.read(1000)
+            again.update(routes)
+            if done:
+                break
+        assert again == {**want, ahead: 1002, behind: 1001}
+    finally:
+        kernel.close()
