@@ -9,9 +9,9 @@ groups of two gateway members, one on each of two veths), then ``rounds`` rounds
 both modes in alternated order.  A round: a full sync is requested; the loop is driven as the
 daemon's loop drives itself (``engine.run`` while it is due; between two runs the notification
 socket is polled, and read when readable: ``Daemon.handle_notifications``); a second thread
-takes the device of one member of every group down (RTM_NEWLINK on its own socket) a fixed
-delay after the sync began (30 % of the first, unsliced, full sync's time, so it lands in the
-middle of the dump in both modes).  The repair is the first ``engine.run`` ending after the
+takes the device of one member of every group down (RTM_NEWLINK on its own socket) DELAY
+(20 ms) after the route dump began (``dump_routes`` in one go, ``open_route_dump`` sliced),
+so it lands early in the dump in both modes.  The repair is the first ``engine.run`` ending after the
 notification was read that made a repair (``counters["repairs"]`` grew): every group has lost
 that member.  Figures per round and mode, medians and ranges over the rounds:
 
@@ -42,6 +42,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 MODES = ("sliced", "one_go")
+DELAY = 0.02  # seconds from the route dump's start to the link change
 FIGURES = ("from_issue_ms", "issue_to_read_ms", "from_read_ms", "sync_s", "sync_cpu_s", "max_run_ms", "max_run_cpu_ms", "runs")
 
 
@@ -54,12 +55,16 @@ def _mr(s: Dict[str, float], fmt: str, unit: str = "") -> str:
 
 
 def _one(rig, sliced: bool, delay: float) -> dict:
-    """One full sync with a link going down ``delay`` seconds into it (see the module)."""
-    engine, daemon = rig.engine, rig.daemon
+    """One full sync with a link going down ``delay`` seconds after its route dump began (see
+    the module)."""
+    engine, daemon, kernel = rig.engine, rig.daemon, rig.kernel
     engine.sliced = sliced
     rig.drain()
     ack: Dict[str, float] = {}
     go = threading.Event()
+    # the route dump's start (in one go or sliced) lets the link thread go
+    kernel.dump_routes = _signalling(kernel.dump_routes, go)
+    kernel.open_route_dump = _signalling(kernel.open_route_dump, go)
 
     def take_down() -> None:
         go.wait()
@@ -81,7 +86,6 @@ def _one(rig, sliced: bool, delay: float) -> dict:
     sync_end: Optional[float] = None
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    go.set()
     deadline = time.monotonic() + 600
     while (sync_end is None or repaired_at is None) and time.monotonic() < deadline:
         due = engine.deadline()
@@ -109,6 +113,7 @@ def _one(rig, sliced: bool, delay: float) -> dict:
             if daemon.handle_notifications(time.monotonic()) and read_at is None:
                 read_at = t
     thread.join(5)
+    del kernel.dump_routes, kernel.open_route_dump  # the class's methods again
     if sync_end is None or repaired_at is None or "issue" not in ack:
         raise RuntimeError("dump latency: no %s within 600 s" % ("repair" if sync_end else "end of the full sync"))
     ok, detail = rig.verify(1)
@@ -125,6 +130,13 @@ def _one(rig, sliced: bool, delay: float) -> dict:
     return result
 
 
+def _signalling(method: Callable, event: threading.Event) -> Callable:
+    def call(*args, **kw):
+        event.set()
+        return method(*args, **kw)
+    return call
+
+
 def run_dump_latency(rig_factory: Callable, nss, n: int, groups: int = 4, rounds: int = 3,
                      dump_slice: Optional[int] = None, diff_slice: Optional[int] = None) -> dict:
     """The figures of one size (see the module docstring) on ``rig_factory(nss, n, groups)``
@@ -137,13 +149,13 @@ def run_dump_latency(rig_factory: Callable, nss, n: int, groups: int = 4, rounds
             engine.dump_slice = dump_slice
         if diff_slice:
             engine.diff_slice = diff_slice
-        # calibration: one full sync in one go, unmeasured, fixes the link change's delay
+        # calibration: one full sync in one go, unmeasured (the delay is fixed: DELAY)
         engine.sliced = False
         engine.request_full_sync()
         t = time.perf_counter()
         engine.run(time.monotonic())
         calib = time.perf_counter() - t
-        delay = 0.3 * calib
+        delay = DELAY
         out: List[dict] = []
         for r in range(max(1, rounds)):
             order = (True, False) if r % 2 == 0 else (False, True)
