@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also one install under tracemalloc: bytes per route by allocation site and by structure")
     p.add_argument("--pic", type=int, default=0, metavar="N",
                    help="also a BGP peer down and back with N prefixes (prefix-independent convergence)")
+    p.add_argument("--dump-latency", default="", metavar="SIZES",
+                   help="route counts (comma-separated) for the link event latency during a full sync, sliced and "
+                        "in one go (kernelsync.tools.bench_dump)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-bgp", help="kernelsync's CPU per UPDATE against ExaBGP's, BIRD announcing 50,000 prefixes")

@@ -295,8 +295,11 @@ class Daemon:
                         if self.metrics is not None:
                             self.metrics.observe_repair(engine.last_repair_ms / 1000)
                         event_at = None
-                    continue
-                timeout = None if due is None else max(0.0, due - now)
+                    if not engine.syncing:
+                        continue
+                    timeout = 0.0  # a sliced full sync: what came meanwhile is read before its next slice
+                else:
+                    timeout = None if due is None else max(0.0, due - now)
                 for key, _ in sel.select(timeout):
                     try:
                         key.data(time.monotonic())

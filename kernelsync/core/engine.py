@@ -17,6 +17,14 @@ deleted) -> SYNCED.  Work is driven by marks:
   notifications pass another writer's changes of our protocol in our table) is repaired at once
   (:meth:`Engine.on_route_event`), with the same back-off when it is fought over;
 * a full resync every ``resync_interval`` seconds repairs any other outside change;
+* a full sync after the first (verify, periodic resync, an explicit request) never blocks:
+  the routes are read in slices of :attr:`Engine.dump_slice` on the kernel's dump socket
+  (:meth:`~kernelsync.core.port.Kernel.open_route_dump`), one slice per :meth:`Engine.run`
+  (which stays due: :attr:`Engine.syncing`), events handled between slices as at any time;
+  at the dump's end its view is merged with what the engine wrote, was notified of or saw
+  vanish meanwhile (:meth:`Engine._merge_dump`), then every route is diffed in slices of
+  :attr:`Engine.diff_slice`.  A full sync due meanwhile waits for its end; an explicit
+  request (lost notifications, SIGHUP) starts it again;
 * failed writes are retried with exponential backoff (``retry_initial`` doubling up to
   ``retry_max``), logged once per cause and batch; a failed nexthop leaves its groups until it
   is written.
@@ -51,6 +59,9 @@ FIGHT_WINDOW = 10.0
 FIGHT_HOLD_INITIAL = 1.0  # seconds the first hold of a fought object lasts; doubles per fight
 FIGHT_HOLD_MAX = 60.0
 RETRY_DOUBLINGS = 64  # the retry delay doubles at most this many times (then it is retry_max)
+DUMP_SLICE = 2048  # routes a run reads of a sliced full sync's dump (5-10 ms)
+DIFF_SLICE = 2048  # route keys a run diffs of a sliced full sync (5-10 ms)
+RELEASE_SLICE = 4096  # entries of a replaced observed map a run frees (see Engine._release)
 
 
 @attrs.frozen
@@ -110,6 +121,33 @@ class OutsideWrites:
 
 
 @attrs.define
+class _FullSync:
+    """A full sync in slices (:meth:`Engine._sync_step`).  While ``dump`` is read, the routes
+    it showed gather in ``routes``/``scopes``/``by_nh``; what the engine learns of meanwhile is
+    recorded: ``touched``, the route keys it wrote or was notified of (or inferred lost), and
+    ``vanished``, the nexthop ids that went (deleted by us or by the kernel).  Then the diff:
+    ``keys``, the desired route keys when the dump ended, the keys it showed (``order``) and
+    the touched ones, diffed from segment ``segment``, position ``pos`` on; ``spared``: the
+    doomed objects the previous full sync spared (:meth:`Engine._spare_doomed`)."""
+
+    dump: object
+    order: List[RouteKey] = attrs.Factory(list)  # the keys the dump showed, in its order
+    routes: Dict[RouteKey, int] = attrs.Factory(dict)
+    scopes: Dict[RouteKey, int] = attrs.Factory(dict)
+    by_nh: Dict[int, Set[RouteKey]] = attrs.Factory(dict)
+    touched: Set[RouteKey] = attrs.Factory(set)
+    vanished: Set[int] = attrs.Factory(set)
+    keys: Optional[List[List[RouteKey]]] = None  # segments: desired keys, dump's keys, touched keys
+    segment: int = 0
+    pos: int = 0
+    spared: Set[int] = attrs.Factory(set)
+    slices: int = 0
+    read: int = 0  # routes in the merged view (-1: the dump is over, to be merged)
+    merged: bool = False
+    rest: List[List[RouteKey]] = attrs.Factory(list)  # the keys to diff after the desired ones
+
+
+@attrs.define
 class _Booking:
     """What one :meth:`Engine._apply` learnt, gathered chunk by chunk."""
 
@@ -153,10 +191,26 @@ class Engine:
         self.missed_link_change: Optional[LinkChange] = None
         self._doomed_seen: Set[int] = set()  # what the last full sync spared (_spare_doomed)
         self._rekey = False  # the observed view's keys are to be shared with the FIB (_share_keys)
+        # full syncs after the first read the routes in slices, one per run, handling events
+        # between them (False: in one run, as the first one)
+        self.sliced = callable(getattr(kernel, "open_route_dump", None))
+        self.dump_slice = DUMP_SLICE
+        self.diff_slice = DIFF_SLICE
+        self._sync: Optional[_FullSync] = None  # a sliced full sync in progress
+        self._touched: Optional[Set[RouteKey]] = None  # its dump's touched keys, while it is read
+        self._restart_full = False  # what the sync in progress learns is unsure: start again
+        self._slice_skipped = False  # the last run did a repair instead of a slice
+        self._garbage: List[object] = []  # replaced observed maps, freed a slice at a time
+        # emptied by _release, they keep their size: the next sliced dump fills them without
+        # growing them (a million-route dict grows by a 100 MB copy in one slice)
+        self._spare_routes: Optional[Dict[RouteKey, int]] = None
+        self._spare_sets: Dict[int, Set[RouteKey]] = {}  # nexthop id -> its emptied by_nh set
+        self._skip_young_collect = False  # this run made a large container whose items are old
         self.outside: Dict[object, OutsideWrites] = {}  # nexthop id or RouteKey -> another program's writes to it
         self.counters: Dict[str, int] = {"repairs": 0, "full_syncs": 0, "inferred_route_losses": 0,
                                          "retries": 0, "nexthops_taken_over": 0, "outside_writes": 0,
-                                         "fights": 0, "booking_errors": 0}
+                                         "fights": 0, "booking_errors": 0, "sliced_syncs": 0, "sync_slices": 0,
+                                         "sync_restarts": 0, "dumps_interrupted": 0}
 
     # ownership -----------------------------------------------------------------------------
     def ours(self, obj: KNexthop) -> bool:
@@ -255,6 +309,8 @@ class Engine:
             return
         if old is not None and old in self._by_nh:
             self._by_nh[old].discard(key)
+        if self._touched is not None:
+            self._touched.add(key)
         if deleted:
             del routes[key]
             scopes.pop(key, None)
@@ -304,7 +360,16 @@ class Engine:
         return True
 
     def request_full_sync(self) -> None:
+        """Read the kernel whole (SIGHUP, lost notifications, an error): a sliced full sync in
+        progress is dropped and starts again (what it learnt meanwhile may be incomplete)."""
         self.need_full = True
+        self._restart_full = True
+
+    @property
+    def syncing(self) -> bool:
+        """A sliced full sync is in progress: :meth:`run` has a slice to do now (the daemon
+        polls its sockets between slices)."""
+        return self._sync is not None
 
     def request_repair(self) -> None:
         """Dump the nexthop objects and repair what differs (an undecodable notification)."""
@@ -320,7 +385,7 @@ class Engine:
     def deadline(self) -> Optional[float]:
         """When :meth:`run` has work next (engine clock), or None for 'only on events'."""
         if (self.need_full or self.need_repair or self.dirty or self.rib.dirty or self.rib.became_ready
-                or self.fib.starved_due):
+                or self.fib.starved_due or self._sync is not None or self._garbage):
             return 0.0
         times = [t for t in (self.next_resync, self.verify_at, self.gc_at) if t is not None]
         times += [f.next_try for f in self.failures.values()]
@@ -360,14 +425,17 @@ class Engine:
         GC_YOUNG_MAX objects (a full load: walking them would cost more than the load saves).
         Frozen objects are still freed by reference counting; only a cycle among them would
         stay, and the long-lived structures form none that becomes garbage (a group and its
-        members unlink each other when the group is freed)."""
+        members unlink each other when the group is freed).  The run that ends a sliced full
+        sync's dump skips the young collection too: it makes a list of every desired key
+        (old objects: walking it would cost 50-80 ms at a million routes)."""
         enabled = gc.isenabled()
         gc.disable()
         try:
             return self._run(now)
         finally:
+            skip, self._skip_young_collect = self._skip_young_collect, False
             if enabled:
-                if gc.get_count()[0] <= GC_YOUNG_MAX:
+                if gc.get_count()[0] <= GC_YOUNG_MAX and not skip:
                     gc.collect(1)
                 gc.freeze()
                 gc.enable()
@@ -379,23 +447,45 @@ class Engine:
             self.need_full = True
         if self.verify_at is not None and now >= self.verify_at:
             self.need_full = True
-        full = self.need_full
+        if self._sync is not None and self._restart_full:
+            self.counters["sync_restarts"] += 1
+            self._drop_sync()
+        self._restart_full = False
+        # a full sync due while a sliced one is in progress waits for its end
+        full = self.need_full and self._sync is None
+        sliced = full and self.sliced and self.dumped and not self.rib.became_ready
+        diff_keys: Optional[List[RouteKey]] = None
         try:
-            if full:
+            if sliced:
+                self._start_sync()
+            elif full:
                 self._dump_all()
             elif self.need_repair:
                 self._dump_nexthops()
                 self.counters["repairs"] += 1
+            if self._sync is not None:
+                # a run that repairs (or follows a route event) leaves the slice to the next
+                # run, so the repair is written first; never two runs in a row (a steady flap
+                # must not stall the sync)
+                urgent = (self.need_repair or self.dirty) and not sliced
+                if urgent and not self._slice_skipped:
+                    self._slice_skipped = True
+                else:
+                    self._slice_skipped = False
+                    diff_keys = self._sync_step()
         except ResyncNeeded as exc:
             log.warning("%s; full resync", exc)
             self.need_full = True
+            self._restart_full = True
             return Plan()
         self.need_repair = False
         if full:
             self.need_full = False
             self.verify_at = None
             self.next_resync = now + self.kcfg.resync_interval
-            self.counters["full_syncs"] += 1
+            if not sliced:
+                self.counters["full_syncs"] += 1
+            full = not sliced  # a sliced one diffs slice by slice, as incremental passes
         self.nhm.collect(now)  # entries past their hold time leave the desired state now
         if self.rib.became_ready:  # the deletions held back until now are due: plan everything
             self.rib.became_ready = False
@@ -415,6 +505,8 @@ class Engine:
                 keys = changed
                 for more in (self.dirty, self._retry_keys(now)):
                     keys.update(dict.fromkeys(more))
+                if diff_keys is not None and _round == 0:  # a slice of a sliced full sync's diff
+                    keys.update(dict.fromkeys(diff_keys))
             self.dirty = set()
             allow_delete = self.dumped and self.rib.all_ready
             result = plan(self.fib.desired_nexthops(), self.observed_nh, self.fib.routes,
@@ -426,7 +518,8 @@ class Engine:
             if result.deferred and not allow_delete:
                 log.info("holding back %d deletions until every feed has sent its initial state",
                          result.deferred)
-            ops = self._spare_doomed(result.ops, full=keys is None)
+            ops = self._spare_doomed(result.ops, full=keys is None,
+                                     spared=self._sync.spared if diff_keys is not None and self._sync else None)
             self._prune_failures(ops, keys)
             ops = self._due(ops, now)
             last = Plan(ops=ops, deferred=result.deferred)
@@ -438,6 +531,10 @@ class Engine:
             full = False
             if not progress:
                 break
+        if self._sync_diffed:
+            self._end_sync()
+        if self._garbage:
+            self._release(RELEASE_SLICE)
         self.gc_at = self.nhm.collect(now)
         if self.outside:
             self._forget_outside(now)
@@ -500,6 +597,8 @@ class Engine:
                             "a new id, %d routes with it", nh_id, obj.protocol, len(moved))
                 continue
             deleted += 1
+            if self._touched is not None:  # a sliced dump is read: what it showed on it is gone
+                self._sync.vanished.add(nh_id)
             # the kernel deletes every route on a deleted nexthop or group, silently (IPv4)
             for key in self._by_nh.pop(nh_id, ()):
                 if self.observed_routes.pop(key, None) is not None:
@@ -530,7 +629,7 @@ class Engine:
             return plain
         return plain | {i for i, o in observed.items() if o.group and all(m in plain for m, _w in o.group)}
 
-    def _spare_doomed(self, ops: List[Op], full: bool) -> List[Op]:
+    def _spare_doomed(self, ops: List[Op], full: bool, spared: Optional[Set[int]] = None) -> List[Op]:
         """``ops`` without the deletions of what the kernel deletes itself (:meth:`_doomed`):
         our routes on such an object, and the object.  A carrier flap shorter than the kernel's
         own handling of it (linkwatch) leaves them in place: a link read in that window sees
@@ -538,13 +637,16 @@ class Engine:
         read (80-700 ms in the chaos storm); when the carrier loss is real the kernel deletes
         them within milliseconds; deleting them too would only race with it (ENOENT).  A full
         sync spares them once: what is still there, still doomed, at the next full sync is
-        deleted (the kernel did not, for whatever reason)."""
+        deleted (the kernel did not, for whatever reason).  A sliced full sync's diff runs pass
+        ``spared``: what the full sync before it spared (their passes are full ones)."""
         if not self.observed_nh:
             return ops
         doomed = self._doomed()
         if full:
             spare = doomed - self._doomed_seen
             self._doomed_seen = doomed
+        elif spared is not None:
+            spare = doomed - spared
         else:
             spare = doomed
         if not spare:
@@ -559,6 +661,196 @@ class Engine:
                 continue
             out.append(op)
         return out
+
+    def _start_sync(self) -> None:
+        """A sliced full sync begins: links and nexthops are read now (a few ms), the routes
+        slice by slice (:meth:`_sync_step`)."""
+        change = self._read_links()
+        if change.changed or change.names_changed:
+            self.missed_link_change = change.merged_after(self.missed_link_change)
+        self._dump_nexthops()
+        self._sync = _FullSync(dump=self.kernel.open_route_dump(self.kcfg.table, self.kcfg.protocol))
+        spare, self._spare_routes = self._spare_routes, None
+        if spare is not None and not spare and not any(g is spare for g in self._garbage):
+            self._sync.routes = spare
+        self._touched = self._sync.touched
+        log.info("full sync: reading our routes in slices of %d", self.dump_slice)
+
+    def _drop_sync(self) -> None:
+        """Abandon the sliced full sync in progress (its dump is read to its end, discarded)."""
+        sync, self._sync, self._touched = self._sync, None, None
+        if sync is not None and not sync.merged:
+            sync.dump.close()
+
+    def _sync_step(self) -> Optional[List[RouteKey]]:
+        """One slice of the sliced full sync: while the dump is read, up to :attr:`dump_slice`
+        more routes; then, each in a run of its own, :meth:`_merge_dump` and the snapshot of
+        the desired keys (a table read in one slice: all in this run); then up to
+        :attr:`diff_slice` route keys to diff in this run (returned; None before)."""
+        sync = self._sync
+        sync.slices += 1
+        self.counters["sync_slices"] += 1
+        if sync.keys is None and sync.read < 0:  # the dump is over, not merged yet
+            self._merge_dump()
+            return []
+        if not sync.merged:
+            routes, scopes, done = sync.dump.read(self.dump_slice)
+            sync.routes.update(routes)
+            sync.order += routes
+            if scopes:
+                sync.scopes.update(scopes)
+            by_nh = sync.by_nh
+            last_nh, last_set = None, set()
+            for key, nh_id in routes.items():
+                if nh_id != last_nh:
+                    last_set = by_nh.get(nh_id)
+                    if last_set is None:
+                        last_set = by_nh[nh_id] = self._spare_set(nh_id)
+                    last_nh = nh_id
+                last_set.add(key)
+            if not done:
+                return None
+            if sync.slices > 1:
+                sync.read = -1  # merged in the next run
+                return None
+            self._merge_dump()
+            self._snapshot()
+        elif sync.keys is None:  # merged in the last run: the keys to diff
+            self._snapshot()
+            return []
+        out: List[RouteKey] = []
+        budget = self.diff_slice
+        desired = self.fib.routes
+        while budget > 0 and sync.segment < len(sync.keys):
+            keys = sync.keys[sync.segment]
+            # observed keys are only looked up (deletions: those not desired): 8 for one diffed
+            scale = 1 if sync.segment == 0 else 8
+            start, end = sync.pos, min(sync.pos + budget * scale, len(keys))
+            if sync.segment == 0:
+                out += keys[start:end]
+            else:  # the others were diffed with the desired keys
+                out += [k for k in keys[start:end] if k not in desired]
+            budget -= -(-(end - start) // scale)
+            if end >= len(keys):
+                sync.segment += 1
+                sync.pos = 0
+            else:
+                sync.pos = end
+        return out
+
+    @property
+    def _sync_diffed(self) -> bool:
+        sync = self._sync
+        return sync is not None and sync.keys is not None and sync.segment >= len(sync.keys)
+
+    def _merge_dump(self) -> None:
+        """The sliced dump is over: its view becomes the observed one, except for what the
+        engine learnt while it was read, which is newer: a touched key keeps the engine's
+        value (present or not), a route the dump showed on a nexthop id that vanished
+        meanwhile is gone (the kernel deleted it with its nexthop, silently, whether the dump
+        passed it before or after; one written again since is touched).  An interrupted dump
+        (NLM_F_DUMP_INTR) is merged the same way: whatever changed behind its position was
+        our write or a notification, both touched.  Then the diff of every route, slice by
+        slice.  The merged view keeps the dump's own keys: sharing the FIB's key objects
+        (:meth:`_share_keys`, as a sync in one go does) is a pass over every key in one run
+        (0.1-0.2 s at a million routes), and a dict cannot swap a key object in place."""
+        sync = self._sync
+        self._touched = None
+        routes, scopes, by_nh, touched = sync.routes, sync.scopes, sync.by_nh, sync.touched
+        for nh_id in sync.vanished:
+            for key in by_nh.pop(nh_id, ()):
+                if key not in touched:
+                    del routes[key]
+                    scopes.pop(key, None)
+        current, current_scopes = self.observed_routes, self.observed_scopes
+        for key in touched:
+            old = routes.pop(key, None)
+            if old is not None:
+                s = by_nh.get(old)
+                if s is not None:
+                    s.discard(key)
+            scopes.pop(key, None)
+            nh_id = current.get(key)
+            if nh_id is not None:
+                routes[key] = nh_id
+                s = by_nh.get(nh_id)
+                if s is None:
+                    s = by_nh[nh_id] = set()
+                s.add(key)
+                scope = current_scopes.get(key)
+                if scope:
+                    scopes[key] = scope
+        if sync.dump.interrupted:
+            self.counters["dumps_interrupted"] += 1
+        sync.read = len(routes)
+        # the replaced view is freed a slice at a time (a million keys at once: 0.1 s)
+        self._spare_sets = {}  # those this dump did not take: freed
+        self._garbage += [self.observed_routes, self._by_nh, self.observed_scopes]
+        self._spare_routes = self.observed_routes
+        self.observed_routes, self.observed_scopes, self._by_nh = routes, scopes, by_nh
+        sync.routes, sync.scopes, sync.by_nh = {}, {}, {}
+        # for deletions the keys the dump showed (those also desired are skipped when diffed)
+        # and the touched ones (ours, written meanwhile); every desired key: _snapshot()
+        sync.rest, sync.order, sync.merged = [sync.order, list(touched)], [], True
+        # the doomed objects: as a full plan spares them (_spare_doomed), once
+        sync.spared = self._doomed_seen
+        self._doomed_seen = self._doomed()
+
+    def _snapshot(self) -> None:
+        """The keys a sliced full sync diffs: every desired key (a million-key list made in
+        this run, its keys old objects: not walked by this run's young collection, see
+        :meth:`run`), then what :meth:`_merge_dump` left.  Every desired key is diffed after
+        the merge: those desired now in the diff slices, those that become desired later as
+        changes (incremental passes)."""
+        sync = self._sync
+        sync.keys = [list(self.fib.routes)] + sync.rest
+        sync.rest = []
+        self._skip_young_collect = True
+
+    def _release(self, budget: int) -> None:
+        """Free up to about ``budget`` entries of the replaced observed maps: dicts (of sets)
+        emptied from the end."""
+        garbage = self._garbage
+        while garbage and budget > 0:
+            obj = garbage[-1]
+            if not obj:
+                garbage.pop()
+                continue
+            if isinstance(obj, set):
+                n = min(budget, len(obj))
+                pop = obj.pop
+                for _ in range(n):
+                    pop()
+                budget -= n
+                continue
+            n = min(budget, len(obj))
+            popitem = obj.popitem
+            for _ in range(n):
+                key, value = popitem()
+                if isinstance(value, set) and len(value) > 64:
+                    garbage.insert(len(garbage) - 1, value)  # a large set: freed in slices too
+                    self._spare_sets[key] = value
+            budget -= n
+
+    def _spare_set(self, nh_id: int) -> Set[RouteKey]:
+        """The set of the routes on ``nh_id`` for a sliced dump: the emptied one of the view it
+        replaces (:meth:`_release`) if there is one (it keeps its size), else a new one."""
+        spare = self._spare_sets.pop(nh_id, None)
+        if spare is None or spare or any(g is spare for g in self._garbage):
+            return set()
+        return spare
+
+    def _end_sync(self) -> None:
+        """Every key of the sliced full sync is diffed."""
+        sync, self._sync = self._sync, None
+        log.info("full sync done: %d routes of ours in the kernel, read and diffed in %d slices (%d routes changed and "
+                 "%d nexthop objects went while the dump was read%s)", sync.read, sync.slices, len(sync.touched),
+                 len(sync.vanished), "; the kernel flagged it interrupted" if sync.dump.interrupted else "")
+        self.counters["full_syncs"] += 1
+        self.counters["sliced_syncs"] += 1
+        if self.dumped and self.rib.all_ready:
+            self.nhm.end_adoption()  # as after a full plan: whatever was not adopted is stale
+            self.fib.route_hints = {}
 
     def _dump_all(self) -> None:
         """Full read: links (a missed link event is caught here too, and kept for the feeds:
@@ -670,6 +962,7 @@ class Engine:
         failures = self.failures
         last_nh, last_set = None, set()  # routes in a batch mostly share a few nexthop ids
         clean = not refused_at and not failures  # the usual chunk: no refusal, no earlier failure
+        touched = self._touched  # a sliced dump is read: what we write is newer than what it shows
         for i in range(start, end):
             op = ops[i]
             cls = type(op)  # dispatch on the type: op.kind, a class attribute, costs a generic lookup
@@ -690,6 +983,8 @@ class Engine:
                     log.debug("%s succeeded after retries", op.describe())
             if cls is RouteSet:
                 key, nh_id = op.key, op.nh_id
+                if touched is not None:
+                    touched.add(key)
                 old = routes.get(key)
                 if old is not None:
                     s = by_nh.get(old)
@@ -707,6 +1002,8 @@ class Engine:
                     last_nh = nh_id
                 last_set.add(key)
             elif cls is RouteDel:
+                if touched is not None:
+                    touched.add(op.key)
                 old = routes.pop(op.key, None)
                 if scopes:
                     scopes.pop(op.key, None)
@@ -729,6 +1026,8 @@ class Engine:
                 observed_nh.pop(obj.id, None)
                 self.nhm.kernel_ids.discard(obj.id)
                 self.nhm.released()
+                if touched is not None:
+                    self._sync.vanished.add(obj.id)
                 for key in by_nh.pop(obj.id, ()):
                     routes.pop(key, None)
                     scopes.pop(key, None)

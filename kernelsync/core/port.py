@@ -6,7 +6,7 @@ fast tests).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 from .model import KNexthop, Link, RouteKey
 from .ops import LABELS, Op
@@ -46,6 +46,29 @@ class WriteStats:
             self.writes[LABELS[cls.kind]] += n
 
 
+class RouteDump(Protocol):
+    """A route dump read in slices, on a socket of its own (the request socket stays free for
+    repairs and writes while it is open).  It follows the kernel as it walks its tables: a
+    route changed behind the walk's position is not seen again (the caller learns of it by its
+    own writes and by notifications), one changed ahead of it is seen as it is when passed.
+
+    * ``read(max_messages)``: up to about ``max_messages`` more routes (whole ``recv()``
+      buffers: it may go a buffer over), ``(routes, scopes, done)`` with ``routes`` and
+      ``scopes`` as :meth:`Kernel.dump_routes` fills them, for this slice only; ``done``: the
+      dump is over (IPv4 then IPv6);
+    * ``interrupted``: the kernel flagged the dump NLM_F_DUMP_INTR (its tables changed while
+      it was walked: the caller merges what it saw meanwhile; the dump is not restarted);
+    * ``close()``: stop reading; a dump not over is read to its end and discarded (a new dump
+      cannot start on the socket before).
+
+    Raises :class:`ResyncNeeded` if replies were lost."""
+
+    interrupted: bool
+
+    def read(self, max_messages: int) -> Tuple[Dict[RouteKey, int], Dict[RouteKey, int], bool]: ...
+    def close(self) -> None: ...
+
+
 class Kernel(Protocol):
     """What the engine needs from a kernel.
 
@@ -55,6 +78,8 @@ class Kernel(Protocol):
     * ``dump_routes(table, protocol, scopes=None)``: the routes of that table and protocol,
       ``RouteKey -> nexthop id`` (0: a route without RTA_NH_ID); ``scopes``, if given, gets
       ``RouteKey -> rtm_scope`` of those whose scope is not RT_SCOPE_UNIVERSE;
+    * ``open_route_dump(table, protocol)``: the same routes as ``dump_routes``, read in slices
+      (:class:`RouteDump`); optional: an engine whose kernel lacks it reads in one go;
     * ``apply(ops, on_chunk)``: write ``ops`` in order; returns every :class:`Refusal`;
       ``on_chunk`` is called in the caller's thread for each answered chunk, in order.
 
@@ -69,7 +94,8 @@ class Kernel(Protocol):
     def dump_nexthops(self) -> Dict[int, KNexthop]: ...
     def dump_routes(self, table: int, protocol: int,
                     scopes: Optional[Dict[RouteKey, int]] = None) -> Dict[RouteKey, int]: ...
+    def open_route_dump(self, table: int, protocol: int) -> RouteDump: ...
     def apply(self, ops: Sequence[Op], on_chunk: Optional[ChunkCallback] = None) -> List[Refusal]: ...
 
 
-__all__ = ["Kernel", "Refusal", "ResyncNeeded", "WriteStats", "ChunkCallback"]
+__all__ = ["Kernel", "RouteDump", "Refusal", "ResyncNeeded", "WriteStats", "ChunkCallback"]

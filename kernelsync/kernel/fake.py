@@ -45,6 +45,7 @@ class FakeKernel:
         self._faults: List[Tuple[Callable[[Op], bool], int, int]] = []
         self.chunk: Optional[int] = None  # ops per chunk of apply() (None: the whole batch in one)
         self.dump_faults: Dict[str, Exception] = {}  # "links"/"nexthops"/"routes" -> raised by that dump
+        self.route_dumps: List["FakeRouteDump"] = []  # every sliced dump opened (open_route_dump)
 
     # links ---------------------------------------------------------------------------------
     def add_link(self, name: str, up: bool = True, carrier: bool = True) -> int:
@@ -127,6 +128,13 @@ class FakeKernel:
         if scopes is not None:
             scopes.update((k, s) for k, s in self.scopes.items() if k in out)
         return out
+
+    def open_route_dump(self, table: int, protocol: int) -> "FakeRouteDump":
+        """A route dump read in slices (:class:`FakeRouteDump`)."""
+        self.stats.dumps += 1
+        dump = FakeRouteDump(self, table, protocol)
+        self.route_dumps.append(dump)
+        return dump
 
     def apply(self, ops: Sequence[Op], on_chunk: Optional[ChunkCallback] = None) -> List[Refusal]:
         """Same contract as :meth:`kernelsync.kernel.netlink.RtNetlink.apply` (one chunk)."""
@@ -218,4 +226,47 @@ class FakeKernel:
             self.scopes.pop(key, None)
 
 
-__all__ = ["FakeKernel"]
+class FakeRouteDump:
+    """A route dump walked as the kernel walks its tables (:class:`kernelsync.core.port.RouteDump`):
+    in key order (IPv4 before IPv6, then by destination), each :meth:`read` resuming after the
+    last key it returned and reading the routes as they are *now*; a route changed behind that
+    position is not seen again, one changed ahead of it is seen as it is when passed.
+    ``interrupted`` is set when a route of the table changed while the dump was open (the
+    real kernel flags NLM_F_DUMP_INTR for less; tests may set it).  ``dump_faults["routes"]``
+    is raised by the first read."""
+
+    def __init__(self, kernel: FakeKernel, table: int, protocol: int) -> None:
+        self.kernel = kernel
+        self.table = table
+        self.protocol = protocol
+        self.after: Optional[RouteKey] = None
+        self.done = False
+        self.interrupted = False
+        self.reads = 0
+        self.closed = False
+        self._version = dict(kernel.routes)
+
+    def read(self, max_messages: int) -> Tuple[Dict[RouteKey, int], Dict[RouteKey, int], bool]:
+        if self.reads == 0:
+            self.kernel._dump_fault("routes")
+        self.reads += 1
+        kernel = self.kernel
+        if kernel.routes != self._version:
+            self.interrupted = True
+        after = self.after
+        keys = sorted(k for k, (p, _n) in kernel.routes.items()
+                      if k[0] == self.table and p == self.protocol and (after is None or k > after))
+        taken = keys[:max(1, max_messages)]
+        routes = {k: kernel.routes[k][1] for k in taken}
+        scopes = {k: kernel.scopes[k] for k in taken if k in kernel.scopes}
+        if taken:
+            self.after = taken[-1]
+        self.done = len(taken) == len(keys)
+        self._version = dict(kernel.routes)
+        return routes, scopes, self.done
+
+    def close(self) -> None:
+        self.closed = True
+
+
+__all__ = ["FakeKernel", "FakeRouteDump"]

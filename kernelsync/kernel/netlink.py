@@ -55,6 +55,22 @@ def _set_buffers(sock: socket.socket, rcvbuf: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
+DUMP_RCVBUF = 4 << 20  # the dump socket's receive buffer: the kernel fills it only as we read
+
+
+def _request_socket(rcvbuf: int) -> socket.socket:
+    """A NETLINK_ROUTE socket for requests (not bound yet): large buffers, extended ACKs,
+    ACKs without the request, strict checking (the kernel filters dumps)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    _set_buffers(sock, rcvbuf)
+    for opt in (NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK):
+        try:
+            sock.setsockopt(SOL_NETLINK, opt, 1)
+        except OSError:
+            pass
+    return sock
+
+
 class RtNetlink:
     """One NETLINK_ROUTE socket for requests (dumps and batches) in the current namespace; the
     :class:`~kernelsync.core.port.Kernel` port.  ``protocol``: written on every route (and
@@ -62,21 +78,22 @@ class RtNetlink:
 
     def __init__(self, protocol: int, rcvbuf: int = 64 << 20, groups: int = 0) -> None:
         self.protocol = protocol
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-        _set_buffers(self.sock, rcvbuf)
-        for opt in (NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK):
-            try:
-                self.sock.setsockopt(SOL_NETLINK, opt, 1)
-            except OSError:
-                pass
+        self.sock = _request_socket(rcvbuf)
         self.sock.bind((0, groups))
         self.portid = self.sock.getsockname()[0]  # the nlmsg_pid of the notifications our writes cause
         self.seq = int.from_bytes(os.urandom(2), "little") << 8
         self.buf = bytearray(1 << 20)
         self.stats = WriteStats()
+        # the sliced route dump's own socket (:meth:`open_route_dump`), made now: a socket is
+        # bound to the namespace it is created in, and the caller may have entered ours only
+        # to make this object
+        self.dump_sock = _request_socket(DUMP_RCVBUF)
+        self.dump_sock.bind((0, 0))
+        self._route_dump: Optional["RouteDump"] = None
 
     def close(self) -> None:
         self.sock.close()
+        self.dump_sock.close()
 
     def _next_seq(self, count: int) -> int:
         seq = self.seq + 1
@@ -187,6 +204,17 @@ class RtNetlink:
                 codec.read_route_keys(buf, batch, family, table, protocol, out, scopes)
         return out
 
+    def open_route_dump(self, table: int, protocol: int) -> "RouteDump":
+        """Our routes (as :meth:`dump_routes`) read in slices on the dump socket, while the
+        request socket goes on with repairs and writes: see
+        :class:`~kernelsync.core.port.RouteDump`.  One at a time: a dump still open is read to
+        its end and discarded first."""
+        if self._route_dump is not None:
+            self._route_dump.close()
+        seq = self._next_seq(2)
+        self._route_dump = RouteDump(self.dump_sock, table, protocol, seq, self.stats)
+        return self._route_dump
+
     # batches -------------------------------------------------------------------------------
     def apply(self, ops: Sequence[Op], on_chunk: Optional[ChunkCallback] = None) -> List[Refusal]:
         """Write ``ops`` (from :func:`kernelsync.core.planner.plan`) in order, many messages per
@@ -289,6 +317,86 @@ class RtNetlink:
                 off += (length + 3) & ~3
             if done:
                 return
+
+
+class RouteDump:
+    """One route dump of ``table`` and ``protocol`` (IPv4, then IPv6) on ``sock``, read in
+    slices: :class:`kernelsync.core.port.RouteDump`.  The kernel builds the next buffer of
+    a dump only when the previous one is read, so an open dump costs nothing between slices.
+    ``seq``, ``seq + 1``: the two requests' sequence numbers."""
+
+    def __init__(self, sock: socket.socket, table: int, protocol: int, seq: int, stats: WriteStats) -> None:
+        self.sock = sock
+        self.table = table
+        self.protocol = protocol
+        self.seq = seq
+        self.stats = stats
+        self.families = (AF_INET, AF_INET6)
+        self.index = 0  # the family being read
+        self.requested = False
+        self.done = False
+        self.interrupted = False
+        self.buf = bytearray(1 << 16)
+
+    def read(self, max_messages: int) -> Tuple[Dict[RouteKey, int], Dict[RouteKey, int], bool]:
+        routes: Dict[RouteKey, int] = {}
+        scopes: Dict[RouteKey, int] = {}
+        count = 0
+        buf = self.buf
+        unpack = NLMSGHDR.unpack_from
+        while not self.done and count < max_messages:
+            family = self.families[self.index]
+            seq = self.seq + self.index
+            if not self.requested:
+                self.sock.send(codec.message(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, seq,
+                                             codec.route_dump_request(family, self.table, self.protocol)))
+                self.stats.dumps += 1
+                self.requested = True
+            try:
+                n = self.sock.recv_into(buf)
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self.done = True
+                    raise ResyncNeeded("netlink receive buffer overflow: route dump replies lost") from exc
+                raise
+            off = 0
+            batch = []
+            ended = False
+            while off + 16 <= n:
+                length, mtype, flags, mseq, _pid = unpack(buf, off)
+                if length < 16:
+                    break
+                if mseq == seq:
+                    if flags & NLM_F_DUMP_INTR:
+                        self.interrupted = True
+                    if mtype == NLMSG_DONE:
+                        ended = True
+                        break
+                    if mtype == NLMSG_ERROR:
+                        err, text = codec.parse_error(buf, off, length, flags)
+                        if err:
+                            self.done = True
+                            raise NetlinkError(err, "route dump refused: %s" % (text or os.strerror(err)))
+                        ended = True
+                        break
+                    batch.append((mtype, off + 16, off + length))
+                off += (length + 3) & ~3
+            codec.read_route_keys(buf, batch, family, self.table, self.protocol, routes, scopes)
+            count += len(batch)
+            if ended:
+                self.index += 1
+                self.requested = False
+                if self.index == len(self.families):
+                    self.done = True
+        return routes, scopes, self.done
+
+    def close(self) -> None:
+        """Read a dump not over to its end, discarding it (the socket is free again)."""
+        while not self.done:
+            try:
+                self.read(1 << 30)
+            except (ResyncNeeded, NetlinkError):
+                pass
 
 
 class EventSocket:
@@ -396,4 +504,4 @@ class RouteEventSocket(EventSocket):
                          socket_filter=socket_filter)
 
 
-__all__ = ["RtNetlink", "EventSocket", "RouteEventSocket", "Message", "NetlinkError", "PIPELINE_MIN"]
+__all__ = ["RtNetlink", "RouteDump", "EventSocket", "RouteEventSocket", "Message", "NetlinkError", "PIPELINE_MIN"]

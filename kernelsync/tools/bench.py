@@ -1259,6 +1259,11 @@ def main(args) -> int:
             print_pic(report["pic"])
             ok = ok and report["pic"]["ok"]
             sys.stdout.flush()
+        dump_sizes = [int(x) for x in str(getattr(args, "dump_latency", "") or "").split(",") if x.strip()]
+        if dump_sizes:  # link event latency during a full sync (kernelsync.tools.bench_dump)
+            from .bench_dump import run_sizes
+            report["dump_latency"] = run_sizes(FlapRig, nss, dump_sizes, groups, repeat)
+            ok = ok and all(r["ok"] for r in report["dump_latency"])
         report["peak_rss_mib"] = _maxrss_mib(resource.RUSAGE_SELF)
         print("peak RSS: %.0f MiB (bench process)%s" % (report["peak_rss_mib"], "" if ok else "; SOME CHECKS FAILED"))
     except Exception as exc:  # report it, still delete the namespaces and print BENCH_JSON
