@@ -81,8 +81,12 @@ from .netns import wait_for
 
 TABLE = 100
 NEXTHOP_IDS = (1000, 1999)
-BENCH_NET = ipaddress.IPv4Network("198.18.0.0/15")  # RFC 2544 benchmarking range
+BENCH_NET = ipaddress.IPv4Network("198.18.0.0/15")  # RFC 2544 benchmarking range: the first 131,072
+# beyond those (a full table): shared address space, RFC 6598 (only inside the lab's namespaces)
+BENCH_NETS = (BENCH_NET, ipaddress.IPv4Network("100.64.0.0/10"))
+MAX_PREFIXES = sum(net.num_addresses for net in BENCH_NETS)  # 4,325,376
 SESSION = "hA"  # the one session that carries the routes
+LISTENER_NEIGHBOR = "192.0.2.6"  # on link A's /29, never used: a peer that never comes (--peers 2)
 POLL = 0.02  # seconds between samples while the routes come in
 RATIO_TARGET = 0.20  # kernelsync CPU / ExaBGP CPU
 EXABGP_SETTINGS = {"exabgp.log.level": "WARNING"}
@@ -112,7 +116,14 @@ runpy.run_module("kernelsync", run_name="__main__", alter_sys=True)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``kernelsync bench-bgp``."""
     parser.add_argument("-n", "--prefixes", type=int, default=50_000,
-                        help="IPv4 /32s BIRD announces, from 198.18.0.0/15 (default %(default)s)")
+                        help="IPv4 /32s BIRD announces, from 198.18.0.0/15 then 100.64.0.0/10 (up to %d; "
+                             "default %%(default)s)" % MAX_PREFIXES)
+    parser.add_argument("--offset", type=int, default=0,
+                        help="start at the OFFSET-th /32 of that sequence (131072: the first of 100.64.0.0/10; "
+                             "default %(default)s)")
+    parser.add_argument("--peers", type=int, choices=(1, 2), default=1,
+                        help="2: BIRD announces the same prefixes on both sessions (two paths each, ECMP); "
+                             "memory per path is reported either way (default %(default)s)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per case, a fresh lab each; the fastest is reported (default %(default)s)")
     parser.add_argument("--mode", choices=("unique", "shared", "both"), default="both",
@@ -141,10 +152,12 @@ class BenchLab(kslab.BgpLab):
     UPDATE).  ``hA`` starts disabled (``enable_session("hA")`` starts the flood); ``hB`` is
     up but exports nothing."""
 
-    def __init__(self, prefixes: Sequence[str], unique: bool, **kw) -> None:
+    def __init__(self, prefixes: Sequence[str], unique: bool, peers: int = 1, **kw) -> None:
         self.bench_prefixes = list(prefixes)
         self.unique = unique
-        self.expect_up: Tuple[str, ...] = tuple(s for s in kslab.SESSIONS if s != SESSION)
+        #: the sessions that carry the routes (start disabled): hA, or hA and hB (``peers=2``)
+        self.carrying: Tuple[str, ...] = carrying_sessions(peers)
+        self.expect_up: Tuple[str, ...] = tuple(s for s in kslab.SESSIONS if s not in self.carrying)
         super().__init__("5.0", v4_prefixes=(), v6_prefixes=(), **kw)
 
     def wait_established(self, sessions=None, timeout=None) -> None:
@@ -171,7 +184,7 @@ class BenchLab(kslab.BgpLab):
                    '}\n' % (kslab.ROUTER_AS, kslab.HOST_AS))
         addpath = " add paths tx;" if self.add_path else ""
         for link in kslab.LINKS.values():
-            carries = link["session"] == SESSION
+            carries = link["session"] in self.carrying
             out.append(
                 'protocol bgp %(session)s from host {\n%(disabled)s'
                 '  neighbor %(h4)s; interface "%(rdev)s"; source address %(r4)s;\n'
@@ -179,11 +192,37 @@ class BenchLab(kslab.BgpLab):
                 '  ipv6 { import none; export none; next hop address %(r6)s;%(ap)s };\n'
                 '}\n' % dict(link, ap=addpath, disabled="  disabled;\n" if carries else "",
                              export="filter to_host" if carries else "none"))
+        if not self.expect_up:
+            # every session starts disabled: BIRD listens on port 179 only while one BGP protocol
+            # is enabled (the lab waits for that), so one that never gets a peer keeps it open
+            link = kslab.LINKS["A"]
+            out.append('protocol bgp listener from host {\n'
+                       '  neighbor %s; interface "%s"; source address %s;\n'
+                       '  ipv4 { import none; export none; };\n'
+                       '}\n' % (LISTENER_NEIGHBOR, link["rdev"], link["r4"]))
         return "".join(out)
+
+
+def carrying_sessions(peers: int) -> Tuple[str, ...]:
+    """The BIRD sessions that announce the prefixes: ``hA`` alone, or both (two paths each)."""
+    if peers not in (1, 2):
+        raise ValueError("--peers must be 1 or 2 (the lab has two sessions)")
+    return (SESSION,) if peers == 1 else tuple(kslab.SESSIONS)
 
 
 # ---------------------------------------------------------------------------------------------
 # Probes
+
+def memory_kib(pid: int) -> Dict[str, int]:
+    """``VmRSS`` and ``VmHWM`` (peak) of ``pid`` in KiB, from ``/proc/PID/status``."""
+    out = {"VmRSS": 0, "VmHWM": 0}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key = line.split(":", 1)[0]
+            if key in out:
+                out[key] = int(line.split()[1])
+    return out
+
 
 def cpu_seconds(pid: int, children: bool = False) -> float:
     """utime+stime of every thread of ``pid`` (plus reaped children's if ``children``)."""
@@ -263,11 +302,23 @@ def _sysctl(lab: kslab.BgpLab, key: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # One run
 
-def bench_prefixes(n: int) -> List[str]:
-    if not 1 <= n <= BENCH_NET.num_addresses:
-        raise ValueError("--prefixes must be 1..%d (the /32s of %s)" % (BENCH_NET.num_addresses, BENCH_NET))
-    base = int(BENCH_NET.network_address)
-    return ["%s/32" % ipaddress.IPv4Address(base + i) for i in range(n)]
+def bench_prefixes(n: int, offset: int = 0) -> List[str]:
+    """``n`` distinct IPv4 /32s, the ``offset``-th one first, of the sequence 198.18.0.0/15 (the
+    figures of earlier versions used those), then 100.64.0.0/10; ValueError beyond
+    :data:`MAX_PREFIXES`."""
+    if offset < 0 or not 1 <= n <= MAX_PREFIXES - offset:
+        raise ValueError("--prefixes + --offset must be 1..%d (the /32s of %s)" % (
+            MAX_PREFIXES, " and ".join(str(net) for net in BENCH_NETS)))
+    out: List[str] = []
+    for net in BENCH_NETS:
+        skip = min(offset, net.num_addresses)
+        offset -= skip
+        base, take = int(net.network_address) + skip, min(n - len(out), net.num_addresses - skip)
+        out.extend("%d.%d.%d.%d/32" % (a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
+                   for a in range(base, base + take))
+        if len(out) == n:
+            break
+    return out
 
 
 def write_config(workdir: str) -> str:
@@ -281,8 +332,9 @@ def write_config(workdir: str) -> str:
 
 def run_case(case: str, prefixes: List[str], add_path: bool, timeout: float,
              profile: Optional[str] = None, profiler: str = "cprofile",
-             source: Optional[str] = None) -> Dict[str, object]:
-    """One fresh lab, one measured flood; returns the figures."""
+             source: Optional[str] = None, peers: int = 1) -> Dict[str, object]:
+    """One fresh lab, one measured flood (``peers`` sessions announcing the prefixes); returns
+    the figures."""
     n = len(prefixes)
     workdir = tempfile.mkdtemp(prefix="ksbb-", dir="/tmp")
     conf = write_config(workdir)
@@ -299,7 +351,9 @@ def run_case(case: str, prefixes: List[str], add_path: bool, timeout: float,
     sock = os.path.join(workdir, "ks.sock")
     t_start = time.monotonic()
     try:
-        with BenchLab(prefixes, case == "unique", process_argv=argv, add_path=add_path,
+        # BIRD parses one static route per prefix at start: give a full table's start-up time
+        with BenchLab(prefixes, case == "unique", peers=peers, timeout=max(15.0, n / 20_000), process_argv=argv,
+                      add_path=add_path,
                       workdir=workdir, exabgp_settings=EXABGP_SETTINGS) as lab:
             try:
                 return _measure(lab, case, n, sock, ks_log, timeout, profile, profiler, t_start)
@@ -319,16 +373,16 @@ def _fail(lab: kslab.BgpLab, ks_log: str, what: str) -> RuntimeError:
 
 def _measure(lab: BenchLab, case: str, n: int, sock: str, ks_log: str, timeout: float,
              profile: Optional[str], profiler: str, t_start: float) -> Dict[str, object]:
-    exa = lab.exabgp_pid()
-    bird = lab.bird_pid()
     try:
         ks = wait_for(lambda: find_kernelsync(lab), timeout=15, what="the kernelsync process")
-        # kernelsync is ready (start-up over, hB's end-of-RIB seen): nothing else in the window
+        # kernelsync is ready (start-up over, hB's end-of-RIB seen, or with --peers 2 its
+        # start-up wait over): nothing else in the window
         wait_for(lambda: _bgp_ready(sock), timeout=20, interval=0.1, what="kernelsync BGP ready")
+        # pid files: ExaBGP writes its own about 0.2 s after start (no session waited for with --peers 2)
+        exa = wait_for(lab.exabgp_pid, timeout=15, what="ExaBGP's pid file")
+        bird = wait_for(lab.bird_pid, timeout=15, what="BIRD's pid file")
     except TimeoutError as exc:
         raise _fail(lab, ks_log, str(exc)) from None
-    if exa is None or bird is None:
-        raise _fail(lab, ks_log, "no pid file for ExaBGP or BIRD")
     compat = _sysctl(lab, "net.ipv4.nexthop_compat_mode")
     # idle rates, for the record
     i_ks, i_exa, i_t = cpu_seconds(ks, True), cpu_seconds(exa), time.monotonic()
@@ -357,32 +411,52 @@ def _flood(lab: BenchLab, case: str, n: int, sock: str, ks_log: str, timeout: fl
     threads0 = thread_cpu(ks)
     wake0 = wakeups(ks)
     split0 = cpu_split(ks, True)
+    peers = len(lab.carrying)
+    mem0 = memory_kib(ks)
     c0 = {"ks": cpu_seconds(ks, True), "exa": cpu_seconds(exa), "bird": cpu_seconds(bird)}
     t0 = time.monotonic()
-    lab.enable_session(SESSION)
+    for session in lab.carrying:
+        lab.enable_session(session)
     lab.expect_up = kslab.SESSIONS
     deadline = t0 + timeout
     t_up = None
     while t_up is None:
         t = time.monotonic()
-        if lab.established().get(SESSION):
+        if any(lab.established().get(session) for session in lab.carrying):
             t_up = t
         elif t > t0 + 15:
-            raise _fail(lab, ks_log, "session %s not Established 15 s after enable" % SESSION)
+            raise _fail(lab, ks_log, "session(s) %s not Established 15 s after enable" % ", ".join(lab.carrying))
         else:
             time.sleep(POLL)
     samples: List[Tuple[float, float, float, int]] = []  # (t, ks cpu, exabgp cpu, prefixes)
+    poll_s: List[float] = []  # what each fib_triestat read cost the benchmark (it grows with the table)
+    paths_at = None  # peers=2: when kernelsync had counted every peer's announcements
     while True:
         t = time.monotonic()
         count = table_prefixes(ks)
+        poll_s.append(time.monotonic() - t)
         samples.append((t, cpu_seconds(ks, True), cpu_seconds(exa), count))
         if count - before >= n:
-            break
+            if peers == 1:
+                break
+            if paths_at is None and len(samples) % 10 == 0:  # about every 0.2 s: a query costs kernelsync
+                announced = int(query(sock, "show stats", timeout=10.0).get("bgp", {}).get("announced", 0))
+                if announced >= peers * n:
+                    paths_at = t
+            # every path seen: done once kernelsync's CPU has not moved for 0.3 s (the
+            # second path of each prefix moves it to the ECMP group: no new prefix to count)
+            if paths_at is not None and t - paths_at >= 0.3:
+                quiet = [x for x in samples if x[0] >= t - 0.3]
+                if quiet[0][1] == samples[-1][1]:
+                    samples = samples[:len(samples) - len(quiet) + 1]
+                    break
         if t > deadline:
             raise _fail(lab, ks_log, "only %d of %d prefixes in table %d after %.0f s"
                         % (count - before, n, TABLE, timeout))
         time.sleep(POLL)
     t_end = samples[-1][0]
+    mem1 = memory_kib(ks)
+    mem_exa, mem_bird = memory_kib(exa), memory_kib(bird)
     c1 = {"ks": samples[-1][1], "exa": samples[-1][2], "bird": cpu_seconds(bird)}
     threads1 = thread_cpu(ks)
     wake1 = wakeups(ks)
@@ -415,6 +489,7 @@ def _flood(lab: BenchLab, case: str, n: int, sock: str, ks_log: str, timeout: fl
         "kernelsync_main_thread_cpu_s": ks_main, "kernelsync_other_threads_cpu_s": ks_other,
         "kernelsync_main_wakeups": wake1 - wake0, "bird_cpu_s": c1["bird"] - c0["bird"],
         "ratio": ks_cpu / exa_cpu if exa_cpu > 0 else None,
+        "ratio_user": (split1[0] - split0[0]) / exa_cpu if exa_cpu > 0 else None,
         "exabgp_us_per_update": exa_cpu / updates * 1e6 if updates else None,
         "kernelsync_us_per_update": ks_cpu / updates * 1e6 if updates else None,
         "exabgp_us_per_prefix": exa_cpu / n * 1e6,
@@ -426,8 +501,16 @@ def _flood(lab: BenchLab, case: str, n: int, sock: str, ks_log: str, timeout: fl
         "half_installed_at_s": t_ks_half - t_up,
         "longest_input_stall_s": stall, "longest_input_stall_at_s": t_stall_at - t_up,
         "kernelsync_tail_s": t_end - max(t_exa_idle, t_stall_end),
+        "peers": peers, "paths": peers * n,
+        "kernelsync_rss_before_mib": mem0["VmRSS"] / 1024, "kernelsync_rss_after_mib": mem1["VmRSS"] / 1024,
+        "kernelsync_peak_rss_mib": mem1["VmHWM"] / 1024,
+        "kernelsync_bytes_per_path": (mem1["VmRSS"] - mem0["VmRSS"]) * 1024 / (peers * n),
+        "exabgp_rss_mib": mem_exa["VmRSS"] / 1024, "exabgp_peak_rss_mib": mem_exa["VmHWM"] / 1024,
+        "bird_rss_mib": mem_bird["VmRSS"] / 1024,
+        "poll_ms_median": sorted(poll_s)[len(poll_s) // 2] * 1e3, "poll_ms_max": max(poll_s) * 1e3,
         "idle": idle, "nexthop_compat_mode": compat, "kernelsync_pid": ks,
         "kernelsync_log_warnings": len(warnings), "lab_setup_s": t0 - t_start,
+        "first_prefix": lab.bench_prefixes[0], "last_prefix": lab.bench_prefixes[-1],
     }
     if warnings:
         print("  kernelsync logged %d warnings/errors, e.g.: %s" % (len(warnings), warnings[0][:300]),
@@ -536,6 +619,10 @@ ROWS = [
     ("longest input stall (ks idle) / at", "stall", None, ""),
     ("kernelsync tail after its input", "kernelsync_tail_s", ".3f", " s"),
     ("BIRD CPU", "bird_cpu_s", ".2f", " s"),
+    ("kernelsync RSS before / after", "rss", None, ""),
+    ("  growth per path (%s)" % "peers x prefixes", "kernelsync_bytes_per_path", ",.0f", " B"),
+    ("ExaBGP RSS / peak", "exarss", None, ""),
+    ("fib_triestat read (median/max)", "poll", None, ""),
 ]
 
 
@@ -558,6 +645,12 @@ def print_table(results: Dict[str, Dict[str, object]]) -> None:
             elif key == "threads":
                 cells.append("%.2f / %.2f s" % (r["kernelsync_main_thread_cpu_s"],
                                                  r["kernelsync_other_threads_cpu_s"]))
+            elif key == "rss":
+                cells.append("%.0f / %.0f MiB" % (r["kernelsync_rss_before_mib"], r["kernelsync_rss_after_mib"]))
+            elif key == "exarss":
+                cells.append("%.0f / %.0f MiB" % (r["exabgp_rss_mib"], r["exabgp_peak_rss_mib"]))
+            elif key == "poll":
+                cells.append("%.1f / %.1f ms" % (r["poll_ms_median"], r["poll_ms_max"]))
             elif key == "busy":
                 cells.append("%.2f / %.2f" % (r["kernelsync_busy"], r["kernelsync_peak_busy"]))
             else:
@@ -645,6 +738,7 @@ def main(args) -> int:
     repeat = max(1, int(getattr(args, "repeat", 1)))
     mode = getattr(args, "mode", "both")
     add_path = bool(getattr(args, "add_path", False))
+    peers = int(getattr(args, "peers", 1) or 1)
     profile = getattr(args, "profile", None)
     profiler = getattr(args, "profiler", None) or ("py-spy" if shutil.which("py-spy") else "cprofile")
     if profile and profiler == "py-spy" and not shutil.which("py-spy"):
@@ -665,14 +759,15 @@ def main(args) -> int:
     if not (kslab.which("bird") and kslab.which("birdc") and kslab.exabgp_installed("5.0")):
         kslab.install_requirements(("5.0",))
     try:
-        prefixes = bench_prefixes(n)
+        prefixes = bench_prefixes(n, int(getattr(args, "offset", 0) or 0))
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
     cases = CASES if mode == "both" else (mode,)
-    print("bench-bgp: BIRD %s -> ExaBGP %s -> kernelsync, %d IPv4 /32s on one eBGP session%s, "
+    print("bench-bgp: BIRD %s -> ExaBGP %s -> kernelsync, %d IPv4 /32s on %s%s, "
           "table %d; exabgp.log.level=WARNING; %d run(s) per case, fastest reported%s"
-          % (_bird_version(), kslab.exabgp_installed("5.0"), n, " (ADD-PATH)" if add_path else "",
+          % (_bird_version(), kslab.exabgp_installed("5.0"), n,
+             "one eBGP session" if peers == 1 else "two eBGP sessions (two paths each)", " (ADD-PATH)" if add_path else "",
              TABLE, repeat, "; kernelsync from %s" % source if source else ""), flush=True)
     best: Dict[str, Dict[str, object]] = {}
     runs: Dict[str, List[Dict[str, object]]] = {c: [] for c in cases}
@@ -680,12 +775,15 @@ def main(args) -> int:
     try:
         for case in cases:
             for i in range(repeat):
-                r = run_case(case, prefixes, add_path, timeout, source=source)
+                r = run_case(case, prefixes, add_path, timeout, source=source, peers=peers)
                 runs[case].append(r)
                 print("  %-6s run %d: wall %.2f s, %d UPDATEs, ExaBGP %.2f s CPU, kernelsync %.2f s CPU "
-                      "(%.1f %%), tail %.3f s" % (case, i + 1, r["wall_s"], r["updates"], r["exabgp_cpu_s"],
-                                                  r["kernelsync_cpu_s"], r["ratio"] * 100,
-                                                  r["kernelsync_tail_s"]), flush=True)
+                      "(%.1f %%; user %.2f s = %.1f %%, sys %.2f s), tail %.3f s; RSS kernelsync %.0f -> %.0f MiB "
+                      "(%.0f B/path), ExaBGP %.0f MiB (peak %.0f)" % (
+                          case, i + 1, r["wall_s"], r["updates"], r["exabgp_cpu_s"], r["kernelsync_cpu_s"],
+                          r["ratio"] * 100, r["kernelsync_user_s"], r["ratio_user"] * 100, r["kernelsync_sys_s"],
+                          r["kernelsync_tail_s"], r["kernelsync_rss_before_mib"], r["kernelsync_rss_after_mib"],
+                          r["kernelsync_bytes_per_path"], r["exabgp_rss_mib"], r["exabgp_peak_rss_mib"]), flush=True)
             best[case] = min(runs[case], key=lambda r: r["wall_s"])
         if profile:
             prof_result = run_case("unique", prefixes, add_path, timeout, profile=os.path.abspath(profile),
@@ -707,7 +805,13 @@ def main(args) -> int:
     print("target kernelsync/ExaBGP CPU <= %.0f %%: %s" % (
         RATIO_TARGET * 100, "met" if ok else "NOT met for " + ", ".join(
             c for c, r in best.items() if not (r["ratio"] is not None and r["ratio"] <= RATIO_TARGET))))
-    report = {"best": best, "runs": runs}
+    report = {"best": best, "runs": runs, "summary": summarize(runs), "peers": peers, "prefixes": n}
+    for case, fig in report["summary"].items():
+        print("%s, median [min-max] of %d run(s): tail %s s, kernelsync user/ExaBGP %s %%, sys %s s, %s B/path, "
+              "ExaBGP peak RSS %s MiB" % (case, len(runs[case]), _mmm(fig["kernelsync_tail_s"], ".3f"),
+                                          _mmm(fig["ratio_user"], ".1f", 100), _mmm(fig["kernelsync_sys_s"], ".2f"),
+                                          _mmm(fig["kernelsync_bytes_per_path"], ",.0f"),
+                                          _mmm(fig["exabgp_peak_rss_mib"], ".0f")))
     if prof_result is not None:
         out = os.path.abspath(profile)
         print("\nprofiled run (%s; figures not the benchmark's): wall %.2f s, kernelsync %.2f s CPU "
@@ -732,6 +836,32 @@ def main(args) -> int:
     print("BENCH_JSON " + json.dumps(report, sort_keys=True))
     sys.stdout.flush()
     return 0
+
+
+SUMMARY_KEYS = ("wall_s", "exabgp_cpu_s", "kernelsync_cpu_s", "kernelsync_user_s", "kernelsync_sys_s", "ratio",
+                "ratio_user", "kernelsync_tail_s", "kernelsync_bytes_per_path", "kernelsync_rss_after_mib",
+                "exabgp_rss_mib", "exabgp_peak_rss_mib", "exabgp_us_per_update", "kernelsync_us_per_update")
+
+
+def summarize(runs: Dict[str, List[Dict[str, object]]]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """Per case and figure of :data:`SUMMARY_KEYS`: median, min and max over the runs."""
+    out: Dict[str, Dict[str, Dict[str, float]]] = {}
+    for case, rs in runs.items():
+        fig = {}
+        for key in SUMMARY_KEYS:
+            vals = sorted(float(r[key]) for r in rs if r.get(key) is not None)
+            if vals:
+                mid = len(vals) // 2
+                med = vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+                fig[key] = {"median": med, "min": vals[0], "max": vals[-1]}
+        out[case] = fig
+    return out
+
+
+def _mmm(fig: Optional[Dict[str, float]], spec: str, scale: float = 1.0) -> str:
+    if not fig:
+        return "-"
+    return "%s [%s-%s]" % tuple(format(fig[k] * scale, spec) for k in ("median", "min", "max"))
 
 
 def _own_tree_unless_installed() -> Optional[str]:
