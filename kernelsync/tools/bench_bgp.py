@@ -868,7 +868,7 @@ def _own_tree_unless_installed() -> Optional[str]:
     """None if ``python -m kernelsync`` (run from elsewhere) imports the same package as this
     module; otherwise the directory holding this module's package, so that the benchmark
     always measures the kernelsync it ships with (an editable install may point elsewhere)."""
-    mine = os.path.dirname(os.path.abspath(__file__))
+    mine = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package's directory
     proc = subprocess.run([sys.executable, "-c", "import kernelsync; print(kernelsync.__path__[0])"],
                           capture_output=True, text=True, cwd="/")
     found = proc.stdout.strip()

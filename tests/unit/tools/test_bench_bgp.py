@@ -53,3 +53,16 @@ def test_summary_gives_median_and_range_per_case():
     assert fig["wall_s"] == {"median": 2.0, "min": 1.0, "max": 3.0}
     assert fig["ratio_user"] == {"median": 0.4, "min": 0.3, "max": 0.5}
     assert bench_bgp._mmm(fig["ratio_user"], ".1f", 100) == "40.0 [30.0-50.0]"
+
+
+def test_the_benchmark_runs_the_kernelsync_it_belongs_to():
+    """None when a fresh interpreter imports this very package, else the directory to put first
+    on sys.path: the one holding the package (not the package directory itself)."""
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(bench_bgp.__file__))))
+    env_root = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
+    found = bench_bgp._own_tree_unless_installed()
+    if env_root and os.path.realpath(env_root) == os.path.realpath(root):
+        assert found is None  # a fresh interpreter (same PYTHONPATH) imports this tree
+    else:
+        assert found in (None, root)
