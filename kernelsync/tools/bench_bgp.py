@@ -86,6 +86,10 @@ BENCH_NET = ipaddress.IPv4Network("198.18.0.0/15")  # RFC 2544 benchmarking rang
 BENCH_NETS = (BENCH_NET, ipaddress.IPv4Network("100.64.0.0/10"))
 MAX_PREFIXES = sum(net.num_addresses for net in BENCH_NETS)  # 4,325,376
 SESSION = "hA"  # the one session that carries the routes
+# BGP hold time BIRD offers (ExaBGP's is 180: the session's is the lower).  The lab's 9 s is too
+# short for a full table: ExaBGP, one thread, busy parsing a million prefixes on a loaded
+# machine, sent no KEEPALIVE for 9 s and BIRD dropped the session (measured at 1M, shared).
+HOLD_TIME = 90
 LISTENER_NEIGHBOR = "192.0.2.6"  # on link A's /29, never used: a peer that never comes (--peers 2)
 POLL = 0.02  # seconds between samples while the routes come in
 RATIO_TARGET = 0.20  # kernelsync CPU / ExaBGP CPU
@@ -121,6 +125,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offset", type=int, default=0,
                         help="start at the OFFSET-th /32 of that sequence (131072: the first of 100.64.0.0/10; "
                              "default %(default)s)")
+    parser.add_argument("--hold-time", type=int, default=HOLD_TIME,
+                        help="BGP hold time BIRD offers, s (keepalive a third; default %(default)s: 9 s, the lab's, "
+                             "expired at a full table)")
+    parser.add_argument("--resync-interval", type=float, default=None,
+                        help="kernelsync's periodic full resync, s (default: kernelsync's own, 60; each one dumps "
+                             "and diffs the whole table)")
     parser.add_argument("--peers", type=int, choices=(1, 2), default=1,
                         help="2: BIRD announces the same prefixes on both sessions (two paths each, ECMP); "
                              "memory per path is reported either way (default %(default)s)")
@@ -152,9 +162,13 @@ class BenchLab(kslab.BgpLab):
     UPDATE).  ``hA`` starts disabled (``enable_session("hA")`` starts the flood); ``hB`` is
     up but exports nothing."""
 
-    def __init__(self, prefixes: Sequence[str], unique: bool, peers: int = 1, **kw) -> None:
+    def __init__(self, prefixes: Sequence[str], unique: bool, peers: int = 1, hold_time: int = HOLD_TIME,
+                 **kw) -> None:
         self.bench_prefixes = list(prefixes)
         self.unique = unique
+        if not 3 <= hold_time <= 65535:
+            raise ValueError("hold time must be 3..65535 s (RFC 4271 4.2)")
+        self.hold_time = hold_time
         #: the sessions that carry the routes (start disabled): hA, or hA and hB (``peers=2``)
         self.carrying: Tuple[str, ...] = carrying_sessions(peers)
         self.expect_up: Tuple[str, ...] = tuple(s for s in kslab.SESSIONS if s not in self.carrying)
@@ -180,8 +194,8 @@ class BenchLab(kslab.BgpLab):
                    'filter to_host { if source != RTS_STATIC then reject; accept; }\n'
                    'template bgp host {\n'
                    '  local as %d; neighbor as %d; passive on;\n'
-                   '  hold time 9; keepalive time 3; error wait time 1, 2;\n'
-                   '}\n' % (kslab.ROUTER_AS, kslab.HOST_AS))
+                   '  hold time %d; keepalive time %d; error wait time 1, 2;\n'
+                   '}\n' % (kslab.ROUTER_AS, kslab.HOST_AS, self.hold_time, max(1, self.hold_time // 3)))
         addpath = " add paths tx;" if self.add_path else ""
         for link in kslab.LINKS.values():
             carries = link["session"] in self.carrying
@@ -321,23 +335,29 @@ def bench_prefixes(n: int, offset: int = 0) -> List[str]:
     return out
 
 
-def write_config(workdir: str) -> str:
+def write_config(workdir: str, resync_interval: Optional[float] = None) -> str:
+    """kernelsync's configuration for the lab; ``resync_interval`` (s): the periodic full
+    resync's, else kernelsync's default (60 s: at a full table the flood lasts longer than
+    that, and each resync dumps and diffs the whole table meanwhile)."""
     path = os.path.join(workdir, "ks.toml")
     with open(path, "w") as f:
-        f.write("# written by kernelsync.tools.bench_bgp\n[kernel]\ntable = %d\nnexthop_id_range = [%d, %d]\n"
+        f.write("# written by kernelsync.tools.bench_bgp\n[kernel]\ntable = %d\nnexthop_id_range = [%d, %d]\n%s"
                 "[control]\nsocket = %s\n" % (TABLE, NEXTHOP_IDS[0], NEXTHOP_IDS[1],
+                                              "resync_interval = %r\n" % float(resync_interval)
+                                              if resync_interval else "",
                                               json.dumps(os.path.join(workdir, "ks.sock"))))
     return path
 
 
 def run_case(case: str, prefixes: List[str], add_path: bool, timeout: float,
              profile: Optional[str] = None, profiler: str = "cprofile",
-             source: Optional[str] = None, peers: int = 1) -> Dict[str, object]:
+             source: Optional[str] = None, peers: int = 1, hold_time: int = HOLD_TIME,
+             resync_interval: Optional[float] = None) -> Dict[str, object]:
     """One fresh lab, one measured flood (``peers`` sessions announcing the prefixes); returns
     the figures."""
     n = len(prefixes)
     workdir = tempfile.mkdtemp(prefix="ksbb-", dir="/tmp")
-    conf = write_config(workdir)
+    conf = write_config(workdir, resync_interval)
     ks_log = os.path.join(workdir, "kernelsync.log")
     ks_argv = ["--log-level", "warning", "--log-file", ks_log, "exabgp", "-c", conf]
     prelude = "sys.path.insert(0, %r)" % source if source else ""
@@ -352,7 +372,7 @@ def run_case(case: str, prefixes: List[str], add_path: bool, timeout: float,
     t_start = time.monotonic()
     try:
         # BIRD parses one static route per prefix at start: give a full table's start-up time
-        with BenchLab(prefixes, case == "unique", peers=peers, timeout=max(15.0, n / 20_000), process_argv=argv,
+        with BenchLab(prefixes, case == "unique", peers=peers, hold_time=hold_time, timeout=max(15.0, n / 20_000), process_argv=argv,
                       add_path=add_path,
                       workdir=workdir, exabgp_settings=EXABGP_SETTINGS) as lab:
             try:
@@ -440,7 +460,7 @@ def _flood(lab: BenchLab, case: str, n: int, sock: str, ks_log: str, timeout: fl
             if peers == 1:
                 break
             if paths_at is None and len(samples) % 10 == 0:  # about every 0.2 s: a query costs kernelsync
-                announced = int(query(sock, "show stats", timeout=10.0).get("bgp", {}).get("announced", 0))
+                announced = int(_stats(sock).get("bgp", {}).get("announced", 0))
                 if announced >= peers * n:
                     paths_at = t
             # every path seen: done once kernelsync's CPU has not moved for 0.3 s (the
@@ -467,7 +487,7 @@ def _flood(lab: BenchLab, case: str, n: int, sock: str, ks_log: str, timeout: fl
         os.kill(ks, signal.SIGUSR2)
     elif spy is not None:
         _stop_py_spy(spy)  # before the stats query, so that it stays out of the profile
-    stats = query(sock, "show stats", timeout=10.0)
+    stats = _stats(sock)
     bgp = stats.get("bgp", {})
     updates = int(bgp.get("updates", 0))
     ks_cpu, exa_cpu = c1["ks"] - c0["ks"], c1["exa"] - c0["exa"]
@@ -480,6 +500,7 @@ def _flood(lab: BenchLab, case: str, n: int, sock: str, ks_log: str, timeout: fl
     result = {
         "case": case, "prefixes": n, "installed_routes": stats.get("installed_routes"),
         "updates": updates, "announced": bgp.get("announced"), "bad_lines": bgp.get("bad_lines"),
+        "full_syncs": stats.get("full_syncs"), "resync_interval": resync_interval_of(lab),
         "prefixes_per_update": n / updates if updates else None,
         "wall_s": wall, "session_up_after_enable_s": t_up - t0,
         "update_rate": updates / wall if wall > 0 else None,
@@ -546,6 +567,27 @@ def _stop_py_spy(proc: subprocess.Popen) -> None:
         proc.kill()
         proc.wait()
     proc.errfile.close()  # type: ignore[attr-defined]
+
+
+def resync_interval_of(lab: kslab.BgpLab) -> Optional[float]:
+    """The ``resync_interval`` written into the lab's ks.toml (None: kernelsync's default)."""
+    for line in kslab.read_text(os.path.join(lab.workdir, "ks.toml")).splitlines():
+        if line.startswith("resync_interval"):
+            return float(line.split("=", 1)[1])
+    return None
+
+
+def _stats(sock: str, tries: int = 3) -> Dict[str, object]:
+    """``show stats``, patiently: at a full table a resync (a whole-table dump and diff) can
+    keep kernelsync's loop from answering for many seconds."""
+    for attempt in range(tries):
+        try:
+            return query(sock, "show stats", timeout=60.0)
+        except (OSError, ValueError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def _bgp_ready(sock: str) -> bool:
@@ -771,11 +813,16 @@ def main(args) -> int:
              TABLE, repeat, "; kernelsync from %s" % source if source else ""), flush=True)
     best: Dict[str, Dict[str, object]] = {}
     runs: Dict[str, List[Dict[str, object]]] = {c: [] for c in cases}
+    # SIGTERM unwinds like Ctrl-C (a background job ignores SIGINT): the lab stops its daemons
+    # and deletes its namespaces on the way out
+    signal.signal(signal.SIGTERM, _on_sigterm)
     prof_result = None
     try:
         for case in cases:
             for i in range(repeat):
-                r = run_case(case, prefixes, add_path, timeout, source=source, peers=peers)
+                r = run_case(case, prefixes, add_path, timeout, source=source, peers=peers,
+                             hold_time=int(getattr(args, "hold_time", HOLD_TIME) or HOLD_TIME),
+                             resync_interval=getattr(args, "resync_interval", None))
                 runs[case].append(r)
                 print("  %-6s run %d: wall %.2f s, %d UPDATEs, ExaBGP %.2f s CPU, kernelsync %.2f s CPU "
                       "(%.1f %%; user %.2f s = %.1f %%, sys %.2f s), tail %.3f s; RSS kernelsync %.0f -> %.0f MiB "
@@ -862,6 +909,10 @@ def _mmm(fig: Optional[Dict[str, float]], spec: str, scale: float = 1.0) -> str:
     if not fig:
         return "-"
     return "%s [%s-%s]" % tuple(format(fig[k] * scale, spec) for k in ("median", "min", "max"))
+
+
+def _on_sigterm(_signum, _frame) -> None:
+    raise SystemExit(143)
 
 
 def _own_tree_unless_installed() -> Optional[str]:

@@ -44,6 +44,10 @@ def test_two_peers_announce_on_both_sessions_one_peer_on_ha_only(tmp_path):
     assert "disabled;" not in block[:block.index("\n}\n")] and "export none;" in block
     with pytest.raises(ValueError):
         bench_bgp.carrying_sessions(3)
+    # a hold time a full table survives (the lab's 9 s expired while ExaBGP parsed 1M prefixes)
+    assert "hold time 90; keepalive time 30;" in conf
+    short = bench_bgp.BenchLab(["100.64.0.1/32"], False, hold_time=9, process_argv=["true"], workdir=str(tmp_path))
+    assert "hold time 9; keepalive time 3;" in short._bird_conf()
 
 
 def test_summary_gives_median_and_range_per_case():
@@ -66,3 +70,9 @@ def test_the_benchmark_runs_the_kernelsync_it_belongs_to():
         assert found is None  # a fresh interpreter (same PYTHONPATH) imports this tree
     else:
         assert found in (None, root)
+
+
+def test_the_config_takes_a_resync_interval_kernelsync_accepts(tmp_path):
+    from kernelsync.config import load
+    assert load(bench_bgp.write_config(str(tmp_path), 3600)).kernel.resync_interval == 3600.0
+    assert load(bench_bgp.write_config(str(tmp_path))).kernel.resync_interval == 60.0  # kernelsync's default
