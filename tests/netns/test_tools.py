@@ -100,6 +100,8 @@ def test_bench_bgp_two_peers_in_the_full_table_range_runs_to_the_end():
     assert run_["exabgp_peak_rss_mib"] > 0 and "kernelsync_bytes_per_path" in run_
     assert report["summary"]["shared"]["kernelsync_tail_s"]["min"] <= report["summary"]["shared"]["wall_s"]["max"]
     assert "100.64.0.0/32" in run_["first_prefix"]
+    # the end is the last route notification's receive time, not a poll of the table
+    assert run_["end_from"] == "notification" and run_["route_notifications"] >= 2000
     assert left_by(pid) == []
 
 
