@@ -59,7 +59,16 @@ netlink socket stays bound to the namespace it was created in.
    ``--memory-profile``: one more install under tracemalloc (:func:`memory_profile`): bytes
    per route by allocation site and by structure (:func:`memory_breakdown`); slow at 1M
    routes (about 10 minutes), not a speed figure.
-3. ``net.ipv4.nexthop_compat_mode`` is set to 0 in every bench namespace (per namespace; with 1
+3. The table case (``--mix full`` and/or ``--withdraw``, instead of 1 and 2; :func:`table_main`):
+   a mixed table (:func:`mixed_table`: ``-n`` IPv4 prefixes /8-/24, mostly /24, and ``-n``/5
+   IPv6 ones /16-/48, mostly /48, on ``--mix-groups`` groups, IPv6 routes on IPv6 groups) or the
+   /32s, installed by the same three methods in rotated rounds (:class:`RawTableWriter` for any
+   family and length); with ``--withdraw`` each then deletes its whole table: kernelsync by
+   withdrawing every prefix from the RIB (as a BGP peer's flush does) and running the engine,
+   the raw writer by RTM_DELROUTE in the same chunks, ``ip -batch`` by ``route del`` lines.
+   Figures (seconds, routes/s, per-round ratios, RIB work counted or not) in a table and under
+   the JSON key ``table``.
+4. ``net.ipv4.nexthop_compat_mode`` is set to 0 in every bench namespace (per namespace; with 1
    a group replace costs O(routes)); one extra flap at the largest size is measured with 1.
 
 Output: readable lines, then one ``BENCH_JSON {...}`` line with every figure.  The keys of
@@ -1771,8 +1780,8 @@ def table_main(args) -> int:
     if os.geteuid() != 0:
         print("kernelsync bench needs root (network namespaces)", file=sys.stderr)
         return 2
-    if not 2 <= groups <= 250 or not 1 <= n <= 16_000_000:
-        print("bench: --mix-groups/--groups must be 2..250 (1 for /32s), --routes 1..16000000", file=sys.stderr)
+    if not (2 if mix == "full" else 1) <= groups <= 250 or not 1 <= n <= 16_000_000:
+        print("bench: --mix-groups must be 2..250, --groups 1..250, --routes 1..16000000", file=sys.stderr)
         return 2
     ks_log = logging.getLogger("kernelsync")
     if ks_log.getEffectiveLevel() > logging.DEBUG:

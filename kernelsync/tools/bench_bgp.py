@@ -1,7 +1,10 @@
 """``kernelsync bench-bgp``: is kernelsync ever the bottleneck behind ExaBGP?
 
-BIRD 2 announces ``prefixes`` IPv4 /32s (from 198.18.0.0/15, the benchmarking range, RFC 2544)
-to ExaBGP 5.0 on ONE eBGP session; ExaBGP runs ``kernelsync exabgp`` as its process, which
+BIRD 2 announces ``prefixes`` IPv4 /32s (from 198.18.0.0/15, the benchmarking range, RFC 2544,
+then 100.64.0.0/10 for a full table: up to 4,325,376; ``--offset`` starts further in)
+to ExaBGP 5.0 on ONE eBGP session (``--peers 2``: on both, two paths per prefix, ECMP); BIRD
+offers a 90 s hold time (``--hold-time``; the lab's 9 s expired while ExaBGP parsed a full
+table); ExaBGP runs ``kernelsync exabgp`` as its process, which
 installs them into table 100 of the host namespace.  Everything runs in the scratch namespaces
 of :class:`kernelsync.tools.lab.BgpLab` (a fresh lab per run); nothing outside them is touched.
 
@@ -19,10 +22,15 @@ How a run is measured:
 2. CPU snapshot (``utime+stime`` from ``/proc/PID/stat``, all threads; kernelsync also with
    reaped children) of kernelsync, ExaBGP and BIRD, then ``birdc enable hA``.  ExaBGP redials
    within a second; the session counts as up when ``birdc`` first shows it Established.
-3. Until every prefix is in table 100, the benchmark samples every ``POLL`` seconds the
-   table's prefix count from ``/proc/<kernelsync pid>/net/fib_triestat`` (the kernel counts;
-   no request reaches kernelsync, so the polling costs it nothing) and both CPU times.
-4. Wall time is from session up to all prefixes installed; CPU time is over the whole window
+3. Until every prefix is in table 100, the benchmark samples every ``POLL`` seconds both CPU
+   times and the count of route notifications (:class:`RouteWatch`: a netlink socket of the
+   benchmark in the host namespace, RTNLGRP_IPV4_ROUTE, headers only); the table's prefix count
+   from ``/proc/<kernelsync pid>/net/fib_triestat`` (no request reaches kernelsync) confirms
+   completion, read every 2 s until the notifications count every prefix, then every ``POLL``
+   (at most every 4x its cost: one read costs 30-200 ms of system time at 1M routes).  The last
+   route's arrival is the receive time of the last notification.  With ``--peers 2`` the run
+   ends once kernelsync counted every path (``show stats``) and its CPU was quiet for 0.3 s.
+4. Wall time is from session up to the last route installed; CPU time is over the whole window
    (enable .. installed).  Afterwards ``show stats`` on kernelsync's control socket confirms
    ``installed_routes`` and gives the number of UPDATEs it received.
 
@@ -57,6 +65,11 @@ so its split between parser and engine is skewed towards the parser.
 patched copy with the same lab.  By default the benchmark runs the package it belongs to
 (``python -m kernelsync`` when a fresh interpreter imports that same package, else through
 ``runpy`` with its directory first on ``sys.path``).
+
+Memory: RSS of kernelsync before the flood and after (``kernelsync_bytes_per_path``: the growth
+over peers x prefixes), ExaBGP's RSS and peak, BIRD's RSS.  ``--resync-interval``: kernelsync's
+periodic full resync (default its own 60 s: a 1M flood outlasts it, and each resync dumps and
+diffs the whole table).  ``summary`` in the JSON: median, min and max over the runs per case.
 
 Output: a table, then one ``BENCH_JSON {...}`` line with every figure.
 """
