@@ -314,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-latency", default="", metavar="SIZES",
                    help="route counts (comma-separated) for the link event latency during a full sync, sliced and "
                         "in one go (kernelsync.tools.bench_dump)")
+    p.add_argument("--mix", choices=("none", "full"), default="none",
+                   help="full: the table case on a mixed table, -n IPv4 (/8-/24, mostly /24) + -n/5 IPv6 prefixes "
+                        "(/16-/48, mostly /48) instead of the /32 install and flap case")
+    p.add_argument("--mix-groups", type=int, default=40, help="distinct nexthop groups of the mixed table (2-250; "
+                                                              "about 1/6 of them IPv6)")
+    p.add_argument("--withdraw", action="store_true",
+                   help="the table case, then each method deletes its whole table (kernelsync: every prefix "
+                        "withdrawn from the RIB, as a peer flush, then engine.run)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-bgp", help="kernelsync's CPU per UPDATE against ExaBGP's, BIRD announcing 50,000 prefixes")

@@ -59,7 +59,16 @@ netlink socket stays bound to the namespace it was created in.
    ``--memory-profile``: one more install under tracemalloc (:func:`memory_profile`): bytes
    per route by allocation site and by structure (:func:`memory_breakdown`); slow at 1M
    routes (about 10 minutes), not a speed figure.
-3. ``net.ipv4.nexthop_compat_mode`` is set to 0 in every bench namespace (per namespace; with 1
+3. The table case (``--mix full`` and/or ``--withdraw``, instead of 1 and 2; :func:`table_main`):
+   a mixed table (:func:`mixed_table`: ``-n`` IPv4 prefixes /8-/24, mostly /24, and ``-n``/5
+   IPv6 ones /16-/48, mostly /48, on ``--mix-groups`` groups, IPv6 routes on IPv6 groups) or the
+   /32s, installed by the same three methods in rotated rounds (:class:`RawTableWriter` for any
+   family and length); with ``--withdraw`` each then deletes its whole table: kernelsync by
+   withdrawing every prefix from the RIB (as a BGP peer's flush does) and running the engine,
+   the raw writer by RTM_DELROUTE in the same chunks, ``ip -batch`` by ``route del`` lines.
+   Figures (seconds, routes/s, per-round ratios, RIB work counted or not) in a table and under
+   the JSON key ``table``.
+4. ``net.ipv4.nexthop_compat_mode`` is set to 0 in every bench namespace (per namespace; with 1
    a group replace costs O(routes)); one extra flap at the largest size is measured with 1.
 
 Output: readable lines, then one ``BENCH_JSON {...}`` line with every figure.  The keys of
@@ -78,6 +87,7 @@ verification failed; on an exception ``error`` holds it and the status is 1.
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import gc
 import json
 import logging
@@ -97,7 +107,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config
 from ..core.engine import Engine, KernelConfig
-from ..core.model import AF_INET, KNexthop, NexthopSpec, Path
+from ..core.model import AF_INET, AF_INET6, KNexthop, NexthopSpec, Path
 from ..daemon import Daemon
 from ..kernel import codec as uapi
 from ..kernel.codec import NLMSG_ERROR, NLMSGHDR, encode_link_admin, parse_error
@@ -1037,6 +1047,8 @@ def main(args) -> int:
     groups = int(args.groups)
     repeat = max(1, int(args.repeat))
     flap_sizes = [int(s) for s in str(args.flap_sizes).replace(" ", "").split(",") if s]
+    if (getattr(args, "mix", "none") or "none") != "none" or getattr(args, "withdraw", False):
+        return table_main(args)  # the table case (section 3) instead of install + flap
     if os.geteuid() != 0:
         print("kernelsync bench needs root (network namespaces)", file=sys.stderr)
         return 2
@@ -1277,6 +1289,547 @@ def main(args) -> int:
     report["ok"] = ok
     left = [l for l in _run("ip", "netns", "list").split() if l.startswith("ksbench-%d-" % os.getpid())]
     report["namespaces_left"] = left
+    print("BENCH_JSON " + json.dumps(report, sort_keys=True))
+    sys.stdout.flush()
+    return 0 if ok else 1
+
+
+# 3. full table: mixed prefix lengths, IPv4 + IPv6, and its withdrawal (issue 14) -----------------
+# ``--mix full``: N IPv4 + N/5 IPv6 prefixes (1M + 200k at -n 1000000) of realistic lengths over
+# ``--mix-groups`` distinct groups; ``--withdraw``: each method then deletes its whole table.
+# Kept apart from the /32 install above (own rounds, own report key ``table``).
+# Prefix-length weights, per mille, roughly today's global table (RIPE RIS / potaroo shares):
+# IPv4 mostly /24, IPv6 mostly /48 with a large /32 share (allocations).
+MIX_V4_WEIGHTS = {8: 0.02, 9: 0.03, 10: 0.05, 11: 0.1, 12: 0.3, 13: 0.5, 14: 0.8, 15: 1.0, 16: 13, 17: 8, 18: 13,
+                  19: 25, 20: 45, 21: 50, 22: 130, 23: 100, 24: 613}
+MIX_V6_WEIGHTS = {16: 0.05, 19: 0.1, 20: 0.3, 22: 0.3, 23: 0.2, 24: 0.5, 26: 0.5, 27: 0.5, 28: 10, 29: 30, 30: 5,
+                  31: 3, 32: 150, 33: 15, 34: 10, 35: 5, 36: 30, 37: 5, 38: 10, 39: 5, 40: 60, 41: 5, 42: 15, 43: 5,
+                  44: 70, 45: 10, 46: 30, 47: 25, 48: 500}
+MIX_V6_SHARE = 5  # one IPv6 prefix per 5 IPv4 ones (200k for 1M)
+NET6_A, NET6_B = "fd00:255:0::", "fd00:255:1::"  # the veths' IPv6 subnets (/64), gateways ::2+g
+WITHDRAW_TARGET = 80.0  # % of the raw writer's delete rate (issue 14)
+_RAW_DEL_FLAGS = uapi.NLM_F_REQUEST
+
+
+def gateways6(g: int) -> Tuple[str, str]:
+    return "%s%x" % (NET6_A, 2 + g), "%s%x" % (NET6_B, 2 + g)
+
+
+class TableSpec:
+    """A route table to install: ``routes`` = ``[(family, dst bytes, plen, group index), ...]``
+    in feed order; IPv4 routes on groups ``0 .. groups4-1`` (IPv4 gateways), IPv6 routes on
+    groups ``groups4 .. groups4+groups6-1`` (IPv6 gateways: an IPv6 route cannot use an IPv4
+    nexthop).  Every group has two members, one on each veth."""
+
+    def __init__(self, kind: str, routes: List[Tuple[int, bytes, int, int]], groups4: int, groups6: int) -> None:
+        self.kind, self.routes, self.groups4, self.groups6 = kind, routes, groups4, groups6
+        self.n4 = sum(1 for r in routes if r[0] == AF_INET)
+        self.n6 = len(routes) - self.n4
+
+    @property
+    def groups(self) -> int:
+        return self.groups4 + self.groups6
+
+    def group_family(self, g: int) -> int:
+        return AF_INET if g < self.groups4 else AF_INET6
+
+    def gateways(self, g: int) -> Tuple[str, str]:
+        return gateways(g) if g < self.groups4 else gateways6(g - self.groups4)
+
+    def plen_histogram(self) -> Dict[str, Dict[int, int]]:
+        out: Dict[str, Dict[int, int]] = {"ipv4": {}, "ipv6": {}}
+        for fam, _dst, plen, _g in self.routes:
+            h = out["ipv4" if fam == AF_INET else "ipv6"]
+            h[plen] = h.get(plen, 0) + 1
+        return {k: dict(sorted(v.items())) for k, v in out.items()}
+
+
+# IPv4 space a global table does not carry (RFC 6890 special-purpose, non-global): 10/8,
+# 100.64/10, 127/8, 169.254/16, 172.16/12, 192.0.0/24, 192.0.2/24, 192.168/16, 198.18/15,
+# 198.51.100/24, 203.0.113/24 as (first, last) address ints
+_BOGONS4 = tuple((int(ipaddress.IPv4Network(n).network_address), int(ipaddress.IPv4Network(n).broadcast_address))
+                 for n in ("10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+                           "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+                           "203.0.113.0/24"))
+
+
+def _draw_prefixes(rng, count: int, weights: Dict[int, float], bits: int, lo: int, hi: int,
+                   seen: set, avoid: Sequence[Tuple[int, int]] = ()) -> List[Tuple[int, int]]:
+    """``count`` distinct (network int, plen) with plen drawn by ``weights``, networks drawn
+    uniformly from [lo, hi) (host bits cleared), none overlapping a range of ``avoid``."""
+    plens = rng.choices(list(weights), weights=list(weights.values()), k=count)
+    out = []
+    span = hi - lo
+    shift = bits - 8
+    # the first octets (of ``bits``) an avoided range touches: only those need the range test
+    near = {o for first, last in avoid for o in range(first >> shift, (last >> shift) + 1)}
+    randrange = rng.randrange
+    for plen in plens:
+        mask = ((1 << plen) - 1) << (bits - plen)
+        size = 1 << (bits - plen)
+        while True:
+            net = (lo + randrange(span)) & mask
+            if net < lo or (net, plen) in seen:
+                continue
+            if plen <= 8 or (net >> shift) in near:
+                if any(net <= last and first < net + size for first, last in avoid):
+                    continue
+            break
+        seen.add((net, plen))
+        out.append((net, plen))
+    return out
+
+
+def mixed_table(n4: int, groups: int, seed: int = 14) -> TableSpec:
+    """``n4`` IPv4 prefixes (/8../24, weighted as :data:`MIX_V4_WEIGHTS`, from 1.0.0.0 to
+    223.255.255.255 without the non-global ranges of :data:`_BOGONS4`) and ``n4 // MIX_V6_SHARE`` IPv6 ones (/16../48 from 2000::/3) on ``groups``
+    distinct groups (about 1/6 of them IPv6 ones, at least one of each family), shuffled as a
+    feed would deliver them; deterministic for a ``seed``.  Raises ValueError for fewer than 2
+    groups."""
+    import random
+    if groups < 2:
+        raise ValueError("a mixed table needs at least 2 groups (one per family)")
+    rng = random.Random(seed)
+    n6 = n4 // MIX_V6_SHARE
+    g6 = max(1, round(groups / (1 + MIX_V6_SHARE))) if n6 else 0
+    g4 = groups - g6
+    routes: List[Tuple[int, bytes, int, int]] = []
+    pack4 = struct.Struct("!I").pack
+    for i, (net, plen) in enumerate(_draw_prefixes(rng, n4, MIX_V4_WEIGHTS, 32, 1 << 24, 224 << 24, set(), _BOGONS4)):
+        routes.append((AF_INET, pack4(net), plen, i % g4))
+    for i, (net, plen) in enumerate(_draw_prefixes(rng, n6, MIX_V6_WEIGHTS, 128, 1 << 125, 2 << 125, set())):
+        routes.append((AF_INET6, net.to_bytes(16, "big"), plen, g4 + i % g6))
+    rng.shuffle(routes)
+    return TableSpec("mixed", routes, g4, g6)
+
+
+def host_table(n: int, groups: int) -> TableSpec:
+    """The /32 workload of the install case (:func:`route_dsts`, route i on group i % groups)."""
+    return TableSpec("ipv4 /32", [(AF_INET, d, 32, i % groups) for i, d in enumerate(route_dsts(n))], groups, 0)
+
+
+def add_v6_addresses(ns: str) -> None:
+    """The veths' IPv6 addresses (no DAD: usable at once), so that IPv6 gateways resolve."""
+    _run("ip", "-n", ns, "-batch", "-", input_text="addr add %s1/64 dev %s nodad\naddr add %s1/64 dev %s nodad\n" % (
+        NET6_A, DEV_A, NET6_B, DEV_B))
+
+
+def table_paths(spec: TableSpec) -> List[Tuple[Path, ...]]:
+    out = []
+    for g in range(spec.groups):
+        fam = spec.group_family(g)
+        ga, gb = spec.gateways(g)
+        out.append((Path((NexthopSpec(socket.inet_pton(fam, ga), fam, DEV_A),
+                          NexthopSpec(socket.inet_pton(fam, gb), fam, DEV_B))),))
+    return out
+
+
+def check_table(nl: RtNetlink, spec: TableSpec, group_ids: Optional[set], expect: bool = True) -> Tuple[bool, str]:
+    """Our table holds exactly the spec's prefixes (``expect``) or nothing, each on one of
+    ``group_ids`` of its own family's groups."""
+    routes = nl.dump_routes(TABLE, PROTOCOL)
+    if not expect:
+        return (not routes), "%d routes left in table %d" % (len(routes), TABLE)
+    want = {(TABLE, fam, dst, plen, METRIC) for fam, dst, plen, _g in spec.routes}
+    have = set(routes)
+    if have != want:
+        return False, "%d routes in table %d, %d expected; %d missing, %d extra" % (
+            len(have), TABLE, len(want), len(want - have), len(have - want))
+    nhids = set(routes.values())
+    if group_ids is not None and not nhids <= group_ids:
+        return False, "routes on nhid %s, not one of the groups" % sorted(nhids - group_ids)[:5]
+    return True, "%d routes (%d IPv4, %d IPv6) on %d groups" % (len(routes), spec.n4, spec.n6, len(nhids))
+
+
+def _rib_load_table(engine: Engine, spec: TableSpec) -> None:
+    paths = table_paths(spec)
+    engine.rib.add_source("static", 1)
+    update = engine.rib.update
+    for fam, dst, plen, g in spec.routes:
+        update("static", (fam, dst, plen), paths[g])
+    engine.rib.set_ready("static")
+
+
+def table_kernelsync(nss: Namespaces, spec: TableSpec, withdraw: bool) -> dict:
+    """kernelsync installs ``spec`` (RIB load, then engine.start + runs until idle), then, with
+    ``withdraw``, every prefix is withdrawn from the RIB (``rib.withdraw`` per prefix: what a
+    BGP peer going down does in :mod:`kernelsync.feeds.bgp`, and a feed withdrawing all) and
+    the engine runs until idle (route deletes, then unused groups and nexthops)."""
+    ns = nss.create()
+    add_v6_addresses(ns)
+    try:
+        kernel = nss.open_in(ns, lambda: RtNetlink(PROTOCOL))
+        try:
+            timer = TimedKernel(kernel)
+            rss0 = rss_bytes()
+            engine = Engine(kcfg(), kernel)
+            t0 = time.perf_counter()
+            _rib_load_table(engine, spec)
+            t1 = time.perf_counter()
+            now = time.monotonic()
+            engine.start(now)
+            plan, runs = run_until_idle(engine, now)
+            t2 = time.perf_counter()
+            del plan
+            rss1 = rss_bytes()
+            ok, detail = check_table(kernel, spec, set(our_groups(kernel)))
+            grps = our_groups(kernel)
+            if len(grps) != spec.groups:
+                ok, detail = False, detail + "; %d groups, %d expected" % (len(grps), spec.groups)
+            out = {"ns": ns, "rib_load_s": t1 - t0, "total_s": t2 - t1, "with_rib_s": t2 - t0,
+                   "netlink_s": timer.seconds, "ops": timer.ops, "runs": runs,
+                   "rss_bytes_per_route": (rss1 - rss0) / len(spec.routes), "ok": ok, "verify": detail}
+            if withdraw:
+                timer.reset()
+                rib_withdraw = engine.rib.withdraw
+                t3 = time.perf_counter()
+                for fam, dst, plen, _g in spec.routes:
+                    rib_withdraw("static", (fam, dst, plen))
+                t4 = time.perf_counter()
+                _plan, druns = run_until_idle(engine, time.monotonic())
+                t5 = time.perf_counter()
+                del _plan
+                dok, ddetail = check_table(kernel, spec, None, expect=False)
+                left = our_groups(kernel)
+                out.update({"del_rib_s": t4 - t3, "del_s": t5 - t4, "del_with_rib_s": t5 - t3,
+                            "del_netlink_s": timer.seconds, "del_ops": timer.ops, "del_runs": druns,
+                            "del_groups_left": len(left)})
+                out["ok"] = out["ok"] and dok
+                out["verify"] += "; withdrawal: " + ddetail
+            del engine
+        finally:
+            kernel.close()
+    finally:
+        nss.delete(ns)
+        collect()
+    return out
+
+
+class RawTableWriter(RawWriter):
+    """:class:`RawWriter` for any family and prefix length, and its deletes: RTM_NEWROUTE
+    (table, dst, priority, RTA_NH_ID) and RTM_DELROUTE (table, dst, priority: what kernelsync's
+    delete carries), RAW_CHUNK messages per ``send()``, NLM_F_ACK on each chunk's last."""
+
+    _LAYOUT = {AF_INET: (struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI HHI"), struct.Struct("=IHHII BBBBBBBBI HHI HH4s HHI")),
+               AF_INET6: (struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI HHI"),
+                          struct.Struct("=IHHII BBBBBBBBI HHI HH16s HHI"))}
+    _NH6 = struct.Struct("=IHHII BBBBI HHI HHI HH16s")
+
+    def write_nexthops_any(self, members: Sequence[Tuple[int, int, int, bytes]],
+                           groups: Sequence[Tuple[int, int, int]]) -> None:
+        """``members``: (id, family, ifindex, gateway); ``groups``: (id, member, member)."""
+        parts = []
+        seq = self.seq
+        for nh_id, fam, oif, gw in members:
+            seq += 1
+            st = _RAW_NH if fam == AF_INET else self._NH6
+            parts.append(st.pack(st.size, uapi.RTM_NEWNEXTHOP, _RAW_ADD, seq, 0, fam, 0, PROTOCOL, 0, 0,
+                                 8, uapi.NHA_ID, nh_id, 8, uapi.NHA_OIF, oif, 4 + len(gw), uapi.NHA_GATEWAY, gw))
+        for gid, a, b in groups:
+            seq += 1
+            parts.append(_RAW_GROUP.pack(_RAW_GROUP.size, uapi.RTM_NEWNEXTHOP, _RAW_ADD, seq, 0, 0, 0, PROTOCOL, 0, 0,
+                                         8, uapi.NHA_ID, gid, 4 + 16, uapi.NHA_GROUP, a, 0, 0, 0, b, 0, 0, 0))
+        data = bytearray(b"".join(parts))
+        last_off = len(data) - len(parts[-1])
+        _RAW_HDR.pack_into(data, last_off, len(parts[-1]), uapi.RTM_NEWNEXTHOP, _RAW_ADD | uapi.NLM_F_ACK, seq, 0)
+        first, self.seq = self.seq + 1, seq
+        self._send(data, first, seq)
+
+    def write_table(self, routes: Sequence[Tuple[int, bytes, int, int]], delete: bool = False) -> None:
+        """``routes``: (family, dst, plen, nexthop id); ``delete``: RTM_DELROUTE instead."""
+        n = len(routes)
+        buf = bytearray(RAW_CHUNK * self._LAYOUT[AF_INET6][0].size)
+        mtype, flags = (uapi.RTM_DELROUTE, _RAW_DEL_FLAGS) if delete else (uapi.RTM_NEWROUTE, _RAW_ADD)
+        scope = uapi.RT_SCOPE_NOWHERE if delete else 0
+        table_msg = TABLE if TABLE < 256 else uapi.RT_TABLE_COMPAT
+        rta_table, rta_dst, rta_prio, rta_nh = uapi.RTA_TABLE, uapi.RTA_DST, uapi.RTA_PRIORITY, uapi.RTA_NH_ID
+        unicast = uapi.RTN_UNICAST
+        (s4, d4), (s6, d6) = self._LAYOUT[AF_INET], self._LAYOUT[AF_INET6]
+        p4, p6, q4, q6 = s4.pack_into, s6.pack_into, d4.pack_into, d6.pack_into
+        base = self.seq + 1
+        for start in range(0, n, RAW_CHUNK):
+            end = min(n, start + RAW_CHUNK)
+            off = 0
+            for i in range(start, end):
+                fam, dst, plen, nh = routes[i]
+                if delete:
+                    size = d4.size if fam == AF_INET else d6.size
+                    (q4 if fam == AF_INET else q6)(buf, off, size, mtype, flags, base + i, 0, fam, plen, 0, 0, table_msg,
+                                                   PROTOCOL, scope, unicast, 0,
+                                                   8, rta_table, TABLE, 4 + len(dst), rta_dst, dst, 8, rta_prio, METRIC)
+                else:
+                    size = s4.size if fam == AF_INET else s6.size
+                    (p4 if fam == AF_INET else p6)(buf, off, size, mtype, flags, base + i, 0, fam, plen, 0, 0, table_msg,
+                                                   PROTOCOL, 0, unicast, 0, 8, rta_table, TABLE, 4 + len(dst), rta_dst,
+                                                   dst, 8, rta_prio, METRIC, 8, rta_nh, nh)
+                last = off
+                off += size
+            struct.pack_into("=H", buf, last + 6, flags | uapi.NLM_F_ACK)
+            self._send(memoryview(buf)[:off], base + start, base + end - 1)
+        self.seq = base + n - 1
+
+
+def _baseline_nexthops(spec: TableSpec, base: int, ifa: int, ifb: int):
+    """Members (id, family, ifindex, gateway bytes) and groups (id, a, b) of a baseline."""
+    members, grps = [], []
+    for g in range(spec.groups):
+        fam = spec.group_family(g)
+        ga, gb = spec.gateways(g)
+        a, b = base + 2 * g + 1, base + 2 * g + 2
+        members += [(a, fam, ifa, socket.inet_pton(fam, ga)), (b, fam, ifb, socket.inet_pton(fam, gb))]
+        grps.append((base + GROUP_OFFSET + g, a, b))
+    return members, grps
+
+
+def table_raw_writer(nss: Namespaces, spec: TableSpec, withdraw: bool) -> dict:
+    ns = nss.create()
+    add_v6_addresses(ns)
+    try:
+        ifa, ifb = nss.open_in(ns, lambda: (socket.if_nametoindex(DEV_A), socket.if_nametoindex(DEV_B)))
+        members, grps = _baseline_nexthops(spec, RAW_NH_BASE, ifa, ifb)
+        gids = [gid for gid, _a, _b in grps]
+        routes = [(fam, dst, plen, gids[g]) for fam, dst, plen, g in spec.routes]
+        writer = nss.open_in(ns, RawTableWriter)
+        nl = nss.open_in(ns, lambda: RtNetlink(PROTOCOL))
+        try:
+            t0 = time.perf_counter()
+            writer.write_nexthops_any(members, grps)
+            writer.write_table(routes)
+            t1 = time.perf_counter()
+            send_s, refused = writer.send_s, len(writer.refused)
+            ok, detail = check_table(nl, spec, set(gids))
+            out = {"ns": ns, "total_s": t1 - t0, "send_s": send_s, "sends": writer.sends, "refused": refused}
+            if withdraw:
+                writer.send_s = 0.0
+                t2 = time.perf_counter()
+                writer.write_table(routes, delete=True)
+                t3 = time.perf_counter()
+                dok, ddetail = check_table(nl, spec, None, expect=False)
+                out.update({"del_s": t3 - t2, "del_send_s": writer.send_s,
+                            "del_refused": len(writer.refused) - refused})
+                ok, detail = ok and dok, detail + "; withdrawal: " + ddetail
+            if writer.refused:
+                ok, detail = False, detail + "; %d messages refused, first (seq, errno): %s" % (
+                    len(writer.refused), writer.refused[:3])
+            out.update({"ok": ok, "verify": detail})
+        finally:
+            writer.close()
+            nl.close()
+        return out
+    finally:
+        nss.delete(ns)
+        collect()
+
+
+def _ip_prefix(fam: int, dst: bytes, plen: int) -> str:
+    return "%s/%d" % (socket.inet_ntop(fam, dst), plen)
+
+
+def table_ip_batch(nss: Namespaces, spec: TableSpec, withdraw: bool, workdir: str) -> dict:
+    ns = nss.create()
+    add_v6_addresses(ns)
+    try:
+        setup = []
+        for g in range(spec.groups):
+            ga, gb = spec.gateways(g)
+            a, b = IP_BATCH_NH_BASE + 2 * g + 1, IP_BATCH_NH_BASE + 2 * g + 2
+            setup += ["nexthop add id %d via %s dev %s proto %d" % (a, ga, DEV_A, PROTOCOL),
+                      "nexthop add id %d via %s dev %s proto %d" % (b, gb, DEV_B, PROTOCOL),
+                      "nexthop add id %d group %d/%d proto %d" % (IP_BATCH_NH_BASE + GROUP_OFFSET + g, a, b, PROTOCOL)]
+        _run("ip", "-n", ns, "-batch", "-", input_text="\n".join(setup) + "\n")
+        gids = [IP_BATCH_NH_BASE + GROUP_OFFSET + g for g in range(spec.groups)]
+        add_path = os.path.join(workdir, "add-%s.batch" % ns)
+        del_path = os.path.join(workdir, "del-%s.batch" % ns)
+        tail = " table %d proto %d metric %d\n" % (TABLE, PROTOCOL, METRIC)
+        with open(add_path, "w") as fa:
+            for fam, dst, plen, g in spec.routes:
+                fa.write("route add " + _ip_prefix(fam, dst, plen) + " nhid %d" % gids[g] + tail)
+        if withdraw:
+            with open(del_path, "w") as fd:
+                for fam, dst, plen, _g in spec.routes:
+                    fd.write("route del " + _ip_prefix(fam, dst, plen) + tail)
+        nl = nss.open_in(ns, lambda: RtNetlink(PROTOCOL))
+        try:
+            t0 = time.perf_counter()
+            proc = subprocess.run(["ip", "-n", ns, "-batch", add_path], capture_output=True, text=True)
+            t1 = time.perf_counter()
+            if proc.returncode != 0:
+                raise RuntimeError("ip -batch failed: %s" % proc.stderr.strip()[:500])
+            ok, detail = check_table(nl, spec, set(gids))
+            out = {"ns": ns, "total_s": t1 - t0}
+            if withdraw:
+                t2 = time.perf_counter()
+                proc = subprocess.run(["ip", "-n", ns, "-batch", del_path], capture_output=True, text=True)
+                t3 = time.perf_counter()
+                if proc.returncode != 0:
+                    raise RuntimeError("ip -batch (deletes) failed: %s" % proc.stderr.strip()[:500])
+                dok, ddetail = check_table(nl, spec, None, expect=False)
+                out["del_s"] = t3 - t2
+                ok, detail = ok and dok, detail + "; withdrawal: " + ddetail
+            out.update({"ok": ok, "verify": detail})
+        finally:
+            nl.close()
+            for p in (add_path, del_path):
+                if os.path.exists(p):
+                    os.unlink(p)
+        return out
+    finally:
+        nss.delete(ns)
+        collect()
+
+
+def run_table(nss: Namespaces, spec: TableSpec, repeat: int, withdraw: bool, workdir: str) -> dict:
+    """``repeat`` rounds of the three methods on ``spec`` (order rotated per round), each
+    installing then (``withdraw``) deleting the whole table in its own namespace.  Per round:
+    kernelsync as % of the raw writer's rate and x ip -batch, RIB work counted and not, for the
+    install and the withdrawal."""
+    runners: Dict[str, Callable[[], dict]] = {
+        "kernelsync": lambda: table_kernelsync(nss, spec, withdraw),
+        "raw_writer": lambda: table_raw_writer(nss, spec, withdraw),
+        "ip_batch": lambda: table_ip_batch(nss, spec, withdraw, workdir),
+    }
+    runs: Dict[str, List[dict]] = {m: [] for m in METHODS}
+    rounds = []
+    for r in range(repeat):
+        order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
+        got = {}
+        for m in order:
+            got[m] = runners[m]()
+            got[m].pop("ns", None)
+            runs[m].append(got[m])
+        ks, raw, ip = got["kernelsync"], got["raw_writer"], got["ip_batch"]
+        rnd = {"order": list(order), "ok": ks["ok"] and raw["ok"] and ip["ok"],
+               "floor_pct": 100.0 * raw["total_s"] / ks["total_s"],
+               "floor_pct_with_rib": 100.0 * raw["total_s"] / ks["with_rib_s"],
+               "ratio": ip["total_s"] / ks["total_s"], "ratio_with_rib": ip["total_s"] / ks["with_rib_s"]}
+        if withdraw:
+            rnd.update({"del_floor_pct": 100.0 * raw["del_s"] / ks["del_s"],
+                        "del_floor_pct_with_rib": 100.0 * raw["del_s"] / ks["del_with_rib_s"],
+                        "del_ratio": ip["del_s"] / ks["del_s"], "del_ratio_with_rib": ip["del_s"] / ks["del_with_rib_s"]})
+        rounds.append(rnd)
+        line = ("  round %d (%s): install kernelsync %.3f s (+ RIB load %.3f s) | raw writer %.3f s | ip -batch %.3f s"
+                % (r + 1, ", ".join(LABEL[m] for m in order), ks["total_s"], ks["rib_load_s"], raw["total_s"],
+                   ip["total_s"]))
+        if withdraw:
+            line += (" || withdrawal kernelsync %.3f s (+ RIB withdraw %.3f s, %d writes) | raw writer %.3f s | "
+                     "ip -batch %.3f s" % (ks["del_s"], ks["del_rib_s"], ks["del_ops"], raw["del_s"], ip["del_s"]))
+        bad = ["%s: %s" % (LABEL[m], got[m]["verify"]) for m in METHODS if not got[m]["ok"]]
+        print(line + (" [ok]" if not bad else " [FAIL: %s]" % "; ".join(bad)))
+        sys.stdout.flush()
+    return {"runs": runs, "rounds": rounds}
+
+
+def table_report(spec: TableSpec, res: dict, withdraw: bool) -> dict:
+    """Medians and ranges of :func:`run_table`'s figures (seconds, routes/s, per-round ratios),
+    printed as a table; returns the JSON part."""
+    runs, rounds = res["runs"], res["rounds"]
+    n = len(spec.routes)
+    ks, raw, ip = runs["kernelsync"], runs["raw_writer"], runs["ip_batch"]
+    per = {"kernelsync_s": [x["total_s"] for x in ks], "kernelsync_with_rib_s": [x["with_rib_s"] for x in ks],
+           "kernelsync_rib_load_s": [x["rib_load_s"] for x in ks], "kernelsync_netlink_s": [x["netlink_s"] for x in ks],
+           "rss_bytes_per_route": [x["rss_bytes_per_route"] for x in ks],
+           "raw_writer_s": [x["total_s"] for x in raw], "ip_batch_s": [x["total_s"] for x in ip]}
+    for k in ("floor_pct", "floor_pct_with_rib", "ratio", "ratio_with_rib"):
+        per[k] = [r[k] for r in rounds]
+    if withdraw:
+        per.update({"del_kernelsync_s": [x["del_s"] for x in ks], "del_kernelsync_with_rib_s": [x["del_with_rib_s"] for x in ks],
+                    "del_kernelsync_rib_s": [x["del_rib_s"] for x in ks],
+                    "del_kernelsync_netlink_s": [x["del_netlink_s"] for x in ks],
+                    "del_raw_writer_s": [x["del_s"] for x in raw], "del_ip_batch_s": [x["del_s"] for x in ip]})
+        for k in ("del_floor_pct", "del_floor_pct_with_rib", "del_ratio", "del_ratio_with_rib"):
+            per[k] = [r[k] for r in rounds]
+    st = {k: spread(v) for k, v in per.items()}
+    def rate(k: str) -> Dict[str, float]:  # routes/s: the fastest run is the shortest time
+        return {"median": n / st[k]["median"], "min": n / st[k]["max"], "max": n / st[k]["min"]}
+
+    print("%s table: %d routes (%d IPv4, %d IPv6) on %d groups (%d IPv4, %d IPv6), median [min-max] of %d round%s:" % (
+        spec.kind, n, spec.n4, spec.n6, spec.groups, spec.groups4, spec.groups6, len(rounds),
+        "" if len(rounds) == 1 else "s"))
+    rows = [("kernelsync, engine.start + runs", "kernelsync_s"), ("kernelsync, RIB load counted", "kernelsync_with_rib_s"),
+            ("raw writer (the kernel's floor)", "raw_writer_s"), ("ip -batch", "ip_batch_s")]
+    dels = [("kernelsync, engine.run", "del_kernelsync_s"), ("kernelsync, RIB withdraw counted", "del_kernelsync_with_rib_s"),
+            ("raw writer (RTM_DELROUTE)", "del_raw_writer_s"), ("ip -batch (route del)", "del_ip_batch_s")]
+    print("  %-34s %-26s %-30s %-26s %s" % ("", "install", "routes/s", "withdrawal" if withdraw else "",
+                                            "routes/s" if withdraw else ""))
+    for (label, key), dl in zip(rows, dels if withdraw else [None] * 4):
+        cells = "  %-34s %-26s %-30s" % (label, _mr(st[key], unit=" s"), _mr_rate(rate(key)))
+        if dl:
+            cells += " %-26s %s" % (_mr(st[dl[1]], unit=" s"), _mr_rate(rate(dl[1])))
+        print(cells.rstrip())
+    print("  install: kernelsync at %s of the raw writer's rate (RIB load counted: %s); %s ip -batch (counted: %s); "
+          "RIB load %s; memory %s B/route" % (
+              _mr(st["floor_pct"], "%.0f", "%"), _mr(st["floor_pct_with_rib"], "%.0f", "%"),
+              _mr(st["ratio"], "%.2f", "x"), _mr(st["ratio_with_rib"], "%.2f", "x"),
+              _mr(st["kernelsync_rib_load_s"], unit=" s"), _mr(st["rss_bytes_per_route"], "%.0f")))
+    out = {"kind": spec.kind, "routes": n, "ipv4": spec.n4, "ipv6": spec.n6, "groups": spec.groups,
+           "groups_ipv4": spec.groups4, "groups_ipv6": spec.groups6, "prefix_lengths": spec.plen_histogram(),
+           "median": {k: v["median"] for k, v in st.items()}, "range": {k: [v["min"], v["max"]] for k, v in st.items()},
+           "rounds": rounds, "runs": runs, "ok": all(r["ok"] for r in rounds)}
+    if withdraw:
+        med = st["del_floor_pct_with_rib"]["median"]
+        print("  withdrawal (every prefix withdrawn from the RIB, as a BGP peer's flush does, then engine.run): "
+              "kernelsync at %s of the raw writer's delete rate, RIB withdraw counted %s (target >= %.0f%%: %s); "
+              "%s ip -batch (counted: %s); RIB withdraw %s; writes %s, groups left %s" % (
+                  _mr(st["del_floor_pct"], "%.0f", "%"), _mr(st["del_floor_pct_with_rib"], "%.0f", "%"),
+                  WITHDRAW_TARGET, "MET" if med >= WITHDRAW_TARGET else "NOT MET", _mr(st["del_ratio"], "%.2f", "x"),
+                  _mr(st["del_ratio_with_rib"], "%.2f", "x"), _mr(st["del_kernelsync_rib_s"], unit=" s"),
+                  "/".join(str(x["del_ops"]) for x in ks), "/".join(str(x["del_groups_left"]) for x in ks)))
+        out["withdraw"] = {"target_pct": WITHDRAW_TARGET, "met_median": med >= WITHDRAW_TARGET,
+                           "path": "rib.withdraw per prefix (a BGP peer flush) + engine.run until idle"}
+    sys.stdout.flush()
+    return out
+
+
+def table_main(args) -> int:
+    """``bench --mix full`` and/or ``--withdraw``: the table case (:func:`run_table`) instead of
+    the /32 install and flap case; ``--mix full`` = :func:`mixed_table` of ``-n`` IPv4 and
+    ``-n``/5 IPv6 prefixes on ``--mix-groups`` groups, else the /32s on ``--groups``.  One
+    ``BENCH_JSON`` line, its figures under ``table``."""
+    n, repeat = int(args.routes), max(1, int(args.repeat))
+    mix = getattr(args, "mix", "none") or "none"
+    withdraw = bool(getattr(args, "withdraw", False))
+    groups = int(getattr(args, "mix_groups", 40)) if mix == "full" else int(args.groups)
+    if os.geteuid() != 0:
+        print("kernelsync bench needs root (network namespaces)", file=sys.stderr)
+        return 2
+    if not (2 if mix == "full" else 1) <= groups <= 250 or not 1 <= n <= 16_000_000:
+        print("bench: --mix-groups must be 2..250, --groups 1..250, --routes 1..16000000", file=sys.stderr)
+        return 2
+    ks_log = logging.getLogger("kernelsync")
+    if ks_log.getEffectiveLevel() > logging.DEBUG:
+        ks_log.setLevel(logging.WARNING)
+    report: dict = {"routes": n, "repeat": repeat, "mix": mix, "withdraw": withdraw, "table": TABLE,
+                    "protocol": PROTOCOL, "kernel": os.uname().release, "nexthop_compat_mode": 0}
+    ok = True
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    nss = Namespaces()
+    try:
+        t = time.perf_counter()
+        spec = mixed_table(n, groups) if mix == "full" else host_table(n, groups)
+        print("kernelsync bench (table case%s): %d routes (%d IPv4, %d IPv6), generated in %.1f s; %d round%s, "
+              "kernelsync / raw writer / ip -batch rotated, each in a fresh namespace (nexthop_compat_mode=0)" % (
+                  ", withdrawal" if withdraw else "", len(spec.routes), spec.n4, spec.n6, time.perf_counter() - t,
+                  repeat, "" if repeat == 1 else "s"))
+        sys.stdout.flush()
+        with tempfile.TemporaryDirectory(prefix="ksbench-") as workdir:
+            res = run_table(nss, spec, repeat, withdraw, workdir)
+        report["table"] = table_report(spec, res, withdraw)
+        ok = report["table"]["ok"]
+        report["peak_rss_mib"] = _maxrss_mib(resource.RUSAGE_SELF)
+        report["ip_peak_rss_mib"] = _maxrss_mib(resource.RUSAGE_CHILDREN)
+        print("peak RSS: %.0f MiB (bench process), %.0f MiB (largest child, ip)%s" % (
+            report["peak_rss_mib"], report["ip_peak_rss_mib"], "" if ok else "; SOME CHECKS FAILED"))
+    except Exception as exc:
+        traceback.print_exc()
+        report["error"] = "%s: %s" % (type(exc).__name__, exc)
+        print("bench FAILED: %s" % report["error"])
+        ok = False
+    finally:
+        nss.close()
+        signal.signal(signal.SIGTERM, old_term)
+    report["ok"] = ok
+    report["namespaces_left"] = [l for l in _run("ip", "netns", "list").split()
+                                 if l.startswith("ksbench-%d-" % os.getpid())]
     print("BENCH_JSON " + json.dumps(report, sort_keys=True))
     sys.stdout.flush()
     return 0 if ok else 1

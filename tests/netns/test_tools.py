@@ -60,6 +60,53 @@ def test_bench_runs_to_the_end_and_its_checks_pass():
     assert left_by(pid) == []
 
 
+def test_bench_table_case_mixed_and_withdrawn_runs_to_the_end():
+    """``bench --mix full --withdraw`` at a small size: IPv4 and IPv6 prefixes of many lengths on
+    their own families' groups, installed and then withdrawn by the three methods."""
+    need_root()
+    code, out, err, pid = run("bench", "-n", "2000", "--repeat", "1", "--mix", "full", "--mix-groups", "20",
+                              "--withdraw", timeout=60)
+    assert code == 0, out[-3000:] + err[-3000:]
+    (line,) = [l for l in out.splitlines() if l.startswith("BENCH_JSON ")]
+    report = json.loads(line[len("BENCH_JSON "):])
+    assert report["ok"] and report["namespaces_left"] == []
+    table = report["table"]
+    assert (table["ipv4"], table["ipv6"], table["groups"]) == (2000, 400, 20)
+    assert "24" in table["prefix_lengths"]["ipv4"] and "48" in table["prefix_lengths"]["ipv6"]  # JSON keys
+    (ks,) = table["runs"]["kernelsync"]
+    (raw,) = table["runs"]["raw_writer"]
+    (ip,) = table["runs"]["ip_batch"]
+    # each method's install and withdrawal checked by dumps; kernelsync deleted every route
+    assert ks["ok"] and raw["ok"] and ip["ok"] and raw["refused"] == 0 and raw["del_refused"] == 0
+    assert ks["del_ops"] >= 2400 and ks["del_with_rib_s"] > ks["del_s"]
+    for key in ("floor_pct", "ratio", "del_floor_pct_with_rib", "del_ratio"):
+        assert table["median"][key] > 0
+    assert "withdrawal" in out and "of the raw writer's delete rate" in out
+    assert left_by(pid) == []
+
+
+def test_bench_bgp_two_peers_in_the_full_table_range_runs_to_the_end():
+    """``bench-bgp`` at a small size in 100.64.0.0/10 (the range a full table needs), both
+    sessions announcing: every prefix installed, memory per path and the CPU split reported."""
+    need_root()
+    install_requirements(("5.0",))
+    code, out, err, pid = run("bench-bgp", "-n", "2000", "--offset", "131072", "--mode", "shared", "--peers", "2",
+                              timeout=120)
+    assert code == 0, out[-3000:] + err[-3000:]
+    (line,) = [l for l in out.splitlines() if l.startswith("BENCH_JSON ")]
+    report = json.loads(line[len("BENCH_JSON "):])
+    (run_,) = report["runs"]["shared"]
+    assert run_["installed_routes"] >= 2000 and run_["peers"] == 2 and run_["paths"] == 4000
+    assert run_["announced"] >= 4000  # both peers' paths reached kernelsync
+    assert run_["kernelsync_user_s"] > 0 and run_["ratio_user"] is not None
+    assert run_["exabgp_peak_rss_mib"] > 0 and "kernelsync_bytes_per_path" in run_
+    assert report["summary"]["shared"]["kernelsync_tail_s"]["min"] <= report["summary"]["shared"]["wall_s"]["max"]
+    assert "100.64.0.0/32" in run_["first_prefix"]
+    # the end is the last route notification's receive time, not a poll of the table
+    assert run_["end_from"] == "notification" and run_["route_notifications"] >= 2000
+    assert left_by(pid) == []
+
+
 def test_demo_runs_to_the_end():
     need_root()
     install_requirements(("5.0",))

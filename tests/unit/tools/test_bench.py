@@ -75,3 +75,68 @@ def test_a_dropped_engine_is_freed_by_collect_although_run_froze_it():
         tracemalloc.stop()
     assert held > 100 * N
     assert left < held / 20, (left, held)
+
+
+# the table case (--mix full, --withdraw) -------------------------------------------------------
+import ipaddress  # noqa: E402
+import struct  # noqa: E402
+
+from kernelsync.core.model import AF_INET, AF_INET6  # noqa: E402
+from kernelsync.kernel import codec  # noqa: E402
+from kernelsync.tools.bench import (METRIC, RawTableWriter, TABLE, mixed_table, host_table,  # noqa: E402
+                                    table_paths)
+
+
+def test_mixed_table_has_realistic_distinct_prefixes_on_groups_of_their_own_family():
+    spec = mixed_table(20_000, 40, seed=3)
+    assert (spec.n4, spec.n6) == (20_000, 4_000)
+    assert spec.groups == 40 and spec.groups6 >= 1 and spec.groups4 + spec.groups6 == 40
+    keys = [(fam, dst, plen) for fam, dst, plen, _g in spec.routes]
+    assert len(set(keys)) == len(keys)  # every prefix once
+    hist = spec.plen_histogram()
+    assert min(hist["ipv4"]) >= 8 and max(hist["ipv4"]) == 24
+    assert min(hist["ipv6"]) >= 16 and max(hist["ipv6"]) == 48
+    assert max(hist["ipv4"], key=hist["ipv4"].get) == 24 and hist["ipv4"][24] > 0.5 * spec.n4
+    assert max(hist["ipv6"], key=hist["ipv6"].get) == 48 and len(hist["ipv4"]) >= 10 and len(hist["ipv6"]) >= 10
+    for fam, dst, plen, g in spec.routes:
+        net = ipaddress.ip_network((dst, plen))  # ValueError if host bits are set
+        assert net.is_global or net.version == 6
+        assert spec.group_family(g) == fam  # an IPv6 route never on an IPv4 group
+    assert {g for *_x, g in spec.routes} == set(range(40))  # every group used
+    paths = table_paths(spec)
+    assert [p[0].nexthops[0].gw_family for p in paths] == [spec.group_family(g) for g in range(40)]
+    assert mixed_table(20_000, 40, seed=3).routes == spec.routes  # deterministic
+    assert host_table(10, 4).routes[5] == (AF_INET, struct.pack("!I", 0x0A000006), 32, 1)
+
+
+class CapturingWriter(RawTableWriter):
+    """The raw writer without a socket: keeps what it would send."""
+
+    def __init__(self):  # noqa: D107 (no socket)
+        self.seq, self.sends, self.send_s, self.refused, self.sent = 0, 0, 0.0, [], []
+
+    def _send(self, data, first, last):
+        self.sent.append(bytes(data))
+
+
+def split(data):
+    out, off = [], 0
+    while off < len(data):
+        length = struct.unpack_from("=I", data, off)[0]
+        out.append(data[off:off + length])
+        off += length
+    return out
+
+
+def test_the_raw_writer_sends_what_kernelsync_sends_for_each_family_add_and_delete():
+    routes = [(AF_INET, bytes([192, 0, 2, 0]), 24, 7), (AF_INET6, bytes(16), 48, 9), (AF_INET, bytes(4), 8, 7)]
+    raw = CapturingWriter()
+    raw.write_table(routes)
+    raw.write_table(routes, delete=True)
+    adds, dels = split(raw.sent[0]), split(raw.sent[1])
+    for i, (fam, dst, plen, nh) in enumerate(routes):
+        key = (TABLE, fam, dst, plen, METRIC)
+        last = i == len(routes) - 1  # NLM_F_ACK on each chunk's last message only
+        ack = codec.NLM_F_ACK if last else 0
+        assert adds[i] == codec.encode_route_set(1 + i, key, nh, 200, codec.ADD_FLAGS | ack)
+        assert dels[i] == codec.encode_route_del(len(routes) + 1 + i, key, 200, codec.NLM_F_REQUEST | ack)
