@@ -68,7 +68,8 @@ class BgpSettings:
     startup_wait: float = 2.0
     restart_wait: float = 5.0
     eor_timeout: float = 10.0  # silence (nothing of the family from the peer) that ends a wait
-    eor_max_wait: float = 360.0  # upper bound of one wait, as FRR's select-defer-time
+    eor_max_wait: float = 1200.0  # upper bound of one wait (FRR's select-defer-time, 360 s there): a
+    # million one-prefix UPDATEs take ExaBGP 6-10 min on a 2-core host
     local_asns: Tuple[int, ...] = ()
     families: Tuple[str, ...] = ("ipv4 unicast", "ipv6 unicast")
     resolve_table: int = 254
@@ -450,6 +451,11 @@ class BgpRib:
                                 peer.address, family, why)
                     self.counters["eor_timeouts"] += 1
                     self._end_window(peer, family, "end-of-RIB timeout")
+            if peer.stale_until is not None and peer.stale_until <= now and peer.state == "up" and peer.pending:
+                # back and re-sending (RFC 4724 4.2: the stale routes are kept until its
+                # end-of-RIB): the end of that wait sweeps what it did not send again, not this
+                # timer, which would cut into a full table's re-learn (minutes at a million)
+                peer.stale_until = None
             if peer.stale_until is not None and peer.stale_until <= now:
                 stale = [k for k, p in peer.paths.items() if p.stale]
                 log.info("peer %s: stale time over; flushing %d stale paths", peer.address, len(stale))

@@ -156,6 +156,24 @@ def test_graceful_restart_keeps_stale_until_eor_sweeps():
     assert feed.nexthops(V4) == [("192.0.2.1", "ha")] and feed.nexthops(V4B) is None
 
 
+def test_a_peer_back_and_re_sending_keeps_its_stale_paths_past_the_stale_time_until_its_eor():
+    """RFC 4724 4.2: once the session is back, the stale routes stay until the end-of-RIB (or the
+    end of the wait for it); the graceful-restart timer no longer sweeps them: a full table
+    re-learnt over minutes would otherwise lose every prefix not re-sent yet."""
+    feed = Feed(graceful_restart=30, eor_timeout=10)
+    feed.lines(msg("state", {"state": "up"}), announce(["198.51.100.0/24", "203.0.113.0/25"], "192.0.2.1"))
+    feed.lines(msg("state", {"state": "down"}), now=1.0)
+    feed.lines(msg("state", {"state": "up"}), now=20.0)
+    for t in (25.0, 30.0, 35.0):  # still sending (other prefixes): the wait follows it
+        feed.lines(announce(["198.51.100.0/24"], "192.0.2.1"), now=t)
+        feed.bgp.tick(t)
+        feed.bgp.commit()
+    assert feed.nexthops(V4B) == [("192.0.2.1", "ha")]  # past the 31 s stale time: kept, not re-sent yet
+    eor = msg("update", {"direction": "receive", "message": {"eor": {"afi": "ipv4", "safi": "unicast"}}})
+    feed.lines(eor, now=36.0)
+    assert feed.nexthops(V4) == [("192.0.2.1", "ha")] and feed.nexthops(V4B) is None  # swept at the EOR
+
+
 def test_graceful_restart_time_runs_out():
     feed = Feed(graceful_restart=30)
     feed.lines(msg("state", {"state": "up"}), announce(["198.51.100.0/24"], "192.0.2.1"))
