@@ -5,7 +5,7 @@ One source of truth: the gauges and counters are read from the daemon's own ``sh
 time, never counted twice.  The histograms are observed where their events happen, in the
 daemon's loop: the repair time of a link event (the ``link event handled in N ms`` of the log)
 and the feed-to-kernel latency of a batch (its first input's arrival to its last write ACKed;
-measured for the BGP feed and the kernel-table feeds, not FPM yet).
+measured for the BGP, kernel-table and FPM feeds).
 
 Threads: prometheus_client serves HTTP from a thread of its own, and the daemon's state
 belongs to its loop.  A scrape therefore never reads that state: it wakes the loop (a pipe in

@@ -500,6 +500,7 @@ class FpmFeed(BaseFeed):
         self.replaying = False
         self.full = False  # the next commit applies zebra's whole state (a replay ended)
         self.last_frame = 0.0
+        self._dirty_since: Optional[float] = None  # when the changes not applied yet began to come
         self.deleted_at = 0.0  # when the first deletion not applied yet came
         self.deleted_last = 0.0  # and the last one
         self.started = 0.0
@@ -642,6 +643,8 @@ class FpmFeed(BaseFeed):
                 changes = _changes(stream)
                 if stream.feed(data):
                     self.last_frame = now
+                    if stream.dirty and self._dirty_since is None:
+                        self._dirty_since = now  # a batch's first change: the feed-to-kernel latency
                     if stream.counters["skipped"] != skipped:
                         self.last_error = stream.last_error
                     if stream.deleted and stream.counters["routes_deleted"] != deletions:
@@ -801,7 +804,20 @@ class FpmFeed(BaseFeed):
             return None
         return settle_due(self.deleted_at, self.deleted_last, self.cfg.settle)
 
+    def _applied(self, stream: FpmStream) -> None:
+        """Routes went to the RIB: mark the batch with its first change's arrival
+        (:attr:`input_at`, the daemon's feed-to-kernel latency); a batch is over when nothing
+        of the stream waits any more."""
+        since = self._dirty_since
+        if since is not None:
+            if self.input_at is None or since < self.input_at:
+                self.input_at = since
+            if not stream.dirty:
+                self._dirty_since = None
+
     def _apply(self, prefixes: List[Prefix], stream: FpmStream) -> None:
+        if prefixes:
+            self._applied(stream)
         for prefix in prefixes:
             paths = stream.paths(prefix, self.links.names)
             if paths is not None:
@@ -835,6 +851,7 @@ class FpmFeed(BaseFeed):
         """zebra's whole state (after a replay, or a recovery): make it the source's; sweep
         what did not come back."""
         self.full = self.rereading = False
+        self._applied(stream)
         routes, bad = stream.all_paths(self.links.names)
         self.unusable = set()
         for prefix in bad:

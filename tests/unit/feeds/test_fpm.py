@@ -855,3 +855,26 @@ def test_refused_connections_are_logged_at_most_once_a_minute(harness, caplog):
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(refused) == 2 and refused[1].endswith("; 4 more refused since the last report")
     assert h.feed.conn is None
+
+
+def test_each_applied_batch_is_marked_with_its_first_frame_for_the_latency(harness):
+    """``input_at`` (the daemon's feed-to-kernel latency histogram): the arrival of the first
+    change of what went to the RIB; a replace at once, a deletion when it settled."""
+    h = harness(users=[])
+    sock = h.connect()
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)]), route("198.51.100.0/24", [(R2, 2)])))
+    first = h.now
+    h.tick(1.1)  # the replay, applied when quiet
+    assert h.feed.input_at == first
+    h.feed.input_at = None  # the daemon took it after its engine run
+    h.tick(1.0)
+    assert h.feed.input_at is None  # nothing new
+    h.send(sock, frame(route("192.0.2.0/24", [(R2, 2), (R3, 3)], delete=True), route("192.0.2.0/24", [(R3, 3)])))
+    replaced = h.now
+    h.send(sock, frame(route("198.51.100.0/24", [(R2, 2)], delete=True)))
+    h.tick(0.05)
+    assert gws(h.rib_paths(LAN)) == [R3] and h.feed.input_at == replaced  # the replace at once
+    h.feed.input_at = None
+    h.tick(0.3)  # the deletion, settled: part of the same batch
+    assert h.rib_paths(parse_prefix("198.51.100.0/24")) is None and h.feed.input_at == replaced
+    sock.close()
