@@ -31,10 +31,10 @@ def daemons():
     install_requirements(("5.0", "4.2"))
 
 
-def ks_config(workdir, **exabgp):
+def ks_config(workdir, verify_delay=0.3, **exabgp):
     path = os.path.join(workdir, "ks.toml")
     lines = ["[kernel]", "table = %d" % TABLE, "protocol = %d" % PROTO,
-             "nexthop_id_range = [%d, %d]" % ID_RANGE, "verify_delay = 0.3", "group_hold_time = 5",
+             "nexthop_id_range = [%d, %d]" % ID_RANGE, "verify_delay = %g" % verify_delay, "group_hold_time = 5",
              "[control]", 'socket = "%s"' % os.path.join(workdir, "ks.sock"),
              "[bgp]", "startup_wait = 1", "restart_wait = 3", "eor_timeout = 5"]
     if exabgp:
@@ -48,7 +48,7 @@ def ks_config(workdir, **exabgp):
 class Host:
     """The lab, and kernelsync as ExaBGP's process (or a daemon beside a relay)."""
 
-    def __init__(self, tmp_path, version="5.0", relay=False):
+    def __init__(self, tmp_path, version="5.0", relay=False, verify_delay=0.3):
         self.dir = str(tmp_path)
         self.log = os.path.join(self.dir, "ks.log")
         self.sock = os.path.join(self.dir, "ks.sock")
@@ -56,11 +56,11 @@ class Host:
         self.daemon = None
         base = [sys.executable, "-m", "kernelsync", "--log-level", "debug", "--log-file", self.log]
         if relay:
-            conf = ks_config(self.dir, listen=self.relay_sock)
+            conf = ks_config(self.dir, verify_delay, listen=self.relay_sock)
             process = base[:-2] + ["--log-file", os.path.join(self.dir, "relay.log"),
                                    "exabgp", "-c", conf, "--relay", self.relay_sock]
         else:
-            conf = ks_config(self.dir)
+            conf = ks_config(self.dir, verify_delay)
             process = base + ["exabgp", "-c", conf]
         self.conf = conf
         self.lab = BgpLab(version, process_argv=process, v4_prefixes=V4, v6_prefixes=V6,
@@ -178,16 +178,24 @@ def test_session_disabled_and_enabled(daemons, tmp_path):
         host.wait_routes(full())
 
 
-def test_host_link_flap_repaired_within_a_second(daemons, tmp_path):
-    with Host(tmp_path) as host:
+def test_host_link_flap_repaired_by_the_link_event(daemons, tmp_path):
+    """The host's link down and up: the groups shrink and grow back in place, repaired by the
+    link notification itself.  With the verify after a link event and the periodic resync
+    both 60 s away, nothing else can bring the routes back within the wait: no full sync
+    runs, no route is written (the routes keep their nhid), a repair ran.  The repair's time
+    is measured by ``kernelsync bench`` (flap repair), not asserted here."""
+    with Host(tmp_path, verify_delay=60) as host:
         host.wait_routes(full())
+        ids = host.nhids()
         host.lab.link("hb", "down")  # the kernel deletes hb's nexthops, silently
         host.wait_routes(full(v4=BOTH4[:1], v6=BOTH6[:1]), timeout=2)
-        t0 = time.monotonic()
+        before = host.query("show stats")
         host.lab.link("hb", "up")
         host.wait_routes(full(), timeout=5, interval=0.005)
-        elapsed = time.monotonic() - t0
-        assert elapsed < 1.0, "repair took %.2f s after the link came back" % elapsed
+        after = host.query("show stats")
+        assert after["full_syncs"] == before["full_syncs"], host.log_tail()
+        assert after["repairs"] > before["repairs"]
+        assert after["writes"]["route-set"] == before["writes"]["route-set"] and host.nhids() == ids
 
 
 def test_withdrawn_prefix_leaves_the_kernel(daemons, tmp_path):
