@@ -677,6 +677,19 @@ def install_ip_batch(nss: Namespaces, n: int, groups: int, workdir: str) -> dict
         collect()
 
 
+def alternate(runners: Dict[str, Callable[[], dict]], repeat: int, runs: Dict[str, List[dict]]):
+    """``repeat`` rounds of the :data:`METHODS`, the order rotated between rounds (round 1: a b
+    c, round 2: b c a, ...): yields ``(round index, order, {method: its result})``, each result
+    also appended to ``runs[method]``."""
+    for r in range(repeat):
+        order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
+        got = {}
+        for m in order:
+            got[m] = runners[m]()
+            runs[m].append(got[m])
+        yield r, order, got
+
+
 def run_install(nss: Namespaces, n: int, groups: int, repeat: int, workdir: str) -> dict:
     """``repeat`` rounds of the three methods, the order rotated between rounds; prints one
     line per round.  Returns every run and the per-round ratios."""
@@ -687,12 +700,7 @@ def run_install(nss: Namespaces, n: int, groups: int, repeat: int, workdir: str)
     }
     runs: Dict[str, List[dict]] = {m: [] for m in METHODS}
     rounds = []
-    for r in range(repeat):
-        order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
-        got = {}
-        for m in order:
-            got[m] = runners[m]()
-            runs[m].append(got[m])
+    for r, order, got in alternate(runners, repeat, runs):
         ks, raw, ip = got["kernelsync"], got["raw_writer"], got["ip_batch"]
         rnd = {"order": list(order),
                "kernelsync_s": ks["total_s"], "raw_writer_s": raw["total_s"], "ip_batch_s": ip["total_s"],
@@ -1690,13 +1698,9 @@ def run_table(nss: Namespaces, spec: TableSpec, repeat: int, withdraw: bool, wor
     }
     runs: Dict[str, List[dict]] = {m: [] for m in METHODS}
     rounds = []
-    for r in range(repeat):
-        order = METHODS[r % len(METHODS):] + METHODS[:r % len(METHODS)]
-        got = {}
-        for m in order:
-            got[m] = runners[m]()
-            got[m].pop("ns", None)
-            runs[m].append(got[m])
+    for r, order, got in alternate(runners, repeat, runs):
+        for result in got.values():
+            result.pop("ns", None)
         ks, raw, ip = got["kernelsync"], got["raw_writer"], got["ip_batch"]
         rnd = {"order": list(order), "ok": ks["ok"] and raw["ok"] and ip["ok"],
                "floor_pct": 100.0 * raw["total_s"] / ks["total_s"],
