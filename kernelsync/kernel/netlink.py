@@ -71,6 +71,37 @@ def _request_socket(rcvbuf: int) -> socket.socket:
     return sock
 
 
+def _dump_replies(buf: bytearray, n: int, seq: int, what: str,
+                  stop_on_intr: bool = False) -> Tuple[List[Tuple[int, int, int]], bool, bool]:
+    """The replies to dump request ``seq`` in ``buf[:n]`` (one ``recv()``): ``([(type, body
+    start, end), ...], ended, interrupted)``; ``ended``: NLMSG_DONE (or an ACK) came;
+    ``interrupted``: a reply carried NLM_F_DUMP_INTR (with ``stop_on_intr`` the batch stops
+    there).  NetlinkError (``what`` refused) if the kernel refused the dump."""
+    unpack = NLMSGHDR.unpack_from
+    off = 0
+    batch: List[Tuple[int, int, int]] = []
+    interrupted = False
+    while off + 16 <= n:
+        length, mtype, flags, mseq, _pid = unpack(buf, off)
+        if length < 16:
+            break
+        if mseq == seq:
+            if flags & NLM_F_DUMP_INTR:
+                interrupted = True
+                if stop_on_intr:
+                    return batch, False, True
+            if mtype == NLMSG_DONE:
+                return batch, True, interrupted
+            if mtype == NLMSG_ERROR:
+                err, text = codec.parse_error(buf, off, length, flags)
+                if err:
+                    raise NetlinkError(err, "%s refused: %s" % (what, text or os.strerror(err)))
+                return batch, True, interrupted
+            batch.append((mtype, off + 16, off + length))
+        off += (length + 3) & ~3
+    return batch, False, interrupted
+
+
 class RtNetlink:
     """One NETLINK_ROUTE socket for requests (dumps and batches) in the current namespace; the
     :class:`~kernelsync.core.port.Kernel` port.  ``protocol``: written on every route (and
@@ -119,30 +150,11 @@ class RtNetlink:
         self.sock.send(codec.message(msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, body))
         self.stats.dumps += 1
         buf = self.buf
-        unpack = NLMSGHDR.unpack_from
         while True:
             n = self._recv("dump replies lost")
-            off = 0
-            batch = []
-            done = False
-            while off + 16 <= n:
-                length, mtype, flags, mseq, _pid = unpack(buf, off)
-                if length < 16:
-                    break
-                if mseq == seq:
-                    if flags & NLM_F_DUMP_INTR:
-                        raise ResyncNeeded("dump interrupted by a concurrent change")
-                    if mtype == NLMSG_DONE:
-                        done = True
-                        break
-                    if mtype == NLMSG_ERROR:
-                        err, text = codec.parse_error(buf, off, length, flags)
-                        if err:
-                            raise NetlinkError(err, "dump refused: %s" % (text or os.strerror(err)))
-                        done = True
-                        break
-                    batch.append((mtype, off + 16, off + length))
-                off += (length + 3) & ~3
+            batch, done, interrupted = _dump_replies(buf, n, seq, "dump", stop_on_intr=True)
+            if interrupted:
+                raise ResyncNeeded("dump interrupted by a concurrent change")
             yield buf, batch
             if done:
                 return
@@ -343,7 +355,6 @@ class RouteDump:
         scopes: Dict[RouteKey, int] = {}
         count = 0
         buf = self.buf
-        unpack = NLMSGHDR.unpack_from
         while not self.done and count < max_messages:
             family = self.families[self.index]
             seq = self.seq + self.index
@@ -359,28 +370,13 @@ class RouteDump:
                     self.done = True
                     raise ResyncNeeded("netlink receive buffer overflow: route dump replies lost") from exc
                 raise
-            off = 0
-            batch = []
-            ended = False
-            while off + 16 <= n:
-                length, mtype, flags, mseq, _pid = unpack(buf, off)
-                if length < 16:
-                    break
-                if mseq == seq:
-                    if flags & NLM_F_DUMP_INTR:
-                        self.interrupted = True
-                    if mtype == NLMSG_DONE:
-                        ended = True
-                        break
-                    if mtype == NLMSG_ERROR:
-                        err, text = codec.parse_error(buf, off, length, flags)
-                        if err:
-                            self.done = True
-                            raise NetlinkError(err, "route dump refused: %s" % (text or os.strerror(err)))
-                        ended = True
-                        break
-                    batch.append((mtype, off + 16, off + length))
-                off += (length + 3) & ~3
+            try:
+                batch, ended, interrupted = _dump_replies(buf, n, seq, "route dump")
+            except NetlinkError:
+                self.done = True
+                raise
+            if interrupted:
+                self.interrupted = True
             codec.read_route_keys(buf, batch, family, self.table, self.protocol, routes, scopes)
             count += len(batch)
             if ended:
