@@ -12,12 +12,13 @@ whole group has it, and the group grows in place: no route written."""
 import pytest
 
 from kernelsync.core.engine import Engine, KernelConfig
-from kernelsync.core.model import parse_address, parse_prefix, NexthopSpec, Path
+from kernelsync.core.model import parse_prefix, Path
 from kernelsync.kernel.fake import FakeKernel
 from kernelsync.kernel.netlink import RtNetlink
 from kernelsync.feeds.bgp import BgpRib, BgpSettings
 from kernelsync.feeds.exabgp import Parser
 from kernelsync.feeds.resolve import Resolver
+from tests.support.fakes import via
 from tests.support.netns import PROTO, TABLE, need_root
 from tests.unit.feeds.bgp_lines import announce, msg
 
@@ -28,12 +29,7 @@ CFG = KernelConfig(table=TABLE, protocol=PROTO, metric=20, nexthop_id_range=(100
                    verify_delay=0, resync_interval=1e9)
 
 
-def _via(addr, dev):
-    family, packed = parse_address(addr)
-    return NexthopSpec(gateway=packed, gw_family=family, dev=dev, weight=1)
-
-
-PEER_A, PEER_B = _via("10.0.0.2", "v0"), _via("10.0.1.2", "v1")
+PEER_A, PEER_B = via("10.0.0.2", "v0"), via("10.0.1.2", "v1")
 PREFIXES = [parse_prefix("10.%d.%d.0/24" % (100 + i // 256, i % 256)) for i in range(N)]
 
 

@@ -8,8 +8,9 @@ import select
 import pytest
 
 from kernelsync.core.engine import Engine, KernelConfig
-from kernelsync.core.model import NexthopSpec, Path, parse_address, parse_prefix
+from kernelsync.core.model import Path, parse_prefix
 from kernelsync.kernel.netlink import EventSocket, RtNetlink
+from tests.support.fakes import via
 from tests.support.netns import PROTO, TABLE
 
 pytestmark = pytest.mark.netns
@@ -19,12 +20,7 @@ CFG = KernelConfig(table=TABLE, protocol=PROTO, metric=20, nexthop_id_range=(100
                    verify_delay=0, resync_interval=1e9)
 
 
-def _via(addr, dev):
-    family, packed = parse_address(addr)
-    return NexthopSpec(gateway=packed, gw_family=family, dev=dev, weight=1)
-
-
-A, B, C = _via("10.0.0.2", "v0"), _via("10.0.1.2", "v1"), _via("10.0.2.2", "v2")
+A, B, C = via("10.0.0.2", "v0"), via("10.0.1.2", "v1"), via("10.0.2.2", "v2")
 GROUPED = [parse_prefix("10.%d.%d.%d/32" % (100 + i // 65536, i // 256 % 256, i % 256)) for i in range(N // 2)]
 PLAIN = [parse_prefix("10.%d.%d.%d/32" % (200 + i // 65536, i // 256 % 256, i % 256)) for i in range(N // 2)]
 
