@@ -100,6 +100,12 @@ class BaseFeed:
     ended = False
     input_at: Optional[float] = None
 
+    def mark_input(self, since: float) -> None:
+        """A batch whose first input reached the loop at ``since`` (monotonic seconds) went to
+        the RIB: :attr:`input_at` is the oldest such the engine has not applied yet."""
+        if self.input_at is None or since < self.input_at:
+            self.input_at = since
+
     def start(self, sel: selectors.BaseSelector, now: float) -> None:
         pass
 

@@ -273,8 +273,8 @@ class BgpFeed(BaseFeed):
                 # on_lines deferred stdin's lines to this burst's commit, which comes early (the
                 # resolver changed, or COMMIT_MAX): take them now, nothing else would wake us
                 self.feed(stdin, stdin.take(), now)
-            if self._dirty_since is not None and (self.input_at is None or self._dirty_since < self.input_at):
-                self.input_at = self._dirty_since  # the batch's first line: the feed-to-kernel latency
+            if self._dirty_since is not None:
+                self.mark_input(self._dirty_since)  # the batch's first line: the feed-to-kernel latency
             self._dirty_since = None
             self.bgp.commit()
             self.recursive_in_use = self.resolver.route_hits > 0

@@ -810,8 +810,7 @@ class FpmFeed(BaseFeed):
         of the stream waits any more."""
         since = self._dirty_since
         if since is not None:
-            if self.input_at is None or since < self.input_at:
-                self.input_at = since
+            self.mark_input(since)
             if not stream.dirty:
                 self._dirty_since = None
 

@@ -239,8 +239,7 @@ class TableFeed(BaseFeed):
             self.dirty -= dirty
         since = self._dirty_since
         if since is not None:  # the batch's first notification: the feed-to-kernel latency
-            if self.input_at is None or since < self.input_at:
-                self.input_at = since
+            self.mark_input(since)
             if not self.dirty:
                 self._dirty_since = None
         fresh = paths_of([r for p in dirty for r in self.prefixes.get(p, {}).values()], self.nexthops,
